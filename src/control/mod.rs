@@ -1,0 +1,1 @@
+//! control (placeholder, filled by its issue).

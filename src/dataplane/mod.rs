@@ -1,0 +1,1 @@
+//! dataplane (placeholder, filled by its issue).

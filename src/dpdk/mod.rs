@@ -1,0 +1,1 @@
+//! Safe DPDK wrappers (placeholder until the foundation issue lands).

@@ -1,0 +1,1 @@
+//! Generated DPDK bindings (placeholder until the foundation issue lands).

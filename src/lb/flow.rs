@@ -1,0 +1,58 @@
+//! The interface between the per-packet decision (`dataplane`) and the state
+//! layer (connections, persistence, schedulers). The decision parses a frame,
+//! finds its service and then asks a [`FlowState`] which real server gets it;
+//! the state layer never sees bytes and the decision never sees tables.
+
+use crate::lb::types::{Addr, FlowKey, MacAddr, RsId, ServiceId, TcpFlags};
+
+/// Where a packet goes: a real server and its Ethernet address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The chosen real server.
+    pub rs: RsId,
+    /// Its MAC address (static or resolved by ARP/ND).
+    pub mac: MacAddr,
+}
+
+/// Why the state layer refused a packet. Each maps to its own drop counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StateDrop {
+    /// The scheduler found no available server (all weight 0, no MAC, or
+    /// over threshold).
+    NoRealServer,
+    /// A TCP packet that is not a SYN, with no connection entry, no
+    /// persistence template and `sloppy_tcp` off.
+    TcpNotSyn,
+    /// The flow's server was removed and `expire_nodest_conn` is on.
+    DestRemoved,
+    /// The connection or persistence table was full and the documented
+    /// fallback is to drop.
+    TableFull,
+}
+
+/// What the per-packet decision needs from the state layer. One value per
+/// worker; methods never block, allocate or take locks. Time is set by the
+/// owner (once per burst) through the implementation's own clock API.
+pub trait FlowState {
+    /// A packet of flow `key` for service `svc`, unfragmented or the first
+    /// fragment. `tcp` holds the TCP flags for TCP packets, `None` otherwise.
+    /// Finds or creates the connection entry (and the persistence template for
+    /// persistent services), advances TCP state and returns the target.
+    fn assign(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        tcp: Option<TcpFlags>,
+    ) -> Result<Target, StateDrop>;
+
+    /// The target of an existing client→VIP connection, without creating or
+    /// refreshing anything (used for ICMP errors whose embedded packet was
+    /// sent by a real server; the caller reverses the embedded tuple first).
+    fn lookup_conn(&self, key: &FlowKey) -> Option<Target>;
+
+    /// The target of a live persistence template of `svc` for `client`,
+    /// without creating anything (used for non-first fragments, which carry
+    /// no ports). `None` when the service is not persistent or no template
+    /// exists.
+    fn lookup_template(&self, svc: ServiceId, client: Addr) -> Option<Target>;
+}

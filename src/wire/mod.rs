@@ -1,0 +1,1 @@
+//! wire (placeholder, filled by its issue).
