@@ -1,1 +1,70 @@
-//! Safe DPDK wrappers (placeholder until the foundation issue lands).
+//! Safe wrappers over DPDK: EAL start and cleanup, lcores, mempools, owning
+//! mbufs with burst RX/TX, and ports. The only other module allowed `unsafe`
+//! is [`crate::ffi`]; everything above this one is safe Rust.
+
+pub mod eal;
+pub mod error;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+
+use core::fmt;
+
+pub use eal::Eal;
+pub use error::{DpdkError, Result};
+pub use lcore::{launch, LcoreJob};
+pub use mbuf::{prefetch, Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
+pub use mempool::Mempool;
+pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats};
+
+/// A DPDK port id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u16);
+
+impl fmt::Debug for PortId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "port{}", self.0)
+    }
+}
+
+/// A queue index on a port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub u16);
+
+impl fmt::Debug for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "queue{}", self.0)
+    }
+}
+
+/// An EAL logical core id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LcoreId(pub u32);
+
+impl fmt::Debug for LcoreId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lcore{}", self.0)
+    }
+}
+
+/// Reads the time-stamp counter (plain Rust, no call into C).
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: RDTSC has no preconditions on x86_64.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: the shim reads the platform cycle counter.
+        unsafe { crate::ffi::pmdlb_rdtsc() }
+    }
+}
+
+/// The TSC frequency EAL measured at start, in Hz (0 before EAL init).
+pub fn tsc_hz() -> u64 {
+    // SAFETY: reads a value EAL computed at init.
+    unsafe { crate::ffi::pmdlb_tsc_hz() }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test pmdlb has, after installing whatever is missing.
+# Exits non-zero on any failure. Needs root (DPDK, hugepages, namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/setup-hugepages.sh 512
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== build"
+cargo build --release --locked --bins
+
+echo "== unit, property and DPDK integration tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi
+
+echo "== doc tests"
+cargo test --locked --doc
+
+echo "test.sh: all tests passed"

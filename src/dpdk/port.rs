@@ -1,0 +1,426 @@
+//! Ethernet ports: lookup by name, configuration (queues, descriptors, RSS,
+//! promiscuous mode, MTU), start/stop, MAC address, link status and
+//! statistics. A [`Port`] stops and closes its device when dropped.
+
+use std::ffi::{c_char, CStr, CString};
+
+use super::error::{strerror, DpdkError, Result};
+use super::mempool::Mempool;
+use super::PortId;
+use crate::ffi;
+
+/// RSS over IPv4/IPv6 addresses and TCP/UDP/SCTP ports (the `RTE_ETH_RSS_*`
+/// bits, which bindgen cannot evaluate).
+pub const RSS_IP_L4: u64 = (1 << 2)  // IPV4
+    | (1 << 3)  // FRAG_IPV4
+    | (1 << 4)  // NONFRAG_IPV4_TCP
+    | (1 << 5)  // NONFRAG_IPV4_UDP
+    | (1 << 6)  // NONFRAG_IPV4_SCTP
+    | (1 << 7)  // NONFRAG_IPV4_OTHER
+    | (1 << 8)  // IPV6
+    | (1 << 9)  // FRAG_IPV6
+    | (1 << 10) // NONFRAG_IPV6_TCP
+    | (1 << 11) // NONFRAG_IPV6_UDP
+    | (1 << 12) // NONFRAG_IPV6_SCTP
+    | (1 << 13) // NONFRAG_IPV6_OTHER
+    | (1 << 15) // IPV6_EX
+    | (1 << 16) // IPV6_TCP_EX
+    | (1 << 17); // IPV6_UDP_EX
+
+/// How to set up a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// RX queues (one per worker that receives on this port).
+    pub rx_queues: u16,
+    /// TX queues (one per worker that transmits on this port).
+    pub tx_queues: u16,
+    /// RX descriptors per queue (adjusted to the device's limits).
+    pub rx_desc: u16,
+    /// TX descriptors per queue (adjusted to the device's limits).
+    pub tx_desc: u16,
+    /// Spread flows over RX queues by RSS (IP addresses and L4 ports).
+    pub rss: bool,
+    /// Receive every frame, whatever its destination MAC.
+    pub promiscuous: bool,
+    /// MTU to set, if any.
+    pub mtu: Option<u16>,
+}
+
+impl Default for PortConfig {
+    fn default() -> Self {
+        PortConfig {
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            rss: true,
+            promiscuous: true,
+            mtu: None,
+        }
+    }
+}
+
+/// Link state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Link up.
+    pub up: bool,
+    /// Speed in Mbit/s (0 if unknown).
+    pub speed_mbps: u32,
+    /// Full duplex.
+    pub full_duplex: bool,
+}
+
+/// Basic port counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Packets received.
+    pub ipackets: u64,
+    /// Packets transmitted.
+    pub opackets: u64,
+    /// Bytes received.
+    pub ibytes: u64,
+    /// Bytes transmitted.
+    pub obytes: u64,
+    /// Packets the NIC dropped for lack of RX descriptors.
+    pub imissed: u64,
+    /// Erroneous packets received.
+    pub ierrors: u64,
+    /// Failed transmissions.
+    pub oerrors: u64,
+    /// RX mbuf allocation failures.
+    pub rx_nombuf: u64,
+}
+
+/// Device facts reported by the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Driver name.
+    pub driver: String,
+    /// Maximum RX queues.
+    pub max_rx_queues: u16,
+    /// Maximum TX queues.
+    pub max_tx_queues: u16,
+    /// RSS hash functions the device supports.
+    pub rss_offloads: u64,
+}
+
+/// A configured port. Stopped and closed on drop.
+#[derive(Debug)]
+pub struct Port {
+    id: PortId,
+    name: String,
+    info: PortInfo,
+    rss_active: bool,
+    started: bool,
+}
+
+fn port_name(id: PortId) -> String {
+    let mut buf = [0 as c_char; ffi::RTE_ETH_NAME_MAX_LEN as usize];
+    // SAFETY: buf has RTE_ETH_NAME_MAX_LEN bytes as the API requires.
+    let rc = unsafe { ffi::rte_eth_dev_get_name_by_port(id.0, buf.as_mut_ptr()) };
+    if rc != 0 {
+        return format!("{id:?}");
+    }
+    // SAFETY: DPDK wrote a NUL-terminated name into buf.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Names of every port EAL probed.
+pub fn port_names() -> Vec<(PortId, String)> {
+    let mut out = Vec::new();
+    for id in 0..ffi::RTE_MAX_ETHPORTS as u16 {
+        // SAFETY: any id may be asked about.
+        if unsafe { ffi::rte_eth_dev_is_valid_port(id) } == 1 {
+            out.push((PortId(id), port_name(PortId(id))));
+        }
+    }
+    out
+}
+
+impl Port {
+    /// Finds a port by device name: a vdev name such as `net_pcap0` or a
+    /// PCI address such as `0000:01:00.0`.
+    pub fn find(name: &str) -> Result<PortId> {
+        let cname = CString::new(name).map_err(|_| DpdkError::BadArgument(name.to_owned()))?;
+        let mut id = 0u16;
+        // SAFETY: cname is a valid C string and id a valid out-pointer.
+        let rc = unsafe { ffi::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
+        if rc != 0 {
+            let known = port_names().into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+            let known = if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            };
+            return Err(DpdkError::NoSuchPort {
+                name: name.to_owned(),
+                known,
+            });
+        }
+        Ok(PortId(id))
+    }
+
+    fn err(&self, op: &'static str, rc: i32) -> DpdkError {
+        DpdkError::Port {
+            port: self.id,
+            name: self.name.clone(),
+            op,
+            text: strerror(rc),
+        }
+    }
+
+    /// Configures `id` with `cfg`, RX queues drawing from `pool`. The port is
+    /// left stopped; call [`Port::start`].
+    pub fn configure(id: PortId, cfg: &PortConfig, pool: &Mempool) -> Result<Port> {
+        let name = port_name(id);
+        let mut dev_info = ffi::rte_eth_dev_info::default();
+        // SAFETY: dev_info is a valid out-pointer.
+        let rc = unsafe { ffi::rte_eth_dev_info_get(id.0, &mut dev_info) };
+        let mut port = Port {
+            id,
+            name,
+            info: PortInfo {
+                driver: String::new(),
+                max_rx_queues: 0,
+                max_tx_queues: 0,
+                rss_offloads: 0,
+            },
+            rss_active: false,
+            started: false,
+        };
+        if rc != 0 {
+            return Err(port.err("rte_eth_dev_info_get", rc));
+        }
+        let driver = if dev_info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: driver_name is a static NUL-terminated string.
+            unsafe { CStr::from_ptr(dev_info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        port.info = PortInfo {
+            driver,
+            max_rx_queues: dev_info.max_rx_queues,
+            max_tx_queues: dev_info.max_tx_queues,
+            rss_offloads: dev_info.flow_type_rss_offloads,
+        };
+        if cfg.rx_queues == 0 || cfg.rx_queues > dev_info.max_rx_queues {
+            return Err(DpdkError::PortLimit {
+                port: id,
+                name: port.name.clone(),
+                what: format!(
+                    "{} RX queues asked, device supports 1..={}",
+                    cfg.rx_queues, dev_info.max_rx_queues
+                ),
+            });
+        }
+        if cfg.tx_queues == 0 || cfg.tx_queues > dev_info.max_tx_queues {
+            return Err(DpdkError::PortLimit {
+                port: id,
+                name: port.name.clone(),
+                what: format!(
+                    "{} TX queues asked, device supports 1..={}",
+                    cfg.tx_queues, dev_info.max_tx_queues
+                ),
+            });
+        }
+
+        let mut conf = ffi::rte_eth_conf::default();
+        let rss_hf = RSS_IP_L4 & dev_info.flow_type_rss_offloads;
+        if cfg.rss && cfg.rx_queues > 1 && rss_hf != 0 {
+            conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            port.rss_active = true;
+        }
+        // SAFETY: conf is a valid, fully initialised configuration.
+        let rc = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
+        if rc != 0 {
+            return Err(port.err("rte_eth_dev_configure", rc));
+        }
+        let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
+        // SAFETY: both are valid in/out pointers.
+        let rc = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rx, &mut nb_tx) };
+        if rc != 0 {
+            return Err(port.err("rte_eth_dev_adjust_nb_rx_tx_desc", rc));
+        }
+        // SAFETY: plain query.
+        let socket = unsafe { ffi::rte_eth_dev_socket_id(id.0) };
+        let socket = if socket < 0 { 0 } else { socket as u32 };
+        for q in 0..cfg.rx_queues {
+            // SAFETY: pool is a live mbuf pool; NULL rx_conf means driver defaults.
+            let rc = unsafe {
+                ffi::rte_eth_rx_queue_setup(id.0, q, nb_rx, socket, std::ptr::null(), pool.as_ptr())
+            };
+            if rc != 0 {
+                return Err(port.err("rte_eth_rx_queue_setup", rc));
+            }
+        }
+        for q in 0..cfg.tx_queues {
+            // SAFETY: NULL tx_conf means driver defaults.
+            let rc =
+                unsafe { ffi::rte_eth_tx_queue_setup(id.0, q, nb_tx, socket, std::ptr::null()) };
+            if rc != 0 {
+                return Err(port.err("rte_eth_tx_queue_setup", rc));
+            }
+        }
+        if let Some(mtu) = cfg.mtu {
+            // SAFETY: plain setter.
+            let rc = unsafe { ffi::rte_eth_dev_set_mtu(id.0, mtu) };
+            if rc != 0 {
+                return Err(port.err("rte_eth_dev_set_mtu", rc));
+            }
+        }
+        if cfg.promiscuous {
+            // SAFETY: plain setter. Some virtual devices do not support it;
+            // that is not an error for pmdlb (they pass every frame anyway).
+            let _ = unsafe { ffi::rte_eth_promiscuous_enable(id.0) };
+        }
+        Ok(port)
+    }
+
+    /// Starts the port.
+    pub fn start(&mut self) -> Result<()> {
+        // SAFETY: the port was configured with queues.
+        let rc = unsafe { ffi::rte_eth_dev_start(self.id.0) };
+        if rc != 0 {
+            return Err(self.err("rte_eth_dev_start", rc));
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    /// Stops the port (idempotent).
+    pub fn stop(&mut self) -> Result<()> {
+        if !self.started {
+            return Ok(());
+        }
+        self.started = false;
+        // SAFETY: the port is started; workers no longer poll it.
+        let rc = unsafe { ffi::rte_eth_dev_stop(self.id.0) };
+        if rc != 0 {
+            return Err(self.err("rte_eth_dev_stop", rc));
+        }
+        Ok(())
+    }
+
+    /// The port id.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// The device name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Driver facts.
+    pub fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    /// Whether RSS spreads flows over the RX queues.
+    pub fn rss_active(&self) -> bool {
+        self.rss_active
+    }
+
+    /// The port's MAC address.
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        let mut a = ffi::rte_ether_addr::default();
+        // SAFETY: a is a valid out-pointer.
+        let rc = unsafe { ffi::rte_eth_macaddr_get(self.id.0, &mut a) };
+        if rc != 0 {
+            return Err(self.err("rte_eth_macaddr_get", rc));
+        }
+        Ok(a.addr_bytes)
+    }
+
+    /// Link state, without waiting.
+    pub fn link(&self) -> Result<LinkStatus> {
+        let mut l = ffi::rte_eth_link::default();
+        // SAFETY: l is a valid out-pointer.
+        let rc = unsafe { ffi::rte_eth_link_get_nowait(self.id.0, &mut l) };
+        if rc != 0 {
+            return Err(self.err("rte_eth_link_get_nowait", rc));
+        }
+        Ok(LinkStatus {
+            up: l.link_status() == ffi::RTE_ETH_LINK_UP as u16,
+            speed_mbps: l.link_speed,
+            full_duplex: l.link_duplex() == 1,
+        })
+    }
+
+    /// Basic counters.
+    pub fn stats(&self) -> Result<PortStats> {
+        stats(self.id).map_err(|rc| self.err("rte_eth_stats_get", rc))
+    }
+
+    /// Extended statistics as (name, value) pairs.
+    pub fn xstats(&self) -> Result<Vec<(String, u64)>> {
+        // SAFETY: NULL with size 0 asks for the count.
+        let n = unsafe { ffi::rte_eth_xstats_get_names(self.id.0, std::ptr::null_mut(), 0) };
+        if n < 0 {
+            return Err(self.err("rte_eth_xstats_get_names", n));
+        }
+        let n = n as usize;
+        let mut names = vec![ffi::rte_eth_xstat_name::default(); n];
+        let mut vals = vec![ffi::rte_eth_xstat::default(); n];
+        // SAFETY: names has room for n entries.
+        let got = unsafe { ffi::rte_eth_xstats_get_names(self.id.0, names.as_mut_ptr(), n as u32) };
+        if got < 0 {
+            return Err(self.err("rte_eth_xstats_get_names", got));
+        }
+        // SAFETY: vals has room for n entries.
+        let got2 = unsafe { ffi::rte_eth_xstats_get(self.id.0, vals.as_mut_ptr(), n as u32) };
+        if got2 < 0 {
+            return Err(self.err("rte_eth_xstats_get", got2));
+        }
+        let m = (got as usize).min(got2 as usize).min(n);
+        Ok(vals[..m]
+            .iter()
+            .map(|v| {
+                let idx = v.id as usize;
+                let name = names.get(idx).map_or_else(String::new, |nm| {
+                    // SAFETY: DPDK NUL-terminates every xstat name within its array.
+                    unsafe { CStr::from_ptr(nm.name.as_ptr()) }
+                        .to_string_lossy()
+                        .into_owned()
+                });
+                (name, v.value)
+            })
+            .collect())
+    }
+}
+
+/// Basic counters of any port (also usable where no `Port` handle is held).
+pub fn stats(id: PortId) -> std::result::Result<PortStats, i32> {
+    let mut s = ffi::rte_eth_stats::default();
+    // SAFETY: s is a valid out-pointer.
+    let rc = unsafe { ffi::rte_eth_stats_get(id.0, &mut s) };
+    if rc != 0 {
+        return Err(rc);
+    }
+    Ok(PortStats {
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    })
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("pmdlb: {e}");
+        }
+        // SAFETY: the port is stopped; closing releases its queues.
+        let _ = unsafe { ffi::rte_eth_dev_close(self.id.0) };
+    }
+}

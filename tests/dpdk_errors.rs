@@ -1,0 +1,90 @@
+//! Bad EAL arguments, a missing device and a pool that cannot be created
+//! give clear errors naming the cause, never a panic or a hang.
+
+mod common;
+
+use common::*;
+use pmdlb::dpdk::{DpdkError, Eal, Mempool, Port};
+
+fn bad_args_body() {
+    let prefix = file_prefix("badargs");
+    let mut args = eal_args(&prefix, "0", &[]);
+    args.push("--this-is-not-an-eal-option".into());
+    let err = Eal::init(&args).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, DpdkError::EalInit { .. }), "{err:?}");
+    assert!(text.contains("--this-is-not-an-eal-option"), "{text}");
+    cleanup_prefix(&prefix);
+}
+
+#[test]
+fn bad_eal_arguments() {
+    if is_child("bad_eal_arguments") {
+        return bad_args_body();
+    }
+    child_must_pass("bad_eal_arguments");
+}
+
+fn nul_arg_body() {
+    let err = Eal::init(&["pmdlb", "bad\0arg"]).unwrap_err();
+    assert!(matches!(err, DpdkError::BadArgument(_)), "{err:?}");
+}
+
+#[test]
+fn nul_in_argument() {
+    if is_child("nul_in_argument") {
+        return nul_arg_body();
+    }
+    child_must_pass("nul_in_argument");
+}
+
+fn missing_device_body() {
+    let prefix = file_prefix("nodev");
+    let args = eal_args(&prefix, "0", &["--vdev", "net_null0"]);
+    {
+        let eal = Eal::init(&args).expect("EAL init");
+        let err = Port::find("net_pcap7").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("net_pcap7") && text.contains("net_null0"),
+            "{text}"
+        );
+        let err = Mempool::new("huge_pool", u32::MAX / 2, 0, 2176, -1).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, DpdkError::Mempool { .. }), "{err:?}");
+        assert!(text.contains("huge_pool"), "{text}");
+        let p = Mempool::new("dup", 63, 0, 2176, -1).expect("first pool");
+        let err = Mempool::new("dup", 63, 0, 2176, -1).unwrap_err();
+        assert!(err.to_string().contains("exist"), "{err}");
+        drop(p);
+        drop(eal);
+    }
+    cleanup_prefix(&prefix);
+}
+
+#[test]
+fn missing_device_and_pool_errors() {
+    if is_child("missing_device_and_pool_errors") {
+        return missing_device_body();
+    }
+    child_must_pass("missing_device_and_pool_errors");
+}
+
+fn missing_vdev_driver_body() {
+    let prefix = file_prefix("nodrv");
+    let args = eal_args(&prefix, "0", &["--vdev", "net_doesnotexist0"]);
+    let err = Eal::init(&args).unwrap_err();
+    assert!(
+        err.to_string().contains("EAL initialisation failed"),
+        "{err}"
+    );
+    cleanup_prefix(&prefix);
+}
+
+#[test]
+fn unknown_vdev_driver() {
+    if is_child("unknown_vdev_driver") {
+        return missing_vdev_driver_body();
+    }
+    child_must_pass("unknown_vdev_driver");
+}
