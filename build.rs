@@ -124,7 +124,7 @@ fn main() {
         .allowlist_type("rte_mbuf|rte_mempool|rte_ring|rte_eth_.*|rte_ether_addr")
         .allowlist_var("RTE_ETH_.*|RTE_MAX_LCORE|RTE_MAX_ETHPORTS|RTE_PKTMBUF_HEADROOM")
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_MBUF_DEFAULT_DATAROOM|SOCKET_ID_ANY")
-        .allowlist_var("RTE_RING_F_.*|RTE_ETHER_.*|RTE_LCORE_ANY")
+        .allowlist_var("RING_F_.*|RTE_ETHER_.*|RTE_LCORE_ANY")
         .opaque_type("rte_l2tpv2_.*|rte_gtp_.*|rte_arp_.*")
         .blocklist_function("rte_eth_.*_burst|rte_eth_rx_queue_count|rte_eth_.*_descriptor_status")
         .blocklist_function("rte_eth_tx_prepare|rte_eth_recycle_.*|rte_eth_call_.*")

@@ -85,6 +85,25 @@ fn ring_roundtrip_body() {
         assert_eq!(st.ipackets, 4 * 32);
         assert!(!ports[0].xstats().expect("xstats").is_empty());
         assert!(ports[0].link().expect("link").up);
+        // Control-plane rings: owned mbufs in, the same mbufs out, the rest
+        // freed when the ring is dropped.
+        let ring = dpdk::MbufRing::new("ctl_ring", 8, dpdk::RingSync::Mpsc).expect("ring");
+        for i in 0..7u8 {
+            let mut m = pool.alloc().expect("alloc");
+            assert!(m.append(1));
+            m.data_mut()[0] = i;
+            ring.enqueue(m).expect("room in ring");
+        }
+        let full = ring.enqueue(pool.alloc().unwrap());
+        assert!(full.is_err(), "a full ring gives the mbuf back");
+        drop(full);
+        let mut seen = Vec::new();
+        ring.drain(|m| seen.push(m.data()[0]));
+        assert_eq!(seen.len(), 7, "a ring of 8 slots holds 7");
+        assert_eq!(seen, (0..7).collect::<Vec<u8>>());
+        ring.enqueue(pool.alloc().unwrap()).unwrap();
+        drop(ring);
+        assert_eq!(pool.in_use(), 0, "ring leaked mbufs");
         drop(ports);
         drop(pool);
         drop(eal);

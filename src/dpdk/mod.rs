@@ -8,6 +8,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod ring;
 
 use core::fmt;
 
@@ -17,6 +18,7 @@ pub use lcore::{launch, LcoreJob};
 pub use mbuf::{prefetch, Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats};
+pub use ring::{MbufRing, RingSync};
 
 /// A DPDK port id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
