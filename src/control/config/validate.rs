@@ -485,12 +485,6 @@ fn ports(c: &mut Check, p: RawPorts, eal: &EalSettings, w: &WorkerSettings) -> P
         }
         Some(m) => c.int("ports.mbufs", Some(m), i64::from(DEFAULT_MBUFS), 1, 1 << 30) as u32,
     };
-    if u64::from(mbuf_cache) * 3 > u64::from(mbufs) * 2 {
-        c.err(
-            "ports.mbuf_cache",
-            format!("{mbuf_cache} is more than 2/3 of ports.mbufs ({mbufs}), which DPDK refuses; lower it"),
-        );
-    }
     let tx_vlan = match &p.tx_vlan {
         None => TxVlan::Keep,
         Some(StrOrInt::Str(s)) if s == "keep" => TxVlan::Keep,
@@ -920,6 +914,18 @@ fn servers(
                 continue;
             }
         };
+        if ip.is_ipv6() != v6 && matches!(addr, ServiceAddr::Fwmark(_)) {
+            c.err(
+                format!("{k}.addr"),
+                format!(
+                    "({label}): real server {ip} is {} but the service's servers are {}; a fwmark service mixes no IPv4 and IPv6 servers, give the {} traffic its own mark and service",
+                    family_name(&ip),
+                    fam(v6),
+                    family_name(&ip)
+                ),
+            );
+            continue;
+        }
         if ip.is_ipv6() != v6 {
             c.err(
                 format!("{k}.addr"),
@@ -1155,15 +1161,6 @@ fn cross_checks(
                             bad.prefix_len,
                             family_name(&r.addr)
                         ),
-                    );
-                }
-                if s.servers
-                    .iter()
-                    .any(|o| o.addr.is_ipv6() != r.addr.is_ipv6())
-                {
-                    c.err(
-                        format!("service[{i}]"),
-                        format!("(fwmark {m}) mixes IPv4 and IPv6 real servers; give the IPv6 traffic its own mark and service"),
                     );
                 }
             }
