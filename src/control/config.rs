@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 mod raw;
+mod services;
+mod settings;
 mod validate;
 pub mod values;
 

@@ -67,12 +67,11 @@ pub fn service_line(s: &ServiceSpec) -> String {
         let _ = write!(line, " ({})", flags.join(","));
     }
     if let Some(p) = &s.persistence {
-        let _ = write!(
-            line,
-            " persistent {} mask {}",
-            p.timeout_s,
-            format_netmask(p.prefix_len, v6)
-        );
+        let _ = write!(line, " persistent {}", p.timeout_s);
+        // As ipvsadm: the mask only when it groups more than one address.
+        if p.prefix_len < if v6 { 128 } else { 32 } {
+            let _ = write!(line, " mask {}", format_netmask(p.prefix_len, v6));
+        }
     }
     line
 }

@@ -4,12 +4,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// A value written either as a string or as an integer (`ports`,
 /// `netmask`, `tx_vlan`, `lcores`, `coremask`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum StrOrInt {
     /// An integer.
     Int(i64),
@@ -18,8 +20,7 @@ pub enum StrOrInt {
 }
 
 /// `persistent = 300` or `persistent = true|false`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BoolOrInt {
     /// `true` = ipvsadm's default, `false` = not persistent.
     Bool(bool),
@@ -28,13 +29,89 @@ pub enum BoolOrInt {
 }
 
 /// `lcores = "0-2,4"` or `lcores = [0, 1, 2, 4]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum LcoreList {
     /// A DPDK-style list.
     Str(String),
     /// Lcore ids.
     List(Vec<i64>),
+}
+
+// Hand-written visitors instead of `#[serde(untagged)]`, so that a wrong
+// type is reported as "expected an integer or a string" at its line and
+// column rather than "did not match any variant".
+
+struct StrOrIntVisitor;
+
+impl Visitor<'_> for StrOrIntVisitor {
+    type Value = StrOrInt;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer or a string")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Str(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for StrOrInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrOrIntVisitor)
+    }
+}
+
+struct BoolOrIntVisitor;
+
+impl Visitor<'_> for BoolOrIntVisitor {
+    type Value = BoolOrInt;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of seconds, true (300 s) or false")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+}
+
+impl<'de> Deserialize<'de> for BoolOrInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BoolOrIntVisitor)
+    }
+}
+
+struct LcoreListVisitor;
+
+impl<'de> Visitor<'de> for LcoreListVisitor {
+    type Value = LcoreList;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string like \"0-2,4\" or a list of lcore ids")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<LcoreList, E> {
+        Ok(LcoreList::Str(v.to_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LcoreList, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<i64>()? {
+            out.push(v);
+        }
+        Ok(LcoreList::List(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for LcoreList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LcoreListVisitor)
+    }
 }
 
 /// The whole file.

@@ -445,6 +445,23 @@ fn syntax_errors_carry_position() {
         e.contains("unknown field `wieght`") && e.contains("weight"),
         "{e}"
     );
+    let e = err(&format!(
+        "{MIN}\n[[mark]]\ndst = \"10.0.0.1\"\nports = [true]\nmark = 1\n"
+    ));
+    assert!(
+        e.contains("line 8") && e.contains("expected an integer or a string"),
+        "{e}"
+    );
+    let e = err(&with("[[service]]\nfwmark = 1\npersistent = \"yes\"\n"));
+    assert!(
+        e.contains("line 9") && e.contains("true (300 s) or false"),
+        "{e}"
+    );
+    let e = err("[eal]\nlcores = 3\n");
+    assert!(
+        e.contains("line 2") && e.contains("\"0-2,4\" or a list"),
+        "{e}"
+    );
     let e = err("[eal\n");
     assert!(e.contains("line 1"), "{e}");
 }
