@@ -289,7 +289,7 @@ pub(super) fn services(
         };
         let prefix_len = match &s.netmask {
             None => full,
-            Some(_) if persistent_s.is_none() && s.persistent.is_none() => {
+            Some(_) if matches!(s.persistent, None | Some(BoolOrInt::Bool(false))) => {
                 c.err(
                     format!("{key}.netmask"),
                     format!("({label}): netmask applies only to persistent services; add persistent = 300 or remove netmask"),

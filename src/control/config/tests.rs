@@ -582,6 +582,10 @@ fn persistence_and_netmask_forms() {
         &["service[0].netmask", "only to persistent"],
     );
     assert_err(
+        &with(&format!("{SVC}persistent = false\nnetmask = 24\n{RS}")),
+        &["service[0].netmask", "only to persistent"],
+    );
+    assert_err(
         &with(&format!("{SVC}persistent = 0\n{RS}")),
         &["service[0].persistent", "true for 300"],
     );
