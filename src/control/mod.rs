@@ -1,1 +1,4 @@
-//! control (placeholder, filled by its issue).
+//! Control plane: configuration, validation and the `pmdlb check` summary.
+
+pub mod config;
+pub mod summary;

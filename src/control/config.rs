@@ -1,0 +1,408 @@
+//! The TOML configuration file: parsing, validation and the validated
+//! [`Config`] the runtime starts from (EAL arguments, ports, workers, table
+//! capacities, timeouts, VIPs, mark rules, services and real servers).
+//! Every key is documented in `dpdk-config/reference.toml`; every key is set
+//! at start.
+
+#![forbid(unsafe_code)]
+
+mod raw;
+mod services;
+mod settings;
+mod validate;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use crate::dpdk::port::PortConfig;
+use crate::lb::spec::{MarkRuleSpec, ServiceSpec, StateFlags, Timeouts, VipSpec};
+
+/// The program name pmdlb passes to EAL as `argv[0]`.
+pub const PROGRAM_NAME: &str = "pmdlb";
+
+/// How the EAL lcores were given, kept so `eal_args` passes them the same way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoreSelection {
+    /// `lcores = "0-2,4"` → `-l 0-2,4` (normalised).
+    List(String),
+    /// `coremask = "0x7"` → `-c 0x7` (normalised, lowercase).
+    Mask(String),
+}
+
+/// `[eal]`: how EAL is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EalSettings {
+    /// Every EAL lcore, sorted (the main lcore included).
+    pub lcores: Vec<u32>,
+    /// How the lcores are passed to EAL.
+    pub cores: CoreSelection,
+    /// The main (control-plane) lcore; `--main-lcore`.
+    pub main_lcore: u32,
+    /// `-n`: memory channels, if set.
+    pub memory_channels: Option<u32>,
+    /// Use hugepages; `false` → `--no-huge`.
+    pub hugepages: bool,
+    /// Memory in MiB (`-m`); always set when `hugepages` is false.
+    pub memory_mb: Option<u32>,
+    /// `--file-prefix` (default `pmdlb`).
+    pub file_prefix: String,
+    /// PCI devices to probe (`-a`); empty → `--no-pci`.
+    pub pci_allow: Vec<String>,
+    /// Virtual devices (`--vdev`).
+    pub vdevs: Vec<String>,
+    /// `--log-level`, if set.
+    pub log_level: Option<String>,
+    /// Further EAL arguments, appended as given.
+    pub extra_args: Vec<String>,
+}
+
+impl EalSettings {
+    /// The EAL lcores other than the main lcore, in id order.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        self.lcores
+            .iter()
+            .copied()
+            .filter(|&l| l != self.main_lcore)
+            .collect()
+    }
+}
+
+/// `ports.tx_vlan`: what to do with an 802.1Q tag on frames sent to real servers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxVlan {
+    /// Send with the tag the frame arrived with (or none).
+    Keep,
+    /// Send untagged (strip any tag).
+    Untagged,
+    /// Send with this VLAN id (1..=4094), replacing any tag.
+    Tag(u16),
+}
+
+impl fmt::Display for TxVlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxVlan::Keep => f.write_str("keep"),
+            TxVlan::Untagged => f.write_str("none"),
+            TxVlan::Tag(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// `[ports]`: the NICs and their rings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortSettings {
+    /// The receive NIC: a vdev name (`net_af_packet0`) or a PCI address
+    /// (normalised to `DDDD:BB:DD.F`).
+    pub rx: String,
+    /// The NIC towards the real servers; equal to `rx` when one-armed.
+    pub tx: String,
+    /// RX descriptors per queue (power of two, 64..=16384).
+    pub rx_desc: u16,
+    /// TX descriptors per queue (power of two, 64..=16384).
+    pub tx_desc: u16,
+    /// MTU to set on both NICs, if any (68..=9600).
+    pub mtu: Option<u16>,
+    /// Put the NICs in promiscuous mode.
+    pub promiscuous: bool,
+    /// Mbufs in the packet pool (at least [`min_mbufs`]).
+    pub mbufs: u32,
+    /// Per-lcore mempool cache size (0..=512).
+    pub mbuf_cache: u32,
+    /// VLAN handling on frames sent to real servers.
+    pub tx_vlan: TxVlan,
+    /// The director's IPv4 address on the TX segment (ARP sender address).
+    pub tx_addr: Option<Ipv4Addr>,
+    /// The director's IPv6 address on the TX segment (ND source address).
+    pub tx_addr6: Option<Ipv6Addr>,
+}
+
+impl PortSettings {
+    /// One NIC for both directions ("one-armed" DR).
+    pub fn one_armed(&self) -> bool {
+        self.rx == self.tx
+    }
+
+    /// A [`PortConfig`] with these rings, promiscuous mode and MTU, RSS on,
+    /// and the given queue counts.
+    pub fn port_config(&self, rx_queues: u16, tx_queues: u16) -> PortConfig {
+        PortConfig {
+            rx_queues,
+            tx_queues,
+            rx_desc: self.rx_desc,
+            tx_desc: self.tx_desc,
+            rss: true,
+            promiscuous: self.promiscuous,
+            mtu: self.mtu,
+        }
+    }
+}
+
+/// The fewest mbufs the pool needs so that no ring or buffer starves,
+/// assuming the layout of DESIGN.md §2: on the RX NIC one RX queue per worker
+/// and one TX queue per worker plus one for the control plane; on a separate
+/// TX NIC one RX queue (neighbour replies) and one TX queue per worker plus
+/// one; per worker a burst in hand and two TX buffers; one mempool cache per
+/// lcore (workers and main).
+pub fn min_mbufs(
+    workers: u32,
+    burst: u32,
+    rx_desc: u32,
+    tx_desc: u32,
+    cache: u32,
+    one_armed: bool,
+) -> u32 {
+    let mut n = workers * rx_desc + (workers + 1) * tx_desc;
+    if !one_armed {
+        n += rx_desc + (workers + 1) * tx_desc;
+    }
+    n + 3 * workers * burst + (workers + 1) * cache
+}
+
+/// `[workers]`: the forwarding lcores and their loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// Number of workers (one RX queue each).
+    pub count: u16,
+    /// The lcores the workers run on (the first `count` worker lcores).
+    pub lcores: Vec<u32>,
+    /// Packets per `rx_burst` (1..=64).
+    pub burst: u16,
+    /// TX buffers are flushed at least this often, microseconds.
+    pub drain_us: u32,
+    /// Seconds between one-line statistics; 0 = off.
+    pub stats_interval_s: u32,
+    /// Connection-table buckets each worker sweeps for expiry per loop.
+    pub sweep_per_loop: u32,
+}
+
+/// `[tables]`: capacities, allocated at start (powers of two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSettings {
+    /// Connection entries per worker.
+    pub connections: u32,
+    /// Persistence templates, shared by all workers.
+    pub persistence: u32,
+}
+
+/// `[neighbours]`: ARP/ND resolution of real servers and VIP announcements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighbourSettings {
+    /// Re-resolve every known real-server MAC this often, seconds.
+    pub refresh_s: u32,
+    /// Retry an unanswered request after this long, milliseconds.
+    pub retry_ms: u32,
+    /// Send gratuitous ARP / unsolicited NA for the VIPs at start.
+    pub gratuitous_arp: bool,
+}
+
+/// A validated configuration. Build it with [`Config::load`] or
+/// [`Config::from_str`]; nothing in it needs checking again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    origin: String,
+    eal: EalSettings,
+    ports: PortSettings,
+    workers: WorkerSettings,
+    tables: TableSettings,
+    timeouts: Timeouts,
+    state_flags: StateFlags,
+    neighbours: NeighbourSettings,
+    vips: Vec<VipSpec>,
+    marks: Vec<MarkRuleSpec>,
+    services: Vec<ServiceSpec>,
+}
+
+/// One thing wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path, e.g. `service[2].server[1].addr`.
+    pub key: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+/// Something in a valid configuration that is probably not what was meant
+/// (a fwmark service no mark rule feeds, a service without servers, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The file (or origin name) the configuration came from.
+    pub origin: String,
+    /// The key path.
+    pub key: String,
+    /// What looks wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: warning: {}: {}",
+            self.origin, self.key, self.message
+        )
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the configuration: {source}")]
+    Io {
+        /// The path given.
+        path: String,
+        /// The reason.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, a value of the wrong type, or an unknown key; the message
+    /// carries the line and column.
+    #[error("{origin}: {message}")]
+    Syntax {
+        /// The file (or origin name).
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Well-formed TOML that does not describe a valid setup; every problem
+    /// found is listed.
+    #[error("{}", format_problems(.origin, .problems))]
+    Invalid {
+        /// The file (or origin name).
+        origin: String,
+        /// The problems, in file order.
+        problems: Vec<Problem>,
+    },
+}
+
+fn format_problems(origin: &str, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{origin}: {}: {}", p.key, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Returns the configuration and
+    /// the warnings it raised (print them; they do not stop a start).
+    pub fn load(path: impl AsRef<Path>) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: origin.clone(),
+            source,
+        })?;
+        Config::from_str(&text, &origin)
+    }
+
+    /// Parses and validates `text`; `origin` names it in messages (usually
+    /// the file name).
+    pub fn from_str(text: &str, origin: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        validate::validate(raw, origin)
+    }
+
+    /// The file (or origin name) this configuration came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// `[eal]`.
+    pub fn eal(&self) -> &EalSettings {
+        &self.eal
+    }
+
+    /// `[ports]`.
+    pub fn ports(&self) -> &PortSettings {
+        &self.ports
+    }
+
+    /// `[workers]`.
+    pub fn workers(&self) -> &WorkerSettings {
+        &self.workers
+    }
+
+    /// `[tables]`.
+    pub fn tables(&self) -> &TableSettings {
+        &self.tables
+    }
+
+    /// `[timeouts]`.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// `[ipvs]`.
+    pub fn state_flags(&self) -> StateFlags {
+        self.state_flags
+    }
+
+    /// `[neighbours]`.
+    pub fn neighbours(&self) -> &NeighbourSettings {
+        &self.neighbours
+    }
+
+    /// Every VIP pmdlb answers for: the `[[vip]]` entries first, then the
+    /// VIPs of services and single-address mark rules not listed there
+    /// (ARP and ping answered).
+    pub fn vips(&self) -> &[VipSpec] {
+        &self.vips
+    }
+
+    /// The mark rules, in file order.
+    pub fn marks(&self) -> &[MarkRuleSpec] {
+        &self.marks
+    }
+
+    /// The virtual services, in file order.
+    pub fn services(&self) -> &[ServiceSpec] {
+        &self.services
+    }
+
+    /// The EAL argument list, program name first: lcores, main lcore,
+    /// memory, file prefix, devices, log level, `eal.extra_args`, then
+    /// `extra_cli` (the arguments after `--` on the command line).
+    pub fn eal_args(&self, extra_cli: &[String]) -> Vec<String> {
+        let e = &self.eal;
+        let mut a: Vec<String> = vec![PROGRAM_NAME.into()];
+        match &e.cores {
+            CoreSelection::List(l) => a.extend(["-l".into(), l.clone()]),
+            CoreSelection::Mask(m) => a.extend(["-c".into(), m.clone()]),
+        }
+        a.extend(["--main-lcore".into(), e.main_lcore.to_string()]);
+        if let Some(n) = e.memory_channels {
+            a.extend(["-n".into(), n.to_string()]);
+        }
+        if !e.hugepages {
+            a.push("--no-huge".into());
+        }
+        if let Some(mb) = e.memory_mb {
+            a.extend(["-m".into(), mb.to_string()]);
+        }
+        a.extend(["--file-prefix".into(), e.file_prefix.clone()]);
+        if e.pci_allow.is_empty() {
+            a.push("--no-pci".into());
+        }
+        for p in &e.pci_allow {
+            a.extend(["-a".into(), p.clone()]);
+        }
+        for v in &e.vdevs {
+            a.extend(["--vdev".into(), v.clone()]);
+        }
+        if let Some(l) = &e.log_level {
+            a.extend(["--log-level".into(), l.clone()]);
+        }
+        a.extend(e.extra_args.iter().cloned());
+        a.extend(extra_cli.iter().cloned());
+        a
+    }
+}

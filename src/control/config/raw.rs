@@ -1,0 +1,272 @@
+//! The configuration file exactly as TOML gives it: every key optional,
+//! unknown keys rejected, numbers kept wide so that range errors name the
+//! key. [`super::Config`] is built from these by validation.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// A value written either as a string or as an integer (`ports`,
+/// `netmask`, `tx_vlan`, `lcores`, `coremask`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StrOrInt {
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+}
+
+/// `persistent = 300` or `persistent = true|false`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BoolOrInt {
+    /// `true` = ipvsadm's default, `false` = not persistent.
+    Bool(bool),
+    /// Seconds.
+    Int(i64),
+}
+
+/// `lcores = "0-2,4"` or `lcores = [0, 1, 2, 4]`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LcoreList {
+    /// A DPDK-style list.
+    Str(String),
+    /// Lcore ids.
+    List(Vec<i64>),
+}
+
+// Hand-written visitors instead of `#[serde(untagged)]`, so that a wrong
+// type is reported as "expected an integer or a string" at its line and
+// column rather than "did not match any variant".
+
+struct StrOrIntVisitor;
+
+impl Visitor<'_> for StrOrIntVisitor {
+    type Value = StrOrInt;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer or a string")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<StrOrInt, E> {
+        Ok(StrOrInt::Str(v.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for StrOrInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrOrIntVisitor)
+    }
+}
+
+struct BoolOrIntVisitor;
+
+impl Visitor<'_> for BoolOrIntVisitor {
+    type Value = BoolOrInt;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number of seconds, true (300 s) or false")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<BoolOrInt, E> {
+        Ok(BoolOrInt::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+}
+
+impl<'de> Deserialize<'de> for BoolOrInt {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(BoolOrIntVisitor)
+    }
+}
+
+struct LcoreListVisitor;
+
+impl<'de> Visitor<'de> for LcoreListVisitor {
+    type Value = LcoreList;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string like \"0-2,4\" or a list of lcore ids")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<LcoreList, E> {
+        Ok(LcoreList::Str(v.to_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LcoreList, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element::<i64>()? {
+            out.push(v);
+        }
+        Ok(LcoreList::List(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for LcoreList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LcoreListVisitor)
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub eal: Option<RawEal>,
+    pub ports: Option<RawPorts>,
+    #[serde(default)]
+    pub workers: RawWorkers,
+    #[serde(default)]
+    pub tables: RawTables,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub ipvs: RawIpvs,
+    #[serde(default)]
+    pub neighbours: RawNeighbours,
+    #[serde(default)]
+    pub vip: Vec<RawVip>,
+    #[serde(default)]
+    pub mark: Vec<RawMark>,
+    #[serde(default)]
+    pub service: Vec<RawService>,
+}
+
+/// `[eal]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEal {
+    pub lcores: Option<LcoreList>,
+    pub coremask: Option<StrOrInt>,
+    pub main_lcore: Option<i64>,
+    pub memory_channels: Option<i64>,
+    pub hugepages: Option<bool>,
+    pub memory_mb: Option<i64>,
+    pub file_prefix: Option<String>,
+    #[serde(default)]
+    pub pci_allow: Vec<String>,
+    #[serde(default)]
+    pub vdevs: Vec<String>,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// `[ports]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPorts {
+    pub rx: Option<String>,
+    pub tx: Option<String>,
+    pub rx_desc: Option<i64>,
+    pub tx_desc: Option<i64>,
+    pub mtu: Option<i64>,
+    pub promiscuous: Option<bool>,
+    pub mbufs: Option<i64>,
+    pub mbuf_cache: Option<i64>,
+    pub tx_vlan: Option<StrOrInt>,
+    pub tx_addr: Option<String>,
+    pub tx_addr6: Option<String>,
+}
+
+/// `[workers]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkers {
+    pub count: Option<i64>,
+    pub burst: Option<i64>,
+    pub drain_us: Option<i64>,
+    pub stats_interval_s: Option<i64>,
+    pub sweep_per_loop: Option<i64>,
+}
+
+/// `[tables]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTables {
+    pub connections: Option<i64>,
+    pub persistence: Option<i64>,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub tcp: Option<i64>,
+    pub tcp_syn_recv: Option<i64>,
+    pub tcp_fin: Option<i64>,
+    pub tcp_close: Option<i64>,
+    pub udp: Option<i64>,
+}
+
+/// `[ipvs]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIpvs {
+    pub sloppy_tcp: Option<bool>,
+    pub expire_quiescent_template: Option<bool>,
+    pub expire_nodest_conn: Option<bool>,
+}
+
+/// `[neighbours]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNeighbours {
+    pub refresh_s: Option<i64>,
+    pub retry_ms: Option<i64>,
+    pub gratuitous_arp: Option<bool>,
+}
+
+/// `[[vip]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVip {
+    pub addr: Option<String>,
+    pub arp: Option<bool>,
+    pub ping: Option<bool>,
+}
+
+/// `[[mark]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMark {
+    pub dst: Option<String>,
+    pub proto: Option<String>,
+    #[serde(default)]
+    pub ports: Vec<StrOrInt>,
+    pub mark: Option<i64>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    pub vip: Option<String>,
+    pub port: Option<i64>,
+    pub proto: Option<String>,
+    pub fwmark: Option<i64>,
+    pub scheduler: Option<String>,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    pub persistent: Option<BoolOrInt>,
+    pub netmask: Option<StrOrInt>,
+    #[serde(default)]
+    pub server: Vec<RawServer>,
+}
+
+/// `[[service.server]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub addr: Option<String>,
+    pub weight: Option<i64>,
+    pub u_threshold: Option<i64>,
+    pub l_threshold: Option<i64>,
+    pub mac: Option<String>,
+}

@@ -1,0 +1,156 @@
+//! Validation: turns the raw TOML tables into a [`Config`], collecting
+//! every problem (key path + what to fix) and every warning on the way.
+
+#![forbid(unsafe_code)]
+
+use super::raw::RawConfig;
+use super::{services, settings};
+use super::{Config, ConfigError, NeighbourSettings, Problem, TableSettings, Warning};
+use crate::lb::spec::{StateFlags, Timeouts};
+
+/// ipvsadm's default persistence timeout, seconds.
+pub const DEFAULT_PERSISTENT_S: u32 = 300;
+/// Largest timeout accepted, seconds (2^31).
+pub const MAX_TIMEOUT_S: i64 = 1 << 31;
+/// Default `ports.mbufs`.
+pub const DEFAULT_MBUFS: u32 = 16383;
+
+/// Problems and warnings found so far.
+pub(super) struct Check {
+    problems: Vec<Problem>,
+    warnings: Vec<(String, String)>,
+}
+
+impl Check {
+    pub(super) fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push((key.into(), message.into()));
+    }
+
+    /// `value` if within `lo..=hi`, else records a problem and returns `default`.
+    pub(super) fn int(
+        &mut self,
+        key: &str,
+        value: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> i64 {
+        match value {
+            None => default,
+            Some(v) if (lo..=hi).contains(&v) => v,
+            Some(v) => {
+                self.err(
+                    key,
+                    format!("{v} is out of range; use {lo}..={hi} (default {default})"),
+                );
+                default
+            }
+        }
+    }
+
+    /// A power-of-two ring size in 64..=16384.
+    pub(super) fn ring(&mut self, key: &str, value: Option<i64>) -> u16 {
+        let v = self.int(key, value, 1024, 64, 16384);
+        if (v as u64).is_power_of_two() {
+            v as u16
+        } else {
+            let up = (v as u64).next_power_of_two();
+            self.err(
+                key,
+                format!(
+                    "{v} is not a power of two; use {} or {}",
+                    up / 2,
+                    up.min(16384)
+                ),
+            );
+            1024
+        }
+    }
+
+    /// A table capacity: 1024..=2^26, rounded up to a power of two.
+    pub(super) fn table(&mut self, key: &str, value: Option<i64>) -> u32 {
+        let v = self.int(key, value, 1 << 20, 1024, 1 << 26);
+        (v as u32).next_power_of_two()
+    }
+}
+
+/// Validates `raw`; `origin` names the file in messages.
+pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+    let mut c = Check {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let eal = settings::eal(&mut c, raw.eal.unwrap_or_default());
+    let workers = settings::workers(&mut c, &raw.workers, &eal);
+    let ports = settings::ports(&mut c, raw.ports.unwrap_or_default(), &eal, &workers);
+    let tables = TableSettings {
+        connections: c.table("tables.connections", raw.tables.connections),
+        persistence: c.table("tables.persistence", raw.tables.persistence),
+    };
+    let t = &raw.timeouts;
+    let d = Timeouts::default();
+    let mut timeout = |key: &str, v: Option<i64>, def: u32| {
+        c.int(key, v, i64::from(def), 1, MAX_TIMEOUT_S) as u32
+    };
+    let timeouts = Timeouts {
+        tcp_established_s: timeout("timeouts.tcp", t.tcp, d.tcp_established_s),
+        tcp_syn_recv_s: timeout("timeouts.tcp_syn_recv", t.tcp_syn_recv, d.tcp_syn_recv_s),
+        tcp_fin_wait_s: timeout("timeouts.tcp_fin", t.tcp_fin, d.tcp_fin_wait_s),
+        tcp_close_s: timeout("timeouts.tcp_close", t.tcp_close, d.tcp_close_s),
+        udp_s: timeout("timeouts.udp", t.udp, d.udp_s),
+    };
+    let state_flags = StateFlags {
+        sloppy_tcp: raw.ipvs.sloppy_tcp.unwrap_or(false),
+        expire_quiescent_template: raw.ipvs.expire_quiescent_template.unwrap_or(false),
+        expire_nodest_conn: raw.ipvs.expire_nodest_conn.unwrap_or(false),
+    };
+    let n = &raw.neighbours;
+    let neighbours = NeighbourSettings {
+        refresh_s: c.int("neighbours.refresh_s", n.refresh_s, 30, 1, 86_400) as u32,
+        retry_ms: c.int("neighbours.retry_ms", n.retry_ms, 1000, 10, 60_000) as u32,
+        gratuitous_arp: n.gratuitous_arp.unwrap_or(true),
+    };
+    let marks = services::marks(&mut c, &raw.mark);
+    let services = services::services(&mut c, raw.service, &marks, &ports);
+    let vips = services::vips(&mut c, &raw.vip, &services, &marks);
+    services::cross_checks(&mut c, &services, &marks, &ports);
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems: c.problems,
+        });
+    }
+    let warnings = c
+        .warnings
+        .into_iter()
+        .map(|(key, message)| Warning {
+            origin: origin.to_owned(),
+            key,
+            message,
+        })
+        .collect();
+    Ok((
+        Config {
+            origin: origin.to_owned(),
+            eal,
+            ports,
+            workers,
+            tables,
+            timeouts,
+            state_flags,
+            neighbours,
+            vips,
+            marks,
+            services,
+        },
+        warnings,
+    ))
+}

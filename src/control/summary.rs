@@ -1,0 +1,311 @@
+//! The text `pmdlb check` prints for a valid configuration: EAL arguments,
+//! ports, workers, tables, timeouts, then the services in the style of
+//! `ipvsadm -Ln`, the mark rules and the VIPs. Deterministic: file order.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write;
+
+use crate::control::config::values::{
+    format_mac, format_netmask, format_port_ranges, format_sockaddr, proto_name,
+};
+use crate::control::config::Config;
+use crate::lb::spec::{SchedulerKind, ServiceAddr, ServiceSpec};
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The lowercase name ipvsadm uses for a scheduler.
+pub fn scheduler_name(s: SchedulerKind) -> &'static str {
+    match s {
+        SchedulerKind::Rr => "rr",
+        SchedulerKind::Wrr => "wrr",
+        SchedulerKind::Lc => "lc",
+        SchedulerKind::Wlc => "wlc",
+        SchedulerKind::Sed => "sed",
+        SchedulerKind::Nq => "nq",
+        SchedulerKind::Sh => "sh",
+        SchedulerKind::Dh => "dh",
+        SchedulerKind::Mh => "mh",
+        SchedulerKind::Fo => "fo",
+        SchedulerKind::Ovf => "ovf",
+    }
+}
+
+/// The service's header line, as `ipvsadm -Ln` prints it
+/// (`TCP  10.0.0.100:80 wlc persistent 300 mask 255.255.255.0`).
+pub fn service_line(s: &ServiceSpec) -> String {
+    let (head, v6) = match &s.addr {
+        ServiceAddr::Addr { proto, vip, port } => (
+            format!("{}  {}", proto_name(*proto), format_sockaddr(vip, *port)),
+            vip.is_ipv6(),
+        ),
+        ServiceAddr::Fwmark(m) => (
+            format!("FWM  {m}"),
+            s.servers.first().is_some_and(|r| r.addr.is_ipv6()),
+        ),
+    };
+    let mut line = format!("{head} {}", scheduler_name(s.scheduler));
+    let prefix = if s.scheduler == SchedulerKind::Mh {
+        "mh"
+    } else {
+        "sh"
+    };
+    let mut flags = Vec::new();
+    if s.sched_flags.fallback {
+        flags.push(format!("{prefix}-fallback"));
+    }
+    if s.sched_flags.port {
+        flags.push(format!("{prefix}-port"));
+    }
+    if !flags.is_empty() {
+        let _ = write!(line, " ({})", flags.join(","));
+    }
+    if let Some(p) = &s.persistence {
+        let _ = write!(line, " persistent {}", p.timeout_s);
+        // As ipvsadm: the mask only when it groups more than one address.
+        if p.prefix_len < if v6 { 128 } else { 32 } {
+            let _ = write!(line, " mask {}", format_netmask(p.prefix_len, v6));
+        }
+    }
+    line
+}
+
+/// The text `pmdlb check` prints.
+pub fn summary(cfg: &Config) -> String {
+    let mut o = String::new();
+    let e = cfg.eal();
+    let _ = writeln!(o, "EAL        {}", cfg.eal_args(&[]).join(" "));
+    let p = cfg.ports();
+    let arms = if p.one_armed() {
+        "one-armed".to_owned()
+    } else {
+        format!("tx {}", p.tx)
+    };
+    let _ = writeln!(
+        o,
+        "Ports      rx {} {arms}  rx_desc {} tx_desc {}  mtu {}  promiscuous {}",
+        p.rx,
+        p.rx_desc,
+        p.tx_desc,
+        p.mtu.map_or("device default".to_owned(), |m| m.to_string()),
+        on_off(p.promiscuous)
+    );
+    let _ = writeln!(
+        o,
+        "           mbufs {} cache {}  tx_vlan {}  tx_addr {}  tx_addr6 {}",
+        p.mbufs,
+        p.mbuf_cache,
+        p.tx_vlan,
+        p.tx_addr.map_or("-".to_owned(), |a| a.to_string()),
+        p.tx_addr6.map_or("-".to_owned(), |a| a.to_string())
+    );
+    let w = cfg.workers();
+    let lcores: Vec<String> = w.lcores.iter().map(|l| l.to_string()).collect();
+    let _ = writeln!(
+        o,
+        "Workers    {} on lcores {} (main lcore {})  burst {}  drain {} us  stats {}  sweep {}/loop",
+        w.count,
+        lcores.join(","),
+        e.main_lcore,
+        w.burst,
+        w.drain_us,
+        if w.stats_interval_s == 0 {
+            "off".to_owned()
+        } else {
+            format!("every {} s", w.stats_interval_s)
+        },
+        w.sweep_per_loop
+    );
+    let t = cfg.tables();
+    let _ = writeln!(
+        o,
+        "Tables     connections {} per worker  persistence {}",
+        t.connections, t.persistence
+    );
+    let to = cfg.timeouts();
+    let _ = writeln!(
+        o,
+        "Timeouts   tcp {} tcp_syn_recv {} tcp_fin {} tcp_close {} udp {} (s)",
+        to.tcp_established_s, to.tcp_syn_recv_s, to.tcp_fin_wait_s, to.tcp_close_s, to.udp_s
+    );
+    let f = cfg.state_flags();
+    let _ = writeln!(
+        o,
+        "IPVS       sloppy_tcp {}  expire_quiescent_template {}  expire_nodest_conn {}",
+        on_off(f.sloppy_tcp),
+        on_off(f.expire_quiescent_template),
+        on_off(f.expire_nodest_conn)
+    );
+    let n = cfg.neighbours();
+    let _ = writeln!(
+        o,
+        "Neighbours refresh {} s  retry {} ms  gratuitous_arp {}",
+        n.refresh_s,
+        n.retry_ms,
+        on_off(n.gratuitous_arp)
+    );
+
+    let _ = writeln!(o, "\nServices ({})", cfg.services().len());
+    for s in cfg.services() {
+        let _ = writeln!(o, "{}", service_line(s));
+        let port = match s.addr {
+            ServiceAddr::Addr { port, .. } => port,
+            ServiceAddr::Fwmark(_) => 0,
+        };
+        for r in &s.servers {
+            let mut line = format!(
+                "  -> {}  weight {}",
+                format_sockaddr(&r.addr, port),
+                r.weight
+            );
+            if r.u_threshold > 0 {
+                let _ = write!(line, "  u_threshold {}", r.u_threshold);
+            }
+            if r.l_threshold > 0 {
+                let _ = write!(line, "  l_threshold {}", r.l_threshold);
+            }
+            let _ = write!(
+                line,
+                "  mac {}",
+                r.mac.as_ref().map_or("resolve".to_owned(), format_mac)
+            );
+            let _ = writeln!(o, "{line}");
+        }
+    }
+
+    let _ = writeln!(o, "\nMark rules ({})", cfg.marks().len());
+    for m in cfg.marks() {
+        let proto = m
+            .proto
+            .map_or("any".to_owned(), |p| proto_name(p).to_ascii_lowercase());
+        let ports = if m.ports.is_empty() {
+            "any".to_owned()
+        } else {
+            format_port_ranges(&m.ports)
+        };
+        let _ = writeln!(
+            o,
+            "  dst {}/{} proto {proto} ports {ports} -> mark {}",
+            m.dst, m.prefix_len, m.mark
+        );
+    }
+
+    let _ = writeln!(o, "\nVIPs ({})", cfg.vips().len());
+    for v in cfg.vips() {
+        let _ = writeln!(
+            o,
+            "  {}  arp {}  ping {}",
+            v.addr,
+            on_off(v.answer_arp),
+            on_off(v.answer_ping)
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = r#"
+[eal]
+lcores = "0-1"
+hugepages = false
+memory_mb = 256
+vdevs = ["net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"]
+
+[ports]
+rx = "net_pcap0"
+tx_addr = "10.0.1.1"
+
+[[mark]]
+dst = "10.0.0.100"
+proto = "tcp"
+ports = [80, "443", "8000-8100"]
+mark = 1
+
+[[service]]
+fwmark = 1
+scheduler = "mh"
+flags = ["mh-port", "mh-fallback"]
+persistent = 300
+netmask = "255.255.255.0"
+[[service.server]]
+addr = "10.0.1.11"
+[[service.server]]
+addr = "10.0.1.12"
+weight = 3
+mac = "02:00:00:00:01:0c"
+u_threshold = 100
+l_threshold = 50
+
+[[service]]
+vip = "2001:db8::100"
+port = 53
+proto = "udp"
+scheduler = "rr"
+persistent = true
+netmask = 64
+[[service.server]]
+addr = "2001:db8:1::11"
+mac = "02:00:00:00:01:0d"
+
+[[vip]]
+addr = "10.0.0.100"
+ping = false
+"#;
+
+    #[test]
+    fn summary_is_deterministic_and_ipvsadm_like() {
+        let (cfg, _) = Config::from_str(CFG, "t.toml").unwrap();
+        let text = summary(&cfg);
+        assert_eq!(text, summary(&cfg));
+        let expected = "\
+EAL        pmdlb -l 0-1 --main-lcore 0 --no-huge -m 256 --file-prefix pmdlb --no-pci --vdev net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
+Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default  promiscuous on
+           mbufs 16383 cache 256  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
+Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop
+Tables     connections 1048576 per worker  persistence 1048576
+Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 (s)
+IPVS       sloppy_tcp off  expire_quiescent_template off  expire_nodest_conn off
+Neighbours refresh 30 s  retry 1000 ms  gratuitous_arp on
+
+Services (2)
+FWM  1 mh (mh-fallback,mh-port) persistent 300 mask 255.255.255.0
+  -> 10.0.1.11:0  weight 1  mac resolve
+  -> 10.0.1.12:0  weight 3  u_threshold 100  l_threshold 50  mac 02:00:00:00:01:0c
+UDP  [2001:db8::100]:53 rr persistent 300 mask 64
+  -> [2001:db8:1::11]:53  weight 1  mac 02:00:00:00:01:0d
+
+Mark rules (1)
+  dst 10.0.0.100/32 proto tcp ports 80,443,8000-8100 -> mark 1
+
+VIPs (2)
+  10.0.0.100  arp on  ping off
+  2001:db8::100  arp on  ping on
+";
+        assert_eq!(text, expected, "got:\n{text}");
+    }
+
+    #[test]
+    fn service_lines() {
+        let (cfg, _) = Config::from_str(
+            "[eal]\nlcores=\"0-1\"\n[ports]\nrx=\"net_null0\"\ntx_addr=\"10.0.1.1\"\n\
+             [[service]]\nvip=\"10.0.0.100\"\nport=80\n[[service.server]]\naddr=\"10.0.1.11\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(service_line(&cfg.services()[0]), "TCP  10.0.0.100:80 wlc");
+        let text = summary(&cfg);
+        assert!(
+            text.contains("  -> 10.0.1.11:80  weight 1  mac resolve\n"),
+            "{text}"
+        );
+    }
+}
