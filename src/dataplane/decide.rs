@@ -291,14 +291,18 @@ fn relay_error<S: FlowState>(
     ctx: &DecideCtx,
     state: &S,
     key: Result<FlowKey, DropReason>,
+    to_vip: bool,
 ) -> Verdict {
-    match key {
+    let r = match key {
         Ok(k) => match state.lookup_conn(&k) {
-            Some(t) => forward(frame, l2, ctx, t),
-            None => Verdict::Drop(DropReason::IcmpNoConnection),
+            Some(t) => return forward(frame, l2, ctx, t),
+            None => DropReason::IcmpNoConnection,
         },
-        Err(r) => Verdict::Drop(r),
-    }
+        Err(r) => r,
+    };
+    // Errors to addresses only a mark rule covers still reach their
+    // connection; anything else to a non-VIP is simply not ours.
+    Verdict::Drop(if to_vip { r } else { DropReason::NotForUs })
 }
 
 /// Turns the Ethernet header around for a reply from the RX port.
@@ -365,11 +369,9 @@ fn ipv4_packet<S: FlowState>(
         return vip_or(services, Family::V4, &dst, DropReason::UnknownL4Proto);
     }
     // ICMP.
-    let Some(vip) = services.vip(Family::V4, &dst) else {
-        return Verdict::Drop(DropReason::NotForUs);
-    };
+    let vip = services.vip(Family::V4, &dst);
     if is_frag {
-        return Verdict::Drop(DropReason::IcmpFragment);
+        return vip_or(services, Family::V4, &dst, DropReason::IcmpFragment);
     }
     let icmp_range = l3 + hl..end;
     let Some(Ok(msg)) = frame.get(icmp_range.clone()).map(icmp::Packet::new_checked) else {
@@ -377,6 +379,9 @@ fn ipv4_packet<S: FlowState>(
     };
     let ty = msg.msg_type();
     if ty == icmp::Message::EchoRequest {
+        let Some(vip) = vip else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
         if !vip.answer_ping {
             return Verdict::Drop(DropReason::IcmpNotHandled);
         }
@@ -401,7 +406,7 @@ fn ipv4_packet<S: FlowState>(
         return Verdict::Reply { len };
     }
     if !ty.is_relayed_error() {
-        return Verdict::Drop(DropReason::IcmpNotHandled);
+        return vip_or(services, Family::V4, &dst, DropReason::IcmpNotHandled);
     }
     let inner = ipv4::Packet::new_unchecked(msg.payload());
     let key = match inner.check_header_len() {
@@ -415,7 +420,7 @@ fn ipv4_packet<S: FlowState>(
             inner.payload_truncated(),
         ),
     };
-    relay_error(frame, l2, ctx, state, key)
+    relay_error(frame, l2, ctx, state, key, vip.is_some())
 }
 
 fn ipv6_packet<S: FlowState>(
@@ -524,10 +529,11 @@ fn ipv6_packet<S: FlowState>(
         reply_l2(frame, ctx, reply_mac);
         return Verdict::Reply { len: l3 + n };
     }
-    let Some(vip) = services.vip(Family::V6, &dst) else {
-        return Verdict::Drop(DropReason::NotForUs);
-    };
+    let vip = services.vip(Family::V6, &dst);
     if ty == icmpv6::Message::EchoRequest {
+        let Some(vip) = vip else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
         if !vip.answer_ping || t.offset != ipv6::HEADER_LEN {
             return Verdict::Drop(DropReason::IcmpNotHandled);
         }
@@ -550,7 +556,7 @@ fn ipv6_packet<S: FlowState>(
         return Verdict::Reply { len };
     }
     if !ty.is_error() {
-        return Verdict::Drop(DropReason::IcmpNotHandled);
+        return vip_or(services, Family::V6, &dst, DropReason::IcmpNotHandled);
     }
     let inner = ipv6::Packet::new_unchecked(msg.payload());
     let key = match inner
@@ -567,7 +573,7 @@ fn ipv6_packet<S: FlowState>(
             msg.payload().get(it.offset..).unwrap_or(&[]),
         ),
     };
-    relay_error(frame, l2, ctx, state, key)
+    relay_error(frame, l2, ctx, state, key, vip.is_some())
 }
 
 fn arp_packet(frame: &mut [u8], l3: usize, ctx: &DecideCtx, services: &ServiceTable) -> Verdict {
