@@ -154,30 +154,6 @@ fn is_port_proto(p: u8) -> bool {
     matches!(p, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP)
 }
 
-/// Ports and TCP flags of a transport header; `Err` = truncated/malformed.
-#[inline(always)]
-fn ports(proto: u8, l4: &[u8]) -> Result<(u16, u16, Option<TcpFlags>), DropReason> {
-    match proto {
-        ip_proto::TCP => {
-            let t = tcp::Packet::new_checked(l4).map_err(|_| DropReason::L4Truncated)?;
-            Ok((t.src_port(), t.dst_port(), Some(TcpFlags(t.flags()))))
-        }
-        ip_proto::UDP => {
-            if l4.len() < 8 {
-                return Err(DropReason::L4Truncated);
-            }
-            Ok((be16(l4, 0), be16(l4, 2), None))
-        }
-        _ => {
-            // SCTP common header: ports, verification tag, checksum.
-            if l4.len() < 12 {
-                return Err(DropReason::L4Truncated);
-            }
-            Ok((be16(l4, 0), be16(l4, 2), None))
-        }
-    }
-}
-
 /// Not a VIP (and no service matched) → not for us; a VIP → `reason`.
 #[inline]
 fn vip_or(services: &ServiceTable, family: Family, dst: &Addr, reason: DropReason) -> Verdict {
@@ -206,9 +182,25 @@ fn transport<S: FlowState>(
     let Some(l4b) = frame.get(l4) else {
         return Verdict::Drop(DropReason::L4Truncated);
     };
-    let (sport, dport, flags) = match ports(proto, l4b) {
-        Ok(p) => p,
-        Err(r) => return Verdict::Drop(r),
+    // Ports are the first 4 bytes of TCP, UDP and SCTP alike; what differs
+    // is the minimum header (20+options / 8 / 12) and TCP's flags.
+    let min = match proto {
+        ip_proto::TCP => tcp::HEADER_LEN,
+        ip_proto::UDP => 8,
+        _ => 12,
+    };
+    let Some(hdr) = l4b.get(0..min) else {
+        return Verdict::Drop(DropReason::L4Truncated);
+    };
+    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let flags = if proto == ip_proto::TCP {
+        if tcp::Packet::new_unchecked(l4b).check_len().is_err() {
+            return Verdict::Drop(DropReason::L4Truncated);
+        }
+        Some(TcpFlags(hdr[13]))
+    } else {
+        None
     };
     let Some(svc) = services.lookup(family, proto, &dst, dport) else {
         return vip_or(services, family, &dst, DropReason::NoService);
