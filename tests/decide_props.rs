@@ -115,7 +115,7 @@ fn addr(proto: u8, vip: std::net::IpAddr, port: u16) -> ServiceAddr {
 
 /// svc0 tcp VIP4:80, svc1 udp VIP4:0, svc2 tcp [VIP6]:443, svc3 fwmark 5
 /// (persistent; rule VIP4_MARK tcp 80,443), svc4 tcp VIP4_PERSIST:0 persistent,
-/// svc5 udp [VIP6]:53.
+/// svc5 udp [VIP6]:53, svc6 sctp VIP4:0.
 fn table() -> ServiceTable {
     let v4 = std::net::IpAddr::from(VIP4);
     let v6 = std::net::IpAddr::from(VIP6);
@@ -127,6 +127,7 @@ fn table() -> ServiceTable {
             service(ServiceAddr::Fwmark(5), true),
             service(addr(6, VIP4_PERSIST.into(), 0), true),
             service(addr(17, v6, 53), false),
+            service(addr(132, v4, 0), false),
         ],
         &[MarkRuleSpec {
             dst: VIP4_MARK.into(),
@@ -836,4 +837,128 @@ proptest! {
         prop_assert_eq!(&f[6..12], &TX_MAC[..]);
         prop_assert_eq!(&f[12..], &orig[12..]);
     }
+}
+
+#[test]
+fn sctp_is_balanced_by_ports() {
+    let mut st = TestState::new();
+    let mut seg = vec![0x13, 0x88, 0x0b, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4];
+    let ip = etherparse::Ipv4Header::new(
+        seg.len() as u16,
+        64,
+        etherparse::IpNumber::SCTP,
+        CLIENT4,
+        VIP4,
+    )
+    .unwrap();
+    let mut f = RX_MAC.to_vec();
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    ip.write(&mut f).unwrap();
+    f.append(&mut seg);
+    let orig = f.clone();
+    let Verdict::Forward { target, .. } = run(&mut f, TxVlan::Keep, &mut st) else {
+        panic!()
+    };
+    assert_dr(&orig, &f, &target);
+    let key = st.conns.keys().next().unwrap();
+    assert_eq!((key.cport, key.vport, key.proto), (5000, 3000, 132));
+    // An SCTP common header cut short.
+    let mut short = orig[..orig.len() - 6].to_vec();
+    short[14 + 3] = (short.len() - 14) as u8;
+    fix_ipv4_checksum(&mut short, 14);
+    assert_eq!(
+        run(&mut short, TxVlan::Keep, &mut st),
+        Verdict::Drop(DropReason::L4Truncated)
+    );
+}
+
+#[test]
+fn truncation_at_every_length_is_a_counted_drop() {
+    let mut st = TestState::new();
+    let mut counters = pmdlb::dataplane::DropCounters::default();
+    let full = tcp4(VIP4, 40000, 80, true, b"");
+    for n in 0..full.len() {
+        let mut f = full[..n].to_vec();
+        let v = run(&mut f, TxVlan::Keep, &mut st);
+        let Verdict::Drop(r) = v else {
+            panic!("len {n}: {v:?}")
+        };
+        let want = if n < 14 {
+            DropReason::TruncatedEthernet
+        } else if n < 14 + 40 {
+            DropReason::Ipv4Truncated
+        } else {
+            unreachable!()
+        };
+        assert_eq!(r, want, "len {n}");
+        counters.inc(r);
+    }
+    assert_eq!(counters.get(DropReason::TruncatedEthernet), 14);
+    assert_eq!(counters.get(DropReason::Ipv4Truncated), 40);
+    // The same for IPv6 + UDP.
+    let mut full = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, RX_MAC)
+        .ipv6(CLIENT6, VIP6, 64)
+        .udp(1, 53)
+        .write(&mut full, b"")
+        .unwrap();
+    for n in 14..full.len() {
+        let mut f = full[..n].to_vec();
+        assert_eq!(
+            run(&mut f, TxVlan::Keep, &mut st),
+            Verdict::Drop(DropReason::Ipv6Truncated),
+            "len {n}"
+        );
+    }
+    let mut f = full.clone();
+    assert!(matches!(
+        run(&mut f, TxVlan::Keep, &mut st),
+        Verdict::Forward { .. }
+    ));
+}
+
+#[test]
+fn ipv6_later_fragment_without_template_is_dropped() {
+    let mut st = TestState::new();
+    let mut payload = vec![17, 0, 0x00, 0x08, 0, 0, 0, 1];
+    payload.extend_from_slice(&[0u8; 16]);
+    let mut f = RX_MAC.to_vec();
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[44, 64]);
+    f.extend_from_slice(&CLIENT6);
+    f.extend_from_slice(&VIP6);
+    f.extend_from_slice(&payload);
+    assert_eq!(
+        run(&mut f, TxVlan::Keep, &mut st),
+        Verdict::Drop(DropReason::NonFirstFragment)
+    );
+}
+
+#[test]
+fn duplicate_address_detection_gets_an_all_nodes_na() {
+    let mut st = TestState::new();
+    let sn = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0x64];
+    let mut icmp = vec![135, 0, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&VIP6);
+    pmdlb::wire::icmpv6::Packet::new_unchecked(&mut icmp[..]).fill_checksum(&[0; 16], &sn);
+    let mut f = vec![0x33, 0x33, 0xff, 0, 0, 0x64];
+    f.extend_from_slice(&CLIENT_MAC);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 24, 58, 255]);
+    f.extend_from_slice(&[0; 16]);
+    f.extend_from_slice(&sn);
+    f.extend_from_slice(&icmp);
+    // No room for the target link-layer option in a 24-byte NS: NA without it.
+    assert_eq!(
+        run(&mut f, TxVlan::Keep, &mut st),
+        Verdict::Reply { len: 14 + 40 + 24 }
+    );
+    assert_eq!(&f[0..6], &pmdlb::dataplane::neighbour::ALL_NODES_MAC);
+    assert_eq!(
+        &f[14 + 24..14 + 40],
+        &pmdlb::dataplane::neighbour::ALL_NODES
+    );
+    assert_eq!(f[14 + 40 + 4], 0x20, "override only, not solicited");
 }

@@ -1,4 +1,4 @@
-//! The data plane: the per-packet decision ([`decide`]), its verdicts and
+//! The data plane: the per-packet decision ([`decide()`]), its verdicts and
 //! drop reasons, the DR rewrite and the neighbour announcements. The worker
 //! loop that drives them lives beside them and is the only part touching
 //! DPDK.

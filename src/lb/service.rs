@@ -616,6 +616,29 @@ mod tests {
     }
 
     #[test]
+    fn fragment_candidates_of_port_zero_and_exact_services() {
+        let t = ServiceTable::new(
+            &[
+                svc(a(6, "10.0.0.1", 0), true),
+                svc(a(6, "10.0.0.1", 80), true),
+                svc(a(6, "10.0.0.1", 81), false),
+                svc(a(17, "10.0.0.1", 53), false),
+            ],
+            &[],
+            &[],
+        )
+        .unwrap();
+        let (f, v) = ad("10.0.0.1");
+        assert_eq!(
+            t.fragment_candidates(f, 6, &v),
+            &[ServiceId(0), ServiceId(1)]
+        );
+        assert_eq!(t.fragment_candidates(f, 17, &v), &[]);
+        let (_, other) = ad("10.0.0.2");
+        assert_eq!(t.fragment_candidates(f, 6, &other), &[]);
+    }
+
+    #[test]
     fn last_matching_rule_wins() {
         let t = ServiceTable::new(
             &[],
