@@ -333,8 +333,9 @@ fn ipv4_packet<S: FlowState>(
     if ip.ttl() == 0 {
         return Verdict::Drop(DropReason::TtlExpired);
     }
-    let src = Addr::v4(ip.src_addr());
-    let dst = Addr::v4(ip.dst_addr());
+    let (src4, dst4) = (ip.src_addr(), ip.dst_addr());
+    let src = Addr::v4(src4);
+    let dst = Addr::v4(dst4);
     let proto = ip.protocol_number();
     let hl = ip.header_len();
     let end = l3 + ip.total_len() as usize;
@@ -384,8 +385,8 @@ fn ipv4_packet<S: FlowState>(
         let len = frame.len();
         if let Some(ipb) = frame.get_mut(l3..end) {
             let mut ip = ipv4::Packet::new_unchecked(&mut *ipb);
-            ip.set_src_addr(dst.0[..4].try_into().unwrap_or([0; 4]));
-            ip.set_dst_addr(src.0[..4].try_into().unwrap_or([0; 4]));
+            ip.set_src_addr(dst4);
+            ip.set_dst_addr(src4);
             ip.set_ttl(REPLY_TTL);
             ip.fill_checksum();
             if let Some(ib) = ipb.get_mut(hl..) {
