@@ -1,1 +1,14 @@
-//! dataplane (placeholder, filled by its issue).
+//! The data plane: the per-packet decision ([`decide()`]), its verdicts and
+//! drop reasons, the DR rewrite and the neighbour announcements. The worker
+//! loop that drives them lives beside them and is the only part touching
+//! DPDK.
+#![forbid(unsafe_code)]
+
+pub mod decide;
+pub mod neighbour;
+pub mod rewrite;
+pub mod verdict;
+
+pub use decide::{decide, DecideCtx};
+pub use rewrite::{apply_vlan, TxVlan};
+pub use verdict::{DropCounters, DropReason, Verdict, VlanAction};

@@ -2,5 +2,6 @@
 //! connection table, the shared persistence table and the IPVS schedulers.
 
 pub mod flow;
+pub mod service;
 pub mod spec;
 pub mod types;

@@ -1,0 +1,602 @@
+//! The per-packet decision: parse one received frame once, find its service,
+//! ask the state layer for a real server, and rewrite the frame for direct
+//! routing — or build a reply, or name the reason to drop it.
+//!
+//! Pure function over bytes and tables: no allocation, no panic (every
+//! access is after a length check or through `get`), no logging.
+//!
+//! # What is accepted
+//! - Ethernet destination: the RX port's MAC; group addresses only for ARP
+//!   and for IPv6 neighbour solicitations (solicited-node multicast).
+//! - Untagged or one 802.1Q tag; a second tag or an 802.1ad outer tag is
+//!   [`DropReason::QinQ`].
+//! - IPv4 with a correct header checksum (checked on every packet: it costs
+//!   one pass over 20 bytes and IPVS's `ip_rcv` checks it too); IPv6 with
+//!   extension headers walked to the transport header.
+//!
+//! # TTL and hop limit
+//! pmdlb does not decrement them, exactly as IPVS DR: the director is the
+//! local destination of the VIP (IPVS hooks `LOCAL_IN`, after the router
+//! already decremented), and the frame travels to the real server over L2.
+//! Only a TTL/hop limit of 0 is dropped ([`DropReason::TtlExpired`]): no
+//! host may send it, and a router would have discarded it.
+//!
+//! # Fragments
+//! IPVS sees whole datagrams (the kernel reassembles before `LOCAL_IN`);
+//! pmdlb does not reassemble. The first fragment carries the ports and is
+//! decided as its flow (the state layer creates or finds the connection).
+//! Later fragments carry no ports: they follow the client's persistence
+//! template when the VIP has persistent services for that protocol (fwmark
+//! services whose rules cover the VIP first, then the VIP's address
+//! services); if several templates exist and point at different servers,
+//! or none exists, the fragment is dropped as
+//! [`DropReason::NonFirstFragment`]. So fragmented traffic works for
+//! persistent services and is counted and dropped otherwise. Fragmented
+//! ICMP is never answered nor relayed ([`DropReason::IcmpFragment`]).
+//!
+//! # ICMP
+//! Echo requests to a VIP with `answer_ping` are answered in place (IPv4:
+//! TTL 64, IPv6: hop limit 64; checksum verified first). ICMP errors towards
+//! a VIP (IPv4: destination unreachable incl. fragmentation needed, source
+//! quench, time exceeded, parameter problem; IPv6: destination unreachable,
+//! packet too big, time exceeded, parameter problem) embed the packet a real
+//! server sent (VIP:vport → client:cport); the decision reverses it into
+//! the client→VIP key, asks [`FlowState::lookup_conn`] and forwards the
+//! error unchanged to that connection's server. Their checksum is left to
+//! the real server's kernel.
+//!
+//! # Neighbours
+//! ARP requests and neighbour solicitations for a VIP with `answer_arp` are
+//! answered in place from the RX port's MAC. ARP replies, gratuitous ARP and
+//! neighbour advertisements are [`Verdict::Neighbour`] (control-plane food).
+#![forbid(unsafe_code)]
+
+use crate::dataplane::neighbour::{write_na, ALL_NODES, ALL_NODES_MAC};
+use crate::dataplane::rewrite::{rewrite_macs, TxVlan};
+use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
+use crate::lb::flow::{FlowState, Target};
+use crate::lb::service::ServiceTable;
+use crate::lb::types::{ip_proto, Addr, Family, FlowKey, MacAddr, TcpFlags};
+use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, tcp, Error};
+
+/// What the decision needs to know about the ports a worker serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecideCtx {
+    /// MAC address of the RX port (frames must be sent to it; replies come
+    /// from it).
+    pub rx_mac: MacAddr,
+    /// MAC address of the TX port (source of forwarded frames).
+    pub tx_mac: MacAddr,
+    /// VLAN policy of the TX port.
+    pub tx_vlan: TxVlan,
+}
+
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_VLAN: u16 = 0x8100;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_QINQ: u16 = 0x88a8;
+
+/// TTL / hop limit of the echo replies pmdlb builds.
+pub const REPLY_TTL: u8 = 64;
+
+/// Decides what to do with one received frame; see the module docs. The
+/// frame is modified in place for `Forward` (MACs, VLAN id) and `Reply`.
+#[inline]
+pub fn decide<S: FlowState>(
+    frame: &mut [u8],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) -> Verdict {
+    let Some(eth) = frame.get(0..ethernet::HEADER_LEN) else {
+        return Verdict::Drop(DropReason::TruncatedEthernet);
+    };
+    let dst_mac: MacAddr = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+    let to_us = dst_mac == ctx.rx_mac;
+    if !to_us && !ethernet::is_group(&dst_mac) {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    let mut ethertype = be16(eth, 12);
+    let mut l3 = ethernet::HEADER_LEN;
+    let mut tci = None;
+    if ethertype == ETH_P_VLAN {
+        let Some(tag) = frame.get(14..18) else {
+            return Verdict::Drop(DropReason::TruncatedVlan);
+        };
+        tci = Some(be16(tag, 0));
+        ethertype = be16(tag, 2);
+        l3 = 18;
+        if ethertype == ETH_P_VLAN || ethertype == ETH_P_QINQ {
+            return Verdict::Drop(DropReason::QinQ);
+        }
+    } else if ethertype == ETH_P_QINQ {
+        return Verdict::Drop(DropReason::QinQ);
+    }
+    let l2 = L2 { l3, tci, to_us };
+    match ethertype {
+        ETH_P_IPV4 if to_us => ipv4_packet(frame, &l2, ctx, services, state),
+        ETH_P_IPV6 => ipv6_packet(frame, &l2, ctx, services, state),
+        ETH_P_ARP => arp_packet(frame, l3, ctx, services),
+        ETH_P_IPV4 => Verdict::Drop(DropReason::NotForUs),
+        _ => Verdict::Drop(DropReason::UnknownEthertype),
+    }
+}
+
+/// What the Ethernet layer found.
+struct L2 {
+    l3: usize,
+    tci: Option<u16>,
+    to_us: bool,
+}
+
+/// DR rewrite of a frame going to `target`.
+#[inline(always)]
+fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdict {
+    rewrite_macs(frame, &target.mac, &ctx.tx_mac);
+    let vlan = match (ctx.tx_vlan, l2.tci) {
+        (TxVlan::Keep, _) | (TxVlan::Untagged, None) => VlanAction::None,
+        (TxVlan::Set(vid), Some(tci)) => {
+            let new = (tci & 0xf000) | (vid & 0x0fff);
+            if let Some(b) = frame.get_mut(14..16) {
+                b.copy_from_slice(&new.to_be_bytes());
+            }
+            VlanAction::None
+        }
+        (TxVlan::Set(vid), None) => VlanAction::Insert(vid & 0x0fff),
+        (TxVlan::Untagged, Some(_)) => VlanAction::Remove,
+    };
+    Verdict::Forward { target, vlan }
+}
+
+#[inline(always)]
+fn is_port_proto(p: u8) -> bool {
+    matches!(p, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP)
+}
+
+/// Not a VIP (and no service matched) → not for us; a VIP → `reason`.
+#[inline]
+fn vip_or(services: &ServiceTable, family: Family, dst: &Addr, reason: DropReason) -> Verdict {
+    if services.vip(family, dst).is_some() {
+        Verdict::Drop(reason)
+    } else {
+        Verdict::Drop(DropReason::NotForUs)
+    }
+}
+
+/// A first fragment or whole packet of TCP/UDP/SCTP.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn transport<S: FlowState>(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+    family: Family,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+    l4: core::ops::Range<usize>,
+) -> Verdict {
+    let Some(l4b) = frame.get(l4) else {
+        return Verdict::Drop(DropReason::L4Truncated);
+    };
+    // Ports are the first 4 bytes of TCP, UDP and SCTP alike; what differs
+    // is the minimum header (20+options / 8 / 12) and TCP's flags.
+    let min = match proto {
+        ip_proto::TCP => tcp::HEADER_LEN,
+        ip_proto::UDP => 8,
+        _ => 12,
+    };
+    let Some(hdr) = l4b.get(0..min) else {
+        return Verdict::Drop(DropReason::L4Truncated);
+    };
+    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let flags = if proto == ip_proto::TCP {
+        if tcp::Packet::new_unchecked(l4b).check_len().is_err() {
+            return Verdict::Drop(DropReason::L4Truncated);
+        }
+        Some(TcpFlags(hdr[13]))
+    } else {
+        None
+    };
+    let Some(svc) = services.lookup(family, proto, &dst, dport) else {
+        return vip_or(services, family, &dst, DropReason::NoService);
+    };
+    let key = FlowKey {
+        client: src,
+        vip: dst,
+        cport: sport,
+        vport: dport,
+        proto,
+        family,
+    };
+    match state.assign(svc, &key, flags) {
+        Ok(t) => forward(frame, l2, ctx, t),
+        Err(e) => Verdict::Drop(e.into()),
+    }
+}
+
+/// A later fragment: follow a persistence template or drop.
+#[allow(clippy::too_many_arguments)]
+fn later_fragment<S: FlowState>(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+    family: Family,
+    proto: u8,
+    src: Addr,
+    dst: Addr,
+) -> Verdict {
+    let candidates = services.fragment_candidates(family, proto, &dst);
+    let mut found: Option<Target> = None;
+    for &svc in candidates {
+        if let Some(t) = state.lookup_template(svc, src) {
+            match found {
+                None => found = Some(t),
+                Some(f) if f.mac != t.mac => {
+                    return Verdict::Drop(DropReason::NonFirstFragment);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    match found {
+        Some(t) => forward(frame, l2, ctx, t),
+        None => vip_or(services, family, &dst, DropReason::NonFirstFragment),
+    }
+}
+
+/// The reversed key of the packet embedded in an ICMP error
+/// (`inner_src` = VIP, `inner_dst` = client), from its first 4 L4 bytes.
+#[inline]
+fn inner_key(
+    family: Family,
+    proto: u8,
+    inner_src: Addr,
+    inner_dst: Addr,
+    l4: &[u8],
+) -> Result<FlowKey, DropReason> {
+    if !is_port_proto(proto) {
+        return Err(DropReason::IcmpNotHandled);
+    }
+    let Some(p) = l4.get(0..4) else {
+        return Err(DropReason::IcmpMalformed);
+    };
+    Ok(FlowKey {
+        client: inner_dst,
+        vip: inner_src,
+        cport: be16(p, 2),
+        vport: be16(p, 0),
+        proto,
+        family,
+    })
+}
+
+fn relay_error<S: FlowState>(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    state: &S,
+    key: Result<FlowKey, DropReason>,
+    to_vip: bool,
+) -> Verdict {
+    let r = match key {
+        Ok(k) => match state.lookup_conn(&k) {
+            Some(t) => return forward(frame, l2, ctx, t),
+            None => DropReason::IcmpNoConnection,
+        },
+        Err(r) => r,
+    };
+    // Errors to addresses only a mark rule covers still reach their
+    // connection; anything else to a non-VIP is simply not ours.
+    Verdict::Drop(if to_vip { r } else { DropReason::NotForUs })
+}
+
+/// Turns the Ethernet header around for a reply from the RX port.
+#[inline]
+fn reply_l2(frame: &mut [u8], ctx: &DecideCtx, dst: MacAddr) {
+    rewrite_macs(frame, &dst, &ctx.rx_mac);
+}
+
+fn src_mac(frame: &[u8]) -> MacAddr {
+    match frame.get(6..12) {
+        Some(m) => [m[0], m[1], m[2], m[3], m[4], m[5]],
+        None => [0; 6],
+    }
+}
+
+fn ipv4_packet<S: FlowState>(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) -> Verdict {
+    let l3 = l2.l3;
+    let Some(ipb) = frame.get(l3..) else {
+        return Verdict::Drop(DropReason::Ipv4Truncated);
+    };
+    let ip = ipv4::Packet::new_unchecked(ipb);
+    match ip.check_len() {
+        Ok(()) => {}
+        Err(Error::Truncated) => return Verdict::Drop(DropReason::Ipv4Truncated),
+        Err(Error::Malformed) => return Verdict::Drop(DropReason::Ipv4Malformed),
+    }
+    if !ip.verify_checksum() {
+        return Verdict::Drop(DropReason::Ipv4BadChecksum);
+    }
+    if ip.ttl() == 0 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    let (src4, dst4) = (ip.src_addr(), ip.dst_addr());
+    let src = Addr::v4(src4);
+    let dst = Addr::v4(dst4);
+    let proto = ip.protocol_number();
+    let hl = ip.header_len();
+    let end = l3 + ip.total_len() as usize;
+    let frag_off = ip.frag_offset();
+    let is_frag = ip.is_fragment();
+    if is_port_proto(proto) {
+        if frag_off != 0 {
+            return later_fragment(frame, l2, ctx, services, state, Family::V4, proto, src, dst);
+        }
+        return transport(
+            frame,
+            l2,
+            ctx,
+            services,
+            state,
+            Family::V4,
+            proto,
+            src,
+            dst,
+            l3 + hl..end,
+        );
+    }
+    if proto != 1 {
+        return vip_or(services, Family::V4, &dst, DropReason::UnknownL4Proto);
+    }
+    // ICMP.
+    let vip = services.vip(Family::V4, &dst);
+    if is_frag {
+        return vip_or(services, Family::V4, &dst, DropReason::IcmpFragment);
+    }
+    let icmp_range = l3 + hl..end;
+    let Some(Ok(msg)) = frame.get(icmp_range.clone()).map(icmp::Packet::new_checked) else {
+        return Verdict::Drop(DropReason::IcmpMalformed);
+    };
+    let ty = msg.msg_type();
+    if ty == icmp::Message::EchoRequest {
+        let Some(vip) = vip else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if !vip.answer_ping {
+            return Verdict::Drop(DropReason::IcmpNotHandled);
+        }
+        if !msg.verify_checksum() {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        let client_mac = src_mac(frame);
+        let len = frame.len();
+        if let Some(ipb) = frame.get_mut(l3..end) {
+            let mut ip = ipv4::Packet::new_unchecked(&mut *ipb);
+            ip.set_src_addr(dst4);
+            ip.set_dst_addr(src4);
+            ip.set_ttl(REPLY_TTL);
+            ip.fill_checksum();
+            if let Some(ib) = ipb.get_mut(hl..) {
+                let mut m = icmp::Packet::new_unchecked(ib);
+                m.set_msg_type(icmp::Message::EchoReply);
+                m.fill_checksum();
+            }
+        }
+        reply_l2(frame, ctx, client_mac);
+        return Verdict::Reply { len };
+    }
+    if !ty.is_relayed_error() {
+        return vip_or(services, Family::V4, &dst, DropReason::IcmpNotHandled);
+    }
+    let inner = ipv4::Packet::new_unchecked(msg.payload());
+    let key = match inner.check_header_len() {
+        Err(_) => Err(DropReason::IcmpMalformed),
+        Ok(()) if inner.frag_offset() != 0 => Err(DropReason::IcmpNoConnection),
+        Ok(()) => inner_key(
+            Family::V4,
+            inner.protocol_number(),
+            Addr::v4(inner.src_addr()),
+            Addr::v4(inner.dst_addr()),
+            inner.payload_truncated(),
+        ),
+    };
+    relay_error(frame, l2, ctx, state, key, vip.is_some())
+}
+
+fn ipv6_packet<S: FlowState>(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) -> Verdict {
+    let l3 = l2.l3;
+    let Some(ipb) = frame.get(l3..) else {
+        return Verdict::Drop(DropReason::Ipv6Truncated);
+    };
+    let ip = ipv6::Packet::new_unchecked(ipb);
+    match ip.check_len() {
+        Ok(()) => {}
+        Err(Error::Truncated) => return Verdict::Drop(DropReason::Ipv6Truncated),
+        Err(Error::Malformed) => return Verdict::Drop(DropReason::Ipv6Malformed),
+    }
+    let hop_limit = ip.hop_limit();
+    if hop_limit == 0 {
+        return Verdict::Drop(DropReason::TtlExpired);
+    }
+    let t = match ip.transport() {
+        Ok(t) => t,
+        Err(Error::Truncated) => return Verdict::Drop(DropReason::Ipv6Truncated),
+        Err(Error::Malformed) => return Verdict::Drop(DropReason::Ipv6Malformed),
+    };
+    let src_b = ip.src_addr();
+    let dst_b = ip.dst_addr();
+    let src = Addr::v6(src_b);
+    let dst = Addr::v6(dst_b);
+    let end = l3 + ipv6::HEADER_LEN + ip.payload_len() as usize;
+    let l4 = l3 + t.offset..end;
+    let proto = t.protocol;
+    if proto != 58 && !l2.to_us {
+        return Verdict::Drop(DropReason::NotForUs);
+    }
+    if is_port_proto(proto) {
+        if t.frag.is_some_and(|f| f.offset != 0) {
+            return later_fragment(frame, l2, ctx, services, state, Family::V6, proto, src, dst);
+        }
+        return transport(
+            frame,
+            l2,
+            ctx,
+            services,
+            state,
+            Family::V6,
+            proto,
+            src,
+            dst,
+            l4,
+        );
+    }
+    if proto != 58 {
+        return vip_or(services, Family::V6, &dst, DropReason::UnknownL4Proto);
+    }
+    // ICMPv6.
+    let Some(Ok(msg)) = frame.get(l4.clone()).map(icmpv6::Packet::new_checked) else {
+        return Verdict::Drop(DropReason::IcmpMalformed);
+    };
+    let ty = msg.msg_type();
+    match ty {
+        icmpv6::Message::NeighborAdvert => return Verdict::Neighbour,
+        icmpv6::Message::NeighborSolicit => {}
+        _ if !l2.to_us => return Verdict::Drop(DropReason::NotForUs),
+        _ => {}
+    }
+    if t.frag.is_some() {
+        return vip_or(services, Family::V6, &dst, DropReason::IcmpFragment);
+    }
+    if ty == icmpv6::Message::NeighborSolicit {
+        if hop_limit != 255 || msg.code() != 0 || msg.check_nd_len().is_err() {
+            return Verdict::Drop(DropReason::NdMalformed);
+        }
+        if t.offset != ipv6::HEADER_LEN {
+            return Verdict::Drop(DropReason::NdMalformed);
+        }
+        if !msg.verify_checksum(&src_b, &dst_b) {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        let target = msg.nd_target();
+        match services.vip(Family::V6, &Addr::v6(target)) {
+            Some(v) if v.answer_arp => {}
+            _ => return Verdict::Drop(DropReason::NdNotForVip),
+        }
+        let dad = src_b == [0; 16];
+        let (reply_dst, reply_mac, flags) = if dad {
+            (ALL_NODES, ALL_NODES_MAC, icmpv6::NA_FLAG_OVERRIDE)
+        } else {
+            let mac = msg
+                .nd_lladdr_option(icmpv6::OPT_SOURCE_LLADDR)
+                .unwrap_or_else(|| src_mac(frame));
+            (
+                src_b,
+                mac,
+                icmpv6::NA_FLAG_SOLICITED | icmpv6::NA_FLAG_OVERRIDE,
+            )
+        };
+        let with_option = l4.len() >= icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
+        let Some(out) = frame.get_mut(l3..end) else {
+            return Verdict::Drop(DropReason::NdMalformed);
+        };
+        let n = write_na(out, ctx.rx_mac, target, reply_dst, flags, with_option);
+        reply_l2(frame, ctx, reply_mac);
+        return Verdict::Reply { len: l3 + n };
+    }
+    let vip = services.vip(Family::V6, &dst);
+    if ty == icmpv6::Message::EchoRequest {
+        let Some(vip) = vip else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        if !vip.answer_ping || t.offset != ipv6::HEADER_LEN {
+            return Verdict::Drop(DropReason::IcmpNotHandled);
+        }
+        if !msg.verify_checksum(&src_b, &dst_b) {
+            return Verdict::Drop(DropReason::IcmpBadChecksum);
+        }
+        let client_mac = src_mac(frame);
+        let len = frame.len();
+        if let Some(ipb) = frame.get_mut(l3..end) {
+            let (h, rest) = ipb.split_at_mut(ipv6::HEADER_LEN);
+            let mut ip = ipv6::Packet::new_unchecked(h);
+            ip.set_src_addr(dst_b);
+            ip.set_dst_addr(src_b);
+            ip.set_hop_limit(REPLY_TTL);
+            let mut m = icmpv6::Packet::new_unchecked(rest);
+            m.set_msg_type(icmpv6::Message::EchoReply);
+            m.fill_checksum(&dst_b, &src_b);
+        }
+        reply_l2(frame, ctx, client_mac);
+        return Verdict::Reply { len };
+    }
+    if !ty.is_error() {
+        return vip_or(services, Family::V6, &dst, DropReason::IcmpNotHandled);
+    }
+    let inner = ipv6::Packet::new_unchecked(msg.payload());
+    let key = match inner
+        .check_header_len()
+        .and_then(|_| inner.transport_truncated())
+    {
+        Err(_) => Err(DropReason::IcmpMalformed),
+        Ok(it) if it.frag.is_some_and(|f| f.offset != 0) => Err(DropReason::IcmpNoConnection),
+        Ok(it) => inner_key(
+            Family::V6,
+            it.protocol,
+            Addr::v6(inner.src_addr()),
+            Addr::v6(inner.dst_addr()),
+            msg.payload().get(it.offset..).unwrap_or(&[]),
+        ),
+    };
+    relay_error(frame, l2, ctx, state, key, vip.is_some())
+}
+
+fn arp_packet(frame: &mut [u8], l3: usize, ctx: &DecideCtx, services: &ServiceTable) -> Verdict {
+    let Some(Ok(a)) = frame.get(l3..).map(arp::Packet::new_checked) else {
+        return Verdict::Drop(DropReason::ArpMalformed);
+    };
+    if !a.is_ethernet_ipv4() {
+        return Verdict::Drop(DropReason::ArpMalformed);
+    }
+    let (sha, spa, tpa) = (a.sender_hw(), a.sender_ip(), a.target_ip());
+    match a.operation() {
+        arp::Operation::Reply => return Verdict::Neighbour,
+        arp::Operation::Request if spa == tpa => return Verdict::Neighbour,
+        arp::Operation::Request => {}
+        arp::Operation::Unknown(_) => return Verdict::Drop(DropReason::ArpMalformed),
+    }
+    match services.vip(Family::V4, &Addr::v4(tpa)) {
+        Some(v) if v.answer_arp => {}
+        _ => return Verdict::Drop(DropReason::ArpNotForVip),
+    }
+    let len = frame.len();
+    if let Some(b) = frame.get_mut(l3..l3 + arp::PACKET_LEN) {
+        let mut r = arp::Packet::new_unchecked(b);
+        r.set_operation(arp::Operation::Reply);
+        r.set_sender_hw(ctx.rx_mac);
+        r.set_sender_ip(tpa);
+        r.set_target_hw(sha);
+        r.set_target_ip(spa);
+    }
+    let eth_src = src_mac(frame);
+    reply_l2(frame, ctx, eth_src);
+    Verdict::Reply { len }
+}

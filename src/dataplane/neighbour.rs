@@ -1,0 +1,178 @@
+//! Builders for the frames the control plane sends when a VIP comes up:
+//! gratuitous ARP (IPv4) and unsolicited neighbour advertisement (IPv6), so
+//! routers on the RX segment learn (or update) the VIP's MAC address.
+#![forbid(unsafe_code)]
+
+use crate::lb::types::MacAddr;
+use crate::wire::ethernet::{self, EtherType, BROADCAST};
+use crate::wire::{arp, icmpv6, ipv6, IpProtocol};
+
+/// All-nodes multicast address ff02::1.
+pub const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+/// Ethernet address of ff02::1.
+pub const ALL_NODES_MAC: MacAddr = [0x33, 0x33, 0, 0, 0, 1];
+
+/// Length of a gratuitous ARP frame (untagged; +4 with a tag). The NIC pads
+/// it to the 60-byte minimum.
+pub const GARP_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+/// Length of an unsolicited NA frame (untagged; +4 with a tag).
+pub const UNSOLICITED_NA_LEN: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
+
+/// Writes the Ethernet header (and tag) and returns the L3 offset, or
+/// `None` if `buf` is shorter than `needed` L3 bytes after it.
+fn eth_header(
+    buf: &mut [u8],
+    dst: MacAddr,
+    src: MacAddr,
+    vlan: Option<u16>,
+    ty: EtherType,
+    needed: usize,
+) -> Option<usize> {
+    let l3 = if vlan.is_some() { 18 } else { 14 };
+    if buf.len() < l3 + needed {
+        return None;
+    }
+    let mut f = ethernet::Frame::new_unchecked(&mut *buf);
+    f.set_dst_addr(dst);
+    f.set_src_addr(src);
+    match vlan {
+        Some(vid) => {
+            f.set_ethertype(EtherType::Vlan);
+            buf[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            buf[16..18].copy_from_slice(&u16::from(ty).to_be_bytes());
+        }
+        None => f.set_ethertype(ty),
+    }
+    Some(l3)
+}
+
+/// Builds a gratuitous ARP request for `vip` from `mac` (sender and target
+/// address both the VIP, broadcast) at the start of `buf`, tagged with
+/// `vlan` if given. Returns the frame length, or `None` if `buf` is too
+/// short.
+pub fn gratuitous_arp(
+    buf: &mut [u8],
+    mac: MacAddr,
+    vip: [u8; 4],
+    vlan: Option<u16>,
+) -> Option<usize> {
+    let l3 = eth_header(buf, BROADCAST, mac, vlan, EtherType::Arp, arp::PACKET_LEN)?;
+    let mut a = arp::Packet::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]);
+    a.set_ethernet_ipv4();
+    a.set_operation(arp::Operation::Request);
+    a.set_sender_hw(mac);
+    a.set_sender_ip(vip);
+    a.set_target_hw([0; 6]);
+    a.set_target_ip(vip);
+    Some(l3 + arp::PACKET_LEN)
+}
+
+/// Builds an unsolicited neighbour advertisement for `vip` (override flag,
+/// target link-layer option = `mac`, to all nodes) at the start of `buf`.
+/// Returns the frame length, or `None` if `buf` is too short.
+pub fn unsolicited_na(
+    buf: &mut [u8],
+    mac: MacAddr,
+    vip: [u8; 16],
+    vlan: Option<u16>,
+) -> Option<usize> {
+    let icmp_len = icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
+    let l3 = eth_header(
+        buf,
+        ALL_NODES_MAC,
+        mac,
+        vlan,
+        EtherType::Ipv6,
+        ipv6::HEADER_LEN + icmp_len,
+    )?;
+    write_na(
+        &mut buf[l3..],
+        mac,
+        vip,
+        ALL_NODES,
+        icmpv6::NA_FLAG_OVERRIDE,
+        true,
+    );
+    Some(l3 + ipv6::HEADER_LEN + icmp_len)
+}
+
+/// Writes an IPv6 neighbour advertisement for `target` (from `target` to
+/// `dst`) at the start of `l3`, with a target link-layer option if
+/// `with_option`. `l3` must hold 40 + 24 (+ 8) bytes.
+pub(crate) fn write_na(
+    l3: &mut [u8],
+    mac: MacAddr,
+    target: [u8; 16],
+    dst: [u8; 16],
+    flags: u8,
+    with_option: bool,
+) -> usize {
+    let icmp_len = icmpv6::ND_LEN
+        + if with_option {
+            icmpv6::LLADDR_OPT_LEN
+        } else {
+            0
+        };
+    let (ip, rest) = l3.split_at_mut(ipv6::HEADER_LEN);
+    let mut p = ipv6::Packet::new_unchecked(ip);
+    p.set_version();
+    p.set_payload_len(icmp_len as u16);
+    p.set_next_header(IpProtocol::Icmpv6);
+    p.set_hop_limit(255);
+    p.set_src_addr(target);
+    p.set_dst_addr(dst);
+    let mut n = icmpv6::Packet::new_unchecked(&mut rest[..icmp_len]);
+    n.set_msg_type(icmpv6::Message::NeighborAdvert);
+    n.set_code(0);
+    n.set_nd_flags(flags);
+    n.set_nd_target(target);
+    if with_option {
+        n.set_nd_lladdr_option(icmpv6::OPT_TARGET_LLADDR, mac);
+    }
+    n.fill_checksum(&target, &dst);
+    ipv6::HEADER_LEN + icmp_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garp() {
+        let mut buf = [0u8; 64];
+        let n = gratuitous_arp(&mut buf, [2, 0, 0, 0, 0, 9], [10, 0, 0, 100], None).unwrap();
+        assert_eq!(n, 42);
+        let a = arp::Packet::new_checked(&buf[14..n]).unwrap();
+        assert!(a.is_ethernet_ipv4());
+        assert_eq!(a.sender_ip(), a.target_ip());
+        assert_eq!(&buf[..6], &BROADCAST);
+        let n = gratuitous_arp(&mut buf, [2, 0, 0, 0, 0, 9], [10, 0, 0, 100], Some(7)).unwrap();
+        assert_eq!(n, 46);
+        assert_eq!(&buf[12..18], &[0x81, 0, 0, 7, 0x08, 0x06]);
+        assert!(gratuitous_arp(&mut buf[..45], [0; 6], [0; 4], Some(7)).is_none());
+    }
+
+    #[test]
+    fn na() {
+        let mut buf = [0u8; 128];
+        let vip = [
+            0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
+        ];
+        let n = unsolicited_na(&mut buf, [2, 0, 0, 0, 0, 9], vip, None).unwrap();
+        assert_eq!(n, UNSOLICITED_NA_LEN);
+        let ip = ipv6::Packet::new_checked(&buf[14..n]).unwrap();
+        assert_eq!(ip.hop_limit(), 255);
+        let icmp = icmpv6::Packet::new_checked(&buf[54..n]).unwrap();
+        icmp.check_nd_len().unwrap();
+        assert_eq!(icmp.msg_type(), icmpv6::Message::NeighborAdvert);
+        assert!(icmp.verify_checksum(&vip, &ALL_NODES));
+        assert_eq!(icmp.nd_target(), vip);
+        assert_eq!(
+            icmp.nd_lladdr_option(icmpv6::OPT_TARGET_LLADDR),
+            Some([2, 0, 0, 0, 0, 9])
+        );
+        assert!(unsolicited_na(&mut buf[..85], [0; 6], vip, None).is_none());
+        assert_eq!(GARP_LEN, 42);
+    }
+}
