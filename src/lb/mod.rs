@@ -4,3 +4,8 @@
 pub mod flow;
 pub mod spec;
 pub mod types;
+pub mod clock;
+pub mod hash;
+pub mod realserver;
+pub mod sched;
+pub(crate) mod sync;
