@@ -6,6 +6,7 @@ pub mod spec;
 pub mod types;
 pub mod clock;
 pub mod hash;
+pub mod persist;
 pub mod realserver;
 pub mod sched;
 pub(crate) mod sync;
