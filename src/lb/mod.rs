@@ -5,6 +5,7 @@ pub mod flow;
 pub mod spec;
 pub mod types;
 pub mod clock;
+pub mod conn;
 pub mod hash;
 pub mod persist;
 pub mod realserver;
