@@ -35,8 +35,8 @@ impl Clock {
     /// millisecond (`rte_get_tsc_hz() / 1000`). A zero rate is ignored.
     #[inline]
     pub fn set_from_cycles(&mut self, cycles: u64, cycles_per_ms: u64) {
-        if cycles_per_ms != 0 {
-            self.set_ms(cycles / cycles_per_ms);
+        if let Some(ms) = cycles.checked_div(cycles_per_ms) {
+            self.set_ms(ms);
         }
     }
 

@@ -63,10 +63,58 @@ use ConnState as S;
 /// syn, fin, ack, rst and states in [`ConnState`] order (sNO..sSA).
 const INPUT_ONLY: [[ConnState; 11]; 4] = [
     // sNO  sES             sSS             sSR        sFW        sTW        sCL        sCW         sLA        sLI        sSA
-    [S::SynRecv, S::Established, S::Established, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv, S::SynRecv], // syn
-    [S::Close, S::FinWait, S::SynSent, S::TimeWait, S::FinWait, S::TimeWait, S::Close, S::CloseWait, S::LastAck, S::Listen, S::TimeWait], // fin
-    [S::Close, S::Established, S::SynSent, S::Established, S::FinWait, S::TimeWait, S::Close, S::CloseWait, S::Close, S::Listen, S::Established], // ack
-    [S::Close, S::Close, S::Close, S::SynRecv, S::Close, S::Close, S::Close, S::Close, S::LastAck, S::Listen, S::Close], // rst
+    [
+        S::SynRecv,
+        S::Established,
+        S::Established,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+    ], // syn
+    [
+        S::Close,
+        S::FinWait,
+        S::SynSent,
+        S::TimeWait,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::LastAck,
+        S::Listen,
+        S::TimeWait,
+    ], // fin
+    [
+        S::Close,
+        S::Established,
+        S::SynSent,
+        S::Established,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::Close,
+        S::Listen,
+        S::Established,
+    ], // ack
+    [
+        S::Close,
+        S::Close,
+        S::Close,
+        S::SynRecv,
+        S::Close,
+        S::Close,
+        S::Close,
+        S::Close,
+        S::LastAck,
+        S::Listen,
+        S::Close,
+    ], // rst
 ];
 
 /// The next TCP state for a packet with `flags` (IPVS `tcp_state_idx`: rst,

@@ -319,7 +319,7 @@ impl PersistTable {
         &self,
         key: &TemplateKey,
         now: u64,
-        valid: impl Fn(RsId) -> bool,
+        valid: impl FnOnce(RsId) -> bool,
     ) -> Option<Held> {
         let h = self.hash(key);
         let (idx, mut c, rs) = self.find(key, h)?;
@@ -336,8 +336,13 @@ impl PersistTable {
                 return None;
             }
             if refs(c) == 0 && now >= slot.expires.load(Ordering::Acquire) {
-                // expired, but the free lost a race: reload and decide again
-                c = slot.ctl.load(Ordering::Acquire);
+                // expired, but the free lost a race: reload and decide again,
+                // unless the slot now holds something else
+                let cur = slot.ctl.load(Ordering::Acquire);
+                if ident(cur) != ident(c) {
+                    return None;
+                }
+                c = cur;
                 continue;
             }
             if refs(c) == REF_MASK >> REF_SHIFT {
@@ -554,6 +559,17 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::{Arc, Barrier};
 
+    /// Insert, retrying while the writer flag is busy (test threads are not
+    /// pinned and get preempted while holding it; see `PersistError::Busy`).
+    fn insert_retry(t: &PersistTable, key: &TemplateKey, rs: RsId, now: u64, to: u64) -> Held {
+        loop {
+            match t.insert(key, rs, now, to, true) {
+                Err(PersistError::Busy) => std::thread::yield_now(),
+                r => return r.unwrap(),
+            }
+        }
+    }
+
     fn k(i: u32) -> TemplateKey {
         TemplateKey::new(ServiceId(i % 3), Addr::v4(i.to_be_bytes()), 32)
     }
@@ -642,7 +658,7 @@ mod tests {
                         let c = (op.wrapping_mul(2_654_435_761) ^ id) % CLIENTS;
                         let got = match t.acquire(&k(c), 0, |_| true) {
                             Some(h) => h,
-                            None => t.insert(&k(c), RsId(id * 1000 + c), 0, 1 << 40, true).unwrap(),
+                            None => insert_retry(&t, &k(c), RsId(id * 1000 + c), 0, 1 << 40),
                         };
                         if let Some(prev) = seen.insert(c, got.rs) {
                             assert_eq!(prev, got.rs, "client {c} moved");
@@ -663,7 +679,11 @@ mod tests {
         let mut all: HashMap<u32, RsId> = HashMap::new();
         for m in &maps {
             for (c, rs) in m {
-                assert_eq!(*all.entry(*c).or_insert(*rs), *rs, "threads disagree on {c}");
+                assert_eq!(
+                    *all.entry(*c).or_insert(*rs),
+                    *rs,
+                    "threads disagree on {c}"
+                );
             }
         }
         assert_eq!(t.live(0), all.len(), "lost or duplicated templates");
@@ -687,7 +707,7 @@ mod tests {
                         let c = (op * 7 + id) % 64;
                         let h = match t.acquire(&k(c), now, |_| true) {
                             Some(h) => h,
-                            None => t.insert(&k(c), RsId(id), now, 5, true).unwrap(),
+                            None => insert_retry(&t, &k(c), RsId(id), now, 5),
                         };
                         assert!(t.refs_of(h.slot) >= 1);
                         t.release(h.slot, now, 5);

@@ -322,7 +322,11 @@ mod tests {
                     weight: 1,
                     u_threshold: u,
                     l_threshold: l,
-                    mac: if i == 0 { None } else { Some([2, 0, 0, 0, 0, i as u8]) },
+                    mac: if i == 0 {
+                        None
+                    } else {
+                        Some([2, 0, 0, 0, 0, i as u8])
+                    },
                 })
                 .collect(),
         }
