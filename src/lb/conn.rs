@@ -1,0 +1,525 @@
+//! The per-worker connection table: 5-tuple → real server, TCP state,
+//! expiry and the persistence template the connection holds a reference on.
+//!
+//! Layout: power-of-two buckets of [`WAYS`] entries; a key may live in two
+//! buckets (two-choice hashing), chosen from one hash. Each bucket has an
+//! 8-byte tag array (a byte of the hash per way, 0 = empty) matched with a
+//! SWAR compare, and entries are one cache line each, so a hit costs the
+//! tag word plus one entry line. Capacity is fixed at construction; nothing
+//! allocates afterwards. The table is owned by one worker (RSS keeps a flow
+//! on one queue), so it uses no atomics at all.
+//!
+//! Expiry is lazy (the owner checks `expires` on lookup) plus an incremental
+//! [`ConnTable::sweep`] of a few buckets per call, and on insertion into a
+//! full bucket pair expired entries are reclaimed first. When both buckets
+//! are full of live entries, [`ConnTable::reserve`] fails and the owner
+//! applies its documented fallback (see `state.rs`).
+//!
+//! TCP follows IPVS's input-only state table (`tcp_states`, INPUT-ONLY rows),
+//! since a DR director sees only client→server packets.
+#![forbid(unsafe_code)]
+
+use crate::lb::hash::hash_flow;
+use crate::lb::spec::Timeouts;
+use crate::lb::types::{FlowKey, RsId, ServiceId, TcpFlags};
+
+/// Entries per bucket.
+pub const WAYS: usize = 8;
+
+/// Connection states: IPVS's TCP states, plus one state for UDP-like flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum ConnState {
+    /// sNO: no packet seen yet.
+    #[default]
+    None = 0,
+    /// sES: ESTABLISHED (counts as active).
+    Established,
+    /// sSS: SYN_SENT.
+    SynSent,
+    /// sSR: SYN_RECV.
+    SynRecv,
+    /// sFW: FIN_WAIT.
+    FinWait,
+    /// sTW: TIME_WAIT.
+    TimeWait,
+    /// sCL: CLOSE.
+    Close,
+    /// sCW: CLOSE_WAIT.
+    CloseWait,
+    /// sLA: LAST_ACK.
+    LastAck,
+    /// sLI: LISTEN.
+    Listen,
+    /// sSA: SYN_ACK.
+    SynAck,
+    /// A UDP, SCTP or other port-based flow without a state machine.
+    Udp,
+}
+
+use ConnState as S;
+
+/// IPVS `tcp_states` INPUT-ONLY rows, indexed `[event][state]` with events
+/// syn, fin, ack, rst and states in [`ConnState`] order (sNO..sSA).
+const INPUT_ONLY: [[ConnState; 11]; 4] = [
+    // sNO  sES             sSS             sSR        sFW        sTW        sCL        sCW         sLA        sLI        sSA
+    [
+        S::SynRecv,
+        S::Established,
+        S::Established,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+        S::SynRecv,
+    ], // syn
+    [
+        S::Close,
+        S::FinWait,
+        S::SynSent,
+        S::TimeWait,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::LastAck,
+        S::Listen,
+        S::TimeWait,
+    ], // fin
+    [
+        S::Close,
+        S::Established,
+        S::SynSent,
+        S::Established,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::Close,
+        S::Listen,
+        S::Established,
+    ], // ack
+    [
+        S::Close,
+        S::Close,
+        S::Close,
+        S::SynRecv,
+        S::Close,
+        S::Close,
+        S::Close,
+        S::Close,
+        S::LastAck,
+        S::Listen,
+        S::Close,
+    ], // rst
+];
+
+/// The next TCP state for a packet with `flags` (IPVS `tcp_state_idx`: rst,
+/// then syn, then fin, then ack; no such flag: no change).
+#[inline]
+pub fn tcp_transition(state: ConnState, flags: TcpFlags) -> ConnState {
+    let ev = if flags.has(TcpFlags::RST) {
+        3
+    } else if flags.has(TcpFlags::SYN) {
+        0
+    } else if flags.has(TcpFlags::FIN) {
+        1
+    } else if flags.has(TcpFlags::ACK) {
+        2
+    } else {
+        return state;
+    };
+    let st = state as usize;
+    if st >= 11 {
+        return state;
+    }
+    INPUT_ONLY[ev][st]
+}
+
+/// Timeout of a state in milliseconds: the settable ones from `Timeouts`,
+/// the rest IPVS's defaults.
+#[inline]
+pub fn timeout_ms(state: ConnState, t: &Timeouts) -> u64 {
+    let s = match state {
+        S::None => 2,
+        S::Established => t.tcp_established_s,
+        S::SynSent => 120,
+        S::SynRecv => t.tcp_syn_recv_s,
+        S::FinWait => t.tcp_fin_wait_s,
+        S::TimeWait => 120,
+        S::Close => t.tcp_close_s,
+        S::CloseWait => 60,
+        S::LastAck => 30,
+        S::Listen => 120,
+        S::SynAck => 120,
+        S::Udp => t.udp_s,
+    };
+    s as u64 * 1000
+}
+
+/// Entry flag: the connection holds a reference on a persistence template.
+pub const F_TEMPLATE: u8 = 1;
+
+/// One connection, one cache line.
+#[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
+pub struct ConnEntry {
+    /// The flow.
+    pub key: FlowKey,
+    /// TCP state (or `Udp`).
+    pub state: ConnState,
+    /// `F_*` flags.
+    pub flags: u8,
+    /// Its service.
+    pub svc: ServiceId,
+    /// Its real server (cached: no template lookup per packet).
+    pub rs: RsId,
+    /// The persistence-table slot it holds a reference on (`F_TEMPLATE`).
+    pub tpl_slot: u32,
+    /// Expiry, ms.
+    pub expires: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<ConnEntry>() == 64);
+
+impl ConnEntry {
+    /// Whether the entry counts as active (ESTABLISHED) for its server.
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.state == ConnState::Established
+    }
+
+    /// Whether it holds a template reference.
+    #[inline]
+    pub fn has_template(&self) -> bool {
+        self.flags & F_TEMPLATE != 0
+    }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Bitmask (high bit of each matching byte) of ways whose tag equals `tag`;
+/// may have false positives above a true match, never false negatives.
+#[inline(always)]
+fn match_tag(tags: [u8; WAYS], tag: u8) -> u64 {
+    let x = u64::from_le_bytes(tags) ^ (LO * tag as u64);
+    x.wrapping_sub(LO) & !x & HI
+}
+
+/// The fixed-capacity table.
+pub struct ConnTable {
+    tags: Box<[[u8; WAYS]]>,
+    entries: Box<[ConnEntry]>,
+    mask: usize,
+    seed: u64,
+    len: usize,
+    cursor: usize,
+}
+
+impl std::fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("capacity", &self.capacity())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A position in the table where an entry may be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reserved {
+    idx: usize,
+    tag: u8,
+}
+
+impl ConnTable {
+    /// A table for `capacity` entries (rounded up to a power-of-two number of
+    /// buckets of [`WAYS`]); `seed` keys the hash.
+    pub fn new(capacity: usize, seed: u64) -> Self {
+        let nb = capacity.max(WAYS).div_ceil(WAYS).next_power_of_two();
+        let blank = ConnEntry {
+            key: FlowKey {
+                client: Default::default(),
+                vip: Default::default(),
+                cport: 0,
+                vport: 0,
+                proto: 0,
+                family: crate::lb::types::Family::V4,
+            },
+            state: ConnState::None,
+            flags: 0,
+            svc: ServiceId(0),
+            rs: RsId(0),
+            tpl_slot: 0,
+            expires: 0,
+        };
+        ConnTable {
+            tags: vec![[0u8; WAYS]; nb].into_boxed_slice(),
+            entries: vec![blank; nb * WAYS].into_boxed_slice(),
+            mask: nb - 1,
+            seed,
+            len: 0,
+            cursor: 0,
+        }
+    }
+
+    /// Number of entry slots.
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Entries in use (including expired ones not yet reclaimed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no entry is in use.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Hash of a flow with this table's seed.
+    #[inline(always)]
+    pub fn hash(&self, key: &FlowKey) -> u64 {
+        hash_flow(key, self.seed)
+    }
+
+    /// The primary bucket of a flow: the worker hashes a burst first and
+    /// prefetches `tags[b]` and the entries `b * WAYS ..` before deciding.
+    #[inline(always)]
+    pub fn bucket_of(&self, key: &FlowKey) -> usize {
+        self.hash(key) as usize & self.mask
+    }
+
+    #[inline(always)]
+    fn buckets(&self, h: u64) -> (usize, usize, u8) {
+        let b1 = h as usize & self.mask;
+        let b2 = b1 ^ (((h >> 40) as usize | 1) & self.mask);
+        let t = (h >> 56) as u8;
+        (b1, b2, if t == 0 { 1 } else { t })
+    }
+
+    /// Find a flow with precomputed hash `h`: its entry index.
+    #[inline]
+    pub fn find(&self, key: &FlowKey, h: u64) -> Option<usize> {
+        let (b1, b2, tag) = self.buckets(h);
+        for b in [b1, b2] {
+            let mut m = match_tag(self.tags[b], tag);
+            while m != 0 {
+                let way = (m.trailing_zeros() / 8) as usize;
+                let idx = b * WAYS + way;
+                if self.tags[b][way] == tag && self.entries[idx].key == *key {
+                    return Some(idx);
+                }
+                m &= m - 1;
+            }
+            if b1 == b2 {
+                break;
+            }
+        }
+        None
+    }
+
+    /// The entry at `idx`.
+    #[inline]
+    pub fn entry(&self, idx: usize) -> &ConnEntry {
+        &self.entries[idx]
+    }
+
+    /// The entry at `idx`, mutably.
+    #[inline]
+    pub fn entry_mut(&mut self, idx: usize) -> &mut ConnEntry {
+        &mut self.entries[idx]
+    }
+
+    /// Remove the entry at `idx` (the caller has done its accounting).
+    #[inline]
+    pub fn remove(&mut self, idx: usize) {
+        let (b, w) = (idx / WAYS, idx % WAYS);
+        if self.tags[b][w] != 0 {
+            self.tags[b][w] = 0;
+            self.len -= 1;
+        }
+    }
+
+    /// Find a free way for a new flow with hash `h`, reclaiming expired
+    /// entries of its two buckets (`on_expire` does their accounting) if
+    /// both are full. `None`: full of live entries.
+    #[inline]
+    pub fn reserve(
+        &mut self,
+        h: u64,
+        now: u64,
+        mut on_expire: impl FnMut(&ConnEntry),
+    ) -> Option<Reserved> {
+        let (b1, b2, tag) = self.buckets(h);
+        // exact empty-way masks (no SWAR false positives for tag 0)
+        let empty = |t: [u8; WAYS]| {
+            let x = u64::from_le_bytes(t);
+            !((x | ((x & !HI) + !HI)) & HI) & HI
+        };
+        let (m1, m2) = (empty(self.tags[b1]), empty(self.tags[b2]));
+        // the less loaded of the two buckets (power of two choices)
+        let (b, m) = if m2.count_ones() > m1.count_ones() {
+            (b2, m2)
+        } else {
+            (b1, m1)
+        };
+        if m != 0 {
+            let way = (m.trailing_zeros() / 8) as usize;
+            return Some(Reserved {
+                idx: b * WAYS + way,
+                tag,
+            });
+        }
+        for b in [b1, b2] {
+            for way in 0..WAYS {
+                let idx = b * WAYS + way;
+                if now >= self.entries[idx].expires {
+                    on_expire(&self.entries[idx]);
+                    self.tags[b][way] = 0;
+                    self.len -= 1;
+                    return Some(Reserved { idx, tag });
+                }
+            }
+        }
+        None
+    }
+
+    /// Write a new entry where [`ConnTable::reserve`] said; returns its index.
+    #[inline]
+    pub fn insert(&mut self, r: Reserved, e: ConnEntry) -> usize {
+        let (b, w) = (r.idx / WAYS, r.idx % WAYS);
+        debug_assert_eq!(self.tags[b][w], 0);
+        self.tags[b][w] = r.tag;
+        self.entries[r.idx] = e;
+        self.len += 1;
+        r.idx
+    }
+
+    /// Visit the next `max_buckets` buckets and remove the entries for which
+    /// `expired` says so, after `on_expire` did their accounting. Returns the
+    /// number removed.
+    pub fn sweep(
+        &mut self,
+        max_buckets: usize,
+        mut expired: impl FnMut(&ConnEntry) -> bool,
+        mut on_expire: impl FnMut(&ConnEntry),
+    ) -> usize {
+        let mut n = 0;
+        for _ in 0..max_buckets.min(self.mask + 1) {
+            let b = self.cursor;
+            self.cursor = (self.cursor + 1) & self.mask;
+            for way in 0..WAYS {
+                if self.tags[b][way] != 0 {
+                    let e = &self.entries[b * WAYS + way];
+                    if expired(e) {
+                        on_expire(e);
+                        self.tags[b][way] = 0;
+                        self.len -= 1;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::lb::types::{Addr, Family};
+
+    fn key(i: u32) -> FlowKey {
+        FlowKey {
+            client: Addr::v4(i.to_be_bytes()),
+            vip: Addr::v4([192, 0, 2, 1]),
+            cport: (i % 60000) as u16,
+            vport: 80,
+            proto: 6,
+            family: Family::V4,
+        }
+    }
+
+    fn entry(k: FlowKey, expires: u64) -> ConnEntry {
+        ConnEntry {
+            key: k,
+            state: ConnState::Established,
+            flags: 0,
+            svc: ServiceId(0),
+            rs: RsId(k.client.0[3] as u32),
+            tpl_slot: 0,
+            expires,
+        }
+    }
+
+    #[test]
+    fn input_only_table() {
+        let f = |b| TcpFlags(b);
+        let (syn, ack, fin, rst) = (TcpFlags::SYN, TcpFlags::ACK, TcpFlags::FIN, TcpFlags::RST);
+        assert_eq!(tcp_transition(S::None, f(syn)), S::SynRecv);
+        assert_eq!(tcp_transition(S::SynRecv, f(ack)), S::Established);
+        assert_eq!(tcp_transition(S::Established, f(ack | fin)), S::FinWait);
+        assert_eq!(tcp_transition(S::FinWait, f(ack)), S::FinWait);
+        assert_eq!(tcp_transition(S::Established, f(rst | ack)), S::Close);
+        assert_eq!(tcp_transition(S::SynRecv, f(rst)), S::SynRecv);
+        assert_eq!(tcp_transition(S::None, f(ack)), S::Close);
+        assert_eq!(tcp_transition(S::Close, f(syn)), S::SynRecv);
+        assert_eq!(tcp_transition(S::Established, f(0x08)), S::Established);
+        let t = Timeouts::default();
+        assert_eq!(timeout_ms(S::Established, &t), 900_000);
+        assert_eq!(timeout_ms(S::SynRecv, &t), 60_000);
+        assert_eq!(timeout_ms(S::FinWait, &t), 120_000);
+        assert_eq!(timeout_ms(S::Close, &t), 10_000);
+        assert_eq!(timeout_ms(S::Udp, &t), 300_000);
+    }
+
+    #[test]
+    fn insert_find_remove_sweep() {
+        let mut t = ConnTable::new(1024, 42);
+        for i in 0..800 {
+            let k = key(i);
+            let h = t.hash(&k);
+            assert_eq!(t.find(&k, h), None);
+            let r = t.reserve(h, 0, |_| panic!("nothing expired")).unwrap();
+            t.insert(r, entry(k, 100 + i as u64));
+        }
+        assert_eq!(t.len(), 800);
+        for i in 0..800 {
+            let k = key(i);
+            let idx = t.find(&k, t.hash(&k)).unwrap();
+            assert_eq!(t.entry(idx).key, k);
+        }
+        let idx = t.find(&key(5), t.hash(&key(5))).unwrap();
+        t.remove(idx);
+        assert_eq!(t.find(&key(5), t.hash(&key(5))), None);
+        let mut gone = 0;
+        let n = t.sweep(1 << 20, |e| e.expires <= 500, |_| gone += 1);
+        assert_eq!(n, 401 - 1);
+        assert_eq!(gone, n);
+        assert_eq!(t.len(), 399);
+    }
+
+    #[test]
+    fn full_pair_reclaims_expired_or_fails() {
+        let mut t = ConnTable::new(WAYS, 1); // one bucket
+        for i in 0..WAYS as u32 {
+            let h = t.hash(&key(i));
+            let r = t.reserve(h, 0, |_| {}).unwrap();
+            t.insert(r, entry(key(i), 10 + i as u64));
+        }
+        let h = t.hash(&key(99));
+        assert!(t.reserve(h, 5, |_| {}).is_none());
+        let mut reclaimed = None;
+        let r = t.reserve(h, 10, |e| reclaimed = Some(e.key)).unwrap();
+        assert_eq!(reclaimed, Some(key(0)));
+        t.insert(r, entry(key(99), 1000));
+        assert!(t.find(&key(99), h).is_some());
+        assert!(t.find(&key(0), t.hash(&key(0))).is_none());
+    }
+}

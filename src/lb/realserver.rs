@@ -1,0 +1,373 @@
+//! The state layer's view of the configured services: an immutable
+//! [`Snapshot`] built from `&[ServiceSpec]`, whose real servers carry the
+//! run-time mutable parts as atomics shared by all workers and the control
+//! plane — weight, MAC slot, removal flag and the active/inactive connection
+//! counters the lc-family schedulers read.
+//!
+//! Counters change only when a connection is created, changes between
+//! active and inactive, or expires — never per packet. The overload flag
+//! follows IPVS: set when `active + inactive >= u_threshold`, cleared when the
+//! total drops below `l_threshold` (or below 3/4 of `u_threshold` when no
+//! lower threshold is set).
+#![forbid(unsafe_code)]
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+use crate::lb::sched::HashTables;
+use crate::lb::spec::{Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
+use crate::lb::types::{Addr, MacAddr, RsId, ServiceId};
+
+/// The valid bit of a MAC slot (bits 0..48 hold the address).
+const MAC_VALID: u64 = 1 << 48;
+
+fn mac_to_word(mac: MacAddr) -> u64 {
+    let mut b = [0u8; 8];
+    b[..6].copy_from_slice(&mac);
+    u64::from_le_bytes(b) | MAC_VALID
+}
+
+fn word_to_mac(w: u64) -> MacAddr {
+    let b = w.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// One real server of one service, shared by all workers.
+#[derive(Debug)]
+pub struct RealServer {
+    /// The server's address.
+    pub addr: IpAddr,
+    /// The service it belongs to.
+    pub svc: ServiceId,
+    /// Upper connection threshold (0 = none).
+    pub u_threshold: u32,
+    /// Lower connection threshold (0 = 3/4 of the upper one).
+    pub l_threshold: u32,
+    weight: AtomicU32,
+    mac: AtomicU64,
+    removed: AtomicBool,
+    overloaded: AtomicBool,
+    active: AtomicU32,
+    inactive: AtomicU32,
+}
+
+impl RealServer {
+    /// Current weight (0 = quiescent).
+    #[inline]
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// The MAC address, if known.
+    #[inline]
+    pub fn mac(&self) -> Option<MacAddr> {
+        let w = self.mac.load(Ordering::Relaxed);
+        (w & MAC_VALID != 0).then(|| word_to_mac(w))
+    }
+
+    /// Whether the control plane removed this server.
+    #[inline]
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the server is over its upper threshold (IPVS OVERLOAD flag).
+    #[inline]
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Active (ESTABLISHED) connections, over all workers.
+    #[inline]
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Inactive (every other state, and UDP-like flows), over all workers.
+    #[inline]
+    pub fn inactive(&self) -> u32 {
+        self.inactive.load(Ordering::Relaxed)
+    }
+
+    /// Whether a scheduler may give this server a new client: weight > 0,
+    /// MAC known, not removed, not overloaded.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.weight() > 0 && self.usable_ignoring_weight()
+    }
+
+    /// Available except for the weight test (ovf/wrr test weight themselves).
+    #[inline]
+    pub fn usable_ignoring_weight(&self) -> bool {
+        self.mac.load(Ordering::Relaxed) & MAC_VALID != 0
+            && !self.is_removed()
+            && !self.is_overloaded()
+    }
+
+    /// A connection bound to this server was created.
+    pub(crate) fn conn_created(&self, active: bool) {
+        if active {
+            self.active.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.inactive.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.u_threshold != 0 && self.active() + self.inactive() >= self.u_threshold {
+            self.overloaded.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection moved between active and inactive.
+    pub(crate) fn conn_changed(&self, to_active: bool) {
+        if to_active {
+            self.inactive.fetch_sub(1, Ordering::Relaxed);
+            self.active.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+            self.inactive.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection bound to this server expired or was dropped.
+    pub(crate) fn conn_released(&self, active: bool) {
+        if active {
+            self.active.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.inactive.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.is_overloaded() {
+            let total = self.active() + self.inactive();
+            let clear = if self.l_threshold != 0 {
+                total < self.l_threshold
+            } else {
+                (total as u64) * 4 < (self.u_threshold as u64) * 3
+            };
+            if clear {
+                self.overloaded.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// One service as the state layer sees it.
+#[derive(Debug)]
+pub struct ServiceState {
+    /// How it is addressed.
+    pub addr: ServiceAddr,
+    /// Scheduler.
+    pub scheduler: SchedulerKind,
+    /// Scheduler flags.
+    pub flags: SchedFlags,
+    /// Persistence, if any.
+    pub persistence: Option<Persistence>,
+    /// First real server id of this service.
+    pub first: u32,
+    /// Number of real servers.
+    pub count: u32,
+    /// Static hash tables (sh/dh/mh, and the stateless fallback).
+    pub tables: HashTables,
+}
+
+/// An immutable set of services and real servers with atomically mutable
+/// run-time fields. Built by the control plane, shared by `Arc` with every
+/// worker; a new configuration is a new snapshot swapped at a burst boundary.
+#[derive(Debug)]
+pub struct Snapshot {
+    services: Vec<ServiceState>,
+    servers: Vec<CachePadded<RealServer>>,
+    weights_gen: AtomicU64,
+}
+
+impl Snapshot {
+    /// Build from validated specs. `ServiceId(i)` is `specs[i]`; real server
+    /// ids are dense over all services in configuration order. Static MACs
+    /// are installed; other servers have no MAC until [`Snapshot::set_mac`].
+    pub fn new(specs: &[ServiceSpec]) -> Self {
+        let mut services = Vec::with_capacity(specs.len());
+        let mut servers = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            let first = servers.len() as u32;
+            for rs in &s.servers {
+                servers.push(CachePadded::new(RealServer {
+                    addr: rs.addr,
+                    svc: ServiceId(i as u32),
+                    u_threshold: rs.u_threshold,
+                    l_threshold: rs.l_threshold,
+                    weight: AtomicU32::new(rs.weight),
+                    mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
+                    removed: AtomicBool::new(false),
+                    overloaded: AtomicBool::new(false),
+                    active: AtomicU32::new(0),
+                    inactive: AtomicU32::new(0),
+                }));
+            }
+            let hashed: Vec<(Addr, u32)> = s
+                .servers
+                .iter()
+                .map(|r| (Addr::from_ip(r.addr).1, r.weight))
+                .collect();
+            services.push(ServiceState {
+                addr: s.addr.clone(),
+                scheduler: s.scheduler,
+                flags: s.sched_flags,
+                persistence: s.persistence,
+                first,
+                count: s.servers.len() as u32,
+                tables: HashTables::build(s.scheduler, &hashed),
+            });
+        }
+        Snapshot {
+            services,
+            servers,
+            weights_gen: AtomicU64::new(0),
+        }
+    }
+
+    /// The services, indexed by `ServiceId`.
+    pub fn services(&self) -> &[ServiceState] {
+        &self.services
+    }
+
+    /// One service.
+    #[inline]
+    pub fn service(&self, svc: ServiceId) -> Option<&ServiceState> {
+        self.services.get(svc.0 as usize)
+    }
+
+    /// All real servers, indexed by `RsId`.
+    #[inline]
+    pub fn servers(&self) -> &[CachePadded<RealServer>] {
+        &self.servers
+    }
+
+    /// One real server.
+    #[inline]
+    pub fn server(&self, rs: RsId) -> Option<&RealServer> {
+        self.servers.get(rs.0 as usize).map(|p| &**p)
+    }
+
+    /// The real servers of a service.
+    #[inline]
+    pub fn servers_of(&self, svc: &ServiceState) -> &[CachePadded<RealServer>] {
+        &self.servers[svc.first as usize..(svc.first + svc.count) as usize]
+    }
+
+    /// Bumped on every weight change; wrr recomputes its gcd/max on change.
+    #[inline]
+    pub fn weights_gen(&self) -> u64 {
+        self.weights_gen.load(Ordering::Acquire)
+    }
+
+    /// Control plane: change a server's weight (0 = quiescent). Returns
+    /// `false` for an unknown id. The sh/dh/mh tables keep the weights they
+    /// were built with; a weight of 0 makes the server unavailable in them.
+    pub fn set_weight(&self, rs: RsId, weight: u32) -> bool {
+        match self.server(rs) {
+            Some(s) => {
+                s.weight.store(weight, Ordering::Relaxed);
+                self.weights_gen.fetch_add(1, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Control plane: install (after ARP/ND) or forget a server's MAC.
+    /// A server without a MAC is never chosen.
+    pub fn set_mac(&self, rs: RsId, mac: Option<MacAddr>) -> bool {
+        match self.server(rs) {
+            Some(s) => {
+                s.mac
+                    .store(mac.map(mac_to_word).unwrap_or(0), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Control plane: remove a server. It gets no new clients; its existing
+    /// flows are dropped at once with `expire_nodest_conn`, else kept until
+    /// they expire. Removal is final for this snapshot.
+    pub fn remove(&self, rs: RsId) -> bool {
+        match self.server(rs) {
+            Some(s) => {
+                s.removed.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many real servers have no MAC yet (for the statistics).
+    pub fn servers_without_mac(&self) -> usize {
+        self.servers.iter().filter(|s| s.mac().is_none()).count()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::lb::spec::RealServerSpec;
+
+    fn spec(n: usize, u: u32, l: u32) -> ServiceSpec {
+        ServiceSpec {
+            addr: ServiceAddr::Fwmark(1),
+            scheduler: SchedulerKind::Wlc,
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            servers: (0..n)
+                .map(|i| RealServerSpec {
+                    addr: format!("10.0.0.{}", i + 1).parse().unwrap(),
+                    weight: 1,
+                    u_threshold: u,
+                    l_threshold: l,
+                    mac: if i == 0 {
+                        None
+                    } else {
+                        Some([2, 0, 0, 0, 0, i as u8])
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn mac_slots_and_setters() {
+        let s = Snapshot::new(&[spec(2, 0, 0), spec(1, 0, 0)]);
+        assert_eq!(s.servers().len(), 3);
+        assert_eq!(s.server(RsId(2)).unwrap().svc, ServiceId(1));
+        assert_eq!(s.servers_without_mac(), 2);
+        assert!(!s.server(RsId(0)).unwrap().available());
+        assert!(s.set_mac(RsId(0), Some([1, 2, 3, 4, 5, 6])));
+        assert_eq!(s.server(RsId(0)).unwrap().mac(), Some([1, 2, 3, 4, 5, 6]));
+        assert!(s.server(RsId(0)).unwrap().available());
+        let g = s.weights_gen();
+        s.set_weight(RsId(0), 0);
+        assert!(s.weights_gen() > g);
+        assert!(!s.server(RsId(0)).unwrap().available());
+        s.set_weight(RsId(1), 5);
+        s.remove(RsId(1));
+        assert!(!s.server(RsId(1)).unwrap().available());
+        assert!(!s.set_weight(RsId(9), 1));
+    }
+
+    #[test]
+    fn overload_hysteresis() {
+        let s = Snapshot::new(&[spec(2, 4, 2)]);
+        let r = s.server(RsId(1)).unwrap();
+        for _ in 0..3 {
+            r.conn_created(false);
+        }
+        assert!(!r.is_overloaded());
+        r.conn_created(true);
+        assert!(r.is_overloaded());
+        r.conn_changed(false);
+        assert_eq!((r.active(), r.inactive()), (0, 4));
+        r.conn_released(false);
+        r.conn_released(false);
+        assert!(r.is_overloaded(), "2 is not below l_threshold 2");
+        r.conn_released(false);
+        assert!(!r.is_overloaded());
+    }
+}

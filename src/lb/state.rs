@@ -1,0 +1,1031 @@
+//! The per-worker state layer: [`WorkerState`] implements
+//! [`FlowState`] over the worker's own connection table, its scheduler
+//! state, the shared persistence table and the shared service snapshot.
+//!
+//! Per packet: one connection-table lookup; the entry caches the server, so
+//! the persistence table is consulted only when the entry is missing, and
+//! the shared per-server counters change only when a connection is created,
+//! changes between active and inactive, or expires.
+//!
+//! # Full tables (documented fallbacks)
+//!
+//! * **Connection table full** (both candidate buckets hold live entries):
+//!   the packet is forwarded without an entry and counted
+//!   (`conn_table_full`). A persistent service uses (or creates) its template
+//!   without holding a reference, refreshing it by traffic; other services
+//!   use a stateless hash of the 5-tuple over the service's weighted table,
+//!   so every packet of the flow reaches the same server while the server
+//!   set is stable. For one established-timeout after the last failed
+//!   insertion, a TCP non-SYN packet without an entry is treated the same
+//!   way (it may belong to a flow that never got one) instead of being
+//!   dropped as `TcpNotSyn`.
+//! * **Persistence table full** (or its writer flag busy): the connection is
+//!   scheduled and tracked without a template (`template_full`,
+//!   `template_busy`); that client loses persistence until space frees up.
+//!   Live templates are never evicted.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use crate::lb::clock::{secs, Clock};
+use crate::lb::conn::{tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_TEMPLATE};
+use crate::lb::flow::{FlowState, StateDrop, Target};
+use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
+use crate::lb::realserver::{RealServer, Snapshot};
+use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
+use crate::lb::spec::{StateFlags, Timeouts};
+use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
+
+/// Counters of one worker's state layer: plain integers written by the
+/// worker only (the control plane copies them out at a burst boundary).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounters {
+    /// Connection entries created.
+    pub conn_created: u64,
+    /// Connection entries expired (lazily, by the sweep, or reclaimed).
+    pub conn_expired: u64,
+    /// Connections dropped because their server was removed
+    /// (`expire_nodest_conn`).
+    pub conn_dest_removed: u64,
+    /// Packets forwarded without an entry because the table was full.
+    pub conn_table_full: u64,
+    /// TCP state changes.
+    pub tcp_transitions: u64,
+    /// TCP packets dropped: not a SYN, no entry, no template, not sloppy.
+    pub tcp_not_syn: u64,
+    /// New flows dropped: the scheduler found no available server.
+    pub no_real_server: u64,
+    /// Flows whose server (from an entry or template) has no MAC: dropped.
+    pub no_mac: u64,
+    /// Persistence templates created by this worker.
+    pub templates_created: u64,
+    /// Connections that reused an existing template (including races lost).
+    pub templates_reused: u64,
+    /// Templates invalidated (server removed, or quiescent with
+    /// `expire_quiescent_template`).
+    pub templates_invalidated: u64,
+    /// Templates freed by this worker's sweeps.
+    pub templates_expired: u64,
+    /// Connections tracked without a template: persistence table full.
+    pub template_full: u64,
+    /// Connections tracked without a template: writer flag busy too long.
+    pub template_busy: u64,
+}
+
+/// Sizes and settings of a worker's state.
+#[derive(Clone, Copy, Debug)]
+pub struct StateConfig {
+    /// Connection-table capacity (entries) per worker.
+    pub conn_capacity: usize,
+    /// Per-state timeouts.
+    pub timeouts: Timeouts,
+    /// Behaviour switches.
+    pub flags: StateFlags,
+    /// Hash seed of the connection table.
+    pub seed: u64,
+}
+
+/// One worker's state layer.
+#[derive(Debug)]
+pub struct WorkerState {
+    conns: ConnTable,
+    scheds: Vec<SchedState>,
+    snap: Arc<Snapshot>,
+    persist: Arc<PersistTable>,
+    clock: Clock,
+    timeouts: Timeouts,
+    flags: StateFlags,
+    full_until: u64,
+    counters: StateCounters,
+}
+
+/// What the expiry bookkeeping needs, borrowed apart from the table.
+struct Books<'a> {
+    snap: &'a Snapshot,
+    persist: &'a PersistTable,
+    counters: &'a mut StateCounters,
+}
+
+impl Books<'_> {
+    /// Undo a connection's effects: server counters and template reference.
+    /// `at` is when it ended (its expiry, or now when dropped early).
+    fn release(&mut self, e: &ConnEntry, at: u64) {
+        if let Some(s) = self.snap.server(e.rs) {
+            s.conn_released(e.is_active());
+        }
+        if e.has_template() {
+            let t = self.template_timeout(e.svc);
+            self.persist.release(e.tpl_slot, at, t);
+        }
+        self.counters.conn_expired += 1;
+    }
+
+    fn template_timeout(&self, svc: ServiceId) -> u64 {
+        self.snap
+            .service(svc)
+            .and_then(|s| s.persistence)
+            .map_or(0, |p| secs(p.timeout_s))
+    }
+}
+
+#[inline]
+fn target(s: &RealServer, rs: RsId) -> Option<Target> {
+    s.mac().map(|mac| Target { rs, mac })
+}
+
+impl WorkerState {
+    /// A worker's state over a shared snapshot and persistence table; the
+    /// connection table is allocated here, once.
+    pub fn new(snap: Arc<Snapshot>, persist: Arc<PersistTable>, cfg: StateConfig) -> Self {
+        let scheds = snap
+            .services()
+            .iter()
+            .map(|s| SchedState::new(s.scheduler))
+            .collect();
+        WorkerState {
+            conns: ConnTable::new(cfg.conn_capacity, cfg.seed),
+            scheds,
+            snap,
+            persist,
+            clock: Clock::default(),
+            timeouts: cfg.timeouts,
+            flags: cfg.flags,
+            full_until: 0,
+            counters: StateCounters::default(),
+        }
+    }
+
+    /// Set the time (ms), once per burst.
+    #[inline]
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.clock.set_ms(now_ms);
+    }
+
+    /// The current time (ms).
+    #[inline]
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &StateCounters {
+        &self.counters
+    }
+
+    /// The snapshot in use.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snap
+    }
+
+    /// Live connection entries (including expired ones not yet swept).
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The connection table's primary bucket for a flow (hash a burst first
+    /// and prefetch; see [`ConnTable::bucket_of`]).
+    #[inline]
+    pub fn bucket_of(&self, key: &FlowKey) -> usize {
+        self.conns.bucket_of(key)
+    }
+
+    /// Change timeouts at run time (`ipvsadm --set`); existing entries keep
+    /// their expiry until their next packet.
+    pub fn set_timeouts(&mut self, t: Timeouts) {
+        self.timeouts = t;
+    }
+
+    /// Change the behaviour switches at run time.
+    pub fn set_flags(&mut self, f: StateFlags) {
+        self.flags = f;
+    }
+
+    /// Slow job: expire up to `max_buckets` connection buckets (and as many
+    /// persistence-table buckets). With `expire_nodest_conn`, entries of
+    /// removed servers go too. Returns the connections removed.
+    pub fn sweep(&mut self, max_buckets: usize) -> usize {
+        let now = self.clock.now_ms();
+        let nodest = self.flags.expire_nodest_conn;
+        let snap = &*self.snap;
+        let mut books = Books {
+            snap,
+            persist: &self.persist,
+            counters: &mut self.counters,
+        };
+        let mut removed_dest = 0;
+        let n = self.conns.sweep(
+            max_buckets,
+            |e| now >= e.expires || (nodest && snap.server(e.rs).map_or(true, |s| s.is_removed())),
+            |e| {
+                if now < e.expires {
+                    removed_dest += 1;
+                }
+                books.release(e, e.expires.min(now));
+            },
+        );
+        self.counters.conn_dest_removed += removed_dest;
+        self.counters.templates_expired += self.persist.sweep(max_buckets, now) as u64;
+        n
+    }
+
+    /// Whether a template's server may still be used.
+    fn template_valid(&self, rs: RsId) -> bool {
+        let quiescent_expires = self.flags.expire_quiescent_template;
+        self.snap.server(rs).is_some_and(|s| {
+            !s.is_removed() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
+        })
+    }
+
+    fn schedule(&mut self, svc: ServiceId, key: &FlowKey) -> Option<RsId> {
+        let st = self.snap.service(svc)?;
+        let ctx = SchedCtx {
+            servers: self.snap.servers_of(st),
+            tables: &st.tables,
+            flags: st.flags,
+            weights_gen: self.snap.weights_gen(),
+        };
+        let i = self.scheds.get_mut(svc.0 as usize)?.pick(&ctx, key)?;
+        Some(RsId(st.first + i as u32))
+    }
+
+    fn stateless(&self, svc: ServiceId, key: &FlowKey) -> Option<RsId> {
+        let st = self.snap.service(svc)?;
+        let ctx = SchedCtx {
+            servers: self.snap.servers_of(st),
+            tables: &st.tables,
+            flags: st.flags,
+            weights_gen: self.snap.weights_gen(),
+        };
+        stateless_pick(&ctx, key).map(|i| RsId(st.first + i as u32))
+    }
+
+    /// The connection is gone: drop it now (removed server).
+    fn drop_entry(&mut self, idx: usize) {
+        let now = self.clock.now_ms();
+        let e = *self.conns.entry(idx);
+        let mut books = Books {
+            snap: &self.snap,
+            persist: &self.persist,
+            counters: &mut self.counters,
+        };
+        books.release(&e, now.min(e.expires));
+        self.conns.remove(idx);
+    }
+
+    /// Existing entry: advance state, refresh, return the target.
+    #[inline]
+    fn existing(&mut self, idx: usize, tcp: Option<TcpFlags>) -> Result<Target, StateDrop> {
+        let now = self.clock.now_ms();
+        let e = *self.conns.entry(idx);
+        let Some(srv) = self.snap.server(e.rs) else {
+            self.drop_entry(idx);
+            return Err(StateDrop::DestRemoved);
+        };
+        if self.flags.expire_nodest_conn && srv.is_removed() {
+            self.drop_entry(idx);
+            self.counters.conn_dest_removed += 1;
+            return Err(StateDrop::DestRemoved);
+        }
+        let mut state = e.state;
+        if let Some(f) = tcp {
+            let ns = tcp_transition(state, f);
+            if ns != state {
+                self.counters.tcp_transitions += 1;
+                let (was, is) = (
+                    state == ConnState::Established,
+                    ns == ConnState::Established,
+                );
+                if was != is {
+                    srv.conn_changed(is);
+                }
+                state = ns;
+            }
+        }
+        let ent = self.conns.entry_mut(idx);
+        ent.state = state;
+        ent.expires = now + timeout_ms(state, &self.timeouts);
+        match target(srv, e.rs) {
+            Some(t) => Ok(t),
+            None => {
+                self.counters.no_mac += 1;
+                Err(StateDrop::NoRealServer)
+            }
+        }
+    }
+
+    /// A persistent service's template for a new connection: found (with a
+    /// reference) or created from a scheduler pick. `Ok(None)` when the
+    /// template could not be stored (the pick is used without one).
+    fn template_for(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        tk: &TemplateKey,
+        may_create: bool,
+        take_ref: bool,
+        timeout: u64,
+    ) -> Result<(RsId, Option<Held>), StateDrop> {
+        let now = self.clock.now_ms();
+        let quiescent_expires = self.flags.expire_quiescent_template;
+        let snap = &*self.snap;
+        let valid = |rs: RsId| {
+            snap.server(rs).is_some_and(|s| {
+                !s.is_removed() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
+            })
+        };
+        let mut invalid = false;
+        let found = self.persist.acquire(tk, now, |rs| {
+            let ok = valid(rs);
+            invalid |= !ok;
+            ok
+        });
+        if invalid {
+            self.counters.templates_invalidated += 1;
+        }
+        if let Some(h) = found {
+            self.counters.templates_reused += 1;
+            if !take_ref {
+                self.persist.touch(h.slot, now, timeout);
+                self.persist.release(h.slot, now, timeout);
+                return Ok((h.rs, None));
+            }
+            return Ok((h.rs, Some(h)));
+        }
+        if !may_create {
+            self.counters.tcp_not_syn += 1;
+            return Err(StateDrop::TcpNotSyn);
+        }
+        let Some(rs) = self.schedule(svc, key) else {
+            self.counters.no_real_server += 1;
+            return Err(StateDrop::NoRealServer);
+        };
+        match self.persist.insert(tk, rs, now, timeout, take_ref) {
+            Ok(h) => {
+                if h.created {
+                    self.counters.templates_created += 1;
+                } else {
+                    self.counters.templates_reused += 1;
+                }
+                Ok((h.rs, take_ref.then_some(h)))
+            }
+            Err(PersistError::Full) => {
+                self.counters.template_full += 1;
+                Ok((rs, None))
+            }
+            Err(PersistError::Busy) => {
+                self.counters.template_busy += 1;
+                Ok((rs, None))
+            }
+        }
+    }
+
+    #[cold]
+    fn new_flow(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        h: u64,
+        tcp: Option<TcpFlags>,
+    ) -> Result<Target, StateDrop> {
+        let now = self.clock.now_ms();
+        let Some(st) = self.snap.service(svc) else {
+            self.counters.no_real_server += 1;
+            return Err(StateDrop::NoRealServer);
+        };
+        let persistence = st.persistence;
+        let is_tcp = key.proto == ip_proto::TCP;
+        let flags = tcp.unwrap_or_default();
+        if is_tcp && flags.has(TcpFlags::RST) {
+            self.counters.tcp_not_syn += 1;
+            return Err(StateDrop::TcpNotSyn);
+        }
+        let syn_ok = !is_tcp || flags.has(TcpFlags::SYN) || self.flags.sloppy_tcp;
+        let full_mode = now < self.full_until;
+        if !syn_ok && persistence.is_none() && !full_mode {
+            self.counters.tcp_not_syn += 1;
+            return Err(StateDrop::TcpNotSyn);
+        }
+
+        // Reserve an entry first: a full table changes how we pick.
+        let mut books = Books {
+            snap: &self.snap,
+            persist: &self.persist,
+            counters: &mut self.counters,
+        };
+        let reserved = self.conns.reserve(h, now, |e| books.release(e, e.expires));
+        let Some(slot) = reserved else {
+            self.full_until = now + secs(self.timeouts.tcp_established_s);
+            self.counters.conn_table_full += 1;
+            let rs = match persistence {
+                Some(p) => {
+                    let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                    self.template_for(svc, key, &tk, true, false, secs(p.timeout_s))?
+                        .0
+                }
+                None => match self.stateless(svc, key) {
+                    Some(rs) => rs,
+                    None => {
+                        self.counters.no_real_server += 1;
+                        return Err(StateDrop::NoRealServer);
+                    }
+                },
+            };
+            return self.finish_target(rs);
+        };
+
+        let (rs, held) = match persistence {
+            Some(p) => {
+                let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                self.template_for(svc, key, &tk, syn_ok, true, secs(p.timeout_s))?
+            }
+            None => match self.schedule(svc, key) {
+                Some(rs) => (rs, None),
+                None => {
+                    self.counters.no_real_server += 1;
+                    return Err(StateDrop::NoRealServer);
+                }
+            },
+        };
+        let Some(srv) = self.snap.server(rs) else {
+            self.counters.no_real_server += 1;
+            return Err(StateDrop::NoRealServer);
+        };
+        let Some(t) = target(srv, rs) else {
+            if let Some(h) = held {
+                let to = Books {
+                    snap: &self.snap,
+                    persist: &self.persist,
+                    counters: &mut self.counters,
+                }
+                .template_timeout(svc);
+                self.persist.release(h.slot, now, to);
+            }
+            self.counters.no_mac += 1;
+            return Err(StateDrop::NoRealServer);
+        };
+        let state = if is_tcp {
+            tcp_transition(ConnState::None, flags)
+        } else {
+            ConnState::Udp
+        };
+        let e = ConnEntry {
+            key: *key,
+            state,
+            flags: if held.is_some() { F_TEMPLATE } else { 0 },
+            svc,
+            rs,
+            tpl_slot: held.map_or(0, |h| h.slot),
+            expires: now + timeout_ms(state, &self.timeouts),
+        };
+        self.conns.insert(slot, e);
+        srv.conn_created(e.is_active());
+        self.counters.conn_created += 1;
+        Ok(t)
+    }
+
+    fn finish_target(&mut self, rs: RsId) -> Result<Target, StateDrop> {
+        match self.snap.server(rs).and_then(|s| target(s, rs)) {
+            Some(t) => Ok(t),
+            None => {
+                self.counters.no_mac += 1;
+                Err(StateDrop::NoRealServer)
+            }
+        }
+    }
+}
+
+impl FlowState for WorkerState {
+    #[inline]
+    fn assign(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        tcp: Option<TcpFlags>,
+    ) -> Result<Target, StateDrop> {
+        let h = self.conns.hash(key);
+        if let Some(idx) = self.conns.find(key, h) {
+            let e = self.conns.entry(idx);
+            if self.clock.now_ms() < e.expires && e.svc == svc {
+                return self.existing(idx, tcp);
+            }
+            // expired (lazy) or re-keyed to another service: retire it
+            let e = *e;
+            let mut books = Books {
+                snap: &self.snap,
+                persist: &self.persist,
+                counters: &mut self.counters,
+            };
+            books.release(&e, e.expires.min(self.clock.now_ms()));
+            self.conns.remove(idx);
+        }
+        self.new_flow(svc, key, h, tcp)
+    }
+
+    #[inline]
+    fn lookup_conn(&self, key: &FlowKey) -> Option<Target> {
+        let idx = self.conns.find(key, self.conns.hash(key))?;
+        let e = self.conns.entry(idx);
+        if self.clock.now_ms() >= e.expires {
+            return None;
+        }
+        let s = self.snap.server(e.rs)?;
+        if self.flags.expire_nodest_conn && s.is_removed() {
+            return None;
+        }
+        target(s, e.rs)
+    }
+
+    #[inline]
+    fn lookup_template(&self, svc: ServiceId, client: Addr) -> Option<Target> {
+        let p = self.snap.service(svc)?.persistence?;
+        let rs = self.persist.get(
+            &TemplateKey::new(svc, client, p.prefix_len),
+            self.clock.now_ms(),
+        )?;
+        if !self.template_valid(rs) {
+            return None;
+        }
+        target(self.snap.server(rs)?, rs)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::lb::spec::{
+        Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
+    };
+    use crate::lb::types::Family;
+
+    const SYN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::SYN));
+    const ACK: Option<TcpFlags> = Some(TcpFlags(TcpFlags::ACK));
+    const FIN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::FIN | TcpFlags::ACK));
+    const RST: Option<TcpFlags> = Some(TcpFlags(TcpFlags::RST));
+
+    fn servers(n: usize) -> Vec<RealServerSpec> {
+        (0..n)
+            .map(|i| RealServerSpec {
+                addr: format!("10.9.0.{}", i + 1).parse().unwrap(),
+                weight: 1,
+                u_threshold: 0,
+                l_threshold: 0,
+                mac: Some([2, 0, 0, 0, 0, i as u8 + 1]),
+            })
+            .collect()
+    }
+
+    fn svc(addr: ServiceAddr, sched: SchedulerKind, p: Option<(u32, u8)>, n: usize) -> ServiceSpec {
+        ServiceSpec {
+            addr,
+            scheduler: sched,
+            sched_flags: SchedFlags::default(),
+            persistence: p.map(|(timeout_s, prefix_len)| Persistence {
+                timeout_s,
+                prefix_len,
+            }),
+            servers: servers(n),
+        }
+    }
+
+    fn vip(port: u16) -> ServiceAddr {
+        ServiceAddr::Addr {
+            proto: 6,
+            vip: "192.0.2.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn worker_on(
+        snap: &Arc<Snapshot>,
+        pt: &Arc<PersistTable>,
+        flags: StateFlags,
+        cap: usize,
+    ) -> WorkerState {
+        WorkerState::new(
+            Arc::clone(snap),
+            Arc::clone(pt),
+            StateConfig {
+                conn_capacity: cap,
+                timeouts: Timeouts::default(),
+                flags,
+                seed: 9,
+            },
+        )
+    }
+
+    fn setup(specs: &[ServiceSpec], flags: StateFlags) -> (WorkerState, Arc<Snapshot>) {
+        let snap = Arc::new(Snapshot::new(specs));
+        let pt = Arc::new(PersistTable::new(1024, 4, 1));
+        (worker_on(&snap, &pt, flags, 4096), snap)
+    }
+
+    fn tcp(client: [u8; 4], cport: u16, vport: u16) -> FlowKey {
+        FlowKey {
+            client: Addr::v4(client),
+            vip: Addr::v4([192, 0, 2, 1]),
+            cport,
+            vport,
+            proto: ip_proto::TCP,
+            family: Family::V4,
+        }
+    }
+
+    fn udp(client: [u8; 4], cport: u16) -> FlowKey {
+        FlowKey {
+            proto: ip_proto::UDP,
+            ..tcp(client, cport, 53)
+        }
+    }
+
+    const S0: ServiceId = ServiceId(0);
+
+    fn counts(snap: &Snapshot, rs: u32) -> (u32, u32) {
+        let s = snap.server(RsId(rs)).unwrap();
+        (s.active(), s.inactive())
+    }
+
+    #[test]
+    fn tcp_transitions_timeouts_and_counters() {
+        let (mut w, snap) = setup(
+            &[svc(vip(80), SchedulerKind::Rr, None, 1)],
+            StateFlags::default(),
+        );
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        let t = w.assign(S0, &k, SYN).unwrap();
+        assert_eq!(t.rs, RsId(0));
+        assert_eq!(counts(&snap, 0), (0, 1), "SYN_RECV is inactive");
+        // SYN_RECV lives 60 s
+        w.set_now(59_999);
+        assert!(w.lookup_conn(&k).is_some());
+        w.assign(S0, &k, ACK).unwrap();
+        assert_eq!(counts(&snap, 0), (1, 0), "ESTABLISHED is active");
+        w.set_now(59_999 + 899_999);
+        assert!(w.lookup_conn(&k).is_some());
+        w.set_now(59_999 + 900_000);
+        assert!(w.lookup_conn(&k).is_none(), "ESTABLISHED expires at 900 s");
+        assert_eq!(w.sweep(1 << 20), 1);
+        assert_eq!(counts(&snap, 0), (0, 0));
+
+        // FIN_WAIT 120 s, CLOSE 10 s
+        let k2 = tcp([10, 0, 0, 1], 1001, 80);
+        let t0 = w.now();
+        w.assign(S0, &k2, SYN).unwrap();
+        w.assign(S0, &k2, ACK).unwrap();
+        w.assign(S0, &k2, FIN).unwrap();
+        assert_eq!(counts(&snap, 0), (0, 1), "FIN_WAIT is inactive");
+        w.set_now(t0 + 119_999);
+        assert!(w.lookup_conn(&k2).is_some());
+        w.set_now(t0 + 120_000);
+        assert!(w.lookup_conn(&k2).is_none());
+        let k3 = tcp([10, 0, 0, 1], 1002, 80);
+        let t1 = w.now();
+        w.assign(S0, &k3, SYN).unwrap();
+        w.assign(S0, &k3, ACK).unwrap();
+        w.assign(S0, &k3, RST).unwrap();
+        w.set_now(t1 + 9_999);
+        assert!(w.lookup_conn(&k3).is_some());
+        w.set_now(t1 + 10_000);
+        assert!(w.lookup_conn(&k3).is_none());
+        w.sweep(1 << 20);
+        assert_eq!(counts(&snap, 0), (0, 0));
+        assert_eq!(w.counters().conn_created, 3);
+        assert_eq!(w.counters().conn_expired, 3);
+    }
+
+    #[test]
+    fn settable_timeouts() {
+        let (mut w, _) = setup(
+            &[svc(vip(80), SchedulerKind::Rr, None, 1)],
+            StateFlags::default(),
+        );
+        w.set_timeouts(Timeouts {
+            tcp_syn_recv_s: 5,
+            ..Timeouts::default()
+        });
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        w.assign(S0, &k, SYN).unwrap();
+        w.set_now(4_999);
+        assert!(w.lookup_conn(&k).is_some());
+        w.set_now(5_000);
+        assert!(w.lookup_conn(&k).is_none());
+    }
+
+    #[test]
+    fn udp_timeout_exact() {
+        let (mut w, snap) = setup(
+            &[svc(vip(53), SchedulerKind::Rr, None, 2)],
+            StateFlags::default(),
+        );
+        let k = udp([10, 0, 0, 1], 5353);
+        let t = w.assign(S0, &k, None).unwrap();
+        assert_eq!(counts(&snap, t.rs.0), (0, 1), "UDP counts inactive");
+        w.set_now(200_000);
+        assert_eq!(w.assign(S0, &k, None).unwrap(), t, "refresh by traffic");
+        w.set_now(499_999);
+        assert_eq!(w.lookup_conn(&k), Some(t));
+        w.set_now(500_000);
+        assert_eq!(w.lookup_conn(&k), None);
+        // lazily expired on the next packet, then scheduled anew (rr moves on)
+        let t2 = w.assign(S0, &k, None).unwrap();
+        assert_ne!(t2.rs, t.rs);
+        assert_eq!(w.counters().conn_expired, 1);
+        assert_eq!(counts(&snap, t.rs.0), (0, 0));
+    }
+
+    #[test]
+    fn non_syn_dropped_unless_sloppy() {
+        let specs = [svc(vip(80), SchedulerKind::Rr, None, 1)];
+        let (mut w, _) = setup(&specs, StateFlags::default());
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        assert_eq!(w.assign(S0, &k, ACK), Err(StateDrop::TcpNotSyn));
+        assert_eq!(w.assign(S0, &k, RST), Err(StateDrop::TcpNotSyn));
+        assert_eq!(w.counters().tcp_not_syn, 2);
+        assert_eq!(w.conn_count(), 0);
+        let (mut s, _) = setup(
+            &specs,
+            StateFlags {
+                sloppy_tcp: true,
+                ..Default::default()
+            },
+        );
+        assert!(s.assign(S0, &k, ACK).is_ok());
+        assert_eq!(s.conn_count(), 1);
+        assert_eq!(s.assign(S0, &k, RST).map(|t| t.rs), Ok(RsId(0)));
+    }
+
+    #[test]
+    fn persistence_32_and_24() {
+        for (prefix, same) in [(32u8, false), (24, true)] {
+            let (mut w, _) = setup(
+                &[svc(vip(80), SchedulerKind::Rr, Some((300, prefix)), 3)],
+                StateFlags::default(),
+            );
+            let a1 = w.assign(S0, &tcp([10, 0, 0, 1], 1000, 80), SYN).unwrap();
+            let a2 = w.assign(S0, &tcp([10, 0, 0, 1], 2000, 80), SYN).unwrap();
+            assert_eq!(a1, a2, "same client, same server (/{prefix})");
+            let b = w.assign(S0, &tcp([10, 0, 0, 77], 1000, 80), SYN).unwrap();
+            assert_eq!(a1 == b, same, "/{prefix}");
+            let c = w.assign(S0, &tcp([10, 0, 1, 1], 1000, 80), SYN).unwrap();
+            assert_ne!(a1, c);
+            // a non-SYN from a client with a template is accepted (DESIGN §1)
+            assert_eq!(w.assign(S0, &tcp([10, 0, 0, 1], 3000, 80), ACK), Ok(a1));
+        }
+    }
+
+    #[test]
+    fn persistence_ipv6_64() {
+        let spec = svc(
+            ServiceAddr::Addr {
+                proto: 6,
+                vip: "2001:db8::1".parse().unwrap(),
+                port: 443,
+            },
+            SchedulerKind::Rr,
+            Some((300, 64)),
+            3,
+        );
+        let (mut w, _) = setup(&[spec], StateFlags::default());
+        let k = |last: u8, sub: u8, port| FlowKey {
+            client: Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, sub, 0, 0, 0, 0, 0, 0, 0, last]),
+            vip: Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            cport: port,
+            vport: 443,
+            proto: 6,
+            family: Family::V6,
+        };
+        let a = w.assign(S0, &k(1, 1, 1000), SYN).unwrap();
+        assert_eq!(w.assign(S0, &k(0xff, 1, 1001), SYN).unwrap(), a);
+        assert_ne!(w.assign(S0, &k(1, 2, 1000), SYN).unwrap(), a);
+        let c = Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!(w.lookup_template(S0, c), Some(a));
+    }
+
+    #[test]
+    fn fwmark_and_port0_group_ports() {
+        // The dataplane maps 80 and 443 (mark rule) to the fwmark service,
+        // and any port of the VIP to the port-0 service: one ServiceId each.
+        for addr in [ServiceAddr::Fwmark(7), vip(0)] {
+            let (mut w, _) = setup(
+                &[svc(addr, SchedulerKind::Rr, Some((300, 32)), 4)],
+                StateFlags::default(),
+            );
+            let web = w.assign(S0, &tcp([10, 0, 0, 1], 1000, 80), SYN).unwrap();
+            let tls = w.assign(S0, &tcp([10, 0, 0, 1], 1001, 443), SYN).unwrap();
+            let other = w.assign(S0, &tcp([10, 0, 0, 1], 1002, 8443), SYN).unwrap();
+            assert_eq!(web, tls);
+            assert_eq!(web, other);
+            assert_ne!(
+                w.assign(S0, &tcp([10, 0, 0, 2], 1000, 80), SYN).unwrap(),
+                web
+            );
+        }
+    }
+
+    #[test]
+    fn template_expires_timeout_after_last_connection() {
+        let (mut w, _) = setup(
+            &[svc(vip(53), SchedulerKind::Rr, Some((60, 32)), 3)],
+            StateFlags::default(),
+        );
+        let client = Addr::v4([10, 0, 0, 1]);
+        let a = w.assign(S0, &udp([10, 0, 0, 1], 1), None).unwrap();
+        // the UDP connection lives 300 s; the template 60 s after that
+        w.set_now(359_999);
+        assert_eq!(w.lookup_template(S0, client), Some(a));
+        w.sweep(1 << 20);
+        assert_eq!(w.lookup_template(S0, client), Some(a));
+        w.set_now(360_000);
+        assert_eq!(w.lookup_template(S0, client), None);
+        // sweeping both tables frees it
+        w.sweep(1 << 20);
+        assert_eq!(w.counters().templates_expired, 1);
+    }
+
+    #[test]
+    fn template_kept_alive_by_long_connection() {
+        let (mut w, _) = setup(
+            &[svc(vip(80), SchedulerKind::Rr, Some((60, 32)), 3)],
+            StateFlags::default(),
+        );
+        let client = Addr::v4([10, 0, 0, 1]);
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        let a = w.assign(S0, &k, SYN).unwrap();
+        w.assign(S0, &k, ACK).unwrap();
+        for step in 1..=30u64 {
+            w.set_now(step * 100_000);
+            w.sweep(1 << 20);
+            assert_eq!(w.assign(S0, &k, ACK).unwrap(), a);
+            assert_eq!(w.lookup_template(S0, client), Some(a), "t={step}00 s");
+        }
+        // another client moves rr on; our client keeps its server
+        w.assign(S0, &tcp([10, 0, 0, 2], 1, 80), SYN).unwrap();
+        assert_eq!(w.assign(S0, &tcp([10, 0, 0, 1], 2000, 80), SYN).unwrap(), a);
+        // silence: the conn ends at 3000 + 900 s, the template 60 s later
+        let end = 3_000_000 + 900_000;
+        w.set_now(end + 59_999);
+        w.sweep(1 << 20);
+        assert_eq!(w.lookup_template(S0, client), Some(a));
+        w.set_now(end + 60_000);
+        assert_eq!(w.lookup_template(S0, client), None);
+    }
+
+    #[test]
+    fn quiescent_server() {
+        for expire_q in [false, true] {
+            let flags = StateFlags {
+                expire_quiescent_template: expire_q,
+                ..Default::default()
+            };
+            let (mut w, snap) = setup(
+                &[svc(vip(80), SchedulerKind::Rr, Some((300, 32)), 2)],
+                flags,
+            );
+            let k = tcp([10, 0, 0, 1], 1000, 80);
+            let a = w.assign(S0, &k, SYN).unwrap();
+            snap.set_weight(a.rs, 0);
+            // existing connection continues
+            assert_eq!(w.assign(S0, &k, ACK).unwrap(), a);
+            // same client, new connection: template continues unless expired
+            let again = w.assign(S0, &tcp([10, 0, 0, 1], 1001, 80), SYN).unwrap();
+            assert_eq!(
+                again == a,
+                !expire_q,
+                "expire_quiescent_template={expire_q}"
+            );
+            // new clients never go to the quiescent server
+            for i in 2..20 {
+                assert_ne!(
+                    w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap().rs,
+                    a.rs
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removed_server() {
+        for nodest in [false, true] {
+            let flags = StateFlags {
+                expire_nodest_conn: nodest,
+                ..Default::default()
+            };
+            let (mut w, snap) = setup(&[svc(vip(80), SchedulerKind::Rr, None, 2)], flags);
+            let k = tcp([10, 0, 0, 1], 1000, 80);
+            let a = w.assign(S0, &k, SYN).unwrap();
+            w.assign(S0, &k, ACK).unwrap();
+            snap.remove(a.rs);
+            if nodest {
+                assert_eq!(w.assign(S0, &k, ACK), Err(StateDrop::DestRemoved));
+                assert_eq!(counts(&snap, a.rs.0), (0, 0));
+                assert_eq!(w.counters().conn_dest_removed, 1);
+            } else {
+                assert_eq!(w.assign(S0, &k, ACK), Ok(a));
+            }
+            for i in 2..10 {
+                assert_ne!(
+                    w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap().rs,
+                    a.rs
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removed_server_swept_with_nodest() {
+        let flags = StateFlags {
+            expire_nodest_conn: true,
+            ..Default::default()
+        };
+        let (mut w, snap) = setup(&[svc(vip(80), SchedulerKind::Rr, None, 1)], flags);
+        w.assign(S0, &tcp([10, 0, 0, 1], 1, 80), SYN).unwrap();
+        snap.remove(RsId(0));
+        assert_eq!(w.sweep(1 << 20), 1);
+        assert_eq!(counts(&snap, 0), (0, 0));
+    }
+
+    #[test]
+    fn servers_without_mac_never_chosen() {
+        let mut spec = svc(vip(80), SchedulerKind::Rr, None, 3);
+        spec.servers[0].mac = None;
+        spec.servers[2].mac = None;
+        let (mut w, snap) = setup(&[spec], StateFlags::default());
+        assert_eq!(snap.servers_without_mac(), 2);
+        for i in 0..20 {
+            let t = w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap();
+            assert_eq!(t.rs, RsId(1));
+        }
+        snap.set_mac(RsId(1), None);
+        assert_eq!(
+            w.assign(S0, &tcp([10, 1, 0, 1], 1, 80), SYN),
+            Err(StateDrop::NoRealServer)
+        );
+        snap.set_mac(RsId(2), Some([2, 2, 2, 2, 2, 2]));
+        assert_eq!(
+            w.assign(S0, &tcp([10, 1, 0, 2], 1, 80), SYN).map(|t| t.mac),
+            Ok([2, 2, 2, 2, 2, 2])
+        );
+    }
+
+    #[test]
+    fn conn_table_full_falls_back_statelessly() {
+        let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 3)]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let mut w = worker_on(&snap, &pt, StateFlags::default(), 8); // one bucket
+        for i in 0..8 {
+            w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap();
+        }
+        assert_eq!(w.conn_count(), 8);
+        let k = tcp([10, 0, 1, 1], 1, 80);
+        let first = w.assign(S0, &k, SYN).unwrap();
+        assert_eq!(w.counters().conn_table_full, 1);
+        // later packets of that flow (no entry) follow the same stateless pick
+        for _ in 0..5 {
+            assert_eq!(w.assign(S0, &k, ACK), Ok(first));
+        }
+        // once the entries expire the table takes new flows again
+        w.set_now(61_000);
+        w.assign(S0, &tcp([10, 0, 2, 1], 1, 80), SYN).unwrap();
+        assert_eq!(w.counters().conn_expired, 1);
+    }
+
+    #[test]
+    fn persistence_table_full_tracks_without_template() {
+        let snap = Arc::new(Snapshot::new(&[svc(
+            vip(80),
+            SchedulerKind::Rr,
+            Some((300, 32)),
+            3,
+        )]));
+        let pt = Arc::new(PersistTable::new(1, 1, 1));
+        let cap = pt.capacity() as u8;
+        let mut w = worker_on(&snap, &pt, StateFlags::default(), 1024);
+        for i in 0..cap {
+            w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap();
+        }
+        assert_eq!(w.counters().templates_created, cap as u64);
+        assert!(w.assign(S0, &tcp([10, 0, 1, 1], 1, 80), SYN).is_ok());
+        assert_eq!(w.counters().template_full, 1);
+        assert_eq!(pt.live(w.now()), cap as usize, "no live template evicted");
+    }
+
+    #[test]
+    fn two_workers_share_templates_and_counters() {
+        let snap = Arc::new(Snapshot::new(&[svc(
+            vip(80),
+            SchedulerKind::Wlc,
+            Some((300, 32)),
+            2,
+        )]));
+        let pt = Arc::new(PersistTable::new(1024, 2, 1));
+        let mut w1 = worker_on(&snap, &pt, StateFlags::default(), 1024);
+        let mut w2 = worker_on(&snap, &pt, StateFlags::default(), 1024);
+        let a = w1.assign(S0, &tcp([10, 0, 0, 1], 1, 80), SYN).unwrap();
+        // the other worker sees the template (another 5-tuple on its queue)
+        assert_eq!(w2.assign(S0, &tcp([10, 0, 0, 1], 2, 80), SYN).unwrap(), a);
+        // wlc on the other worker sees the shared counters: the next client
+        // goes to the other server
+        let b = w2.assign(S0, &tcp([10, 0, 0, 2], 1, 80), SYN).unwrap();
+        assert_ne!(a.rs, b.rs);
+        assert_eq!(counts(&snap, a.rs.0), (0, 2));
+    }
+}
