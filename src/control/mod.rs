@@ -1,4 +1,10 @@
-//! Control plane: configuration, validation and the `pmdlb check` summary.
+//! Control plane: configuration and validation, the `pmdlb check` summary,
+//! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
+//! runtime commands over the control socket.
 
 pub mod config;
+pub mod ctl;
+pub mod neigh;
+pub mod run;
+pub mod stats;
 pub mod summary;

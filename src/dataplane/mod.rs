@@ -8,6 +8,7 @@ pub mod decide;
 pub mod neighbour;
 pub mod rewrite;
 pub mod verdict;
+pub mod worker;
 
 pub use decide::{decide, DecideCtx};
 pub use rewrite::{apply_vlan, TxVlan};

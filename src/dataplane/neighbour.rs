@@ -176,3 +176,215 @@ mod tests {
         assert_eq!(GARP_LEN, 42);
     }
 }
+
+/// Length of an ARP request frame (untagged; +4 with a tag).
+pub const ARP_REQUEST_LEN: usize = ethernet::HEADER_LEN + arp::PACKET_LEN;
+/// Length of a neighbour solicitation frame (untagged; +4 with a tag).
+pub const NS_LEN: usize =
+    ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
+
+/// Builds a broadcast ARP request "who has `target`? tell `sender`" from
+/// `mac`, for resolving a real server on the TX segment. Returns the frame
+/// length, or `None` if `buf` is too short.
+pub fn arp_request(
+    buf: &mut [u8],
+    mac: MacAddr,
+    sender: [u8; 4],
+    target: [u8; 4],
+    vlan: Option<u16>,
+) -> Option<usize> {
+    let l3 = eth_header(buf, BROADCAST, mac, vlan, EtherType::Arp, arp::PACKET_LEN)?;
+    let mut a = arp::Packet::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]);
+    a.set_ethernet_ipv4();
+    a.set_operation(arp::Operation::Request);
+    a.set_sender_hw(mac);
+    a.set_sender_ip(sender);
+    a.set_target_hw([0; 6]);
+    a.set_target_ip(target);
+    Some(l3 + arp::PACKET_LEN)
+}
+
+/// The solicited-node multicast address of `a` (ff02::1:ffXX:XXXX).
+pub fn solicited_node(a: [u8; 16]) -> [u8; 16] {
+    let mut s = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
+    s[13..16].copy_from_slice(&a[13..16]);
+    s
+}
+
+/// Builds a neighbour solicitation for `target` from `src` (with a source
+/// link-layer option = `mac`) to the target's solicited-node group. Returns
+/// the frame length, or `None` if `buf` is too short.
+pub fn neighbour_solicit(
+    buf: &mut [u8],
+    mac: MacAddr,
+    src: [u8; 16],
+    target: [u8; 16],
+    vlan: Option<u16>,
+) -> Option<usize> {
+    let icmp_len = icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
+    let dst = solicited_node(target);
+    let dst_mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+    let l3 = eth_header(
+        buf,
+        dst_mac,
+        mac,
+        vlan,
+        EtherType::Ipv6,
+        ipv6::HEADER_LEN + icmp_len,
+    )?;
+    let (ip, rest) = buf[l3..].split_at_mut(ipv6::HEADER_LEN);
+    let mut p = ipv6::Packet::new_unchecked(ip);
+    p.set_version();
+    p.set_payload_len(icmp_len as u16);
+    p.set_next_header(IpProtocol::Icmpv6);
+    p.set_hop_limit(255);
+    p.set_src_addr(src);
+    p.set_dst_addr(dst);
+    let mut n = icmpv6::Packet::new_unchecked(&mut rest[..icmp_len]);
+    n.set_msg_type(icmpv6::Message::NeighborSolicit);
+    n.set_code(0);
+    n.set_nd_flags(0);
+    n.set_nd_target(target);
+    n.set_nd_lladdr_option(icmpv6::OPT_SOURCE_LLADDR, mac);
+    n.fill_checksum(&src, &dst);
+    Some(l3 + ipv6::HEADER_LEN + icmp_len)
+}
+
+/// What a neighbour frame says: `addr` is at `mac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learned {
+    /// The IP address.
+    pub addr: std::net::IpAddr,
+    /// Its Ethernet address.
+    pub mac: MacAddr,
+}
+
+/// Reads an ARP packet (reply, request or gratuitous) or a neighbour
+/// advertisement and returns the sender's binding. Anything else, or a
+/// malformed frame, is `None`. Used by the control plane only.
+pub fn learn(frame: &[u8]) -> Option<Learned> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    let (ty, l3) = match eth.ethertype() {
+        EtherType::Vlan => {
+            let tag = frame.get(14..18)?;
+            (EtherType::from(u16::from_be_bytes([tag[2], tag[3]])), 18)
+        }
+        t => (t, 14),
+    };
+    let l3b = frame.get(l3..)?;
+    match ty {
+        EtherType::Arp => {
+            let a = arp::Packet::new_checked(l3b).ok()?;
+            if !a.is_ethernet_ipv4()
+                || a.sender_ip() == [0; 4]
+                || ethernet::is_group(&a.sender_hw())
+            {
+                return None;
+            }
+            Some(Learned {
+                addr: std::net::Ipv4Addr::from(a.sender_ip()).into(),
+                mac: a.sender_hw(),
+            })
+        }
+        EtherType::Ipv6 => {
+            let ip = ipv6::Packet::new_checked(l3b).ok()?;
+            if ip.next_header() != IpProtocol::Icmpv6 || ip.hop_limit() != 255 {
+                return None;
+            }
+            let body = l3b.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + ip.payload_len() as usize)?;
+            let n = icmpv6::Packet::new_checked(body).ok()?;
+            if n.msg_type() != icmpv6::Message::NeighborAdvert || n.check_nd_len().is_err() {
+                return None;
+            }
+            if !n.verify_checksum(&ip.src_addr(), &ip.dst_addr()) {
+                return None;
+            }
+            let mac = n
+                .nd_lladdr_option(icmpv6::OPT_TARGET_LLADDR)
+                .unwrap_or_else(|| eth.src_addr());
+            Some(Learned {
+                addr: std::net::Ipv6Addr::from(n.nd_target()).into(),
+                mac,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+
+    const MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
+
+    #[test]
+    fn arp_request_decodes_with_etherparse_and_learns() {
+        let mut buf = [0u8; 64];
+        let n = arp_request(&mut buf, MAC, [10, 0, 1, 1], [10, 0, 1, 11], None).unwrap();
+        assert_eq!(n, ARP_REQUEST_LEN);
+        let eth = etherparse::Ethernet2HeaderSlice::from_slice(&buf[..n]).unwrap();
+        assert_eq!(eth.destination(), [0xff; 6]);
+        assert_eq!(eth.ether_type(), etherparse::EtherType::ARP);
+        // A request teaches its sender's binding too.
+        assert_eq!(
+            learn(&buf[..n]),
+            Some(Learned {
+                addr: "10.0.1.1".parse().unwrap(),
+                mac: MAC
+            })
+        );
+        let mut t = [0u8; 64];
+        let n = arp_request(&mut t, MAC, [10, 0, 1, 1], [10, 0, 1, 11], Some(7)).unwrap();
+        assert_eq!(n, ARP_REQUEST_LEN + 4);
+        assert_eq!(learn(&t[..n]).unwrap().mac, MAC);
+    }
+
+    #[test]
+    fn ns_checksum_is_valid_and_na_is_learned() {
+        let src: [u8; 16] = "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let tgt: [u8; 16] = "fd00::11".parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut buf = [0u8; 128];
+        let n = neighbour_solicit(&mut buf, MAC, src, tgt, None).unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+        let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+            panic!("not IPv6")
+        };
+        assert_eq!(ip.header().destination(), solicited_node(tgt));
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!("not ICMPv6")
+        };
+        let computed = icmp
+            .icmp_type()
+            .calc_checksum(
+                ip.header().source(),
+                ip.header().destination(),
+                icmp.payload(),
+            )
+            .unwrap();
+        assert_eq!(computed, icmp.checksum());
+        assert_eq!(learn(&buf[..n]), None, "a solicitation is not learned");
+        // An unsolicited NA for the target is learned.
+        let mut na = [0u8; 128];
+        let n = unsolicited_na(&mut na, MAC, tgt, None).unwrap();
+        assert_eq!(
+            learn(&na[..n]),
+            Some(Learned {
+                addr: "fd00::11".parse().unwrap(),
+                mac: MAC
+            })
+        );
+    }
+
+    #[test]
+    fn learn_never_panics_on_truncation() {
+        let mut buf = [0u8; 128];
+        let n = unsolicited_na(&mut buf, MAC, [0xfd; 16], Some(3)).unwrap();
+        for len in 0..n {
+            let _ = learn(&buf[..len]);
+        }
+        let n = arp_request(&mut buf, MAC, [1, 2, 3, 4], [5, 6, 7, 8], None).unwrap();
+        for len in 0..n {
+            let _ = learn(&buf[..len]);
+        }
+    }
+}

@@ -46,7 +46,10 @@ impl MbufRing {
         let p = unsafe { ffi::rte_ring_create(cname.as_ptr(), count, -1, flags) };
         NonNull::new(p)
             .map(|raw| MbufRing { raw })
-            .ok_or_else(|| DpdkError::Ring { name: name.to_owned(), text: strerror(last_errno()) })
+            .ok_or_else(|| DpdkError::Ring {
+                name: name.to_owned(),
+                text: strerror(last_errno()),
+            })
     }
 
     /// Queues `m`; gives it back if the ring is full.

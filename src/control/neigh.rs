@@ -1,0 +1,290 @@
+//! Real-server MAC resolution on the TX segment, run by the control plane:
+//! ARP requests (IPv6: neighbour solicitations) for every server without a
+//! static MAC at start, retried every `retry_ms` until answered, then
+//! refreshed every `refresh_s`. Answers arrive as frames the workers hand
+//! over (one-armed) or that the control plane reads from the TX NIC's own
+//! RX queue; each teaches a binding that is installed in the snapshot for
+//! every real-server id with that address. A server that stops answering
+//! keeps its last MAC (its flows keep going) and is reported as stale.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crate::dataplane::neighbour::{arp_request, learn, neighbour_solicit, Learned};
+use crate::lb::realserver::Snapshot;
+use crate::lb::types::{MacAddr, RsId};
+
+/// One address being resolved.
+#[derive(Clone, Debug)]
+pub struct Neighbour {
+    /// The address.
+    pub addr: IpAddr,
+    /// Real-server ids with this address (one per service it serves).
+    pub ids: Vec<RsId>,
+    /// The MAC learned, if any.
+    pub mac: Option<MacAddr>,
+    /// When the last request went out.
+    pub last_request: Option<Instant>,
+    /// When the last answer came in.
+    pub last_answer: Option<Instant>,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// Counters of the resolver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResolverStats {
+    /// ARP requests / solicitations sent.
+    pub requests: u64,
+    /// Bindings learned or refreshed for real servers.
+    pub learned: u64,
+    /// MAC changes of already-resolved servers.
+    pub changed: u64,
+    /// Neighbour frames that concerned no real server.
+    pub ignored: u64,
+}
+
+/// The resolver.
+#[derive(Debug)]
+pub struct Resolver {
+    entries: Vec<Neighbour>,
+    index: HashMap<IpAddr, usize>,
+    tx_mac: MacAddr,
+    tx_addr: Option<Ipv4Addr>,
+    tx_addr6: Option<Ipv6Addr>,
+    vlan: Option<u16>,
+    retry: Duration,
+    refresh: Duration,
+    stats: ResolverStats,
+}
+
+impl Resolver {
+    /// A resolver for every server of `snap` without a MAC (static MACs are
+    /// already installed by the snapshot). Requests leave from `tx_mac` with
+    /// `tx_addr` / `tx_addr6` as sender, tagged with `vlan` if given.
+    pub fn new(
+        snap: &Snapshot,
+        tx_mac: MacAddr,
+        tx_addr: Option<Ipv4Addr>,
+        tx_addr6: Option<Ipv6Addr>,
+        vlan: Option<u16>,
+        retry: Duration,
+        refresh: Duration,
+    ) -> Resolver {
+        let mut entries: Vec<Neighbour> = Vec::new();
+        let mut index = HashMap::new();
+        for (i, rs) in snap.servers().iter().enumerate() {
+            if rs.mac().is_some() {
+                continue;
+            }
+            let slot = *index.entry(rs.addr).or_insert_with(|| {
+                entries.push(Neighbour {
+                    addr: rs.addr,
+                    ids: Vec::new(),
+                    mac: None,
+                    last_request: None,
+                    last_answer: None,
+                    requests: 0,
+                });
+                entries.len() - 1
+            });
+            entries[slot].ids.push(RsId(i as u32));
+        }
+        Resolver {
+            entries,
+            index,
+            tx_mac,
+            tx_addr,
+            tx_addr6,
+            vlan,
+            retry,
+            refresh,
+            stats: ResolverStats::default(),
+        }
+    }
+
+    /// The addresses being resolved.
+    pub fn entries(&self) -> &[Neighbour] {
+        &self.entries
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ResolverStats {
+        self.stats
+    }
+
+    /// Addresses still without a MAC.
+    pub fn unresolved(&self) -> usize {
+        self.entries.iter().filter(|e| e.mac.is_none()).count()
+    }
+
+    /// Resolved addresses that have not answered for three refresh periods.
+    pub fn stale(&self, now: Instant) -> Vec<IpAddr> {
+        self.entries
+            .iter()
+            .filter(|e| e.mac.is_some())
+            .filter(|e| {
+                e.last_answer
+                    .is_some_and(|t| now.duration_since(t) > self.refresh * 3)
+            })
+            .map(|e| e.addr)
+            .collect()
+    }
+
+    /// Builds, into `buf`, the next request that is due at `now` and
+    /// returns its length; call until `None`. Unresolved addresses are due
+    /// every `retry`, resolved ones every `refresh`. Addresses of a family
+    /// without a sender address are skipped.
+    pub fn next_request(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        for e in &mut self.entries {
+            let period = if e.mac.is_some() {
+                self.refresh
+            } else {
+                self.retry
+            };
+            if e.last_request
+                .is_some_and(|t| now.duration_since(t) < period)
+            {
+                continue;
+            }
+            let len = match e.addr {
+                IpAddr::V4(a) => {
+                    let Some(src) = self.tx_addr else { continue };
+                    arp_request(buf, self.tx_mac, src.octets(), a.octets(), self.vlan)
+                }
+                IpAddr::V6(a) => {
+                    let Some(src) = self.tx_addr6 else { continue };
+                    neighbour_solicit(buf, self.tx_mac, src.octets(), a.octets(), self.vlan)
+                }
+            };
+            e.last_request = Some(now);
+            if let Some(n) = len {
+                e.requests += 1;
+                self.stats.requests += 1;
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    /// Reads one neighbour frame; installs what it teaches about a real
+    /// server into `snap`. Returns the binding learned for a real server.
+    pub fn on_frame(&mut self, frame: &[u8], snap: &Snapshot, now: Instant) -> Option<Learned> {
+        let l = learn(frame)?;
+        let Some(&i) = self.index.get(&l.addr) else {
+            self.stats.ignored += 1;
+            return None;
+        };
+        let e = &mut self.entries[i];
+        if e.mac.is_some_and(|m| m != l.mac) {
+            self.stats.changed += 1;
+        }
+        e.mac = Some(l.mac);
+        e.last_answer = Some(now);
+        for &id in &e.ids {
+            snap.set_mac(id, Some(l.mac));
+        }
+        self.stats.learned += 1;
+        Some(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::neighbour::unsolicited_na;
+    use crate::lb::spec::{RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
+
+    fn rs(addr: &str, mac: Option<MacAddr>) -> RealServerSpec {
+        RealServerSpec {
+            addr: addr.parse().unwrap(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            mac,
+        }
+    }
+
+    fn svc(servers: Vec<RealServerSpec>) -> ServiceSpec {
+        ServiceSpec {
+            addr: ServiceAddr::Fwmark(1),
+            scheduler: SchedulerKind::Rr,
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            servers,
+        }
+    }
+
+    #[test]
+    fn resolves_shared_addresses_and_retries() {
+        let snap = Snapshot::new(&[
+            svc(vec![
+                rs("10.0.1.11", None),
+                rs("10.0.1.12", Some([2, 0, 0, 0, 0, 12])),
+            ]),
+            svc(vec![rs("10.0.1.11", None), rs("fd00::11", None)]),
+        ]);
+        let me: MacAddr = [2, 0, 0, 0, 0, 1];
+        let mut r = Resolver::new(
+            &snap,
+            me,
+            Some("10.0.1.1".parse().unwrap()),
+            Some("fd00::1".parse().unwrap()),
+            None,
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
+        assert_eq!(
+            r.entries().len(),
+            2,
+            "static MAC skipped, shared address once"
+        );
+        let t0 = Instant::now();
+        let mut buf = [0u8; 128];
+        let mut sent = 0;
+        while r.next_request(t0, &mut buf).is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, 2);
+        assert!(r
+            .next_request(t0 + Duration::from_millis(50), &mut buf)
+            .is_none());
+        assert!(
+            r.next_request(t0 + Duration::from_millis(150), &mut buf)
+                .is_some(),
+            "retry"
+        );
+
+        // The server answers (an ARP request from it teaches as well as a reply).
+        let srv: MacAddr = [2, 0, 0, 0, 0, 11];
+        let n = arp_request(&mut buf, srv, [10, 0, 1, 11], [10, 0, 1, 1], None).unwrap();
+        let l = r.on_frame(&buf[..n], &snap, t0).unwrap();
+        assert_eq!(l.mac, srv);
+        assert_eq!(snap.server(RsId(0)).unwrap().mac(), Some(srv));
+        assert_eq!(snap.server(RsId(2)).unwrap().mac(), Some(srv));
+        assert_eq!(r.unresolved(), 1);
+
+        let n = unsolicited_na(
+            &mut buf,
+            [2, 0, 0, 0, 0, 0x66],
+            "fd00::11".parse::<Ipv6Addr>().unwrap().octets(),
+            None,
+        )
+        .unwrap();
+        r.on_frame(&buf[..n], &snap, t0).unwrap();
+        assert_eq!(
+            snap.server(RsId(3)).unwrap().mac(),
+            Some([2, 0, 0, 0, 0, 0x66])
+        );
+        assert_eq!(r.unresolved(), 0);
+        assert_eq!(snap.servers_without_mac(), 0);
+
+        // Unrelated bindings are ignored.
+        let n = arp_request(&mut buf, srv, [10, 9, 9, 9], [10, 0, 1, 1], None).unwrap();
+        assert!(r.on_frame(&buf[..n], &snap, t0).is_none());
+        assert_eq!(r.stats().ignored, 1);
+        assert!(r.stale(t0 + Duration::from_secs(100)).len() == 2);
+    }
+}

@@ -1,0 +1,224 @@
+//! The worker loop, one per worker lcore, run to completion in l3fwd's
+//! order: drain TX buffers when the drain interval has passed, receive a
+//! burst, prefetch three packets ahead, decide, buffer per TX port, flush
+//! full buffers, free (in bulk) and count whatever was dropped. Slow jobs —
+//! connection-table sweep slices and counter publishing — run every
+//! `SLOW_EVERY` loops. The per-packet path allocates nothing, takes no lock,
+//! makes no system call and does not log.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::control::stats::{Published, WorkerStats};
+use crate::dataplane::decide::{decide, DecideCtx};
+use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
+use crate::dataplane::verdict::{Verdict, VlanAction};
+use crate::dpdk::{rdtsc, Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer};
+use crate::lb::service::ServiceTable;
+use crate::lb::state::WorkerState;
+
+/// Loops between slow jobs.
+pub const SLOW_EVERY: u64 = 64;
+/// Packets to prefetch ahead of the one being decided.
+pub const PREFETCH_AHEAD: usize = 3;
+
+/// Frames the control plane hands a worker to send (ARP requests for real
+/// servers on the TX port, gratuitous ARP / unsolicited NA on the RX port).
+#[derive(Debug)]
+pub struct ControlTx {
+    /// Frames for the TX port.
+    pub to_tx_port: MbufRing,
+    /// Frames for the RX port.
+    pub to_rx_port: MbufRing,
+}
+
+/// Everything one worker owns or shares.
+pub struct Worker {
+    /// Worker index (= RX queue and TX queue index).
+    pub index: u16,
+    /// RX port.
+    pub rx_port: PortId,
+    /// TX port (may equal `rx_port`: one-armed).
+    pub tx_port: PortId,
+    /// Frames per `rx_burst`.
+    pub burst: usize,
+    /// TSC cycles between forced TX drains.
+    pub drain_cycles: u64,
+    /// TSC cycles per millisecond (for the state layer's clock).
+    pub cycles_per_ms: u64,
+    /// Connection-table buckets swept per slow job.
+    pub sweep_buckets: usize,
+    /// Decision context (port MACs, VLAN policy).
+    pub ctx: DecideCtx,
+    /// Service lookup.
+    pub services: Arc<ServiceTable>,
+    /// Connection table, schedulers and the shared persistence table.
+    pub state: WorkerState,
+    /// Where neighbour frames go (the control plane drains it).
+    pub to_control: Arc<MbufRing>,
+    /// Frames the control plane wants sent through this worker (worker 0).
+    pub control_tx: Option<Arc<ControlTx>>,
+    /// Where counters are published.
+    pub published: Arc<Published>,
+    /// Set by the control plane to stop the loop.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Worker({}: {:?} -> {:?})",
+            self.index, self.rx_port, self.tx_port
+        )
+    }
+}
+
+#[inline(always)]
+fn count_flush(st: &mut WorkerStats, f: Flushed) {
+    st.tx_sent += u64::from(f.sent);
+    st.tx_refused += u64::from(f.dropped);
+}
+
+impl Worker {
+    /// Runs until `stop` is set, then drains its TX buffers and publishes
+    /// its final counters.
+    pub fn run(mut self) {
+        let q = QueueId(self.index);
+        let one_armed = self.rx_port == self.tx_port;
+        let mut tx_dr = TxBuffer::new(self.tx_port, q, self.burst);
+        let mut tx_reply = TxBuffer::new(self.rx_port, q, self.burst);
+        let mut rx = RxBurst::default();
+        let mut st = WorkerStats::default();
+        let mut last_drain = rdtsc();
+        let cpm = self.cycles_per_ms.max(1);
+
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = rdtsc();
+            if now.wrapping_sub(last_drain) >= self.drain_cycles {
+                last_drain = now;
+                count_flush(&mut st, tx_dr.flush());
+                if !one_armed {
+                    count_flush(&mut st, tx_reply.flush());
+                }
+                if let Some(ctl) = &self.control_tx {
+                    ctl.to_tx_port.drain(|m| {
+                        st.control_sent += 1;
+                        count_flush(&mut st, tx_dr.push(m));
+                    });
+                    ctl.to_rx_port.drain(|m| {
+                        st.control_sent += 1;
+                        let f = if one_armed {
+                            tx_dr.push(m)
+                        } else {
+                            tx_reply.push(m)
+                        };
+                        count_flush(&mut st, f);
+                    });
+                }
+            }
+            self.state.set_now(now / cpm);
+
+            let n = rx.receive(self.rx_port, q, self.burst);
+            st.loops += 1;
+            if n > 0 {
+                st.bursts += 1;
+                st.rx += n as u64;
+                for i in 0..n.min(PREFETCH_AHEAD) {
+                    rx.prefetch_data(i);
+                }
+                for i in 0..n {
+                    rx.prefetch_data(i + PREFETCH_AHEAD);
+                    let Some(frame) = rx.data_mut(i) else {
+                        continue;
+                    };
+                    match decide(frame, &self.ctx, &self.services, &mut self.state) {
+                        Verdict::Forward { vlan, .. } => {
+                            let Some(m) = rx.take(i) else { continue };
+                            match apply_vlan(m, vlan) {
+                                Some(m) => {
+                                    st.forwarded += 1;
+                                    count_flush(&mut st, tx_dr.push(m));
+                                }
+                                None => st.vlan_no_headroom += 1,
+                            }
+                        }
+                        Verdict::Reply { len } => {
+                            let Some(mut m) = rx.take(i) else { continue };
+                            let extra = m.len().saturating_sub(len);
+                            if extra > 0 {
+                                m.trim(extra as u16);
+                            }
+                            st.replies += 1;
+                            let f = if one_armed {
+                                tx_dr.push(m)
+                            } else {
+                                tx_reply.push(m)
+                            };
+                            count_flush(&mut st, f);
+                        }
+                        Verdict::Neighbour => {
+                            let Some(m) = rx.take(i) else { continue };
+                            match self.to_control.enqueue(m) {
+                                Ok(()) => st.to_control += 1,
+                                Err(m) => {
+                                    drop(m);
+                                    st.control_ring_full += 1;
+                                }
+                            }
+                        }
+                        Verdict::Drop(r) => st.drops[r.as_index()] += 1,
+                    }
+                }
+                // Dropped frames are still in the burst: free them in bulk.
+                rx.clear();
+            }
+
+            if st.loops % SLOW_EVERY == 0 {
+                self.state.sweep(self.sweep_buckets);
+                fill_state_stats(&self.state, &mut st);
+                self.published.publish(&st);
+            }
+        }
+
+        count_flush(&mut st, tx_dr.flush());
+        count_flush(&mut st, tx_reply.flush());
+        fill_state_stats(&self.state, &mut st);
+        self.published.publish(&st);
+    }
+}
+
+/// Copies the state layer's counters into the published block.
+fn fill_state_stats(state: &WorkerState, st: &mut WorkerStats) {
+    let c = state.counters();
+    st.conns = state.conn_count() as u64;
+    st.conns_created = c.conn_created;
+    st.conns_expired = c.conn_expired;
+    st.conn_table_full = c.conn_table_full;
+    st.templates_created = c.templates_created;
+    st.template_table_full = c.template_full;
+}
+
+/// Applies a length-changing VLAN action to an mbuf; `None` (frame freed)
+/// when there is no headroom for a tag or the frame is too short.
+#[inline]
+fn apply_vlan(mut m: Mbuf, action: VlanAction) -> Option<Mbuf> {
+    match action {
+        VlanAction::None => Some(m),
+        VlanAction::Insert(tci) => {
+            if !m.prepend(4) {
+                return None;
+            }
+            finish_vlan_insert(m.data_mut(), tci).ok()?;
+            Some(m)
+        }
+        VlanAction::Remove => {
+            begin_vlan_remove(m.data_mut()).ok()?;
+            if !m.adj(4) {
+                return None;
+            }
+            Some(m)
+        }
+    }
+}
