@@ -88,3 +88,4 @@ pub fn scratch(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
 }
+pub mod netns;

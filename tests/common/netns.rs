@@ -1,0 +1,291 @@
+//! End-to-end harness: the network-namespace topology of `scripts/netns.sh`,
+//! real HTTP servers (python3 http.server) on the real servers, pmdlb on
+//! net_af_packet inside the lb namespace, and curl clients. Everything is
+//! removed on drop, also when a test fails.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// End-to-end tests share the two cores: run them one at a time even under
+/// `cargo test`'s threads (nextest also puts them in a serial group).
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A topology with its own namespace prefix.
+pub struct Topology {
+    pub pfx: String,
+    www: PathBuf,
+}
+
+impl Topology {
+    /// Builds the topology with `servers` real servers and `clients`
+    /// client addresses (10.100.0.2 ..), and starts HTTP servers on ports
+    /// 80, 443 and 8080 of every real server, each answering its own name.
+    pub fn up(tag: &str, servers: usize, clients: usize) -> Topology {
+        let pfx = format!("pt{}{}", tag, std::process::id() % 10000);
+        let www = std::env::temp_dir().join(format!("{pfx}-www"));
+        let t = Topology { pfx, www };
+        t.netns(&["up", &servers.to_string(), &clients.to_string()]);
+        for s in 1..=servers {
+            let dir = t.www.join(format!("rs{s}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.html"), format!("rs{s}\n")).unwrap();
+            // A larger file for connections that must stay open a while.
+            std::fs::write(dir.join("big"), vec![b'x'; 4 << 20]).unwrap();
+            for port in ["80", "443", "8080"] {
+                Command::new("ip")
+                    .args(["netns", "exec", &format!("{}-rs{s}", t.pfx)])
+                    .args([
+                        "python3",
+                        "-m",
+                        "http.server",
+                        port,
+                        "--bind",
+                        "::",
+                        "--directory",
+                    ])
+                    .arg(&dir)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start http.server");
+            }
+        }
+        // Wait for every server to listen.
+        for s in 1..=servers {
+            let ns = format!("{}-rs{s}", t.pfx);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "ss", "-ltn"])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                if [":80 ", ":443 ", ":8080 "].iter().all(|p| text.contains(p)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "http servers in {ns} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        t
+    }
+
+    fn netns(&self, args: &[&str]) {
+        let st = Command::new(repo().join("scripts/netns.sh"))
+            .args(args)
+            .env("PMDLB_NS_PREFIX", &self.pfx)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/netns.sh");
+        assert!(st.success(), "scripts/netns.sh {args:?} failed");
+    }
+
+    /// The namespace name for `role` (cl, lb, rs1, ...).
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.pfx)
+    }
+
+    /// One HTTP GET from `client` (an address of the client namespace);
+    /// returns the body (the server's name) or an empty string on failure.
+    pub fn get(&self, client: &str, url: &str) -> String {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("cl"),
+                "curl",
+                "-s",
+                "-g",
+                "-m",
+                "5",
+                "--interface",
+                client,
+                url,
+            ])
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The client namespace's neighbour table (to show nothing is static).
+    pub fn client_neighbours(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns("cl"), "ip", "neigh", "show"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.netns(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.www);
+    }
+}
+
+/// A running pmdlb in the lb namespace.
+pub struct Lb {
+    child: Option<Child>,
+    pub config: PathBuf,
+    pub prefix: String,
+    out: PathBuf,
+}
+
+/// The af_packet part of a config (no hugepages); `extra` is appended.
+pub fn config_text(prefix: &str, extra: &str) -> String {
+    config_text_mem(prefix, false, extra)
+}
+
+/// As [`config_text`], on 2 MiB hugepages when `hugepages` is set.
+pub fn config_text_mem(prefix: &str, hugepages: bool, extra: &str) -> String {
+    format!(
+        r#"[eal]
+lcores = "0-1"
+hugepages = {hugepages}
+memory_mb = 256
+file_prefix = "{prefix}"
+vdevs = ["net_af_packet0,iface=lbrx,qpairs=1", "net_af_packet1,iface=lbtx,qpairs=1"]
+
+[ports]
+rx = "net_af_packet0"
+tx = "net_af_packet1"
+tx_addr = "10.100.1.2"
+tx_addr6 = "fd00:101::2"
+mbufs = 8191
+
+[workers]
+stats_interval_s = 1
+
+[tables]
+connections = 65536
+persistence = 65536
+
+[neighbours]
+retry_ms = 200
+
+{extra}
+"#
+    )
+}
+
+impl Lb {
+    /// Writes `config` and starts `pmdlb run` on it; waits until every real
+    /// server's MAC is resolved (pmdlb resolves them by ARP/ND itself).
+    pub fn start(t: &Topology, prefix: &str, config: &str) -> Lb {
+        let dir = std::env::temp_dir().join(format!("{}-lb", t.pfx));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join(format!("{prefix}.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        let out = dir.join(format!("{prefix}.log"));
+        let log = std::fs::File::create(&out).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns("lb")])
+            .arg(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pmdlb");
+        let lb = Lb {
+            child: Some(child),
+            config: cfg,
+            prefix: prefix.to_string(),
+            out,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = lb.ctl("servers") {
+                if s.contains("->") && !s.contains("unresolved") {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pmdlb did not resolve its servers:\n{}",
+                lb.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        lb
+    }
+
+    /// Runs `pmdlb ctl` with `cmd`.
+    pub fn ctl(&self, cmd: &str) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["ctl", "--config"])
+            .arg(&self.config)
+            .args(cmd.split_whitespace())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Everything pmdlb printed so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.out) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns the exit
+    /// code and the output.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        let code = self.terminate();
+        (code, self.log())
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // `ip netns exec` execs pmdlb, so the child pid is pmdlb's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        self.terminate();
+        let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(&self.prefix));
+        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_file(&self.out);
+        if let Some(dir) = self.config.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

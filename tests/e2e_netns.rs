@@ -1,0 +1,349 @@
+//! End to end with real TCP: curl clients in one namespace reach real
+//! python HTTP servers (each answers its own name) through pmdlb on
+//! net_af_packet, in the topology of scripts/netns.sh. No static ARP entry
+//! anywhere: pmdlb answers ARP/ND for the VIP and resolves the servers.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use common::netns::{config_text, config_text_mem, Lb, Topology, SERIAL};
+
+const VIP: &str = "10.100.0.100";
+
+fn client(i: usize) -> String {
+    format!("10.100.0.{}", i + 2)
+}
+
+fn servers_block(prefix6: bool) -> String {
+    (1..=3)
+        .map(|s| {
+            if prefix6 {
+                format!("[[service.server]]\naddr = \"fd00:101::1{s}\"\n")
+            } else {
+                format!("[[service.server]]\naddr = \"10.100.1.1{s}\"\n")
+            }
+        })
+        .collect()
+}
+
+fn count<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[test]
+fn balancing_persistence_and_fwmark_grouping() {
+    let _g = lock();
+    let t = Topology::up("a", 3, 12);
+    let cfg = config_text(
+        "pmdlb-e2e-a",
+        &format!(
+            "[[mark]]\ndst = \"{VIP}\"\nproto = \"tcp\"\nports = [80, 443]\nmark = 1\n\n\
+             [[service]]\nfwmark = 1\nscheduler = \"rr\"\npersistent = 300\n{s}\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"rr\"\n{s}\n\
+             [[service]]\nvip = \"fd00:100::100\"\nport = 80\nscheduler = \"rr\"\n{s6}\n",
+            s = servers_block(false),
+            s6 = servers_block(true)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-a", &cfg);
+
+    // Twelve clients on the persistent fwmark service: spread over all three.
+    let mut first = Vec::new();
+    for i in 0..12 {
+        let got = t.get(&client(i), &format!("http://{VIP}/"));
+        assert!(
+            got.starts_with("rs"),
+            "client {} got {got:?}\n{}",
+            client(i),
+            lb.log()
+        );
+        first.push(got);
+    }
+    let spread = count(&first);
+    assert_eq!(
+        spread.len(),
+        3,
+        "clients not spread over 3 servers: {spread:?}"
+    );
+    assert!(
+        spread.values().all(|&n| n >= 3),
+        "rr should spread 12 clients evenly: {spread:?}"
+    );
+
+    // Persistence and fwmark grouping: each client keeps its server on 80 and 443.
+    for (i, want) in first.iter().enumerate().take(6) {
+        for _ in 0..3 {
+            assert_eq!(
+                &t.get(&client(i), &format!("http://{VIP}/")),
+                want,
+                "port 80 moved"
+            );
+            assert_eq!(
+                &t.get(&client(i), &format!("http://{VIP}:443/")),
+                want,
+                "443 not grouped with 80"
+            );
+        }
+    }
+
+    // A non-persistent service schedules each connection on its own.
+    let per_conn: Vec<String> = (0..9)
+        .map(|_| t.get(&client(0), &format!("http://{VIP}:8080/")))
+        .collect();
+    let c = count(&per_conn);
+    assert_eq!(
+        c.len(),
+        3,
+        "non-persistent rr should use every server: {c:?}"
+    );
+
+    // IPv6 VIP.
+    let v6: BTreeSet<String> = (0..6)
+        .map(|_| {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &t.ns("cl"),
+                    "curl",
+                    "-s",
+                    "-g",
+                    "-m",
+                    "5",
+                    "http://[fd00:100::100]/",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+        .collect();
+    assert!(
+        v6.iter().all(|s| s.starts_with("rs")) && v6.len() >= 2,
+        "IPv6: {v6:?}"
+    );
+
+    // The client learned the VIP's MAC by ARP (pmdlb answered); nothing static.
+    let neigh = t.client_neighbours();
+    assert!(
+        neigh.contains(VIP),
+        "no neighbour entry for the VIP:\n{neigh}"
+    );
+    assert!(
+        !neigh.contains("PERMANENT"),
+        "static neighbour entries:\n{neigh}"
+    );
+
+    let stats = lb.ctl("stats").unwrap();
+    assert!(stats.contains("forwarded"), "{stats}");
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("accounting:") && log.contains("unaccounted=0"),
+        "{log}"
+    );
+}
+
+#[test]
+fn persistence_netmask_groups_a_subnet() {
+    let _g = lock();
+    let t = Topology::up("b", 3, 8);
+    let cfg = config_text(
+        "pmdlb-e2e-b",
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\npersistent = 300\nnetmask = \"255.255.255.0\"\n{}",
+            servers_block(false)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-b", &cfg);
+    let got: Vec<String> = (0..8)
+        .map(|i| t.get(&client(i), &format!("http://{VIP}/")))
+        .collect();
+    let c = count(&got);
+    assert_eq!(
+        c.len(),
+        1,
+        "a /24 persistence netmask keeps the whole subnet on one server: {c:?}\n{}",
+        lb.log()
+    );
+    assert!(got[0].starts_with("rs"));
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn persistence_timeout_allows_rescheduling() {
+    let _g = lock();
+    let t = Topology::up("c", 3, 2);
+    let cfg = config_text(
+        "pmdlb-e2e-c",
+        &format!(
+            "[timeouts]\ntcp = 3\ntcp_fin = 1\ntcp_close = 1\n\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\npersistent = 2\n{}",
+            servers_block(false)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-c", &cfg);
+    let a = t.get(&client(0), &format!("http://{VIP}/"));
+    for _ in 0..3 {
+        assert_eq!(
+            t.get(&client(0), &format!("http://{VIP}/")),
+            a,
+            "within the timeout the client stays"
+        );
+    }
+    // Silence longer than the connection timeouts plus the template timeout.
+    std::thread::sleep(Duration::from_secs(7));
+    let b = t.get(&client(0), &format!("http://{VIP}/"));
+    assert!(b.starts_with("rs"), "{b:?}\n{}", lb.log());
+    assert_ne!(
+        a,
+        b,
+        "after the template expired rr must pick the next server\n{}",
+        lb.log()
+    );
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn weight_zero_is_quiescent() {
+    let _g = lock();
+    let t = Topology::up("d", 3, 12);
+    let cfg = config_text(
+        "pmdlb-e2e-d",
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\npersistent = 300\n{}",
+            servers_block(false)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-d", &cfg);
+    let victim = t.get(&client(0), &format!("http://{VIP}/"));
+    let victim_addr = format!("10.100.1.1{}", &victim[2..]);
+
+    // An established connection to the victim: a 4 MiB download at 1 MiB/s.
+    let dl = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("cl"),
+            "curl",
+            "-s",
+            "-m",
+            "30",
+            "--limit-rate",
+            "1M",
+        ])
+        .args([
+            "--interface",
+            &client(0),
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_code}",
+        ])
+        .arg(format!("http://{VIP}/big"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let ans = lb
+        .ctl(&format!("weight tcp:{VIP}:80 {victim_addr} 0"))
+        .unwrap();
+    assert!(ans.starts_with("ok"), "{ans}");
+
+    // New clients never land on the quiescent server.
+    let fresh: Vec<String> = (1..12)
+        .map(|i| t.get(&client(i), &format!("http://{VIP}/")))
+        .collect();
+    assert!(
+        fresh.iter().all(|s| s.starts_with("rs") && *s != victim),
+        "{victim} got new clients: {fresh:?}"
+    );
+    // The established download finishes, and the persistent client keeps its server.
+    let out = dl.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("{} 200", 4 << 20), "download cut off");
+    assert_eq!(
+        t.get(&client(0), &format!("http://{VIP}/")),
+        victim,
+        "template of a quiescent server continues"
+    );
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[test]
+fn sigterm_during_traffic_exits_cleanly() {
+    let _g = lock();
+    let t = Topology::up("e", 3, 4);
+    // On real hugepages, to show no hugepage file is left behind.
+    let cfg = config_text_mem(
+        "pmdlb-e2e-e",
+        true,
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"wlc\"\n{}",
+            servers_block(false)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-e", &cfg);
+    // Traffic in the background: a loop of requests from every client.
+    let load = Command::new("ip")
+        .args(["netns", "exec", &t.ns("cl"), "bash", "-c"])
+        .arg(format!(
+            "for i in $(seq 1 200); do for c in 2 3 4 5; do curl -s -m 2 --interface 10.100.0.$c http://{VIP}:8080/ >/dev/null & done; wait; done"
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let prefix = lb.prefix.clone();
+    let mapped = std::fs::read_dir("/dev/hugepages")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(mapped > 0, "pmdlb should run on hugepages here");
+    let (code, log) = lb.stop();
+    let mut load = load;
+    let _ = load.kill();
+    let _ = load.wait();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("pmdlb: stopped cleanly"), "{log}");
+    assert!(log.contains("mbufs: all"), "mbufs leaked:\n{log}");
+    assert!(log.contains("unaccounted=0"), "{log}");
+    let fwd = log
+        .lines()
+        .find(|l| l.starts_with("forwarded"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(fwd > 0, "no traffic was forwarded before the stop:\n{log}");
+    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "hugepage files left: {left:?}");
+    assert!(
+        !std::path::Path::new(&format!("/run/pmdlb/{prefix}.sock")).exists(),
+        "control socket left"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
+        "EAL runtime dir left"
+    );
+}
