@@ -22,6 +22,7 @@ fn repo() -> PathBuf {
 pub struct Topology {
     pub pfx: String,
     www: PathBuf,
+    servers: Vec<Child>,
 }
 
 impl Topology {
@@ -31,7 +32,11 @@ impl Topology {
     pub fn up(tag: &str, servers: usize, clients: usize) -> Topology {
         let pfx = format!("pt{}{}", tag, std::process::id() % 10000);
         let www = std::env::temp_dir().join(format!("{pfx}-www"));
-        let t = Topology { pfx, www };
+        let mut t = Topology {
+            pfx,
+            www,
+            servers: Vec::new(),
+        };
         t.netns(&["up", &servers.to_string(), &clients.to_string()]);
         for s in 1..=servers {
             let dir = t.www.join(format!("rs{s}"));
@@ -40,7 +45,7 @@ impl Topology {
             // A larger file for connections that must stay open a while.
             std::fs::write(dir.join("big"), vec![b'x'; 4 << 20]).unwrap();
             for port in ["80", "443", "8080"] {
-                Command::new("ip")
+                let child = Command::new("ip")
                     .args(["netns", "exec", &format!("{}-rs{s}", t.pfx)])
                     .args([
                         "python3",
@@ -56,6 +61,7 @@ impl Topology {
                     .stderr(Stdio::null())
                     .spawn()
                     .expect("start http.server");
+                t.servers.push(child);
             }
         }
         // Wait for every server to listen.
@@ -130,6 +136,10 @@ impl Topology {
 
 impl Drop for Topology {
     fn drop(&mut self) {
+        for c in &mut self.servers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         self.netns(&["down"]);
         let _ = std::fs::remove_dir_all(&self.www);
     }
