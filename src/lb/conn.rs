@@ -210,10 +210,18 @@ fn match_tag(tags: [u8; WAYS], tag: u8) -> u64 {
     x.wrapping_sub(LO) & !x & HI
 }
 
+/// One bucket: its tag line followed by its entries, so a lookup touches
+/// one page (one TLB entry) for the tags and the entry of its first bucket.
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Bucket {
+    tags: [u8; WAYS],
+    entries: [ConnEntry; WAYS],
+}
+
 /// The fixed-capacity table.
 pub struct ConnTable {
-    tags: Box<[[u8; WAYS]]>,
-    entries: Box<[ConnEntry]>,
+    buckets: Box<[Bucket]>,
     mask: usize,
     seed: u64,
     len: usize,
@@ -258,8 +266,14 @@ impl ConnTable {
             expires: 0,
         };
         ConnTable {
-            tags: vec![[0u8; WAYS]; nb].into_boxed_slice(),
-            entries: vec![blank; nb * WAYS].into_boxed_slice(),
+            buckets: vec![
+                Bucket {
+                    tags: [0; WAYS],
+                    entries: [blank; WAYS],
+                };
+                nb
+            ]
+            .into_boxed_slice(),
             mask: nb - 1,
             seed,
             len: 0,
@@ -269,7 +283,7 @@ impl ConnTable {
 
     /// Number of entry slots.
     pub fn capacity(&self) -> usize {
-        self.entries.len()
+        self.buckets.len() * WAYS
     }
 
     /// Entries in use (including expired ones not yet reclaimed).
@@ -308,11 +322,11 @@ impl ConnTable {
     pub fn find(&self, key: &FlowKey, h: u64) -> Option<usize> {
         let (b1, b2, tag) = self.buckets(h);
         for b in [b1, b2] {
-            let mut m = match_tag(self.tags[b], tag);
+            let mut m = match_tag(self.buckets[b].tags, tag);
             while m != 0 {
                 let way = (m.trailing_zeros() / 8) as usize;
                 let idx = b * WAYS + way;
-                if self.tags[b][way] == tag && self.entries[idx].key == *key {
+                if self.buckets[b].tags[way] == tag && self.buckets[b].entries[way].key == *key {
                     return Some(idx);
                 }
                 m &= m - 1;
@@ -327,21 +341,21 @@ impl ConnTable {
     /// The entry at `idx`.
     #[inline]
     pub fn entry(&self, idx: usize) -> &ConnEntry {
-        &self.entries[idx]
+        &self.buckets[idx / WAYS].entries[idx % WAYS]
     }
 
     /// The entry at `idx`, mutably.
     #[inline]
     pub fn entry_mut(&mut self, idx: usize) -> &mut ConnEntry {
-        &mut self.entries[idx]
+        &mut self.buckets[idx / WAYS].entries[idx % WAYS]
     }
 
     /// Remove the entry at `idx` (the caller has done its accounting).
     #[inline]
     pub fn remove(&mut self, idx: usize) {
         let (b, w) = (idx / WAYS, idx % WAYS);
-        if self.tags[b][w] != 0 {
-            self.tags[b][w] = 0;
+        if self.buckets[b].tags[w] != 0 {
+            self.buckets[b].tags[w] = 0;
             self.len -= 1;
         }
     }
@@ -362,7 +376,7 @@ impl ConnTable {
             let x = u64::from_le_bytes(t);
             !((x | ((x & !HI) + !HI)) & HI) & HI
         };
-        let (m1, m2) = (empty(self.tags[b1]), empty(self.tags[b2]));
+        let (m1, m2) = (empty(self.buckets[b1].tags), empty(self.buckets[b2].tags));
         // the less loaded of the two buckets (power of two choices)
         let (b, m) = if m2.count_ones() > m1.count_ones() {
             (b2, m2)
@@ -379,9 +393,9 @@ impl ConnTable {
         for b in [b1, b2] {
             for way in 0..WAYS {
                 let idx = b * WAYS + way;
-                if now >= self.entries[idx].expires {
-                    on_expire(&self.entries[idx]);
-                    self.tags[b][way] = 0;
+                if now >= self.buckets[b].entries[way].expires {
+                    on_expire(&self.buckets[b].entries[way]);
+                    self.buckets[b].tags[way] = 0;
                     self.len -= 1;
                     return Some(Reserved { idx, tag });
                 }
@@ -394,9 +408,9 @@ impl ConnTable {
     #[inline]
     pub fn insert(&mut self, r: Reserved, e: ConnEntry) -> usize {
         let (b, w) = (r.idx / WAYS, r.idx % WAYS);
-        debug_assert_eq!(self.tags[b][w], 0);
-        self.tags[b][w] = r.tag;
-        self.entries[r.idx] = e;
+        debug_assert_eq!(self.buckets[b].tags[w], 0);
+        self.buckets[b].tags[w] = r.tag;
+        self.buckets[b].entries[w] = e;
         self.len += 1;
         r.idx
     }
@@ -415,11 +429,11 @@ impl ConnTable {
             let b = self.cursor;
             self.cursor = (self.cursor + 1) & self.mask;
             for way in 0..WAYS {
-                if self.tags[b][way] != 0 {
-                    let e = &self.entries[b * WAYS + way];
+                if self.buckets[b].tags[way] != 0 {
+                    let e = &self.buckets[b].entries[way];
                     if expired(e) {
                         on_expire(e);
-                        self.tags[b][way] = 0;
+                        self.buckets[b].tags[way] = 0;
                         self.len -= 1;
                         n += 1;
                     }

@@ -60,7 +60,7 @@ pub const SLOTS: usize = 8;
 #[cfg(loom)]
 pub const SLOTS: usize = 2;
 /// Buckets probed per key.
-pub const WINDOW: usize = 4;
+pub const WINDOW: usize = 8;
 /// Spins on a bucket's writer flag before giving up with `Busy`.
 pub const LOCK_SPINS: u32 = 1 << 16;
 /// Seqlock retries per slot before a reader treats it as a miss.
@@ -250,7 +250,7 @@ impl PersistTable {
     /// Find the live template of `key`: `(slot index, control word, rs)`.
     #[inline]
     fn find(&self, key: &TemplateKey, h: u64) -> Option<(u32, u64, RsId)> {
-        let tag = (h >> 16) & 0xffff;
+        let tag = (h >> 32) & 0xffff;
         let (w0, w1) = addr_words(&key.client);
         let home = self.home(h);
         for w in 0..self.window {
@@ -420,7 +420,7 @@ impl PersistTable {
             }
             return Ok(held);
         }
-        let tag = (h >> 16) & 0xffff;
+        let tag = (h >> 32) & 0xffff;
         let (w0, w1) = addr_words(&key.client);
         for w in 0..self.window {
             let b = self.window_bucket(home, w);

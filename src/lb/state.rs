@@ -412,9 +412,18 @@ impl WorkerState {
             persist: &self.persist,
             counters: &mut self.counters,
         };
-        let reserved = self.conns.reserve(h, now, |e| books.release(e, e.expires));
+        // A non-SYN without entry that got here is in full mode: it may
+        // belong to a flow forwarded statelessly, so it stays stateless.
+        let stateless_only = !syn_ok && persistence.is_none();
+        let reserved = if stateless_only {
+            None
+        } else {
+            self.conns.reserve(h, now, |e| books.release(e, e.expires))
+        };
         let Some(slot) = reserved else {
-            self.full_until = now + secs(self.timeouts.tcp_established_s);
+            if !stateless_only {
+                self.full_until = now + secs(self.timeouts.tcp_established_s);
+            }
             self.counters.conn_table_full += 1;
             let rs = match persistence {
                 Some(p) => {
