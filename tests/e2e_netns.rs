@@ -347,3 +347,60 @@ fn sigterm_during_traffic_exits_cleanly() {
         "EAL runtime dir left"
     );
 }
+
+/// Two workers (EAL lcores 1 and 2 share CPU 1 on this 2-core machine),
+/// each owning one af_packet queue; the kernel's fanout hash spreads flows
+/// over them as RSS would. Connections of one client land on both workers,
+/// yet the shared persistence table keeps the client on one server.
+#[test]
+fn two_workers_share_persistence() {
+    let _g = lock();
+    let t = Topology::up("f", 3, 6);
+    let cfg = config_text(
+        "pmdlb-e2e-f",
+        &format!(
+            "[[mark]]\ndst = \"{VIP}\"\nproto = \"tcp\"\nports = [80, 443]\nmark = 1\n\n\
+             [[service]]\nfwmark = 1\nscheduler = \"rr\"\npersistent = 300\n{}",
+            servers_block(false)
+        ),
+    )
+    .replace("lcores = \"0-1\"", "lcores = \"0@0,1@1,2@1\"")
+    .replace("qpairs=1", "qpairs=2");
+    let lb = Lb::start(&t, "pmdlb-e2e-f", &cfg);
+    for i in 0..6 {
+        let got: Vec<String> = (0..8)
+            .map(|k| {
+                let port = if k % 2 == 0 { 80 } else { 443 };
+                t.get(&client(i), &format!("http://{VIP}:{port}/"))
+            })
+            .collect();
+        let c = count(&got);
+        assert_eq!(
+            c.len(),
+            1,
+            "client {} moved between servers: {c:?}\n{}",
+            client(i),
+            lb.log()
+        );
+        assert!(got[0].starts_with("rs"), "{got:?}");
+    }
+    let stats = lb.ctl("stats").unwrap();
+    let rx: Vec<u64> = stats
+        .lines()
+        .find(|l| l.starts_with("rx "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(rx.len(), 3, "two worker columns and a total:\n{stats}");
+    assert!(
+        rx[0] > 0 && rx[1] > 0,
+        "both workers must have received traffic:\n{stats}"
+    );
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("unaccounted=0"), "{log}");
+}

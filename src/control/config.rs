@@ -32,6 +32,9 @@ pub enum CoreSelection {
     List(String),
     /// `coremask = "0x7"` → `-c 0x7` (normalised, lowercase).
     Mask(String),
+    /// `lcores = "0@0,1@1,2@1"` → `--lcores 0@0,1@1,2@1`: EAL's lcore-to-CPU
+    /// mapping (several lcores may share a CPU).
+    Map(String),
 }
 
 /// `[eal]`: how EAL is started.
@@ -377,6 +380,7 @@ impl Config {
         match &e.cores {
             CoreSelection::List(l) => a.extend(["-l".into(), l.clone()]),
             CoreSelection::Mask(m) => a.extend(["-c".into(), m.clone()]),
+            CoreSelection::Map(m) => a.extend(["--lcores".into(), m.clone()]),
         }
         a.extend(["--main-lcore".into(), e.main_lcore.to_string()]);
         if let Some(n) = e.memory_channels {

@@ -173,7 +173,6 @@ rx = "net_af_packet0"
 tx = "net_af_packet1"
 tx_addr = "10.100.1.2"
 tx_addr6 = "fd00:101::2"
-mbufs = 8191
 
 [workers]
 stats_interval_s = 1

@@ -26,6 +26,13 @@ pub(super) fn eal(c: &mut Check, e: RawEal) -> EalSettings {
             );
             (vec![0], CoreSelection::List("0".into()))
         }
+        (Some(LcoreList::Str(s)), None) if s.contains('@') => match parse_lcore_map(s) {
+            Ok(ids) => (ids, CoreSelection::Map(s.split_whitespace().collect())),
+            Err(m) => {
+                c.err("eal.lcores", m);
+                (vec![0], CoreSelection::List("0".into()))
+            }
+        },
         (Some(l), None) => {
             let parsed = match l {
                 LcoreList::Str(s) => parse_lcore_list(s),
@@ -420,4 +427,44 @@ pub(super) fn ports(
         tx_addr,
         tx_addr6,
     }
+}
+
+/// Parses EAL's lcore-to-CPU mapping form, `"0@0,1@1,2@1"` or
+/// `"0@0,(1-2)@1"`: returns the lcore ids (sorted, distinct). The CPU side is
+/// left to EAL, which names a missing CPU itself.
+pub(super) fn parse_lcore_map(s: &str) -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    let compact: String = s.split_whitespace().collect();
+    // Split on commas that are not inside parentheses.
+    let mut depth = 0i32;
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    for ch in compact.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    items.push(cur);
+    for item in items {
+        let Some((l, cpu)) = item.split_once('@') else {
+            return Err(format!(
+                "\"{item}\" in \"{s}\" has no @CPU; write lcore@cpu items such as \"0@0,1@1,2@1\""
+            ));
+        };
+        if cpu.is_empty() {
+            return Err(format!("\"{item}\" in \"{s}\" names no CPU after @"));
+        }
+        let l = l.trim_start_matches('(').trim_end_matches(')');
+        ids.extend(parse_lcore_list(l).map_err(|m| format!("lcores \"{s}\": {m}"))?);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
 }

@@ -861,12 +861,12 @@ fn example_af_packet_is_the_demo() {
         (c.ports().rx.as_str(), c.ports().tx.as_str()),
         ("net_af_packet0", "net_af_packet1")
     );
-    assert!(c.eal().vdevs.iter().any(|v| v.contains("iface=veth-lb-rx")));
-    assert!(c.eal().vdevs.iter().any(|v| v.contains("iface=veth-lb-tx")));
+    assert!(c.eal().vdevs.iter().any(|v| v.contains("iface=lbrx")));
+    assert!(c.eal().vdevs.iter().any(|v| v.contains("iface=lbtx")));
     assert_eq!(c.services()[0].addr, ServiceAddr::Fwmark(1));
     assert_eq!(c.services()[0].persistence.unwrap().timeout_s, 300);
     assert_eq!(c.marks()[0].ports.len(), 2);
-    assert_eq!(c.services()[1].scheduler, SchedulerKind::Wlc);
+    assert_eq!(c.services()[1].scheduler, SchedulerKind::Wrr);
     assert_eq!(c.services()[1].servers.len(), 3);
     assert_eq!(c.vips()[0].addr.to_string(), "10.100.0.100");
 }
@@ -880,4 +880,20 @@ fn load_reports_missing_file() {
             .starts_with("/nonexistent/pmdlb.toml: cannot read"),
         "{e}"
     );
+}
+
+#[test]
+fn lcore_map_form_passes_through_as_lcores() {
+    let text = "[eal]\nlcores = \"0@0,1@1,2@1\"\nhugepages = false\nmemory_mb = 64\n\n[ports]\nrx = \"net_null0\"\n";
+    let (c, _) = Config::from_str(text, "m.toml").unwrap();
+    assert_eq!(c.eal().lcores, vec![0, 1, 2]);
+    assert_eq!(c.eal().cores, CoreSelection::Map("0@0,1@1,2@1".into()));
+    assert_eq!(c.workers().count, 2);
+    let args = c.eal_args(&[]);
+    let i = args.iter().position(|a| a == "--lcores").unwrap();
+    assert_eq!(args[i + 1], "0@0,1@1,2@1");
+    let (c, _) = Config::from_str(&text.replace("0@0,1@1,2@1", "0@0,(1-2)@1"), "m.toml").unwrap();
+    assert_eq!(c.eal().lcores, vec![0, 1, 2]);
+    let err = Config::from_str(&text.replace("0@0,1@1,2@1", "0@0,1"), "m.toml").unwrap_err();
+    assert!(err.to_string().contains("no @CPU"), "{err}");
 }
