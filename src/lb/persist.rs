@@ -777,6 +777,26 @@ mod loom_tests {
         });
     }
 
+    /// Invalidation races the last release: the slot ends free exactly once
+    /// and no lookup finds the dead template.
+    #[test]
+    fn persist_invalidate_vs_release() {
+        model(|| {
+            let t = Arc::new(PersistTable::new(1, 1, 0));
+            let h = t.insert(&key(), RsId(5), 0, 100, true).unwrap();
+            let t2 = Arc::clone(&t);
+            let th = loom::thread::spawn(move || t2.release(h.slot, 0, 100));
+            t.invalidate(h.slot);
+            th.join().unwrap();
+            assert_eq!(t.get(&key(), 0), None);
+            assert_eq!(t.refs_of(h.slot), 0);
+            assert_eq!(t.live(0), 0);
+            // the slot is reusable
+            let n = t.insert(&key(), RsId(6), 0, 100, false).unwrap();
+            assert!(n.created);
+        });
+    }
+
     /// Taking a reference races the removal of an expired template: either
     /// the acquire wins (the slot stays live with its reference) or the free
     /// wins (the acquire misses). Never a reference on a freed slot.
