@@ -278,6 +278,24 @@ fn client_frame(tag: Option<u16>, src: IpAddr, dst: IpAddr, l4: L4, payload: &[u
     )
 }
 
+/// An IPv4 packet with a header shaped by `shape` (fragment fields,
+/// options) before `payload`; etherparse computes the header checksum.
+fn ipv4_raw(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: IpNumber,
+    payload: &[u8],
+    shape: impl FnOnce(&mut Ipv4Header),
+) -> Vec<u8> {
+    let mut h = Ipv4Header::new(payload.len() as u16, 64, proto, src, dst).unwrap();
+    shape(&mut h);
+    h.set_payload_len(payload.len()).unwrap();
+    let mut out = Vec::new();
+    h.write(&mut out).unwrap();
+    out.extend_from_slice(payload);
+    out
+}
+
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }
@@ -900,6 +918,36 @@ fn check_na(f: &[u8], vip: &Ipv6Addr, dst: &Ipv6Addr, solicited: bool) -> Result
     Ok(())
 }
 
+/// Rows of `tshark -T fields` over `frames` for display filter `filter`,
+/// or `None` when tshark is not installed: a second, independent decoder.
+fn tshark(frames: &[Vec<u8>], filter: &str, fields: &[&str]) -> Option<Vec<Vec<String>>> {
+    let dir = common::scratch("run-pcap-tshark");
+    let file = dir.join("replies.pcap");
+    write_pcap(&file, frames);
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-n").arg("-r").arg(&file).args([
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.stderr(Stdio::null()).output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.ok()?;
+    assert!(out.status.success(), "tshark failed");
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect(),
+    )
+}
+
 /// Matches forwarded output frames to their input by content (everything
 /// after the MACs, with the tag transformed as `tag_op` says), checks the
 /// MACs, and returns the chosen server per input index.
@@ -1210,6 +1258,94 @@ fn main_input() -> Input {
         },
     );
 
+    // Fragments: a first fragment (ports, MF set) of a new fwmark client is
+    // decided as its flow; later fragments (no ports) follow the client's
+    // persistence template, or are dropped when there is none.
+    let seg = ip_packet(
+        v4(192, 168, 1, 30),
+        vip,
+        64,
+        L4::Tcp(40999, 443, Tcp::Syn),
+        &[7; 40],
+    );
+    let seg = &seg[20..];
+    let frag = |client: [u8; 4], first: bool| {
+        let (part, off) = if first {
+            (&seg[..32], 0)
+        } else {
+            (&seg[32..], 4)
+        };
+        let ip = ipv4_raw(client, VIP.octets(), IpNumber::TCP, part, |h| {
+            h.identification = 0x4242;
+            h.dont_fragment = false;
+            h.more_fragments = first;
+            h.fragment_offset = etherparse::IpFragOffset::try_new(off).unwrap();
+        });
+        eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &ip)
+    };
+    let c30 = format!("client {}", v4(192, 168, 1, 30));
+    inp.fwd(
+        frag([192, 168, 1, 30], true),
+        "fwm1",
+        std::slice::from_ref(&c30),
+    );
+    inp.fwd(frag([192, 168, 1, 30], false), "fwm1", &[c30]);
+    inp.fwd(
+        frag([192, 168, 1, 10], false),
+        "fwm1",
+        &["client 192.168.1.10".into()],
+    );
+    inp.drop(frag([192, 168, 2, 1], false), "non_first_fragment");
+
+    // IPv4 options (router alert) on a new 8080 connection: forwarded as is.
+    let client = v4(192, 168, 2, 50);
+    let seg = ip_packet(client, vip, 64, L4::Tcp(51000, 8080, Tcp::Syn), b"");
+    let ip = ipv4_raw(
+        [192, 168, 2, 50],
+        VIP.octets(),
+        IpNumber::TCP,
+        &seg[20..],
+        |h| {
+            h.options = [0x94, 4, 0, 0].into();
+        },
+    );
+    assert_eq!(ip[0], 0x46);
+    inp.fwd(
+        eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &ip),
+        "tcp8080",
+        &[tuple(client, 51000, vip, 8080)],
+    );
+
+    // ICMPv6 packet too big about an IPv6 connection (tracked) and about a
+    // flow nobody has.
+    for (c, tracked) in [(2u16, true), (99, false)] {
+        let client = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, c));
+        let inner = ip_packet(
+            vip6,
+            client,
+            63,
+            L4::Tcp(80, 41000 + c, Tcp::Data),
+            &[0x55; 64],
+        );
+        let mut icmp = Vec::new();
+        PacketBuilder::ipv6(
+            [
+                0x20, 0x01, 0x0d, 0xb8, 0xee, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+            ],
+            VIP6.octets(),
+            60,
+        )
+        .icmpv6(etherparse::Icmpv6Type::PacketTooBig { mtu: 1280 })
+        .write(&mut icmp, &inner)
+        .unwrap();
+        let f = eth(PORT_MAC, ROUTER_MAC, None, 0x86dd, &icmp);
+        if tracked {
+            inp.fwd(f, "v6", &[tuple(client, 41000 + c, vip6, 80)]);
+        } else {
+            inp.drop(f, "icmp_no_connection");
+        }
+    }
+
     // Malformed and unwanted frames.
     let udp = |dst: IpAddr, port: u16| {
         client_frame(None, v4(198, 18, 0, 1), dst, L4::Udp(999, port), b"xyz")
@@ -1300,6 +1436,14 @@ fn pcap_mixed_traffic_keep_vlan() {
         .iter()
         .partition(|f| server_by_mac(&f[0..6]).is_some());
 
+    // 7: every drop counted under its reason.
+    assert_eq!(
+        o.drops(),
+        inp.expected_drops(),
+        "drop reasons\n{}",
+        o.stdout
+    );
+
     // 1, 2, 10: byte-identical beyond the MACs (tags kept), right service.
     let chosen = match_forwards(&inp, &fwd, |f| f[12..].to_vec());
     // 3, 4, 6: persistence, fwmark grouping, subnets, 5-tuples, ICMP errors.
@@ -1376,13 +1520,45 @@ fn pcap_mixed_traffic_keep_vlan() {
     let unanswered: Vec<_> = wanted.iter().flatten().collect();
     assert!(unanswered.is_empty(), "no reply for {unanswered:#?}");
 
-    // 7, 8: every drop counted under its reason; the books balance.
-    assert_eq!(
-        o.drops(),
-        inp.expected_drops(),
-        "drop reasons\n{}",
-        o.stdout
-    );
+    // The replies once more through tshark: ARP fields and checksums.
+    let reply_frames: Vec<Vec<u8>> = replies.iter().map(|f| f.to_vec()).collect();
+    let fields = [
+        "arp.opcode",
+        "arp.src.hw_mac",
+        "arp.src.proto_ipv4",
+        "icmp.checksum.status",
+        "icmpv6.checksum.status",
+        "ip.checksum.status",
+    ];
+    match tshark(&reply_frames, "arp or icmp or icmpv6", &fields) {
+        None => eprintln!("tshark not found: second decoding skipped"),
+        Some(rows) => {
+            assert_eq!(rows.len(), reply_frames.len(), "tshark rows {rows:?}");
+            let port = mac_str(&PORT_MAC);
+            let mut arp = 0;
+            for r in &rows {
+                let r: Vec<&str> = r.iter().map(String::as_str).collect();
+                if r[0].is_empty() {
+                    assert!(
+                        r[3] == "1" || r[4] == "1",
+                        "ICMP checksum per tshark: {r:?}"
+                    );
+                    assert!(
+                        r[5].is_empty() || r[5] == "1",
+                        "IPv4 checksum per tshark: {r:?}"
+                    );
+                } else {
+                    assert_eq!(r[0], "2", "ARP opcode per tshark: {r:?}");
+                    assert_eq!(r[1], port);
+                    assert!([VIP, VIP2].iter().any(|v| v.to_string() == r[2]), "{r:?}");
+                    arp += 1;
+                }
+            }
+            assert_eq!(arp, 3);
+        }
+    }
+
+    // 8: the books balance.
     let n_fwd = chosen.len() as u64;
     let n_reply = replies.len() as u64;
     assert_eq!(o.get("forwarded"), n_fwd);
