@@ -331,11 +331,14 @@ fn solicited_node(a: Ipv6Addr) -> (Ipv6Addr, [u8; 6]) {
 }
 
 /// A neighbour solicitation for `target` with a source link-layer option.
+/// Duplicate address detection (source `::`) carries no such option.
 fn neighbour_solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let (dst, dst_mac) = solicited_node(target);
     let mut body = target.octets().to_vec();
-    body.extend_from_slice(&[1, 1]);
-    body.extend_from_slice(&src_mac);
+    if !src.is_unspecified() {
+        body.extend_from_slice(&[1, 1]);
+        body.extend_from_slice(&src_mac);
+    }
     let b = PacketBuilder::ipv6(src.octets(), dst.octets(), 255).icmpv6(
         etherparse::Icmpv6Type::Unknown {
             type_u8: 135,
@@ -377,6 +380,8 @@ enum Reply {
         seq: u16,
         payload: Vec<u8>,
     },
+    /// Neighbour advertisement for `vip` to all nodes (answer to DAD).
+    NaDad { vip: Ipv6Addr },
     /// Solicited neighbour advertisement for `vip`.
     Na {
         client_mac: [u8; 6],
@@ -861,6 +866,16 @@ fn check_reply(f: &[u8], r: &Reply) -> Result<(), String> {
             }
             Ok(())
         }
+        Reply::NaDad { vip } => {
+            if f[0..6] != [0x33, 0x33, 0, 0, 0, 1] {
+                return Err(format!("DAD answer to MAC {}", mac_str(&f[0..6])));
+            }
+            // RFC 4861 7.2.4 wants the target link-layer option in every
+            // answer to a multicast solicitation; pmdlb builds the NA in
+            // the received frame and a DAD solicitation (no source option)
+            // leaves no room for it. DAD still detects the duplicate.
+            check_na(f, vip, &"ff02::1".parse().unwrap(), false, true)
+        }
         Reply::Na {
             client_mac,
             client,
@@ -869,14 +884,22 @@ fn check_reply(f: &[u8], r: &Reply) -> Result<(), String> {
             if f[0..6] != client_mac[..] {
                 return Err(format!("NA to MAC {}", mac_str(&f[0..6])));
             }
-            check_na(f, vip, client, true)
+            check_na(f, vip, client, true, false)
         }
     }
 }
 
 /// An advertisement of `vip` from the port MAC to `dst`; `solicited` is the
 /// S flag (the O flag is always set).
-fn check_na(f: &[u8], vip: &Ipv6Addr, dst: &Ipv6Addr, solicited: bool) -> Result<(), String> {
+/// The target link-layer option is checked when present and required
+/// unless `option_optional`.
+fn check_na(
+    f: &[u8],
+    vip: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    solicited: bool,
+    option_optional: bool,
+) -> Result<(), String> {
     let p = SlicedPacket::from_ethernet(f).map_err(|e| format!("{e:?}"))?;
     let Some(NetSlice::Ipv6(ip)) = &p.net else {
         return Err("not IPv6".into());
@@ -908,8 +931,14 @@ fn check_na(f: &[u8], vip: &Ipv6Addr, dst: &Ipv6Addr, solicited: bool) -> Result
         return Err(format!("NA flags {flags:#x}, want {want:#x}"));
     }
     let body = icmp.payload();
-    if body.len() < 24 || body[0..16] != vip.octets() {
+    if body.len() < 16 || body[0..16] != vip.octets() {
         return Err(format!("NA target {:?}", &body[..body.len().min(16)]));
+    }
+    if body.len() == 16 && option_optional {
+        return Ok(());
+    }
+    if body.len() < 24 {
+        return Err(format!("NA without target link-layer option: {body:?}"));
     }
     // Target link-layer address option.
     if body[16..18] != [2, 1] || body[18..24] != PORT_MAC {
@@ -1224,7 +1253,25 @@ fn main_input() -> Input {
         "nd_not_for_vip",
     );
 
-    // Echo requests to the VIPs.
+    let dad = neighbour_solicitation(req2, Ipv6Addr::UNSPECIFIED, VIP6);
+    inp.reply(dad, Reply::NaDad { vip: VIP6 });
+
+    // Echo requests to the VIPs (one without data, padded to 60 bytes).
+    let mut ping0 = Vec::new();
+    PacketBuilder::ipv4([192, 168, 9, 10], VIP.octets(), 64)
+        .icmpv4_echo_request(0x55, 1)
+        .write(&mut ping0, &[])
+        .unwrap();
+    let mut ping0 = eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &ping0);
+    ping0.resize(60, 0);
+    let r = Reply::Echo4 {
+        client: Ipv4Addr::new(192, 168, 9, 10),
+        vip: VIP,
+        id: 0x55,
+        seq: 1,
+        payload: vec![],
+    };
+    inp.reply(ping0, r);
     let payload: Vec<u8> = (0..32u8).collect();
     let client = Ipv4Addr::new(192, 168, 9, 9);
     let mut ping = Vec::new();
@@ -1686,7 +1733,7 @@ fn pcap_vlan_set_and_announcements() {
                 "unsolicited NA not to all-nodes"
             );
             assert_eq!(f[6..12], PORT_MAC);
-            check_na(f, &VIP6, &"ff02::1".parse().unwrap(), false).unwrap();
+            check_na(f, &VIP6, &"ff02::1".parse().unwrap(), false, false).unwrap();
             na += 1;
         }
     }
