@@ -14,14 +14,15 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== build"
 cargo build --release --locked --bins
 
-echo "== unit, property and DPDK integration tests"
+echo "== doc tests"
+cargo test --locked --doc
+
+# Last, so the runner's summary closes the log.
+echo "== unit, property, DPDK and end-to-end tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
 else
   cargo test --locked --no-fail-fast
 fi
-
-echo "== doc tests"
-cargo test --locked --doc
 
 echo "test.sh: all tests passed"
