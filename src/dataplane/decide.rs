@@ -80,6 +80,22 @@ const ETH_P_QINQ: u16 = 0x88a8;
 /// TTL / hop limit of the echo replies pmdlb builds.
 pub const REPLY_TTL: u8 = 64;
 
+/// Decides a whole burst: `out[i]` is the verdict of `frames[i]`, as
+/// calling [`decide`] on each frame in order gives it. Frames beyond
+/// `out.len()` are not looked at.
+#[inline]
+pub fn decide_burst<S: FlowState>(
+    frames: &mut [&mut [u8]],
+    out: &mut [Verdict],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) {
+    for (f, v) in frames.iter_mut().zip(out.iter_mut()) {
+        *v = decide(f, ctx, services, state);
+    }
+}
+
 /// Decides what to do with one received frame; see the module docs. The
 /// frame is modified in place for `Forward` (MACs, VLAN id) and `Reply`.
 #[inline]
