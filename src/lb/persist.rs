@@ -155,6 +155,11 @@ struct Slot {
 
 struct Bucket {
     writer: AtomicU64,
+    /// The farthest window offset at which a key homed here was ever
+    /// placed (0: all in this bucket). Written only under this bucket's
+    /// writer flag, before the slot is published; never lowered. Readers
+    /// probe offsets `0..=spill` instead of the whole window.
+    spill: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -162,6 +167,7 @@ impl Bucket {
     fn new() -> Self {
         Bucket {
             writer: AtomicU64::new(0),
+            spill: AtomicU64::new(0),
             slots: std::array::from_fn(|_| Slot {
                 ctl: AtomicU64::new(0),
                 k0: AtomicU64::new(0),
@@ -253,7 +259,13 @@ impl PersistTable {
         let tag = (h >> 32) & 0xffff;
         let (w0, w1) = addr_words(&key.client);
         let home = self.home(h);
-        for w in 0..self.window {
+        // A miss (every new client) used to scan all `window` buckets; keys
+        // only ever spill as far as the home bucket records. A reader that
+        // sees an older `spill` misses a template being created right now,
+        // as if it had looked just before; creation re-checks under the
+        // home bucket's flag, where `spill` is current.
+        let span = (self.buckets[home].spill.load(Ordering::Acquire) as usize + 1).min(self.window);
+        for w in 0..span {
             let b = self.window_bucket(home, w);
             for (s, slot) in self.buckets[b].slots.iter().enumerate() {
                 let mut tries = 0;
@@ -443,6 +455,12 @@ impl PersistTable {
                     .is_err()
                 {
                     continue;
+                }
+                // We hold the home bucket's flag: the only writer of its
+                // spill, so a plain load and store suffice (no RMW).
+                let spill = &self.buckets[home].spill;
+                if w as u64 > spill.load(Ordering::Relaxed) {
+                    spill.store(w as u64, Ordering::Release);
                 }
                 slot.k0.store(w0, Ordering::Release);
                 slot.k1.store(w1, Ordering::Release);
