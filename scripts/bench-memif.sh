@@ -126,15 +126,19 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 offered=$(awk '/Tx-pps:/ {print $2/1e6}' "$WORK/gen.log" | tail -n +3 | median)
 delivered=$(grep -o 'fwd=[0-9]* ([0-9.]*/s)' "$WORK/pmdlb.log" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
   awk '$1 > 0 {print $1/1e6}' | tail -n +3 | median)
-gen_tx=$(awk '/TX-packets:/ {v=$2} END {print v+0}' "$WORK/gen.log")
-gen_drop=$(awk '/TX-dropped:/ {v=$2} END {print v+0}' "$WORK/gen.log")
-lb_rx=$(grep -o '^pmdlb: rx=[0-9]*' "$WORK/pmdlb.log" | tail -1 | sed 's/.*=//')
-lb_fwd=$(grep -o ' fwd=[0-9]*' "$WORK/pmdlb.log" | tail -1 | sed 's/.*=//')
+field() { # name -> last value of "name: N" in the generator's log
+  awk -v k="$1" '{for (i = 1; i < NF; i++) if ($i == k) v = $(i + 1)} END {print v + 0}' "$WORK/gen.log"
+}
+gen_tx=$(field TX-packets:)
+gen_drop=$(field TX-dropped:)
+# totals from pmdlb's exit table (the `total` column)
+lb_rx=$(awk '$1 == "rx" {v=$NF} END {print v}' "$WORK/pmdlb.log")
+lb_fwd=$(awk '$1 == "forwarded" {v=$NF} END {print v}' "$WORK/pmdlb.log")
 
 echo "memif workflow, service $SERVICE (udp dport $DPORT), ${SECS} s; generator and pmdlb share 2 cores"
 echo "generator (testpmd txonly multi-flow): offered ${offered} Mpps (median), sent ${gen_tx}, refused by the memif ring ${gen_drop}"
 echo "pmdlb: received ${lb_rx:-?}, forwarded ${lb_fwd:-?} to net_null, delivered ${delivered} Mpps (median)"
 if [[ -n ${lb_fwd:-} && $gen_tx -gt 0 ]]; then
-  awk -v s="$gen_tx" -v f="$lb_fwd" 'BEGIN {printf "loss between generator and sink: %d frames (%.3f%%)\n", s - f, 100 * (s - f) / s}'
+  awk -v s="$gen_tx" -v f="$lb_fwd" 'BEGIN {printf "loss between generator and sink: %d frames (%.3f%%; includes frames left in the memif ring at the stop)\n", s - f, 100 * (s - f) / s}'
 fi
 grep -E 'drop=|tx_refused' "$WORK/pmdlb.log" | tail -1 | sed 's/^/pmdlb last stats: /'
