@@ -158,7 +158,7 @@ fn decide_chunk<S: FlowState>(
     }
     for s in steps.iter().take(frames.len()) {
         if let Step::Flow(r) = s {
-            state.prefetch_entry(&r.key, r.hash);
+            state.prefetch_entry(r.svc, &r.key, r.hash);
         }
     }
     for ((f, s), v) in frames.iter_mut().zip(steps.iter()).zip(out.iter_mut()) {

@@ -336,17 +336,19 @@ impl ConnTable {
 
     /// Prefetch the first entry whose tag matches hash `h`, without
     /// comparing keys (burst pipeline, step 2, once the tag lines arrived).
+    /// `false`: no tag matches, the flow is new.
     #[inline(always)]
-    pub fn prefetch_entry(&self, h: u64) {
+    pub fn prefetch_entry(&self, h: u64) -> bool {
         let (b1, b2, tag) = self.buckets(h);
         for b in [b1, b2] {
             let m = match_tag(self.buckets[b].tags, tag);
             if m != 0 {
                 let way = (m.trailing_zeros() / 8) as usize & (WAYS - 1);
                 crate::dpdk::prefetch(&self.buckets[b].entries[way]);
-                return;
+                return true;
             }
         }
+        false
     }
 
     /// Find a flow with precomputed hash `h`: its entry index.

@@ -67,10 +67,11 @@ pub trait FlowState {
     }
 
     /// Burst pipeline, step 2 (optional): with the lines of step 1 arrived,
-    /// prefetch the entry the flow will hit. Default: nothing.
+    /// prefetch the entry the flow of service `svc` will hit (or, for a
+    /// new flow, what creating it will read). Default: nothing.
     #[inline(always)]
-    fn prefetch_entry(&self, key: &FlowKey, hash: u64) {
-        let _ = (key, hash);
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
+        let _ = (svc, key, hash);
     }
 
     /// [`FlowState::assign`] with the hash [`FlowState::prepare`] returned

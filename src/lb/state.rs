@@ -523,8 +523,14 @@ impl FlowState for WorkerState {
     }
 
     #[inline(always)]
-    fn prefetch_entry(&self, _key: &FlowKey, hash: u64) {
-        self.conns.prefetch_entry(hash);
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
+        if !self.conns.prefetch_entry(hash) {
+            // A new flow: a persistent service will look its template up.
+            if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
+                self.persist
+                    .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
+            }
+        }
     }
 
     #[inline(always)]
