@@ -56,7 +56,7 @@ use crate::dataplane::rewrite::{rewrite_macs, TxVlan};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::lb::flow::{FlowState, Target};
 use crate::lb::service::ServiceTable;
-use crate::lb::types::{ip_proto, Addr, Family, FlowKey, MacAddr, TcpFlags};
+use crate::lb::types::{ip_proto, Addr, Family, FlowKey, MacAddr, ServiceId, TcpFlags};
 use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, tcp, Error};
 
 /// What the decision needs to know about the ports a worker serves.
@@ -79,6 +79,183 @@ const ETH_P_QINQ: u16 = 0x88a8;
 
 /// TTL / hop limit of the echo replies pmdlb builds.
 pub const REPLY_TTL: u8 = 64;
+
+/// Largest burst [`decide_burst`] pipelines at once (longer slices are
+/// decided in chunks of this size).
+pub const BURST_MAX: usize = 64;
+
+/// What the first pass of [`decide_burst`] found for one frame.
+#[derive(Clone, Copy)]
+enum Step {
+    /// An unfragmented IPv4 TCP/UDP/SCTP packet to us, header checked,
+    /// service found: only the state layer remains.
+    Flow(FlowReq),
+    /// Anything else: decided whole, in order, by [`decide`].
+    Whole,
+}
+
+/// A transport flow waiting for its real server.
+#[derive(Clone, Copy)]
+struct FlowReq {
+    svc: ServiceId,
+    key: FlowKey,
+    tcp: Option<TcpFlags>,
+    hash: u64,
+    l3: usize,
+    tci: Option<u16>,
+}
+
+/// Decides a whole burst: `out[i]` is the verdict of `frames[i]`, exactly
+/// as calling [`decide`] on each frame in order would give it. Frames
+/// beyond `out.len()` are not looked at.
+///
+/// Three passes per chunk of [`BURST_MAX`]: parse every frame and find its
+/// service (one service lookup per distinct `(dst, proto, port)` run),
+/// hash its flow and prefetch its connection-table buckets; prefetch the
+/// entries; then assign and rewrite in order. The misses of a burst
+/// overlap instead of stalling one packet at a time. Frames the fast
+/// parse does not cover (ARP, ICMP, IPv6, fragments, VLAN-changed or
+/// malformed ones) are decided whole by [`decide`] in the last pass, in
+/// their place, so ordering against the state layer is unchanged.
+#[inline]
+pub fn decide_burst<S: FlowState>(
+    frames: &mut [&mut [u8]],
+    out: &mut [Verdict],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) {
+    let n = frames.len().min(out.len());
+    let mut start = 0;
+    while start < n {
+        let end = n.min(start + BURST_MAX);
+        decide_chunk(
+            &mut frames[start..end],
+            &mut out[start..end],
+            ctx,
+            services,
+            state,
+        );
+        start = end;
+    }
+}
+
+#[inline(always)]
+fn decide_chunk<S: FlowState>(
+    frames: &mut [&mut [u8]],
+    out: &mut [Verdict],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) {
+    let mut steps = [Step::Whole; BURST_MAX];
+    let mut last: Option<(u32, u8, u16, Option<ServiceId>)> = None;
+    for (f, s) in frames.iter().zip(steps.iter_mut()) {
+        if let Some(mut r) = fast_parse(f, ctx, services, &mut last) {
+            r.hash = state.prepare(&r.key);
+            *s = Step::Flow(r);
+        }
+    }
+    for s in steps.iter().take(frames.len()) {
+        if let Step::Flow(r) = s {
+            state.prefetch_entry(r.svc, &r.key, r.hash);
+        }
+    }
+    for ((f, s), v) in frames.iter_mut().zip(steps.iter()).zip(out.iter_mut()) {
+        match s {
+            Step::Whole => *v = decide(f, ctx, services, state),
+            Step::Flow(r) => {
+                let l2 = L2 {
+                    l3: r.l3,
+                    tci: r.tci,
+                    to_us: true,
+                };
+                match state.assign_hashed(r.svc, &r.key, r.hash, r.tcp) {
+                    Ok(t) => *v = forward(f, &l2, ctx, t),
+                    Err(e) => *v = Verdict::Drop(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// The common case in one straight pass: to our MAC, untagged or one
+/// 802.1Q tag, IPv4 with a good header, an unfragmented (or first
+/// fragment) TCP/UDP/SCTP packet with a complete header and a service.
+/// `None` for anything else (then [`decide`] sees the frame whole, and
+/// gives every drop reason). `last` caches the previous service lookup.
+#[inline(always)]
+fn fast_parse(
+    frame: &[u8],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    last: &mut Option<(u32, u8, u16, Option<ServiceId>)>,
+) -> Option<FlowReq> {
+    let eth = frame.get(0..ethernet::HEADER_LEN)?;
+    if eth[0..6] != ctx.rx_mac {
+        return None;
+    }
+    let (l3, tci) = match be16(eth, 12) {
+        ETH_P_IPV4 => (ethernet::HEADER_LEN, None),
+        ETH_P_VLAN => {
+            let tag = frame.get(14..18)?;
+            if be16(tag, 2) != ETH_P_IPV4 {
+                return None;
+            }
+            (18, Some(be16(tag, 0)))
+        }
+        _ => return None,
+    };
+    let ip = ipv4::Packet::new_unchecked(frame.get(l3..)?);
+    if ip.check_len().is_err() || !ip.verify_checksum() || ip.ttl() == 0 {
+        return None;
+    }
+    let proto = ip.protocol_number();
+    if !is_port_proto(proto) || ip.frag_offset() != 0 {
+        return None;
+    }
+    let l4 = l3 + ip.header_len()..l3 + ip.total_len() as usize;
+    let (src4, dst4) = (ip.src_addr(), ip.dst_addr());
+    let dst_word = u32::from_ne_bytes(dst4);
+    let l4b = frame.get(l4)?;
+    let min = match proto {
+        ip_proto::TCP => tcp::HEADER_LEN,
+        ip_proto::UDP => 8,
+        _ => 12,
+    };
+    let hdr = l4b.get(0..min)?;
+    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let tcp = if proto == ip_proto::TCP {
+        tcp::Packet::new_unchecked(l4b).check_len().ok()?;
+        Some(TcpFlags(hdr[13]))
+    } else {
+        None
+    };
+    let svc = match *last {
+        Some((d, p, port, svc)) if d == dst_word && p == proto && port == dport => svc,
+        _ => {
+            let svc = services.lookup(Family::V4, proto, &Addr::v4(dst4), dport);
+            *last = Some((dst_word, proto, dport, svc));
+            svc
+        }
+    }?;
+    Some(FlowReq {
+        svc,
+        key: FlowKey {
+            client: Addr::v4(src4),
+            vip: Addr::v4(dst4),
+            cport: sport,
+            vport: dport,
+            proto,
+            family: Family::V4,
+        },
+        tcp,
+        hash: 0,
+        l3,
+        tci,
+    })
+}
 
 /// Decides what to do with one received frame; see the module docs. The
 /// frame is modified in place for `Forward` (MACs, VLAN id) and `Reply`.

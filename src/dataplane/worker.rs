@@ -1,6 +1,7 @@
 //! The worker loop, one per worker lcore, run to completion in l3fwd's
 //! order: drain TX buffers when the drain interval has passed, receive a
-//! burst, prefetch three packets ahead, decide, buffer per TX port, flush
+//! burst, prefetch the frames, decide the burst (`decide_burst`: parse and
+//! prefetch table buckets for all, then assign in order), buffer per TX port, flush
 //! full buffers, free (in bulk) and count whatever was dropped. Slow jobs —
 //! connection-table sweep slices and counter publishing — run every
 //! `SLOW_EVERY` loops. The per-packet path allocates nothing, takes no lock,
@@ -11,17 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::control::stats::{Published, WorkerStats};
-use crate::dataplane::decide::{decide, DecideCtx};
+use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::verdict::{Verdict, VlanAction};
-use crate::dpdk::{rdtsc, Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer};
+use crate::dpdk::{rdtsc, Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
 use crate::lb::service::ServiceTable;
 use crate::lb::state::WorkerState;
 
 /// Loops between slow jobs.
 pub const SLOW_EVERY: u64 = 64;
-/// Packets to prefetch ahead of the one being decided.
-pub const PREFETCH_AHEAD: usize = 3;
 
 /// Frames the control plane hands a worker to send (ARP requests for real
 /// servers on the TX port, gratuitous ARP / unsolicited NA on the RX port).
@@ -125,15 +124,24 @@ impl Worker {
             if n > 0 {
                 st.bursts += 1;
                 st.rx += n as u64;
-                for i in 0..n.min(PREFETCH_AHEAD) {
+                for i in 0..n {
                     rx.prefetch_data(i);
                 }
-                for i in 0..n {
-                    rx.prefetch_data(i + PREFETCH_AHEAD);
-                    let Some(frame) = rx.data_mut(i) else {
-                        continue;
-                    };
-                    match decide(frame, &self.ctx, &self.services, &mut self.state) {
+                let mut verdicts = [Verdict::Neighbour; MAX_BURST];
+                {
+                    let mut frames: [&mut [u8]; MAX_BURST] =
+                        std::array::from_fn(|_| <&mut [u8]>::default());
+                    let k = rx.frames_mut(&mut frames);
+                    decide_burst(
+                        &mut frames[..k],
+                        &mut verdicts[..k],
+                        &self.ctx,
+                        &self.services,
+                        &mut self.state,
+                    );
+                }
+                for (i, &verdict) in verdicts.iter().enumerate().take(n) {
+                    match verdict {
                         Verdict::Forward { vlan, .. } => {
                             let Some(m) = rx.take(i) else { continue };
                             match apply_vlan(m, vlan) {

@@ -212,6 +212,26 @@ impl RxBurst {
         Some(unsafe { std::slice::from_raw_parts_mut(p, len) })
     }
 
+    /// The bytes of every packet of the burst at once, in order, for a
+    /// burst-wide decision (`out[i]` is packet `i`; a taken packet gives an
+    /// empty slice). Returns the count.
+    #[inline(always)]
+    pub fn frames_mut<'a>(&'a mut self, out: &mut [&'a mut [u8]; MAX_BURST]) -> usize {
+        for (i, o) in out.iter_mut().enumerate().take(self.len) {
+            let p = self.pkts[i];
+            *o = if p.is_null() {
+                Default::default()
+            } else {
+                let (d, len) = raw_data(p);
+                // SAFETY: the burst owns packet i and each packet's data is a
+                // distinct buffer; `&'a mut self` keeps them exclusive (no
+                // take or clear) for as long as the slices live.
+                unsafe { std::slice::from_raw_parts_mut(d, len) }
+            };
+        }
+        self.len
+    }
+
     /// Takes packet `i` out of the burst.
     #[inline(always)]
     pub fn take(&mut self, i: usize) -> Option<Mbuf> {

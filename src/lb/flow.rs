@@ -55,4 +55,37 @@ pub trait FlowState {
     /// no ports). `None` when the service is not persistent or no template
     /// exists.
     fn lookup_template(&self, svc: ServiceId, client: Addr) -> Option<Target>;
+
+    /// Burst pipeline, step 1: the hash [`FlowState::assign_hashed`] wants
+    /// for `key`, with the table lines it will read prefetched. The burst
+    /// decision calls it for every flow of a burst before assigning any, so
+    /// the cache misses of a burst overlap. Default: no hash, no prefetch.
+    #[inline(always)]
+    fn prepare(&self, key: &FlowKey) -> u64 {
+        let _ = key;
+        0
+    }
+
+    /// Burst pipeline, step 2 (optional): with the lines of step 1 arrived,
+    /// prefetch the entry the flow of service `svc` will hit (or, for a
+    /// new flow, what creating it will read). Default: nothing.
+    #[inline(always)]
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
+        let _ = (svc, key, hash);
+    }
+
+    /// [`FlowState::assign`] with the hash [`FlowState::prepare`] returned
+    /// for `key` (state may have changed since: implementations look up
+    /// again, only the hash is reused). Default: `assign`.
+    #[inline(always)]
+    fn assign_hashed(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        hash: u64,
+        tcp: Option<TcpFlags>,
+    ) -> Result<Target, StateDrop> {
+        let _ = hash;
+        self.assign(svc, key, tcp)
+    }
 }

@@ -155,6 +155,11 @@ struct Slot {
 
 struct Bucket {
     writer: AtomicU64,
+    /// The farthest window offset at which a key homed here was ever
+    /// placed (0: all in this bucket). Written only under this bucket's
+    /// writer flag, before the slot is published; never lowered. Readers
+    /// probe offsets `0..=spill` instead of the whole window.
+    spill: AtomicU64,
     slots: [Slot; SLOTS],
 }
 
@@ -162,6 +167,7 @@ impl Bucket {
     fn new() -> Self {
         Bucket {
             writer: AtomicU64::new(0),
+            spill: AtomicU64::new(0),
             slots: std::array::from_fn(|_| Slot {
                 ctl: AtomicU64::new(0),
                 k0: AtomicU64::new(0),
@@ -220,6 +226,17 @@ impl PersistTable {
         hash_addr(&key.client, key.svc.0 as u64, self.seed)
     }
 
+    /// Prefetch the home bucket of a key (every line of it: the slots'
+    /// control words and keys are what a lookup or a creation reads).
+    #[inline]
+    pub fn prefetch(&self, key: &TemplateKey) {
+        let b = &self.buckets[self.home(self.hash(key))];
+        let p = b as *const Bucket as *const u8;
+        for off in (0..std::mem::size_of::<Bucket>()).step_by(64) {
+            crate::dpdk::prefetch(p.wrapping_add(off));
+        }
+    }
+
     /// The home bucket of a key (for prefetching).
     #[inline]
     pub fn bucket_of(&self, key: &TemplateKey) -> usize {
@@ -253,7 +270,13 @@ impl PersistTable {
         let tag = (h >> 32) & 0xffff;
         let (w0, w1) = addr_words(&key.client);
         let home = self.home(h);
-        for w in 0..self.window {
+        // A miss (every new client) used to scan all `window` buckets; keys
+        // only ever spill as far as the home bucket records. A reader that
+        // sees an older `spill` misses a template being created right now,
+        // as if it had looked just before; creation re-checks under the
+        // home bucket's flag, where `spill` is current.
+        let span = (self.buckets[home].spill.load(Ordering::Acquire) as usize + 1).min(self.window);
+        for w in 0..span {
             let b = self.window_bucket(home, w);
             for (s, slot) in self.buckets[b].slots.iter().enumerate() {
                 let mut tries = 0;
@@ -443,6 +466,12 @@ impl PersistTable {
                     .is_err()
                 {
                     continue;
+                }
+                // We hold the home bucket's flag: the only writer of its
+                // spill, so a plain load and store suffice (no RMW).
+                let spill = &self.buckets[home].spill;
+                if w as u64 > spill.load(Ordering::Relaxed) {
+                    spill.store(w as u64, Ordering::Release);
                 }
                 slot.k0.store(w0, Ordering::Release);
                 slot.k1.store(w1, Ordering::Release);

@@ -29,6 +29,7 @@ fn mac_to_word(mac: MacAddr) -> u64 {
     u64::from_le_bytes(b) | MAC_VALID
 }
 
+#[inline(always)]
 fn word_to_mac(w: u64) -> MacAddr {
     let b = w.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4], b[5]]

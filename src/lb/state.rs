@@ -128,7 +128,7 @@ impl Books<'_> {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn target(s: &RealServer, rs: RsId) -> Option<Target> {
     s.mac().map(|mac| Target { rs, mac })
 }
@@ -273,7 +273,7 @@ impl WorkerState {
     }
 
     /// Existing entry: advance state, refresh, return the target.
-    #[inline]
+    #[inline(always)]
     fn existing(&mut self, idx: usize, tcp: Option<TcpFlags>) -> Result<Target, StateDrop> {
         let now = self.clock.now_ms();
         let e = *self.conns.entry(idx);
@@ -512,6 +512,35 @@ impl FlowState for WorkerState {
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
         let h = self.conns.hash(key);
+        self.assign_hashed(svc, key, h, tcp)
+    }
+
+    #[inline(always)]
+    fn prepare(&self, key: &FlowKey) -> u64 {
+        let h = self.conns.hash(key);
+        self.conns.prefetch_buckets(h);
+        h
+    }
+
+    #[inline(always)]
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
+        if !self.conns.prefetch_entry(hash) {
+            // A new flow: a persistent service will look its template up.
+            if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
+                self.persist
+                    .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn assign_hashed(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        h: u64,
+        tcp: Option<TcpFlags>,
+    ) -> Result<Target, StateDrop> {
         if let Some(idx) = self.conns.find(key, h) {
             let e = self.conns.entry(idx);
             if self.clock.now_ms() < e.expires && e.svc == svc {

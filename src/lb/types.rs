@@ -40,13 +40,11 @@ pub struct Addr(pub [u8; 16]);
 
 impl Addr {
     /// An IPv4 address.
+    #[inline(always)]
     pub const fn v4(octets: [u8; 4]) -> Self {
-        let mut a = [0u8; 16];
-        a[0] = octets[0];
-        a[1] = octets[1];
-        a[2] = octets[2];
-        a[3] = octets[3];
-        Addr(a)
+        // One 16-byte value, not four byte stores: the hash and compares
+        // read it back as words, which would stall store forwarding.
+        Addr((u32::from_le_bytes(octets) as u128).to_le_bytes())
     }
 
     /// An IPv6 address.
