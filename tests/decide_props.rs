@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use etherparse::{PacketBuilder, SlicedPacket, VlanId};
+use pmdlb::dataplane::decide::decide_burst;
 use pmdlb::dataplane::rewrite::apply_vlan;
 use pmdlb::dataplane::{decide, DecideCtx, DropReason, TxVlan, Verdict, VlanAction};
 use pmdlb::lb::flow::{FlowState, StateDrop, Target};
@@ -961,4 +962,51 @@ fn duplicate_address_detection_gets_an_all_nodes_na() {
         &pmdlb::dataplane::neighbour::ALL_NODES
     );
     assert_eq!(f[14 + 40 + 4], 0x20, "override only, not solicited");
+}
+
+proptest! {
+    /// `decide_burst` gives exactly the verdicts and frames of `decide` on
+    /// each frame in order — including flows opened and continued within
+    /// one burst, bursts longer than its chunk, and frames its fast path
+    /// leaves to `decide` (fragments, IPv6, VLAN, mutated bytes).
+    #[test]
+    fn burst_equals_frame_by_frame(
+        frames in proptest::collection::vec(
+            (0usize..7, 1u16..4, any::<bool>(), any::<Option<(prop::sample::Index, u8)>>()),
+            0..80,
+        ),
+        tx in prop_oneof![Just(TxVlan::Keep), Just(TxVlan::Set(7)), Just(TxVlan::Untagged)],
+    ) {
+        let t = table();
+        let mut bytes: Vec<Vec<u8>> = frames
+            .iter()
+            .map(|&(kind, sport, syn, mutation)| {
+                let mut f = match kind {
+                    0 => tcp4(VIP4, sport, 80, syn, b"a"),
+                    1 => udp4(VIP4, sport, 9, b"b"),
+                    2 => tcp4(VIP4_MARK, sport, 443, syn, b"c"),
+                    3 => tcp4(VIP4_PERSIST, sport, 22, syn, b""),
+                    4 => udp4([10, 9, 9, 9], sport, 9, b"not ours"),
+                    k => base_frames()[k - 3].clone(),
+                };
+                if let Some((at, val)) = mutation {
+                    let i = at.index(f.len());
+                    f[i] = val;
+                }
+                f
+            })
+            .collect();
+        let mut one_by_one = bytes.clone();
+        let mut st = TestState::new();
+        let expected: Vec<Verdict> = one_by_one
+            .iter_mut()
+            .map(|f| decide(f, &ctx(tx), &t, &mut st))
+            .collect();
+        let mut st = TestState::new();
+        let mut refs: Vec<&mut [u8]> = bytes.iter_mut().map(|f| &mut f[..]).collect();
+        let mut got = vec![Verdict::Neighbour; refs.len()];
+        decide_burst(&mut refs, &mut got, &ctx(tx), &t, &mut st);
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(bytes, one_by_one);
+    }
 }

@@ -29,10 +29,15 @@ fn mac_to_word(mac: MacAddr) -> u64 {
     u64::from_le_bytes(b) | MAC_VALID
 }
 
+/// As one 4-byte and one 2-byte piece: the MAC is later copied into the
+/// frame as 4 + 2 bytes, and six byte-wide stores read back that way
+/// failed store-to-load forwarding (perf: 13% of the worker on it).
 #[inline(always)]
 fn word_to_mac(w: u64) -> MacAddr {
-    let b = w.to_le_bytes();
-    [b[0], b[1], b[2], b[3], b[4], b[5]]
+    let mut m = [0u8; 6];
+    m[..4].copy_from_slice(&(w as u32).to_le_bytes());
+    m[4..].copy_from_slice(&((w >> 32) as u16).to_le_bytes());
+    m
 }
 
 /// One real server of one service, shared by all workers.
