@@ -187,15 +187,26 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
     let prefix = cfg.eal().file_prefix.clone();
-    let result = run_inner(cfg, opts, &stop);
-    remove_eal_files(&prefix);
+    let mut eal_started = false;
+    let result = run_inner(cfg, opts, &stop, &mut eal_started);
+    // Only our own files: when EAL failed to start (for instance because
+    // another pmdlb holds this prefix), they belong to someone else.
+    if eal_started {
+        remove_eal_files(&prefix);
+    }
     result
 }
 
-fn run_inner(cfg: &Config, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Result<(), RunError> {
+fn run_inner(
+    cfg: &Config,
+    opts: &RunOptions,
+    stop: &Arc<AtomicBool>,
+    eal_started: &mut bool,
+) -> Result<(), RunError> {
     let args = cfg.eal_args(&opts.extra_eal);
     println!("pmdlb: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args)?;
+    *eal_started = true;
     let ctl_path = socket_path(&cfg.eal().file_prefix);
     let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
         path: ctl_path.display().to_string(),
