@@ -48,9 +48,15 @@ VIP=10.0.0.100
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 0.5
+  # pmdlb drains and cleans up on SIGINT; give it time before forcing.
+  for _ in $(seq 1 100); do
+    alive=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -f /dev/hugepages/"$PREFIX"* "$SOCK" 2>/dev/null || true
+  rm -f /dev/hugepages/"$PREFIX"* "$SOCK" /run/pmdlb/"$PREFIX"*.sock 2>/dev/null || true
   rm -rf /var/run/dpdk/"$PREFIX"* 2>/dev/null || true
   rm -rf "$WORK"
 }

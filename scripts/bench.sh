@@ -50,10 +50,16 @@ WORK=$(mktemp -d /tmp/pmdlb-bench.XXXXXX)
 PREFIX=pmdlb-bench-$$
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-  sleep 0.5
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -f /dev/hugepages/"$PREFIX"* 2>/dev/null || true
+  for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -INT "$p" 2>/dev/null || true; done
+  # pmdlb and testpmd clean up on SIGINT; give them time before forcing.
+  for _ in $(seq 1 100); do
+    alive=0
+    for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -KILL "$p" 2>/dev/null || true; done
+  rm -f /dev/hugepages/"$PREFIX"* /run/pmdlb/"$PREFIX"*.sock 2>/dev/null || true
   rm -rf /var/run/dpdk/"$PREFIX"* 2>/dev/null || true
   rm -rf "$WORK"
 }
