@@ -14,6 +14,9 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== build"
 cargo build --release --locked --bins
 
+echo "== loom model checks of the persistence table's concurrent core"
+RUSTFLAGS="--cfg loom" cargo test --release --locked --lib --target-dir target/loom persist
+
 echo "== doc tests"
 cargo test --locked --doc
 
