@@ -18,7 +18,7 @@ const EXIT_FAILURE: u8 = 1;
 /// see what it defines, then `pmdlb run --config FILE`. See
 /// dpdk-config/reference.toml for every key.
 #[derive(Parser, Debug)]
-#[command(name = "pmdlb", version, about, long_about = None)]
+#[command(name = "pmdlb", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
