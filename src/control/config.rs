@@ -75,26 +75,8 @@ impl EalSettings {
     }
 }
 
-/// `ports.tx_vlan`: what to do with an 802.1Q tag on frames sent to real servers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxVlan {
-    /// Send with the tag the frame arrived with (or none).
-    Keep,
-    /// Send untagged (strip any tag).
-    Untagged,
-    /// Send with this VLAN id (1..=4094), replacing any tag.
-    Tag(u16),
-}
-
-impl fmt::Display for TxVlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TxVlan::Keep => f.write_str("keep"),
-            TxVlan::Untagged => f.write_str("none"),
-            TxVlan::Tag(v) => write!(f, "{v}"),
-        }
-    }
-}
+/// `ports.tx_vlan`: the data plane's own policy type.
+pub use crate::dataplane::rewrite::TxVlan;
 
 /// `[ports]`: the NICs and their rings.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::control::config::{Config, TxVlan as CfgTxVlan};
+use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total, Published, WorkerStats};
@@ -266,15 +266,10 @@ fn run_inner(
         PERSIST_SHARDS,
         dpdk::rdtsc() | 1,
     ));
-    let tx_vlan = match ps.tx_vlan {
-        CfgTxVlan::Keep => TxVlan::Keep,
-        CfgTxVlan::Untagged => TxVlan::Untagged,
-        CfgTxVlan::Tag(v) => TxVlan::Set(v),
-    };
     let ctx = DecideCtx {
         rx_mac,
         tx_mac,
-        tx_vlan,
+        tx_vlan: ps.tx_vlan,
     };
     let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
     let control_tx = Arc::new(ControlTx {
@@ -329,7 +324,7 @@ fn run_inner(
     // Control plane.
     let nb = cfg.neighbours();
     let tx_tag = match ps.tx_vlan {
-        CfgTxVlan::Tag(v) => Some(v),
+        TxVlan::Set(v) => Some(v),
         _ => None,
     };
     let mut resolver = Resolver::new(

@@ -21,6 +21,17 @@ pub enum TxVlan {
     Untagged,
 }
 
+impl core::fmt::Display for TxVlan {
+    /// As written in the configuration: `keep`, `none` or the VLAN id.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            TxVlan::Keep => f.write_str("keep"),
+            TxVlan::Untagged => f.write_str("none"),
+            TxVlan::Set(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 /// Writes the two MAC addresses of a DR forward (`frame` holds at least 12
 /// bytes; shorter frames are left alone).
 #[inline(always)]

@@ -360,7 +360,7 @@ pub(super) fn ports(
                 StrOrInt::Str(s) => s.trim().parse::<i64>().ok(),
             };
             match n {
-                Some(n) if (1..=4094).contains(&n) => TxVlan::Tag(n as u16),
+                Some(n) if (1..=4094).contains(&n) => TxVlan::Set(n as u16),
                 _ => {
                     c.err(
                         "ports.tx_vlan",

@@ -177,7 +177,7 @@ gratuitous_arp = false
     assert_eq!(p.rx, "0000:3b:00.0");
     assert_eq!(p.tx, "0000:3b:00.1");
     assert!(!p.one_armed());
-    assert_eq!(p.tx_vlan, TxVlan::Tag(100));
+    assert_eq!(p.tx_vlan, TxVlan::Set(100));
     assert_eq!(p.mtu, Some(9000));
     assert_eq!(p.mbufs, 65535);
     let pc = p.port_config(2, 3);
