@@ -14,10 +14,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::config::values::format_mac;
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total, Published, WorkerStats};
+use crate::control::summary::{service_line, service_name};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
@@ -26,9 +28,9 @@ use crate::dpdk::{self, Eal, Mbuf, MbufRing, Mempool, Port, PortId, QueueId, Rin
 use crate::lb::persist::PersistTable;
 use crate::lb::realserver::Snapshot;
 use crate::lb::service::ServiceTable;
-use crate::lb::spec::ServiceAddr;
+use crate::lb::spec::{ServiceAddr, ServiceSpec};
 use crate::lb::state::{StateConfig, WorkerState};
-use crate::lb::types::{ip_proto, MacAddr, RsId};
+use crate::lb::types::RsId;
 
 /// Data room of each mbuf (headroom included): DPDK's default.
 pub const MBUF_DATA_ROOM: u16 = 2176;
@@ -79,13 +81,6 @@ pub struct RunOptions {
     pub stats_interval_s: Option<u32>,
 }
 
-fn mac_str(m: &MacAddr) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
-}
-
 /// Removes EAL's runtime directory and hugepage files of `prefix`.
 pub fn remove_eal_files(prefix: &str) {
     let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(prefix));
@@ -111,42 +106,17 @@ impl Drop for DoneGuard {
     }
 }
 
-fn service_name(a: &ServiceAddr) -> String {
-    match a {
-        ServiceAddr::Fwmark(n) => format!("FWM  {n}"),
-        ServiceAddr::Addr { proto, vip, port } => {
-            let p = match *proto {
-                ip_proto::TCP => "TCP",
-                ip_proto::UDP => "UDP",
-                ip_proto::SCTP => "SCTP",
-                _ => "?",
-            };
-            match vip {
-                IpAddr::V4(v) => format!("{p}  {v}:{port}"),
-                IpAddr::V6(v) => format!("{p}  [{v}]:{port}"),
-            }
-        }
-    }
-}
-
 /// The `ipvsadm -Ln`-like server table.
-pub fn servers_table(snap: &Snapshot) -> String {
+/// `specs` are the services the snapshot was built from (same order).
+pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<34} {:>6} {:>9} {:>9}  mac",
         "service / real server", "weight", "active", "inactive"
     );
-    for svc in snap.services() {
-        let _ = writeln!(
-            out,
-            "{} {}{}",
-            service_name(&svc.addr),
-            crate::control::summary::scheduler_name(svc.scheduler),
-            svc.persistence
-                .map(|p| format!(" persistent {} /{}", p.timeout_s, p.prefix_len))
-                .unwrap_or_default()
-        );
+    for (svc, spec) in snap.services().iter().zip(specs) {
+        let _ = writeln!(out, "{}", service_line(spec));
         for rs in snap.servers_of(svc) {
             let _ = writeln!(
                 out,
@@ -156,7 +126,7 @@ pub fn servers_table(snap: &Snapshot) -> String {
                 rs.active(),
                 rs.inactive(),
                 rs.mac()
-                    .map(|m| mac_str(&m))
+                    .map(|m| format_mac(&m))
                     .unwrap_or_else(|| "unresolved".into()),
                 if rs.is_removed() { " removed" } else { "" }
             );
@@ -248,10 +218,10 @@ fn run_inner(
         "pmdlb: RX {} ({}) {} rss={} | TX {} {} | {} workers on {:?}",
         rx_port.name(),
         rx_port.info().driver,
-        mac_str(&rx_mac),
+        format_mac(&rx_mac),
         rx_port.rss_active(),
         tx_port.as_ref().map_or("(same port)", |p| p.name()),
-        mac_str(&tx_mac),
+        format_mac(&tx_mac),
         nworkers,
         &lcores[..nworkers]
     );
@@ -415,10 +385,10 @@ fn run_inner(
                     "{}persistence templates live: {}\n{}",
                     full_table(&per),
                     persist.live(dpdk::rdtsc() / (hz / 1000).max(1)),
-                    servers_table(&snap)
+                    servers_table(&snap, cfg.services())
                 )
             }
-            Ok(Command::Servers) => servers_table(&snap),
+            Ok(Command::Servers) => servers_table(&snap, cfg.services()),
             Ok(Command::Weight {
                 service,
                 server,
@@ -503,7 +473,7 @@ fn run_inner(
         resolver.unresolved(),
         rs.ignored + ignored_tx_frames
     );
-    print!("{}", servers_table(&snap));
+    print!("{}", servers_table(&snap, cfg.services()));
     if let Ok(s) = rx_port.stats() {
         println!(
             "port {}: ipackets={} opackets={} imissed={} ierrors={} rx_nombuf={}",

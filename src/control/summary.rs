@@ -37,18 +37,23 @@ pub fn scheduler_name(s: SchedulerKind) -> &'static str {
     }
 }
 
+/// How `ipvsadm -Ln` names a service: `TCP  10.0.0.100:80` or `FWM  1`.
+pub fn service_name(a: &ServiceAddr) -> String {
+    match a {
+        ServiceAddr::Addr { proto, vip, port } => {
+            format!("{}  {}", proto_name(*proto), format_sockaddr(vip, *port))
+        }
+        ServiceAddr::Fwmark(m) => format!("FWM  {m}"),
+    }
+}
+
 /// The service's header line, as `ipvsadm -Ln` prints it
 /// (`TCP  10.0.0.100:80 wlc persistent 300 mask 255.255.255.0`).
 pub fn service_line(s: &ServiceSpec) -> String {
-    let (head, v6) = match &s.addr {
-        ServiceAddr::Addr { proto, vip, port } => (
-            format!("{}  {}", proto_name(*proto), format_sockaddr(vip, *port)),
-            vip.is_ipv6(),
-        ),
-        ServiceAddr::Fwmark(m) => (
-            format!("FWM  {m}"),
-            s.servers.first().is_some_and(|r| r.addr.is_ipv6()),
-        ),
+    let head = service_name(&s.addr);
+    let v6 = match &s.addr {
+        ServiceAddr::Addr { vip, .. } => vip.is_ipv6(),
+        ServiceAddr::Fwmark(_) => s.servers.first().is_some_and(|r| r.addr.is_ipv6()),
     };
     let mut line = format!("{head} {}", scheduler_name(s.scheduler));
     let prefix = if s.scheduler == SchedulerKind::Mh {
