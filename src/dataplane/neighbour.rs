@@ -57,15 +57,7 @@ pub fn gratuitous_arp(
     vip: [u8; 4],
     vlan: Option<u16>,
 ) -> Option<usize> {
-    let l3 = eth_header(buf, BROADCAST, mac, vlan, EtherType::Arp, arp::PACKET_LEN)?;
-    let mut a = arp::Packet::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]);
-    a.set_ethernet_ipv4();
-    a.set_operation(arp::Operation::Request);
-    a.set_sender_hw(mac);
-    a.set_sender_ip(vip);
-    a.set_target_hw([0; 6]);
-    a.set_target_ip(vip);
-    Some(l3 + arp::PACKET_LEN)
+    arp_request(buf, mac, vip, vip, vlan)
 }
 
 /// Builds an unsolicited neighbour advertisement for `vip` (override flag,
