@@ -44,6 +44,9 @@ pub struct ResolverStats {
     pub changed: u64,
     /// Neighbour frames that concerned no real server.
     pub ignored: u64,
+    /// Frames that were no ARP packet or neighbour advertisement (the TX
+    /// NIC's RX queue sees all traffic of its segment).
+    pub not_neighbour: u64,
 }
 
 /// The resolver.
@@ -172,7 +175,10 @@ impl Resolver {
     /// Reads one neighbour frame; installs what it teaches about a real
     /// server into `snap`. Returns the binding learned for a real server.
     pub fn on_frame(&mut self, frame: &[u8], snap: &Snapshot, now: Instant) -> Option<Learned> {
-        let l = learn(frame)?;
+        let Some(l) = learn(frame) else {
+            self.stats.not_neighbour += 1;
+            return None;
+        };
         let Some(&i) = self.index.get(&l.addr) else {
             self.stats.ignored += 1;
             return None;
@@ -286,5 +292,7 @@ mod tests {
         assert!(r.on_frame(&buf[..n], &snap, t0).is_none());
         assert_eq!(r.stats().ignored, 1);
         assert!(r.stale(t0 + Duration::from_secs(100)).len() == 2);
+        assert!(r.on_frame(&[0u8; 20], &snap, t0).is_none());
+        assert_eq!(r.stats().not_neighbour, 1);
     }
 }

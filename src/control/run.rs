@@ -318,7 +318,6 @@ fn run_inner(
     let mut worker_failed = None;
     let mut ctl_burst = RxBurst::default();
     let mut buf = [0u8; 128];
-    let mut ignored_tx_frames = 0u64;
 
     let send = |ring: &MbufRing, frame: &[u8]| -> bool {
         let Some(mut m) = pool.alloc() else {
@@ -366,9 +365,7 @@ fn run_inner(
             let n = ctl_burst.receive(p.id(), QueueId(0), 32);
             for i in 0..n {
                 if let Some(f) = ctl_burst.data_mut(i) {
-                    if resolver.on_frame(f, &snap, now).is_none() {
-                        ignored_tx_frames += 1;
-                    }
+                    resolver.on_frame(f, &snap, now);
                 }
             }
             ctl_burst.clear();
@@ -432,9 +429,10 @@ fn run_inner(
             let t = total(&per);
             let secs = now.duration_since(last_stats).as_secs_f64();
             let extra = format!(
-                " templates={} rs_unresolved={}",
+                " templates={} rs_unresolved={} rs_stale={}",
                 persist.live(dpdk::rdtsc() / (hz / 1000).max(1)),
-                snap.servers_without_mac()
+                snap.servers_without_mac(),
+                resolver.stale(now).len()
             );
             println!("pmdlb: {}", compact_line(&t, &prev, secs, &extra));
             prev = t;
@@ -466,12 +464,14 @@ fn run_inner(
     );
     let rs = resolver.stats();
     println!(
-        "neighbours: requests={} learned={} changed={} unresolved={} ignored_frames={}",
+        "neighbours: requests={} learned={} changed={} unresolved={} stale={} ignored={} not_neighbour={}",
         rs.requests,
         rs.learned,
         rs.changed,
         resolver.unresolved(),
-        rs.ignored + ignored_tx_frames
+        resolver.stale(Instant::now()).len(),
+        rs.ignored,
+        rs.not_neighbour
     );
     print!("{}", servers_table(&snap, cfg.services()));
     if let Ok(s) = rx_port.stats() {
