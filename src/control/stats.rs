@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::dataplane::verdict::DropReason;
+use crate::dataplane::verdict::{DropCounters, DropReason};
 
 macro_rules! worker_stats {
     ($( $(#[doc = $doc:literal])* $name:ident, )*) => {
@@ -19,7 +19,7 @@ macro_rules! worker_stats {
         pub struct WorkerStats {
             $( $(#[doc = $doc])* pub $name: u64, )*
             /// Frames dropped by the decision, per [`DropReason`].
-            pub drops: [u64; DropReason::COUNT],
+            pub drops: DropCounters,
         }
 
         impl WorkerStats {
@@ -37,7 +37,7 @@ macro_rules! worker_stats {
             fn store(&self, out: &[AtomicU64]) {
                 let mut i = 0;
                 $( out[i].store(self.$name, Ordering::Relaxed); i += 1; )*
-                for d in self.drops {
+                for d in self.drops.counts {
                     out[i].store(d, Ordering::Relaxed);
                     i += 1;
                 }
@@ -47,7 +47,7 @@ macro_rules! worker_stats {
                 let mut s = WorkerStats::default();
                 let mut i = 0;
                 $( s.$name = src[i].load(Ordering::Relaxed); i += 1; )*
-                for d in s.drops.iter_mut() {
+                for d in s.drops.counts.iter_mut() {
                     *d = src[i].load(Ordering::Relaxed);
                     i += 1;
                 }
@@ -57,7 +57,7 @@ macro_rules! worker_stats {
             /// Adds `o` into `self`.
             pub fn add(&mut self, o: &WorkerStats) {
                 $( self.$name += o.$name; )*
-                for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+                for (a, b) in self.drops.counts.iter_mut().zip(o.drops.counts.iter()) {
                     *a += *b;
                 }
             }
@@ -105,7 +105,7 @@ worker_stats! {
 impl WorkerStats {
     /// All drops.
     pub fn dropped(&self) -> u64 {
-        self.drops.iter().sum()
+        self.drops.counts.iter().sum()
     }
 
     /// Frames received and not yet accounted for: received minus forwarded,
@@ -170,6 +170,7 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
     let mut top = String::new();
     let mut drops: Vec<(usize, u64)> = now
         .drops
+        .counts
         .iter()
         .copied()
         .enumerate()
@@ -225,14 +226,14 @@ pub fn full_table(per_worker: &[WorkerStats]) -> String {
     }
     for r in DropReason::ALL {
         let i = r.as_index();
-        if t.drops[i] == 0 {
+        if t.drops.counts[i] == 0 {
             continue;
         }
         row(
             &mut out,
             &format!("drop.{}", r.name()),
-            &mut per_worker.iter().map(|w| w.drops[i]),
-            t.drops[i],
+            &mut per_worker.iter().map(|w| w.drops.counts[i]),
+            t.drops.counts[i],
         );
     }
     row(
@@ -257,7 +258,7 @@ mod tests {
             replies: 1,
             ..Default::default()
         };
-        s.drops[DropReason::NoService.as_index()] = 2;
+        s.drops.counts[DropReason::NoService.as_index()] = 2;
         p.publish(&s);
         let r = p.read();
         assert_eq!(r, s);

@@ -152,7 +152,7 @@ impl From<StateDrop> for DropReason {
 
 /// Per-worker drop counters, one per [`DropReason`]. Plain writes by the
 /// owning worker; the control plane reads a published copy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DropCounters {
     /// Count per reason, indexed by [`DropReason::as_index`].
     pub counts: [u64; DropReason::COUNT],

@@ -176,7 +176,7 @@ impl Worker {
                                 }
                             }
                         }
-                        Verdict::Drop(r) => st.drops[r.as_index()] += 1,
+                        Verdict::Drop(r) => st.drops.inc(r),
                     }
                 }
                 // Dropped frames are still in the burst: free them in bulk.
