@@ -87,11 +87,6 @@ impl Eal {
         out
     }
 
-    /// The TSC frequency EAL measured, in Hz.
-    pub fn tsc_hz(&self) -> u64 {
-        super::tsc_hz()
-    }
-
     /// The DPDK version string.
     pub fn version() -> String {
         // SAFETY: rte_version returns a static NUL-terminated string.

@@ -75,11 +75,6 @@ pub fn launch<F: FnOnce() + Send + 'static>(lcore: LcoreId, f: F) -> Result<Lcor
 }
 
 impl LcoreJob {
-    /// The lcore the job runs on.
-    pub fn lcore(&self) -> LcoreId {
-        self.lcore
-    }
-
     /// Blocks until the job has finished; `Err` carries a panic message.
     pub fn wait(mut self) -> std::result::Result<(), String> {
         self.join()

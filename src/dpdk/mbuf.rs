@@ -111,18 +111,6 @@ impl Mbuf {
         // SAFETY: we own the mbuf; rte_pktmbuf_trim checks the length.
         unsafe { ffi::pmdlb_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
     }
-
-    /// Whether the packet spans more than one segment.
-    pub fn is_chained(&self) -> bool {
-        // SAFETY: reading a field of an mbuf we own.
-        unsafe { (*self.0.as_ptr()).nb_segs > 1 }
-    }
-
-    /// The RSS hash the NIC computed (0 if none).
-    pub fn rss_hash(&self) -> u32 {
-        // SAFETY: reading a plain-data union field of an mbuf we own.
-        unsafe { (*self.0.as_ptr()).__bindgen_anon_2.hash.rss }
-    }
 }
 
 impl Drop for Mbuf {
