@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use pmdlb::dpdk::{DpdkError, Eal, Mempool, Port};
+use pmdlb::dpdk::{DpdkError, Eal, Mempool, Port, PortBuilder, PortConfig};
 
 fn bad_args_body() {
     let prefix = file_prefix("badargs");
@@ -68,6 +68,58 @@ fn missing_device_and_pool_errors() {
         return missing_device_body();
     }
     child_must_pass("missing_device_and_pool_errors");
+}
+
+/// A configuration the device refuses leaves the device as it was: the
+/// error path has no `Port` to drop, so nothing closes (and releases) a
+/// device that was never configured, and a valid configuration still works.
+fn refused_port_config_body() {
+    let prefix = file_prefix("badqueues");
+    let args = eal_args(&prefix, "0", &["--vdev", "net_null0"]);
+    {
+        let eal = Eal::init(&args).expect("EAL init");
+        let pool = Mempool::new("q_pool", 1023, 0, 2176, -1).expect("pool");
+        let id = Port::find("net_null0").expect("port");
+        let b = PortBuilder::new(id).expect("probe");
+        let too_many = b.info().max_rx_queues.saturating_add(1);
+        let err = b
+            .configure(
+                &PortConfig {
+                    rx_queues: too_many,
+                    ..Default::default()
+                },
+                &pool,
+            )
+            .unwrap_err();
+        assert!(matches!(err, DpdkError::PortLimit { .. }), "{err:?}");
+        assert!(err.to_string().contains("RX queues asked"), "{err}");
+        let again = Port::find("net_null0").expect("the refused port still exists");
+        assert_eq!(again, id);
+        let mut p = PortBuilder::new(id)
+            .expect("probe again")
+            .configure(
+                &PortConfig {
+                    rx_desc: 128,
+                    tx_desc: 128,
+                    ..Default::default()
+                },
+                &pool,
+            )
+            .expect("a valid configuration after a refused one");
+        p.start().expect("start");
+        drop(p);
+        drop(pool);
+        drop(eal);
+    }
+    cleanup_prefix(&prefix);
+}
+
+#[test]
+fn refused_port_config_leaves_the_device_usable() {
+    if is_child("refused_port_config_leaves_the_device_usable") {
+        return refused_port_config_body();
+    }
+    child_must_pass("refused_port_config_leaves_the_device_usable");
 }
 
 fn missing_vdev_driver_body() {

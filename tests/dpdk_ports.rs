@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use pmdlb::dpdk::{self, Eal, Mempool, Port, PortConfig, QueueId, RxBurst, TxBuffer};
+use pmdlb::dpdk::{self, Eal, Mempool, Port, PortBuilder, PortConfig, QueueId, RxBurst, TxBuffer};
 
 fn frame(i: usize) -> Vec<u8> {
     let mut f = vec![0u8; 60 + i % 40];
@@ -39,7 +39,10 @@ fn ring_roundtrip_body() {
         let mut ports = Vec::new();
         for name in ["net_ring0", "net_ring1"] {
             let id = Port::find(name).expect("ring port");
-            let mut p = Port::configure(id, &cfg, &pool).expect("configure");
+            let mut p = PortBuilder::new(id)
+                .expect("probe")
+                .configure(&cfg, &pool)
+                .expect("configure");
             p.start().expect("start");
             ports.push(p);
         }
@@ -165,7 +168,10 @@ fn pcap_forward_body() {
         let mut ports = Vec::new();
         for name in ["net_pcap0", "net_pcap1", "net_null0"] {
             let id = Port::find(name).expect("port");
-            let mut p = Port::configure(id, &cfg, &pool).expect("configure");
+            let mut p = PortBuilder::new(id)
+                .expect("probe")
+                .configure(&cfg, &pool)
+                .expect("configure");
             p.start().expect("start");
             ports.push(p);
         }

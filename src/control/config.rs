@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
 use crate::lb::spec::{MarkRuleSpec, ServiceSpec, StateFlags, Timeouts, VipSpec};
 
@@ -114,13 +115,13 @@ impl PortSettings {
 
     /// A [`PortConfig`] with these rings, promiscuous mode and MTU, RSS on,
     /// and the given queue counts.
-    pub fn port_config(&self, rx_queues: u16, tx_queues: u16) -> PortConfig {
+    pub fn port_config(&self, q: NicQueues) -> PortConfig {
         PortConfig {
-            rx_queues,
-            tx_queues,
+            rx_queues: q.rx,
+            tx_queues: q.tx,
             rx_desc: self.rx_desc,
             tx_desc: self.tx_desc,
-            rss: true,
+            rss: q.rss,
             promiscuous: self.promiscuous,
             mtu: self.mtu,
         }
@@ -130,7 +131,9 @@ impl PortSettings {
 /// The fewest mbufs the pool needs so that no ring or buffer starves,
 /// assuming the layout of DESIGN.md §2: on the RX NIC one RX queue per worker
 /// and one TX queue per worker plus one for the control plane; on a separate
-/// TX NIC one RX queue (neighbour replies) and one TX queue per worker plus
+/// TX NIC one RX queue (neighbour replies; the devices with several fixed
+/// RX queues, net_af_packet and net_pcap, hold no mbufs in descriptors) and
+/// one TX queue per worker plus
 /// one; per worker a burst in hand and two TX buffers; one mempool cache per
 /// lcore (workers and main).
 pub fn min_mbufs(

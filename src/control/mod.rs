@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod ctl;
+pub mod layout;
 pub mod neigh;
 pub mod run;
 pub mod stats;

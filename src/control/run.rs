@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::control::config::values::format_mac;
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
+use crate::control::layout::{self, LayoutError};
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total, Published, WorkerStats};
 use crate::control::summary::{service_line, service_name};
@@ -24,7 +25,9 @@ use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
 use crate::dataplane::worker::{ControlTx, Worker};
-use crate::dpdk::{self, Eal, Mbuf, MbufRing, Mempool, Port, PortId, QueueId, RingSync, RxBurst};
+use crate::dpdk::{
+    self, Eal, Mbuf, MbufRing, Mempool, Port, PortBuilder, PortId, QueueId, RingSync, RxBurst,
+};
 use crate::lb::persist::PersistTable;
 use crate::lb::realserver::Snapshot;
 use crate::lb::service::ServiceTable;
@@ -45,6 +48,9 @@ pub enum RunError {
     /// A DPDK call failed.
     #[error(transparent)]
     Dpdk(#[from] dpdk::DpdkError),
+    /// The NICs cannot carry the queue layout.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
     /// The service table could not be built.
     #[error("service table: {0}")]
     Services(String),
@@ -194,18 +200,25 @@ fn run_inner(
     let ps = cfg.ports();
     let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, MBUF_DATA_ROOM, -1)?;
 
-    // Queue layout: the RX NIC has one RX and one TX queue per worker; a
-    // separate TX NIC has one TX queue per worker and one RX queue, read by
-    // the control plane for neighbour answers. The control plane sends its
-    // own frames through worker 0.
+    // Queue layout (control::layout): the RX NIC has one RX and one TX
+    // queue per worker; a separate TX NIC has one TX queue per worker and
+    // the RX queues the control plane reads for neighbour answers. The
+    // control plane sends its own frames through worker 0.
     let nq = nworkers as u16;
-    let rx_id = Port::find(&ps.rx)?;
-    let mut rx_port = Port::configure(rx_id, &ps.port_config(nq, nq), &pool)?;
-    let mut tx_port = if ps.one_armed() {
+    let rx_b = PortBuilder::new(Port::find(&ps.rx)?)?;
+    let rx_q = layout::rx_nic(rx_b.name(), rx_b.info(), nq)?;
+    let tx_b = if ps.one_armed() {
         None
     } else {
-        let id = Port::find(&ps.tx)?;
-        Some(Port::configure(id, &ps.port_config(1, nq), &pool)?)
+        let b = PortBuilder::new(Port::find(&ps.tx)?)?;
+        let q = layout::tx_nic(b.name(), b.info(), nq)?;
+        Some((b, q))
+    };
+    let rx_id = rx_b.id();
+    let mut rx_port = rx_b.configure(&ps.port_config(rx_q), &pool)?;
+    let mut tx_port = match tx_b {
+        Some((b, q)) => Some(b.configure(&ps.port_config(q), &pool)?),
+        None => None,
     };
     rx_port.start()?;
     if let Some(p) = tx_port.as_mut() {
@@ -215,13 +228,14 @@ fn run_inner(
     let tx_id: PortId = tx_port.as_ref().map_or(rx_id, |p| p.id());
     let tx_mac = tx_port.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
     println!(
-        "pmdlb: RX {} ({}) {} rss={} | TX {} {} | {} workers on {:?}",
+        "pmdlb: RX {} ({}) {} rss={} | TX {} {} rxq={} | {} workers on {:?}",
         rx_port.name(),
         rx_port.info().driver,
         format_mac(&rx_mac),
         rx_port.rss_active(),
         tx_port.as_ref().map_or("(same port)", |p| p.name()),
         format_mac(&tx_mac),
+        tx_port.as_ref().map_or(0, |p| p.rx_queues()),
         nworkers,
         &lcores[..nworkers]
     );
@@ -362,13 +376,15 @@ fn run_inner(
             resolver.on_frame(m.data(), &snap, now);
         });
         if let Some(p) = &tx_port {
-            let n = ctl_burst.receive(p.id(), QueueId(0), 32);
-            for i in 0..n {
-                if let Some(f) = ctl_burst.data_mut(i) {
-                    resolver.on_frame(f, &snap, now);
+            for q in 0..p.rx_queues() {
+                let n = ctl_burst.receive(p.id(), QueueId(q), 32);
+                for i in 0..n {
+                    if let Some(f) = ctl_burst.data_mut(i) {
+                        resolver.on_frame(f, &snap, now);
+                    }
                 }
+                ctl_burst.clear();
             }
-            ctl_burst.clear();
         }
         ctl.poll(|c| match c {
             Err(e) => format!("error: {e}\n"),

@@ -19,7 +19,7 @@ pub use lcore::{launch, LcoreJob};
 pub use mbuf::{prefetch, Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
 pub use mem::advise_hugepages;
 pub use mempool::Mempool;
-pub use port::{LinkStatus, Port, PortConfig, PortInfo, PortStats};
+pub use port::{LinkStatus, Port, PortBuilder, PortConfig, PortInfo, PortStats};
 pub use ring::{MbufRing, RingSync};
 
 /// A DPDK port id.

@@ -105,12 +105,27 @@ pub struct PortInfo {
     pub rss_offloads: u64,
 }
 
+impl PortInfo {
+    /// Receive queues that get frames whether or not they are configured,
+    /// for drivers whose queues exist from the device's creation:
+    /// `net_af_packet` opens its `qpairs` sockets in one kernel fan-out
+    /// group at probe, and the kernel hashes every frame to one of them;
+    /// `net_pcap` reads one file or interface per `rx_pcap`/`rx_iface`.
+    /// Every such queue must be configured and read, or what lands on it is
+    /// lost. `None` for devices that deliver only to the queues they were
+    /// configured with (real NICs, `net_null`, `net_memif`, `net_ring`).
+    pub fn fixed_rx_queues(&self) -> Option<u16> {
+        matches!(self.driver.as_str(), "net_af_packet" | "net_pcap").then_some(self.max_rx_queues)
+    }
+}
+
 /// A configured port. Stopped and closed on drop.
 #[derive(Debug)]
 pub struct Port {
     id: PortId,
     name: String,
     info: PortInfo,
+    rx_queues: u16,
     rss_active: bool,
     started: bool,
 }
@@ -138,6 +153,125 @@ pub fn port_names() -> Vec<(PortId, String)> {
         }
     }
     out
+}
+
+/// A probed port that is not configured yet: what the driver reports, and
+/// nothing to undo. [`PortBuilder::configure`] turns it into a [`Port`],
+/// which alone owns the device from then on (so no error path ever closes a
+/// device it did not configure).
+#[derive(Debug)]
+pub struct PortBuilder {
+    id: PortId,
+    name: String,
+    info: PortInfo,
+}
+
+impl PortBuilder {
+    /// Asks the driver of `id` what it can do.
+    pub fn new(id: PortId) -> Result<PortBuilder> {
+        let name = port_name(id);
+        let mut dev_info = ffi::rte_eth_dev_info::default();
+        // SAFETY: dev_info is a valid out-pointer.
+        let rc = unsafe { ffi::rte_eth_dev_info_get(id.0, &mut dev_info) };
+        if rc != 0 {
+            return Err(DpdkError::Port {
+                port: id,
+                name,
+                op: "rte_eth_dev_info_get",
+                text: strerror(rc),
+            });
+        }
+        let driver = if dev_info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: driver_name is a static NUL-terminated string.
+            unsafe { CStr::from_ptr(dev_info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Ok(PortBuilder {
+            id,
+            name,
+            info: PortInfo {
+                driver,
+                max_rx_queues: dev_info.max_rx_queues,
+                max_tx_queues: dev_info.max_tx_queues,
+                rss_offloads: dev_info.flow_type_rss_offloads,
+            },
+        })
+    }
+
+    /// The port id.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// The device name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Driver facts.
+    pub fn info(&self) -> &PortInfo {
+        &self.info
+    }
+
+    fn limit(&self, what: String) -> DpdkError {
+        DpdkError::PortLimit {
+            port: self.id,
+            name: self.name.clone(),
+            what,
+        }
+    }
+
+    /// Configures the port with `cfg`, RX queues drawing from `pool`. The
+    /// port is left stopped; call [`Port::start`]. Once the device is
+    /// configured, the returned (or, on a later error, dropped) [`Port`]
+    /// closes it.
+    pub fn configure(self, cfg: &PortConfig, pool: &Mempool) -> Result<Port> {
+        let info = &self.info;
+        if cfg.rx_queues == 0 || cfg.rx_queues > info.max_rx_queues {
+            return Err(self.limit(format!(
+                "{} RX queues asked, device supports 1..={}",
+                cfg.rx_queues, info.max_rx_queues
+            )));
+        }
+        if cfg.tx_queues == 0 || cfg.tx_queues > info.max_tx_queues {
+            return Err(self.limit(format!(
+                "{} TX queues asked, device supports 1..={}",
+                cfg.tx_queues, info.max_tx_queues
+            )));
+        }
+        let mut conf = ffi::rte_eth_conf::default();
+        let rss_hf = RSS_IP_L4 & info.rss_offloads;
+        let rss_active = cfg.rss && cfg.rx_queues > 1 && rss_hf != 0;
+        if rss_active {
+            conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        }
+        let id = self.id;
+        // SAFETY: conf is a valid, fully initialised configuration.
+        let rc = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
+        if rc != 0 {
+            return Err(DpdkError::Port {
+                port: id,
+                name: self.name,
+                op: "rte_eth_dev_configure",
+                text: strerror(rc),
+            });
+        }
+        // From here on the device is configured: the Port owns it.
+        let port = Port {
+            id,
+            name: self.name,
+            info: self.info,
+            rx_queues: cfg.rx_queues,
+            rss_active,
+            started: false,
+        };
+        port.setup_queues(cfg, pool)?;
+        Ok(port)
+    }
 }
 
 impl Port {
@@ -172,80 +306,14 @@ impl Port {
         }
     }
 
-    /// Configures `id` with `cfg`, RX queues drawing from `pool`. The port is
-    /// left stopped; call [`Port::start`].
-    pub fn configure(id: PortId, cfg: &PortConfig, pool: &Mempool) -> Result<Port> {
-        let name = port_name(id);
-        let mut dev_info = ffi::rte_eth_dev_info::default();
-        // SAFETY: dev_info is a valid out-pointer.
-        let rc = unsafe { ffi::rte_eth_dev_info_get(id.0, &mut dev_info) };
-        let mut port = Port {
-            id,
-            name,
-            info: PortInfo {
-                driver: String::new(),
-                max_rx_queues: 0,
-                max_tx_queues: 0,
-                rss_offloads: 0,
-            },
-            rss_active: false,
-            started: false,
-        };
-        if rc != 0 {
-            return Err(port.err("rte_eth_dev_info_get", rc));
-        }
-        let driver = if dev_info.driver_name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: driver_name is a static NUL-terminated string.
-            unsafe { CStr::from_ptr(dev_info.driver_name) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        port.info = PortInfo {
-            driver,
-            max_rx_queues: dev_info.max_rx_queues,
-            max_tx_queues: dev_info.max_tx_queues,
-            rss_offloads: dev_info.flow_type_rss_offloads,
-        };
-        if cfg.rx_queues == 0 || cfg.rx_queues > dev_info.max_rx_queues {
-            return Err(DpdkError::PortLimit {
-                port: id,
-                name: port.name.clone(),
-                what: format!(
-                    "{} RX queues asked, device supports 1..={}",
-                    cfg.rx_queues, dev_info.max_rx_queues
-                ),
-            });
-        }
-        if cfg.tx_queues == 0 || cfg.tx_queues > dev_info.max_tx_queues {
-            return Err(DpdkError::PortLimit {
-                port: id,
-                name: port.name.clone(),
-                what: format!(
-                    "{} TX queues asked, device supports 1..={}",
-                    cfg.tx_queues, dev_info.max_tx_queues
-                ),
-            });
-        }
-
-        let mut conf = ffi::rte_eth_conf::default();
-        let rss_hf = RSS_IP_L4 & dev_info.flow_type_rss_offloads;
-        if cfg.rss && cfg.rx_queues > 1 && rss_hf != 0 {
-            conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
-            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
-            port.rss_active = true;
-        }
-        // SAFETY: conf is a valid, fully initialised configuration.
-        let rc = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
-        if rc != 0 {
-            return Err(port.err("rte_eth_dev_configure", rc));
-        }
+    /// Sets up the queues, MTU and promiscuous mode of a configured port.
+    fn setup_queues(&self, cfg: &PortConfig, pool: &Mempool) -> Result<()> {
+        let id = self.id;
         let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: both are valid in/out pointers.
         let rc = unsafe { ffi::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rx, &mut nb_tx) };
         if rc != 0 {
-            return Err(port.err("rte_eth_dev_adjust_nb_rx_tx_desc", rc));
+            return Err(self.err("rte_eth_dev_adjust_nb_rx_tx_desc", rc));
         }
         // SAFETY: plain query.
         let socket = unsafe { ffi::rte_eth_dev_socket_id(id.0) };
@@ -256,7 +324,7 @@ impl Port {
                 ffi::rte_eth_rx_queue_setup(id.0, q, nb_rx, socket, std::ptr::null(), pool.as_ptr())
             };
             if rc != 0 {
-                return Err(port.err("rte_eth_rx_queue_setup", rc));
+                return Err(self.err("rte_eth_rx_queue_setup", rc));
             }
         }
         for q in 0..cfg.tx_queues {
@@ -264,14 +332,14 @@ impl Port {
             let rc =
                 unsafe { ffi::rte_eth_tx_queue_setup(id.0, q, nb_tx, socket, std::ptr::null()) };
             if rc != 0 {
-                return Err(port.err("rte_eth_tx_queue_setup", rc));
+                return Err(self.err("rte_eth_tx_queue_setup", rc));
             }
         }
         if let Some(mtu) = cfg.mtu {
             // SAFETY: plain setter.
             let rc = unsafe { ffi::rte_eth_dev_set_mtu(id.0, mtu) };
             if rc != 0 {
-                return Err(port.err("rte_eth_dev_set_mtu", rc));
+                return Err(self.err("rte_eth_dev_set_mtu", rc));
             }
         }
         if cfg.promiscuous {
@@ -279,7 +347,7 @@ impl Port {
             // that is not an error for pmdlb (they pass every frame anyway).
             let _ = unsafe { ffi::rte_eth_promiscuous_enable(id.0) };
         }
-        Ok(port)
+        Ok(())
     }
 
     /// Starts the port.
@@ -320,6 +388,11 @@ impl Port {
     /// Driver facts.
     pub fn info(&self) -> &PortInfo {
         &self.info
+    }
+
+    /// RX queues configured.
+    pub fn rx_queues(&self) -> u16 {
+        self.rx_queues
     }
 
     /// Whether RSS spreads flows over the RX queues.

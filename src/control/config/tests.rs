@@ -180,7 +180,11 @@ gratuitous_arp = false
     assert_eq!(p.tx_vlan, TxVlan::Set(100));
     assert_eq!(p.mtu, Some(9000));
     assert_eq!(p.mbufs, 65535);
-    let pc = p.port_config(2, 3);
+    let pc = p.port_config(crate::control::layout::NicQueues {
+        rx: 2,
+        tx: 3,
+        rss: true,
+    });
     assert_eq!(
         (pc.rx_queues, pc.tx_queues, pc.rx_desc, pc.tx_desc),
         (2, 3, 512, 4096)
