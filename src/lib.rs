@@ -9,13 +9,17 @@
 //! - [`dataplane`]: the per-packet decision, DR rewrite and the worker loop.
 //! - [`control`]: configuration, validation, statistics, runtime commands.
 //!
-//! Only `ffi` and `dpdk` may contain `unsafe`; every other module forbids it.
+//! - [`sys`]: CPU and memory helpers (prefetch, cycle counter, huge-page hint).
+//!
+//! Only `ffi`, `dpdk` and `sys` may contain `unsafe`; every other module forbids it.
 #![deny(unsafe_code)]
 
 #[allow(unsafe_code)]
 pub mod dpdk;
 #[allow(unsafe_code)]
 pub mod ffi;
+#[allow(unsafe_code)]
+pub mod sys;
 
 pub mod control;
 pub mod dataplane;

@@ -248,7 +248,7 @@ fn run_inner(
     let persist = Arc::new(PersistTable::new(
         cfg.tables().persistence as usize,
         PERSIST_SHARDS,
-        dpdk::rdtsc() | 1,
+        crate::sys::rdtsc() | 1,
     ));
     let ctx = DecideCtx {
         rx_mac,
@@ -277,7 +277,7 @@ fn run_inner(
                 conn_capacity: cfg.tables().connections as usize,
                 timeouts: cfg.timeouts(),
                 flags: cfg.state_flags(),
-                seed: dpdk::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
+                seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
             },
         );
         let worker = Worker {
@@ -397,7 +397,7 @@ fn run_inner(
                 format!(
                     "{}persistence templates live: {}\n{}",
                     full_table(&per),
-                    persist.live(dpdk::rdtsc() / (hz / 1000).max(1)),
+                    persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
                     servers_table(&snap, cfg.services())
                 )
             }
@@ -446,7 +446,7 @@ fn run_inner(
             let secs = now.duration_since(last_stats).as_secs_f64();
             let extra = format!(
                 " templates={} rs_unresolved={} rs_stale={}",
-                persist.live(dpdk::rdtsc() / (hz / 1000).max(1)),
+                persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
                 snap.servers_without_mac(),
                 resolver.stale(now).len()
             );
@@ -476,7 +476,7 @@ fn run_inner(
     print!("{}", full_table(&per));
     println!(
         "persistence templates live: {}",
-        persist.live(dpdk::rdtsc() / (hz / 1000).max(1))
+        persist.live(crate::sys::rdtsc() / (hz / 1000).max(1))
     );
     let rs = resolver.stats();
     println!(

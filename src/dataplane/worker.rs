@@ -15,9 +15,10 @@ use crate::control::stats::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::verdict::{Verdict, VlanAction};
-use crate::dpdk::{rdtsc, Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
+use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
 use crate::lb::service::ServiceTable;
 use crate::lb::state::WorkerState;
+use crate::sys::rdtsc;
 
 /// Loops between slow jobs.
 pub const SLOW_EVERY: u64 = 64;

@@ -120,18 +120,6 @@ impl Drop for Mbuf {
     }
 }
 
-/// Issues a prefetch of the cache line at `p` into all cache levels.
-#[inline(always)]
-pub fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// The mbufs of one receive burst. Slots taken with [`RxBurst::take`] leave
 /// the burst; the rest are freed (in bulk) on drop or [`RxBurst::clear`].
 pub struct RxBurst {
@@ -185,7 +173,7 @@ impl RxBurst {
     pub fn prefetch_data(&self, i: usize) {
         if i < self.len && !self.pkts[i].is_null() {
             let (p, _) = raw_data(self.pkts[i]);
-            prefetch(p);
+            crate::sys::prefetch(p);
         }
     }
 

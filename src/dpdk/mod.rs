@@ -1,12 +1,11 @@
 //! Safe wrappers over DPDK: EAL start and cleanup, lcores, mempools, owning
-//! mbufs with burst RX/TX, and ports. The only other module allowed `unsafe`
-//! is [`crate::ffi`]; everything above this one is safe Rust.
+//! mbufs with burst RX/TX, and ports. The other modules allowed `unsafe` are
+//! [`crate::ffi`] and [`crate::sys`]; everything above them is safe Rust.
 
 pub mod eal;
 pub mod error;
 pub mod lcore;
 pub mod mbuf;
-pub mod mem;
 pub mod mempool;
 pub mod port;
 pub mod ring;
@@ -16,8 +15,7 @@ use core::fmt;
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
 pub use lcore::{launch, LcoreJob};
-pub use mbuf::{prefetch, Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
-pub use mem::advise_hugepages;
+pub use mbuf::{Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
 pub use mempool::Mempool;
 pub use port::{LinkStatus, Port, PortBuilder, PortConfig, PortInfo, PortStats};
 pub use ring::{MbufRing, RingSync};
@@ -49,21 +47,6 @@ pub struct LcoreId(pub u32);
 impl fmt::Debug for LcoreId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lcore{}", self.0)
-    }
-}
-
-/// Reads the time-stamp counter (plain Rust, no call into C).
-#[inline(always)]
-pub fn rdtsc() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: RDTSC has no preconditions on x86_64.
-        unsafe { core::arch::x86_64::_rdtsc() }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // SAFETY: the shim reads the platform cycle counter.
-        unsafe { crate::ffi::pmdlb_rdtsc() }
     }
 }
 

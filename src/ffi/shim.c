@@ -22,7 +22,6 @@ char *pmdlb_pktmbuf_adj(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_a
 int pmdlb_pktmbuf_trim(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_trim(m, len); }
 int pmdlb_errno(void) { return rte_errno; }
 unsigned pmdlb_lcore_id(void) { return rte_lcore_id(); }
-uint64_t pmdlb_rdtsc(void) { return rte_rdtsc(); }
 uint64_t pmdlb_tsc_hz(void) { return rte_get_tsc_hz(); }
 unsigned pmdlb_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
 unsigned pmdlb_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n)

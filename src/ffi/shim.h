@@ -19,7 +19,6 @@ char *pmdlb_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 int pmdlb_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
 int pmdlb_errno(void);
 unsigned pmdlb_lcore_id(void);
-uint64_t pmdlb_rdtsc(void);
 uint64_t pmdlb_tsc_hz(void);
 unsigned pmdlb_ring_count(const struct rte_ring *r);
 unsigned pmdlb_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigned n);

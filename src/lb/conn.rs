@@ -269,7 +269,7 @@ impl ConnTable {
         // probes of a large table otherwise miss the TLB on nearly every
         // packet (perf: the bucket prefetches stalled on page walks).
         let mut buckets = Vec::with_capacity(nb);
-        crate::dpdk::advise_hugepages(
+        crate::sys::advise_hugepages(
             buckets.as_ptr() as *const u8,
             nb * std::mem::size_of::<Bucket>(),
         );
@@ -330,8 +330,8 @@ impl ConnTable {
     #[inline(always)]
     pub fn prefetch_buckets(&self, h: u64) {
         let (b1, b2, _) = self.buckets(h);
-        crate::dpdk::prefetch(&self.buckets[b1].tags);
-        crate::dpdk::prefetch(&self.buckets[b2].tags);
+        crate::sys::prefetch(&self.buckets[b1].tags);
+        crate::sys::prefetch(&self.buckets[b2].tags);
     }
 
     /// Prefetch the first entry whose tag matches hash `h`, without
@@ -344,7 +344,7 @@ impl ConnTable {
             let m = match_tag(self.buckets[b].tags, tag);
             if m != 0 {
                 let way = (m.trailing_zeros() / 8) as usize & (WAYS - 1);
-                crate::dpdk::prefetch(&self.buckets[b].entries[way]);
+                crate::sys::prefetch(&self.buckets[b].entries[way]);
                 return true;
             }
         }

@@ -233,7 +233,7 @@ impl PersistTable {
         let b = &self.buckets[self.home(self.hash(key))];
         let p = b as *const Bucket as *const u8;
         for off in (0..std::mem::size_of::<Bucket>()).step_by(64) {
-            crate::dpdk::prefetch(p.wrapping_add(off));
+            crate::sys::prefetch(p.wrapping_add(off));
         }
     }
 
