@@ -1417,7 +1417,7 @@ fn main_input() -> Input {
     hdr.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 1, 0, 0]);
     inp.drop(
         eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &hdr),
-        "l4_truncated",
+        "tcp_bad_header",
     );
     let v6 = client_frame(
         None,
