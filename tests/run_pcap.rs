@@ -1417,7 +1417,7 @@ fn main_input() -> Input {
     hdr.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 1, 0, 0]);
     inp.drop(
         eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &hdr),
-        "l4_truncated",
+        "tcp_bad_header",
     );
     let v6 = client_frame(
         None,
@@ -1768,4 +1768,159 @@ fn pcap_vlan_none_strips_tags() {
         o.out.iter().all(|f| f[12..14] != [0x81, 0x00]),
         "a tag left"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 4: transport length fields checked against the IP length.
+
+/// Writes a big-endian `u16` into a crafted frame.
+fn with_be16(mut f: Vec<u8>, at: usize, v: u16) -> Vec<u8> {
+    f[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    f
+}
+
+/// Good UDP datagrams and TCP segments next to ones whose UDP length, TCP
+/// data offset or SCTP header does not fit in their IP packet (as its
+/// total / payload length says, whatever the frame's padding holds).
+fn l4_length_input() -> Input {
+    /// UDP length field and TCP data offset byte in an untagged IPv4 frame.
+    const UDP_LEN: usize = 14 + 20 + 4;
+    const TCP_DOFF: usize = 14 + 20 + 12;
+    let mut inp = Input::default();
+    let vip = IpAddr::V4(VIP);
+    let client = v4(198, 51, 100, 9);
+    let udp =
+        |cport: u16, payload: &[u8]| client_frame(None, client, vip, L4::Udp(cport, 53), payload);
+    let syn = |cport: u16, payload: &[u8]| {
+        client_frame(None, client, vip, L4::Tcp(cport, 8080, Tcp::Syn), payload)
+    };
+
+    inp.fwd(udp(5300, b"query"), "udp53", &[]);
+    // Length 7: shorter than the UDP header itself.
+    inp.drop(with_be16(udp(5301, b"query"), UDP_LEN, 7), "udp_bad_length");
+    // Length 14: one byte beyond the 13-byte IP payload.
+    inp.drop(
+        with_be16(udp(5302, b"query"), UDP_LEN, 14),
+        "udp_bad_length",
+    );
+    // Length 18: beyond the 8-byte IP payload, inside the Ethernet padding.
+    let mut padded = with_be16(udp(5303, b""), UDP_LEN, 18);
+    padded.resize(60, 0);
+    inp.drop(padded, "udp_bad_length");
+    // Length 10 of a 13-byte IP payload: legal (the receiver trims to the
+    // UDP length), forwarded untouched as IPVS does.
+    inp.fwd(with_be16(udp(5304, b"query"), UDP_LEN, 10), "udp53", &[]);
+    // A first fragment: the length counts the whole 108-byte datagram.
+    let mut dgram = vec![0x14, 0xbd, 0x00, 0x35, 0, 108, 0, 0];
+    dgram.extend_from_slice(&[0x5a; 24]);
+    let frag = ipv4_raw(
+        [198, 51, 100, 9],
+        VIP.octets(),
+        IpNumber::UDP,
+        &dgram,
+        |h| h.more_fragments = true,
+    );
+    inp.fwd(eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &frag), "udp53", &[]);
+    // IPv6: a UDP length beyond the payload length.
+    let v6 = client_frame(
+        None,
+        IpAddr::V6("2001:db8:9::9".parse().unwrap()),
+        IpAddr::V6(VIP6),
+        L4::Udp(5305, 53),
+        b"query",
+    );
+    inp.drop(with_be16(v6, 14 + 40 + 4, 14), "udp_bad_length");
+
+    inp.fwd(syn(8300, b""), "tcp8080", &[tuple(client, 8300, vip, 8080)]);
+    // Data offset 4: shorter than the fixed header.
+    let mut doff4 = syn(8301, b"");
+    doff4[TCP_DOFF] = 4 << 4;
+    inp.drop(doff4, "tcp_bad_header");
+    // Data offset 15 (60 bytes) in a 23-byte IP payload.
+    let mut doff15 = syn(8302, b"abc");
+    doff15[TCP_DOFF] = 15 << 4;
+    inp.drop(doff15, "tcp_bad_header");
+    // Data offset 6 whose options would be the Ethernet padding.
+    let mut in_padding = syn(8303, b"");
+    in_padding[TCP_DOFF] = 6 << 4;
+    in_padding.resize(60, 0);
+    inp.drop(in_padding, "tcp_bad_header");
+
+    // SCTP: 8 bytes of a 12-byte common header.
+    let sctp = ipv4_raw(
+        [198, 51, 100, 9],
+        VIP.octets(),
+        IpNumber::SCTP,
+        &[0x13, 0x88, 0x0b, 0xb8, 0, 0, 0, 1],
+        |_| {},
+    );
+    inp.drop(
+        eth(PORT_MAC, ROUTER_MAC, None, 0x0800, &sctp),
+        "sctp_truncated",
+    );
+    inp
+}
+
+#[test]
+fn pcap_malformed_l4_lengths_are_dropped() {
+    let inp = l4_length_input();
+    // The crafted frames are what an independent decoder says they are:
+    // etherparse's strict slicer refuses every malformed UDP/TCP one and
+    // takes every one meant to be forwarded.
+    for (i, (f, e)) in inp.frames.iter().zip(&inp.expect).enumerate() {
+        let parsed = SlicedPacket::from_ethernet(f);
+        match e {
+            Expect::Fwd { .. } => assert!(parsed.is_ok(), "input {i}: {:?}", parsed.err()),
+            Expect::Drop("udp_bad_length" | "tcp_bad_header") => {
+                assert!(parsed.is_err(), "input {i} is not malformed per etherparse")
+            }
+            _ => {}
+        }
+    }
+
+    let o = run_pmdlb("l4len", "\"keep\"", false, &inp.frames, 0);
+
+    // Only the good frames came out, unchanged but for the MACs, to a
+    // server of their service, and etherparse decodes each of them whole.
+    let chosen = match_forwards(&inp, &o.out.iter().collect::<Vec<_>>(), |f| {
+        f[12..].to_vec()
+    });
+    assert_eq!(chosen.len(), 4, "forwarded frames");
+    let mut udp_ports = Vec::new();
+    for f in &o.out {
+        let p = SlicedPacket::from_ethernet(f)
+            .unwrap_or_else(|e| panic!("forwarded frame does not decode: {e:?}\n{f:02x?}"));
+        match (&p.net, &p.transport) {
+            (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(u))) => {
+                assert!(u.length() >= 8);
+                assert!(usize::from(u.length()) <= ip.payload().payload.len());
+                udp_ports.push(u.source_port());
+            }
+            (Some(NetSlice::Ipv4(_)), Some(TransportSlice::Tcp(t))) => {
+                assert_eq!((t.source_port(), t.destination_port()), (8300, 8080));
+                assert!(t.syn());
+            }
+            (Some(NetSlice::Ipv4(ip)), None) => {
+                assert!(ip.is_payload_fragmented(), "{f:02x?}");
+                udp_ports.push(u16::from_be_bytes([f[34], f[35]]));
+            }
+            _ => panic!("unexpected frame out: {f:02x?}"),
+        }
+    }
+    udp_ports.sort_unstable();
+    assert_eq!(udp_ports, [5300, 5304, 5309], "UDP datagrams out");
+
+    // Every drop counted under its reason in the final statistics.
+    assert_eq!(
+        o.drops(),
+        inp.expected_drops(),
+        "drop reasons\n{}",
+        o.stdout
+    );
+    assert_eq!(o.get("drop.udp_bad_length"), 4, "{}", o.stdout);
+    assert_eq!(o.get("drop.tcp_bad_header"), 3, "{}", o.stdout);
+    assert_eq!(o.get("drop.sctp_truncated"), 1, "{}", o.stdout);
+    assert_eq!(o.get("forwarded"), 4);
+    assert_eq!(o.get("rx"), o.get("forwarded") + o.get("drop.total"));
+    assert_eq!(o.get("tx_sent"), o.out.len() as u64);
 }

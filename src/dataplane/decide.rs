@@ -13,6 +13,13 @@
 //! - IPv4 with a correct header checksum (checked on every packet: it costs
 //!   one pass over 20 bytes and IPVS's `ip_rcv` checks it too); IPv6 with
 //!   extension headers walked to the transport header.
+//! - TCP, UDP and SCTP headers that fit in the IP packet as its own length
+//!   says (IPv4 total length, IPv6 payload length; Ethernet padding after
+//!   it is neither header nor data), see `l4_ports`. A UDP length below
+//!   8 or beyond the IP payload is [`DropReason::UdpBadLength`], a TCP data
+//!   offset below 5 or a header past the payload
+//!   [`DropReason::TcpBadHeader`], an SCTP common header under 12 bytes
+//!   [`DropReason::SctpTruncated`].
 //!
 //! # TTL and hop limit
 //! pmdlb does not decrement them, exactly as IPVS DR: the director is the
@@ -57,7 +64,7 @@ use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::lb::flow::{FlowState, Target};
 use crate::lb::service::ServiceTable;
 use crate::lb::types::{ip_proto, Addr, Family, FlowKey, MacAddr, ServiceId, TcpFlags};
-use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, tcp, Error};
+use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, sctp, tcp, udp, Error};
 
 /// What the decision needs to know about the ports a worker serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,21 +224,11 @@ fn fast_parse(
     let l4 = l3 + ip.header_len()..l3 + ip.total_len() as usize;
     let (src4, dst4) = (ip.src_addr(), ip.dst_addr());
     let dst_word = u32::from_ne_bytes(dst4);
-    let l4b = frame.get(l4)?;
-    let min = match proto {
-        ip_proto::TCP => tcp::HEADER_LEN,
-        ip_proto::UDP => 8,
-        _ => 12,
-    };
-    let hdr = l4b.get(0..min)?;
-    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
-    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
-    let tcp = if proto == ip_proto::TCP {
-        tcp::Packet::new_unchecked(l4b).check_len().ok()?;
-        Some(TcpFlags(hdr[13]))
-    } else {
-        None
-    };
+    let L4Ports {
+        src: sport,
+        dst: dport,
+        tcp,
+    } = l4_ports(proto, frame.get(l4)?, !ip.more_frags()).ok()?;
     let svc = match *last {
         Some((d, p, port, svc)) if d == dst_word && p == proto && port == dport => svc,
         _ => {
@@ -341,7 +338,72 @@ fn vip_or(services: &ServiceTable, family: Family, dst: &Addr, reason: DropReaso
     }
 }
 
-/// A first fragment or whole packet of TCP/UDP/SCTP.
+/// What a TCP, UDP or SCTP header says for the decision.
+#[derive(Clone, Copy)]
+struct L4Ports {
+    src: u16,
+    dst: u16,
+    /// TCP's flags (`None` for UDP and SCTP).
+    tcp: Option<TcpFlags>,
+}
+
+/// Checks and reads the transport header of a TCP, UDP or SCTP packet.
+/// `l4` is the IP payload as the IP header bounds it (IPv4 total length,
+/// IPv6 payload length), never the rest of the frame: Ethernet padding is
+/// neither TCP options nor UDP data. `whole` is false for a first fragment,
+/// whose UDP length counts the data of every fragment and so is only
+/// checked against the header's 8 bytes.
+///
+/// A UDP length shorter than the IP payload, but at least 8, is accepted
+/// and the datagram forwarded untouched. Linux's `udp_rcv` accepts it too
+/// and trims the datagram to the UDP length (`pskb_trim_rcsum`), so the
+/// real server reads the same datagram from pmdlb as from an IPVS director,
+/// which forwards the IP packet unchanged as well; dropping it would refuse
+/// what the receiver's own stack takes. A length below 8 or beyond the
+/// payload is what `udp_rcv` itself discards as a short packet: it is
+/// dropped here, and counted, before it reaches a real server. (IPv6's
+/// length 0 announces a jumbogram, RFC 2675, which needs a jumbo payload
+/// option pmdlb does not carry: below 8 like the rest, although Linux's
+/// IPv6 receive path takes 0 as "the rest of the packet".)
+#[inline(always)]
+fn l4_ports(proto: u8, l4: &[u8], whole: bool) -> Result<L4Ports, DropReason> {
+    match proto {
+        ip_proto::TCP => {
+            let t = tcp::Packet::new_checked(l4).map_err(|_| DropReason::TcpBadHeader)?;
+            Ok(L4Ports {
+                src: t.src_port(),
+                dst: t.dst_port(),
+                tcp: Some(TcpFlags(t.flags())),
+            })
+        }
+        ip_proto::UDP => {
+            let u = udp::Packet::new_unchecked(l4);
+            let checked = if whole {
+                u.check_len()
+            } else {
+                u.check_header_len()
+            };
+            checked.map_err(|_| DropReason::UdpBadLength)?;
+            Ok(L4Ports {
+                src: u.src_port(),
+                dst: u.dst_port(),
+                tcp: None,
+            })
+        }
+        ip_proto::SCTP => {
+            let s = sctp::Packet::new_checked(l4).map_err(|_| DropReason::SctpTruncated)?;
+            Ok(L4Ports {
+                src: s.src_port(),
+                dst: s.dst_port(),
+                tcp: None,
+            })
+        }
+        _ => Err(DropReason::UnknownL4Proto),
+    }
+}
+
+/// A first fragment or whole packet of TCP/UDP/SCTP; `whole` is false for
+/// a first fragment (see [`l4_ports`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn transport<S: FlowState>(
@@ -355,30 +417,15 @@ fn transport<S: FlowState>(
     src: Addr,
     dst: Addr,
     l4: core::ops::Range<usize>,
+    whole: bool,
 ) -> Verdict {
-    let Some(l4b) = frame.get(l4) else {
-        return Verdict::Drop(DropReason::L4Truncated);
+    // The IP layer checked that the frame holds `l4`; were it not so, an
+    // empty payload gets the protocol's own reason.
+    let ports = match l4_ports(proto, frame.get(l4).unwrap_or(&[]), whole) {
+        Ok(p) => p,
+        Err(r) => return Verdict::Drop(r),
     };
-    // Ports are the first 4 bytes of TCP, UDP and SCTP alike; what differs
-    // is the minimum header (20+options / 8 / 12) and TCP's flags.
-    let min = match proto {
-        ip_proto::TCP => tcp::HEADER_LEN,
-        ip_proto::UDP => 8,
-        _ => 12,
-    };
-    let Some(hdr) = l4b.get(0..min) else {
-        return Verdict::Drop(DropReason::L4Truncated);
-    };
-    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
-    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
-    let flags = if proto == ip_proto::TCP {
-        if tcp::Packet::new_unchecked(l4b).check_len().is_err() {
-            return Verdict::Drop(DropReason::L4Truncated);
-        }
-        Some(TcpFlags(hdr[13]))
-    } else {
-        None
-    };
+    let (sport, dport, flags) = (ports.src, ports.dst, ports.tcp);
     let Some(svc) = services.lookup(family, proto, &dst, dport) else {
         return vip_or(services, family, &dst, DropReason::NoService);
     };
@@ -441,6 +488,11 @@ fn inner_key(
     if !is_port_proto(proto) {
         return Err(DropReason::IcmpNotHandled);
     }
+    // Only the ports are read, from the quote as the outer IP length bounds
+    // it. The quoted packet's own lengths (IPv4 total length, UDP length,
+    // TCP data offset) describe the whole packet the server sent, of which
+    // an ICMP error carries only the start; the decision does not rely on
+    // them, and they are not checked against the quote.
     let Some(p) = l4.get(0..4) else {
         return Err(DropReason::IcmpMalformed);
     };
@@ -533,6 +585,7 @@ fn ipv4_packet<S: FlowState>(
             src,
             dst,
             l3 + hl..end,
+            !is_frag,
         );
     }
     if proto != 1 {
@@ -644,6 +697,7 @@ fn ipv6_packet<S: FlowState>(
             src,
             dst,
             l4,
+            !t.frag.is_some_and(|f| f.more),
         );
     }
     if proto != 58 {

@@ -105,8 +105,16 @@ drop_reasons! {
     Ipv6Malformed = "ipv6_malformed",
     /// TTL or hop limit 0 (pmdlb does not decrement it, as IPVS DR).
     TtlExpired = "ttl_expired",
-    /// TCP, UDP or SCTP header truncated or malformed.
-    L4Truncated = "l4_truncated",
+    /// TCP header shorter than 20 bytes, data offset below 5, or a header
+    /// (options included) longer than the IP payload. Here and below, the
+    /// IP payload is what the IPv4 total length or IPv6 payload length
+    /// says, not the rest of the frame (which may carry Ethernet padding).
+    TcpBadHeader = "tcp_bad_header",
+    /// UDP header shorter than 8 bytes, or a length field below 8 or (in an
+    /// unfragmented datagram) longer than the IP payload.
+    UdpBadLength = "udp_bad_length",
+    /// SCTP: the IP payload is shorter than the 12-byte common header.
+    SctpTruncated = "sctp_truncated",
     /// An IP protocol pmdlb does not balance (not TCP/UDP/SCTP/ICMP).
     UnknownL4Proto = "unknown_l4_proto",
     /// To a VIP, but no service matches the protocol and port.

@@ -35,13 +35,34 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(p)
     }
 
-    /// `Ok` when the buffer holds the 8-byte header. The length field is not
-    /// checked against the buffer: pmdlb forwards datagrams untouched and
-    /// leaves that to the real server.
+    /// `Ok` when the buffer holds the 8-byte header and the length field
+    /// says `8 ≤ length ≤ buffer`: a length below 8 is
+    /// [`Error::Malformed`], one beyond the buffer [`Error::Truncated`].
+    ///
+    /// The buffer must be the IP payload as the IP header bounds it (IPv4
+    /// total length, IPv6 payload length), never the rest of the frame,
+    /// which may carry Ethernet padding. A length shorter than the buffer
+    /// is accepted: Linux's `udp_rcv` (and so a real server behind IPVS)
+    /// trims the datagram to it.
     #[inline]
     pub fn check_len(&self) -> Result<()> {
+        self.check_header_len()?;
+        if self.buffer.as_ref().len() < self.len() as usize {
+            Err(Error::Truncated)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `Ok` when the buffer holds the 8-byte header and the length field is
+    /// at least 8, whatever the buffer's length: for the first fragment of
+    /// a datagram, whose length field counts the data of every fragment.
+    #[inline]
+    pub fn check_header_len(&self) -> Result<()> {
         if self.buffer.as_ref().len() < HEADER_LEN {
             Err(Error::Truncated)
+        } else if (self.len() as usize) < HEADER_LEN {
+            Err(Error::Malformed)
         } else {
             Ok(())
         }
@@ -127,6 +148,47 @@ mod tests {
                 Packet::new_checked(&DGRAM[..n]).unwrap_err(),
                 Error::Truncated
             );
+        }
+    }
+
+    #[test]
+    fn length_field_below_the_header_is_malformed() {
+        for len in 0..HEADER_LEN as u8 {
+            let mut b = DGRAM;
+            b[5] = len;
+            let p = Packet::new_unchecked(&b[..]);
+            assert_eq!(p.check_len().unwrap_err(), Error::Malformed, "length {len}");
+            assert_eq!(p.check_header_len().unwrap_err(), Error::Malformed);
+        }
+    }
+
+    #[test]
+    fn length_field_beyond_the_buffer_is_truncated() {
+        // The 10-byte datagram claims 11; and a buffer cut to the IP payload
+        // (8 bytes) under a 10-byte claim, as Ethernet padding would hide.
+        let mut b = DGRAM;
+        b[5] = 11;
+        assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Packet::new_checked(&DGRAM[..8]).unwrap_err(),
+            Error::Truncated
+        );
+        // A first fragment: only the header and the length's minimum count.
+        Packet::new_unchecked(&b[..]).check_header_len().unwrap();
+        Packet::new_unchecked(&DGRAM[..8])
+            .check_header_len()
+            .unwrap();
+    }
+
+    #[test]
+    fn length_field_shorter_than_the_buffer_is_accepted() {
+        // 8 ≤ length < buffer: the receiver trims to the length field.
+        for len in HEADER_LEN as u8..=DGRAM.len() as u8 {
+            let mut b = DGRAM;
+            b[5] = len;
+            let p = Packet::new_checked(&b[..]).unwrap();
+            assert_eq!(p.len(), u16::from(len));
+            assert_eq!(p.is_empty(), len == 8);
         }
     }
 
