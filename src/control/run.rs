@@ -19,8 +19,9 @@ use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
 use crate::control::layout::{self, LayoutError};
 use crate::control::neigh::Resolver;
-use crate::control::stats::{compact_line, full_table, total, Published, WorkerStats};
+use crate::control::stats::{compact_line, full_table, total};
 use crate::control::summary::{service_line, service_name};
+use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
@@ -512,7 +513,7 @@ fn run_inner(
             );
         }
     }
-    println!("accounting: rx={} unaccounted={}", t.rx, t.unaccounted());
+    println!("accounting: rx={} unaccounted={}", t.io.rx, t.unaccounted());
 
     drop(control_tx);
     drop(to_control);

@@ -1,153 +1,12 @@
-//! Statistics: each worker counts in plain local integers and publishes
-//! them every few loops into its own cache-padded block of atomics (relaxed
-//! stores, no read-modify-write); the control plane reads those with relaxed
-//! loads, sums them and prints one compact line periodically and the full
-//! table at exit.
+//! Statistics as the operator reads them: the control plane sums what the
+//! workers publish (`dataplane::counters`) and prints one compact line
+//! periodically and the full table at exit or on `pmdlb ctl stats`.
 #![forbid(unsafe_code)]
 
+use crate::dataplane::counters::{WorkerCounters, WorkerStats};
+use crate::dataplane::verdict::DropReason;
+use crate::lb::state::StateCounters;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use crossbeam_utils::CachePadded;
-
-use crate::dataplane::verdict::{DropCounters, DropReason};
-
-macro_rules! worker_stats {
-    ($( $(#[doc = $doc:literal])* $name:ident, )*) => {
-        /// One worker's counters (also used for sums).
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-        pub struct WorkerStats {
-            $( $(#[doc = $doc])* pub $name: u64, )*
-            /// Frames dropped by the decision, per [`DropReason`].
-            pub drops: DropCounters,
-        }
-
-        impl WorkerStats {
-            /// Names of the scalar counters, in [`WorkerStats::scalars`] order.
-            pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
-            const N: usize = Self::NAMES.len();
-            /// Number of published words.
-            pub const WORDS: usize = Self::N + DropReason::COUNT;
-
-            /// The scalar counters, in [`WorkerStats::NAMES`] order.
-            pub fn scalars(&self) -> [u64; Self::N] {
-                [$(self.$name,)*]
-            }
-
-            fn store(&self, out: &[AtomicU64]) {
-                let mut i = 0;
-                $( out[i].store(self.$name, Ordering::Relaxed); i += 1; )*
-                for d in self.drops.counts {
-                    out[i].store(d, Ordering::Relaxed);
-                    i += 1;
-                }
-            }
-
-            fn load(src: &[AtomicU64]) -> WorkerStats {
-                let mut s = WorkerStats::default();
-                let mut i = 0;
-                $( s.$name = src[i].load(Ordering::Relaxed); i += 1; )*
-                for d in s.drops.counts.iter_mut() {
-                    *d = src[i].load(Ordering::Relaxed);
-                    i += 1;
-                }
-                s
-            }
-
-            /// Adds `o` into `self`.
-            pub fn add(&mut self, o: &WorkerStats) {
-                $( self.$name += o.$name; )*
-                for (a, b) in self.drops.counts.iter_mut().zip(o.drops.counts.iter()) {
-                    *a += *b;
-                }
-            }
-        }
-    };
-}
-
-worker_stats! {
-    /// Frames received on the RX queue.
-    rx,
-    /// Frames forwarded to a real server (handed to the TX buffer).
-    forwarded,
-    /// ARP replies, neighbour advertisements and echo replies sent back.
-    replies,
-    /// Neighbour frames (ARP replies, NAs) handed to the control plane.
-    to_control,
-    /// Neighbour frames dropped because the control-plane ring was full.
-    control_ring_full,
-    /// Frames the control plane asked this worker to send.
-    control_sent,
-    /// Frames the TX NIC accepted.
-    tx_sent,
-    /// Frames the TX NIC refused (freed).
-    tx_refused,
-    /// Forwards that needed a VLAN tag inserted but had no headroom.
-    vlan_no_headroom,
-    /// Connection entries in this worker's table.
-    conns,
-    /// Connections created.
-    conns_created,
-    /// Connections expired.
-    conns_expired,
-    /// Packets that found the connection table full.
-    conn_table_full,
-    /// Persistence templates created by this worker.
-    templates_created,
-    /// Packets that found the persistence table full.
-    template_table_full,
-    /// Loop iterations.
-    loops,
-    /// Non-empty bursts.
-    bursts,
-}
-
-impl WorkerStats {
-    /// All drops.
-    pub fn dropped(&self) -> u64 {
-        self.drops.counts.iter().sum()
-    }
-
-    /// Frames received and not yet accounted for: received minus forwarded,
-    /// replied, handed over and dropped. Zero in a consistent snapshot taken
-    /// after the worker stopped.
-    pub fn unaccounted(&self) -> i128 {
-        self.rx as i128
-            - self.forwarded as i128
-            - self.replies as i128
-            - self.to_control as i128
-            - self.control_ring_full as i128
-            - self.vlan_no_headroom as i128
-            - self.dropped() as i128
-    }
-}
-
-/// Where one worker publishes its counters.
-#[derive(Debug)]
-pub struct Published {
-    words: CachePadded<Box<[AtomicU64]>>,
-}
-
-impl Default for Published {
-    fn default() -> Self {
-        let words: Vec<AtomicU64> = (0..WorkerStats::WORDS).map(|_| AtomicU64::new(0)).collect();
-        Published {
-            words: CachePadded::new(words.into_boxed_slice()),
-        }
-    }
-}
-
-impl Published {
-    /// Called by the worker (slow path, every few loops).
-    pub fn publish(&self, s: &WorkerStats) {
-        s.store(&self.words);
-    }
-
-    /// Called by the control plane.
-    pub fn read(&self) -> WorkerStats {
-        WorkerStats::load(&self.words)
-    }
-}
 
 /// Sum of several workers.
 pub fn total(per_worker: &[WorkerStats]) -> WorkerStats {
@@ -182,19 +41,19 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
     }
     format!(
         "rx={} ({:.0}/s) fwd={} ({:.0}/s) reply={} drop={}{} tx_refused={} conns={}{}",
-        now.rx,
-        rate(now.rx, prev.rx),
-        now.forwarded,
-        rate(now.forwarded, prev.forwarded),
-        now.replies,
+        now.io.rx,
+        rate(now.io.rx, prev.io.rx),
+        now.io.forwarded,
+        rate(now.io.forwarded, prev.io.forwarded),
+        now.io.replies,
         now.dropped(),
         if top.is_empty() {
             String::new()
         } else {
             format!(" [{}]", top.trim_start())
         },
-        now.tx_refused,
-        now.conns,
+        now.io.tx_refused,
+        now.io.conns,
         extra
     )
 }
@@ -215,14 +74,15 @@ pub fn full_table(per_worker: &[WorkerStats]) -> String {
         }
         let _ = writeln!(out, " {total:>14}");
     };
-    let tsc = t.scalars();
-    for (k, name) in WorkerStats::NAMES.iter().enumerate() {
-        row(
-            &mut out,
-            name,
-            &mut per_worker.iter().map(|w| w.scalars()[k]),
-            tsc[k],
-        );
+    let io: Vec<_> = per_worker.iter().map(|w| w.io.values()).collect();
+    let tio = t.io.values();
+    for (k, name) in WorkerCounters::NAMES.iter().enumerate() {
+        row(&mut out, name, &mut io.iter().map(|v| v[k]), tio[k]);
+    }
+    let st: Vec<_> = per_worker.iter().map(|w| w.state.values()).collect();
+    let tst = t.state.values();
+    for (k, name) in StateCounters::NAMES.iter().enumerate() {
+        row(&mut out, name, &mut st.iter().map(|v| v[k]), tst[k]);
     }
     for r in DropReason::ALL {
         let i = r.as_index();
@@ -250,27 +110,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn publish_roundtrip_and_sum() {
-        let p = Published::default();
-        let mut s = WorkerStats {
-            rx: 10,
-            forwarded: 7,
-            replies: 1,
-            ..Default::default()
-        };
+    fn sums_and_formats() {
+        let mut s = WorkerStats::default();
+        s.io.rx = 10;
+        s.io.forwarded = 7;
+        s.io.replies = 1;
+        s.state.tcp_not_syn = 3;
         s.drops.counts[DropReason::NoService.as_index()] = 2;
-        p.publish(&s);
-        let r = p.read();
-        assert_eq!(r, s);
-        assert_eq!(r.unaccounted(), 0);
-        let t = total(&[r, r]);
-        assert_eq!(t.rx, 20);
+        assert_eq!(s.unaccounted(), 0);
+        let t = total(&[s, s]);
+        assert_eq!(t.io.rx, 20);
+        assert_eq!(t.state.tcp_not_syn, 6);
         assert_eq!(t.dropped(), 4);
-        let table = full_table(&[r, r]);
+        let table = full_table(&[s, s]);
         assert!(table.contains("drop.no_service"));
-        assert!(table
-            .lines()
-            .any(|l| l.starts_with("rx ") && l.trim_end().ends_with("20")));
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+        };
+        assert_eq!(row("rx"), Some(vec!["10", "10", "20"]));
+        // Every counter of both sets has its row.
+        for name in WorkerCounters::NAMES.iter().chain(StateCounters::NAMES) {
+            assert!(row(name).is_some(), "no row {name}:\n{table}");
+        }
+        assert_eq!(row("tcp_not_syn"), Some(vec!["3", "3", "6"]));
         let line = compact_line(&t, &WorkerStats::default(), 2.0, "");
         assert!(line.starts_with("rx=20 (10/s) fwd=14"), "{line}");
         assert!(line.contains("no_service=4"), "{line}");

@@ -1,9 +1,11 @@
 //! The data plane: the per-packet decision ([`decide()`]), its verdicts and
-//! drop reasons, the DR rewrite and the neighbour announcements. The worker
+//! drop reasons, the DR rewrite, the neighbour announcements and the counters
+//! workers publish. The worker
 //! loop that drives them lives beside them and is the only part touching
 //! DPDK.
 #![forbid(unsafe_code)]
 
+pub mod counters;
 pub mod decide;
 pub mod neighbour;
 pub mod rewrite;

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::control::stats::{Published, WorkerStats};
+use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::verdict::{Verdict, VlanAction};
@@ -77,8 +77,8 @@ impl std::fmt::Debug for Worker {
 
 #[inline(always)]
 fn count_flush(st: &mut WorkerStats, f: Flushed) {
-    st.tx_sent += u64::from(f.sent);
-    st.tx_refused += u64::from(f.dropped);
+    st.io.tx_sent += u64::from(f.sent);
+    st.io.tx_refused += u64::from(f.dropped);
 }
 
 impl Worker {
@@ -104,11 +104,11 @@ impl Worker {
                 }
                 if let Some(ctl) = &self.control_tx {
                     ctl.to_tx_port.drain(|m| {
-                        st.control_sent += 1;
+                        st.io.control_sent += 1;
                         count_flush(&mut st, tx_dr.push(m));
                     });
                     ctl.to_rx_port.drain(|m| {
-                        st.control_sent += 1;
+                        st.io.control_sent += 1;
                         let f = if one_armed {
                             tx_dr.push(m)
                         } else {
@@ -121,10 +121,10 @@ impl Worker {
             self.state.set_now(now / cpm);
 
             let n = rx.receive(self.rx_port, q, self.burst);
-            st.loops += 1;
+            st.io.loops += 1;
             if n > 0 {
-                st.bursts += 1;
-                st.rx += n as u64;
+                st.io.bursts += 1;
+                st.io.rx += n as u64;
                 for i in 0..n {
                     rx.prefetch_data(i);
                 }
@@ -147,10 +147,10 @@ impl Worker {
                             let Some(m) = rx.take(i) else { continue };
                             match apply_vlan(m, vlan) {
                                 Some(m) => {
-                                    st.forwarded += 1;
+                                    st.io.forwarded += 1;
                                     count_flush(&mut st, tx_dr.push(m));
                                 }
-                                None => st.vlan_no_headroom += 1,
+                                None => st.io.vlan_no_headroom += 1,
                             }
                         }
                         Verdict::Reply { len } => {
@@ -159,7 +159,7 @@ impl Worker {
                             if extra > 0 {
                                 m.trim(extra as u16);
                             }
-                            st.replies += 1;
+                            st.io.replies += 1;
                             let f = if one_armed {
                                 tx_dr.push(m)
                             } else {
@@ -170,10 +170,10 @@ impl Worker {
                         Verdict::Neighbour => {
                             let Some(m) = rx.take(i) else { continue };
                             match self.to_control.enqueue(m) {
-                                Ok(()) => st.to_control += 1,
+                                Ok(()) => st.io.to_control += 1,
                                 Err(m) => {
                                     drop(m);
-                                    st.control_ring_full += 1;
+                                    st.io.control_ring_full += 1;
                                 }
                             }
                         }
@@ -184,7 +184,7 @@ impl Worker {
                 rx.clear();
             }
 
-            if st.loops % SLOW_EVERY == 0 {
+            if st.io.loops % SLOW_EVERY == 0 {
                 self.state.sweep(self.sweep_buckets);
                 fill_state_stats(&self.state, &mut st);
                 self.published.publish(&st);
@@ -198,15 +198,10 @@ impl Worker {
     }
 }
 
-/// Copies the state layer's counters into the published block.
+/// Copies the state layer's counters, whole, into the published block.
 fn fill_state_stats(state: &WorkerState, st: &mut WorkerStats) {
-    let c = state.counters();
-    st.conns = state.conn_count() as u64;
-    st.conns_created = c.conn_created;
-    st.conns_expired = c.conn_expired;
-    st.conn_table_full = c.conn_table_full;
-    st.templates_created = c.templates_created;
-    st.template_table_full = c.template_full;
+    st.io.conns = state.conn_count() as u64;
+    st.state = *state.counters();
 }
 
 /// Applies a length-changing VLAN action to an mbuf; `None` (frame freed)

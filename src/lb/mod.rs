@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod counters;
 pub mod flow;
 pub mod hash;
 pub mod persist;

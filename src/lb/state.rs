@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use crate::lb::clock::{secs, Clock};
 use crate::lb::conn::{tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_TEMPLATE};
+use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
 use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
 use crate::lb::realserver::{RealServer, Snapshot};
@@ -36,40 +37,41 @@ use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
 use crate::lb::spec::{StateFlags, Timeouts};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
-/// Counters of one worker's state layer: plain integers written by the
-/// worker only (the control plane copies them out at a burst boundary).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StateCounters {
-    /// Connection entries created.
-    pub conn_created: u64,
-    /// Connection entries expired (lazily, by the sweep, or reclaimed).
-    pub conn_expired: u64,
-    /// Connections dropped because their server was removed
-    /// (`expire_nodest_conn`).
-    pub conn_dest_removed: u64,
-    /// Packets forwarded without an entry because the table was full.
-    pub conn_table_full: u64,
-    /// TCP state changes.
-    pub tcp_transitions: u64,
-    /// TCP packets dropped: not a SYN, no entry, no template, not sloppy.
-    pub tcp_not_syn: u64,
-    /// New flows dropped: the scheduler found no available server.
-    pub no_real_server: u64,
-    /// Flows whose server (from an entry or template) has no MAC: dropped.
-    pub no_mac: u64,
-    /// Persistence templates created by this worker.
-    pub templates_created: u64,
-    /// Connections that reused an existing template (including races lost).
-    pub templates_reused: u64,
-    /// Templates invalidated (server removed, or quiescent with
-    /// `expire_quiescent_template`).
-    pub templates_invalidated: u64,
-    /// Templates freed by this worker's sweeps.
-    pub templates_expired: u64,
-    /// Connections tracked without a template: persistence table full.
-    pub template_full: u64,
-    /// Connections tracked without a template: writer flag busy too long.
-    pub template_busy: u64,
+counter_set! {
+    /// Counters of one worker's state layer: plain integers written by the
+    /// worker only (the control plane copies them out at a burst boundary).
+    pub struct StateCounters {
+        /// Connection entries created.
+        conn_created,
+        /// Connection entries expired (lazily, by the sweep, or reclaimed).
+        conn_expired,
+        /// Connections dropped because their server was removed
+        /// (`expire_nodest_conn`).
+        conn_dest_removed,
+        /// Packets forwarded without an entry because the table was full.
+        conn_table_full,
+        /// TCP state changes.
+        tcp_transitions,
+        /// TCP packets dropped: not a SYN, no entry, no template, not sloppy.
+        tcp_not_syn,
+        /// New flows dropped: the scheduler found no available server.
+        no_real_server,
+        /// Flows whose server (from an entry or template) has no MAC: dropped.
+        no_mac,
+        /// Persistence templates created by this worker.
+        templates_created,
+        /// Connections that reused an existing template (including races lost).
+        templates_reused,
+        /// Templates invalidated (server removed, or quiescent with
+        /// `expire_quiescent_template`).
+        templates_invalidated,
+        /// Templates freed by this worker's sweeps.
+        templates_expired,
+        /// Connections tracked without a template: persistence table full.
+        template_full,
+        /// Connections tracked without a template: writer flag busy too long.
+        template_busy,
+    }
 }
 
 /// Sizes and settings of a worker's state.
