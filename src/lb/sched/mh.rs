@@ -223,8 +223,9 @@ impl Scheduler for Mh {
             return Some(first);
         }
         // IPVS's fallback: rehash with salts 1, 2, … (at most one try per
-        // slot) until an available server's slot comes up.
-        if !ctx.flags.fallback {
+        // slot) until an available server's slot comes up. When none is
+        // available, say so after N loads rather than size hashes.
+        if !ctx.flags.fallback || !ctx.servers.iter().any(|s| s.available()) {
             return None;
         }
         (1..t.len() as u64)
@@ -454,6 +455,26 @@ mod tests {
                 assert_eq!(Some(now), before[i as usize]);
             }
         }
+    }
+
+    #[test]
+    fn fallback_without_any_server_is_none() {
+        let flags = SchedFlags {
+            fallback: true,
+            port: false,
+        };
+        let s = snap(SchedulerKind::Mh, &[1, 1], flags);
+        let mut st = SchedState::new(SchedulerKind::Mh);
+        s.set_weight(RsId(0), 0);
+        s.set_weight(RsId(1), 0);
+        assert!((0..100).all(|i| st.pick(&ctx(&s), &key(i)).is_none()));
+        // without the flag, only the hashed server counts
+        let s = snap(SchedulerKind::Mh, &[1, 1], SchedFlags::default());
+        s.set_weight(RsId(1), 0);
+        let none = (0..1000)
+            .filter(|&i| st.pick(&ctx(&s), &key(i)).is_none())
+            .count();
+        assert!((400..600).contains(&none), "{none}");
     }
 
     #[test]
