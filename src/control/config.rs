@@ -21,6 +21,7 @@ use std::path::Path;
 
 use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
+pub use crate::lb::sched::mh::TableSize as MhTableSize;
 use crate::lb::spec::{MarkRuleSpec, ServiceSpec, StateFlags, Timeouts, VipSpec};
 
 /// The program name pmdlb passes to EAL as `argv[0]`.
@@ -168,13 +169,15 @@ pub struct WorkerSettings {
     pub sweep_per_loop: u32,
 }
 
-/// `[tables]`: capacities, allocated at start (powers of two).
+/// `[tables]`: sizes of the tables allocated at start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableSettings {
-    /// Connection entries per worker.
+    /// Connection entries per worker (a power of two).
     pub connections: u32,
-    /// Persistence templates, shared by all workers.
+    /// Persistence templates, shared by all workers (a power of two).
     pub persistence: u32,
+    /// Slots of each mh service's Maglev lookup table.
+    pub mh_size: MhTableSize,
 }
 
 /// `[neighbours]`: ARP/ND resolution of real servers and VIP announcements.

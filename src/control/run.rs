@@ -245,7 +245,7 @@ fn run_inner(
         ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
             .map_err(|e| RunError::Services(e.to_string()))?,
     );
-    let snap = Arc::new(Snapshot::new(cfg.services()));
+    let snap = Arc::new(Snapshot::with_mh_size(cfg.services(), cfg.tables().mh_size));
     let persist = Arc::new(PersistTable::new(
         cfg.tables().persistence as usize,
         PERSIST_SHARDS,

@@ -130,8 +130,8 @@ pub fn summary(cfg: &Config) -> String {
     let t = cfg.tables();
     let _ = writeln!(
         o,
-        "Tables     connections {} per worker  persistence {}",
-        t.connections, t.persistence
+        "Tables     connections {} per worker  persistence {}  mh {} slots",
+        t.connections, t.persistence, t.mh_size
     );
     let to = cfg.timeouts();
     let _ = writeln!(
@@ -276,7 +276,7 @@ EAL        pmdlb -l 0-1 --main-lcore 0 --no-huge -m 256 --file-prefix pmdlb --no
 Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default  promiscuous on
            mbufs 16383 cache 256  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
 Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop
-Tables     connections 1048576 per worker  persistence 1048576
+Tables     connections 1048576 per worker  persistence 1048576  mh 65537 slots
 Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 (s)
 IPVS       sloppy_tcp off  expire_quiescent_template off  expire_nodest_conn off
 Neighbours refresh 30 s  retry 1000 ms  gratuitous_arp on

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
+use crate::lb::sched::mh::TableSize;
 use crate::lb::sched::HashTables;
 use crate::lb::spec::{Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
 use crate::lb::types::{Addr, MacAddr, RsId, ServiceId};
@@ -186,10 +187,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Build from validated specs with Maglev tables of the default size;
+    /// see [`Snapshot::with_mh_size`].
+    pub fn new(specs: &[ServiceSpec]) -> Self {
+        Snapshot::with_mh_size(specs, TableSize::DEFAULT)
+    }
+
     /// Build from validated specs. `ServiceId(i)` is `specs[i]`; real server
     /// ids are dense over all services in configuration order. Static MACs
     /// are installed; other servers have no MAC until [`Snapshot::set_mac`].
-    pub fn new(specs: &[ServiceSpec]) -> Self {
+    /// mh services get Maglev tables of `mh_size` slots.
+    pub fn with_mh_size(specs: &[ServiceSpec], mh_size: TableSize) -> Self {
         let mut services = Vec::with_capacity(specs.len());
         let mut servers = Vec::new();
         for (i, s) in specs.iter().enumerate() {
@@ -220,7 +228,7 @@ impl Snapshot {
                 persistence: s.persistence,
                 first,
                 count: s.servers.len() as u32,
-                tables: HashTables::build(s.scheduler, &hashed),
+                tables: HashTables::build(s.scheduler, &hashed, mh_size),
             });
         }
         Snapshot {

@@ -192,6 +192,7 @@ pub struct RawWorkers {
 pub struct RawTables {
     pub connections: Option<i64>,
     pub persistence: Option<i64>,
+    pub mh_size: Option<i64>,
 }
 
 /// `[timeouts]`.

@@ -12,7 +12,7 @@ use super::values::{
     check_prefix_len, family_name, format_sockaddr, mask_addr, max_prefix, parse_mac,
     parse_netmask, parse_port_range, parse_prefix, parse_proto, proto_name,
 };
-use super::PortSettings;
+use super::{MhTableSize, PortSettings};
 use crate::lb::spec::{
     MarkRuleSpec, Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
     VipSpec,
@@ -630,6 +630,25 @@ pub(super) fn cross_checks(
                 format!(
                     "no [[service]] has fwmark = {}; marked packets fall back to address services",
                     r.mark
+                ),
+            );
+        }
+    }
+}
+
+/// An mh service spreads its servers over `mh_size` slots of `u16` server
+/// indices: more servers than slots (IPVS refuses those too) or than a
+/// `u16` indexes is an error.
+pub(super) fn mh_limits(c: &mut Check, services: &[ServiceSpec], mh_size: MhTableSize) {
+    for (i, s) in services.iter().enumerate() {
+        let n = s.servers.len();
+        if s.scheduler == SchedulerKind::Mh && n > mh_size.max_servers() {
+            c.err(
+                format!("service[{i}]"),
+                format!(
+                    "({}): scheduler mh spreads {n} real servers over tables.mh_size = {mh_size} slots, at most {} fit; raise tables.mh_size or use fewer servers",
+                    service_label(&s.addr),
+                    mh_size.max_servers()
                 ),
             );
         }

@@ -73,7 +73,8 @@ fn defaults() {
         *c.tables(),
         TableSettings {
             connections: 1 << 20,
-            persistence: 1 << 20
+            persistence: 1 << 20,
+            mh_size: MhTableSize::DEFAULT,
         }
     );
     assert_eq!(c.timeouts(), crate::lb::spec::Timeouts::default());
@@ -396,6 +397,59 @@ fn mbufs_default_grows_to_minimum() {
     assert!(c.ports().mbufs >= need);
     assert_eq!(c.ports().mbufs, 65535);
     assert_eq!(min_mbufs(1, 32, 1024, 1024, 256, true), 3680);
+}
+
+#[test]
+fn mh_table_size() {
+    assert_eq!(ok(MIN).0.tables().mh_size.get(), 65_537);
+    for size in crate::lb::sched::mh::TABLE_SIZES {
+        let (c, _) = ok(&format!("{MIN}[tables]\nmh_size = {size}\n"));
+        assert_eq!(c.tables().mh_size.get(), size);
+    }
+    for bad in ["65536", "65539", "0", "-1", "1099511627776"] {
+        assert_err(
+            &format!("{MIN}[tables]\nmh_size = {bad}\n"),
+            &[
+                "tables.mh_size",
+                &format!("{bad} is not"),
+                "251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 65537 or 131071",
+                "default 65537",
+            ],
+        );
+    }
+    // IPVS refuses more servers than slots
+    let servers = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "[[service.server]]\naddr = \"10.0.{}.{}\"\n",
+                    2 + i / 250,
+                    1 + i % 250
+                )
+            })
+            .collect::<String>()
+    };
+    let mh = |size: u32, n: usize| {
+        with(&format!(
+            "[tables]\nmh_size = {size}\n{SVC}scheduler = \"mh\"\n{}",
+            servers(n)
+        ))
+    };
+    ok(&mh(251, 251));
+    assert_err(
+        &mh(251, 252),
+        &[
+            "service[0]",
+            "252 real servers",
+            "tables.mh_size = 251",
+            "at most 251",
+        ],
+    );
+    let (c, _) = ok(&with(&format!(
+        "[tables]\nmh_size = 251\n{SVC}scheduler = \"wlc\"\n{}",
+        servers(300)
+    )));
+    assert_eq!(c.services()[0].servers.len(), 300, "only mh is limited");
 }
 
 #[test]

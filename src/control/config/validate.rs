@@ -5,7 +5,8 @@
 
 use super::raw::RawConfig;
 use super::{services, settings};
-use super::{Config, ConfigError, NeighbourSettings, Problem, TableSettings, Warning};
+use super::{Config, ConfigError, MhTableSize, NeighbourSettings, Problem, TableSettings, Warning};
+use crate::lb::sched::mh;
 use crate::lb::spec::{StateFlags, Timeouts};
 
 /// ipvsadm's default persistence timeout, seconds.
@@ -79,6 +80,34 @@ impl Check {
         let v = self.int(key, value, 1 << 20, 1024, 1 << 26);
         (v as u32).next_power_of_two()
     }
+
+    /// A Maglev table size: one of [`mh::TABLE_SIZES`].
+    pub(super) fn mh_size(&mut self, key: &str, value: Option<i64>) -> MhTableSize {
+        let Some(v) = value else {
+            return MhTableSize::DEFAULT;
+        };
+        match u32::try_from(v).ok().and_then(MhTableSize::new) {
+            Some(size) => size,
+            None => {
+                let n = mh::TABLE_SIZES.len();
+                let mut list = String::new();
+                for (i, size) in mh::TABLE_SIZES.iter().enumerate() {
+                    if i > 0 {
+                        list.push_str(if i + 1 == n { " or " } else { ", " });
+                    }
+                    list.push_str(&size.to_string());
+                }
+                self.err(
+                    key,
+                    format!(
+                        "{v} is not one of the Maglev table sizes; use {list} (primes; default {})",
+                        MhTableSize::DEFAULT
+                    ),
+                );
+                MhTableSize::DEFAULT
+            }
+        }
+    }
 }
 
 /// Validates `raw`; `origin` names the file in messages.
@@ -93,6 +122,7 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
     let tables = TableSettings {
         connections: c.table("tables.connections", raw.tables.connections),
         persistence: c.table("tables.persistence", raw.tables.persistence),
+        mh_size: c.mh_size("tables.mh_size", raw.tables.mh_size),
     };
     let t = &raw.timeouts;
     let d = Timeouts::default();
@@ -121,6 +151,7 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
     let services = services::services(&mut c, raw.service, &marks, &ports);
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
     services::cross_checks(&mut c, &services, &marks, &ports);
+    services::mh_limits(&mut c, &services, tables.mh_size);
 
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {

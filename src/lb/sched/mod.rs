@@ -31,9 +31,7 @@ pub mod wrr;
 
 /// Size of the sh/dh hash table (IPVS `IP_VS_SH_TAB_SIZE`, 2^8).
 pub const HASH_TAB_SIZE: usize = 256;
-/// Size of the Maglev lookup table (a prime, IPVS's smallest choice).
-pub const MH_TAB_SIZE: usize = 251;
-/// Marks an empty table slot.
+/// Marks an empty sh/dh table slot.
 pub const NONE: u32 = u32::MAX;
 /// Fixed seed of the scheduler hashes: every worker must agree.
 pub(crate) const SCHED_SEED: u64 = 0x5eed_0f5c_4ed0_1e55;
@@ -129,20 +127,21 @@ impl SchedState {
 pub struct HashTables {
     /// sh/dh buckets: local server index or [`NONE`].
     pub hashed: Vec<u32>,
-    /// Maglev lookup table (mh only): local server index or [`NONE`].
-    pub maglev: Vec<u32>,
+    /// Maglev lookup table (mh only; empty for other schedulers).
+    pub maglev: mh::MaglevTable,
 }
 
 impl HashTables {
-    /// Build for `servers` = (address, weight) in configuration order.
-    pub fn build(kind: SchedulerKind, servers: &[(Addr, u32)]) -> Self {
+    /// Build for `servers` = (address, weight) in configuration order; an
+    /// mh service's Maglev table gets `mh_size` slots.
+    pub fn build(kind: SchedulerKind, servers: &[(Addr, u32)], mh_size: mh::TableSize) -> Self {
         let weights: Vec<u32> = servers.iter().map(|s| s.1).collect();
         HashTables {
             hashed: sh::build_table(&weights),
             maglev: if kind == SchedulerKind::Mh {
-                mh::build_table(servers)
+                mh::MaglevTable::build(mh_size, servers)
             } else {
-                Vec::new()
+                mh::MaglevTable::default()
             },
         }
     }
