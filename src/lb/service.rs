@@ -38,10 +38,16 @@ const K: u64 = 0x517c_c1b7_2722_0a95;
 impl Hasher for FastHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        // Final avalanche so hashbrown's top-7 control bits are well mixed.
-        let h = self.0;
-        (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
+        // Final avalanche: hashbrown takes the bucket from the low bits and
+        // the control byte from the top 7. A 64-bit multiply only carries
+        // low bits upwards, so keys differing in high bits (IPv6 VIPs
+        // 2001:db8:N::1, protocols in the meta word) shared a few buckets;
+        // folding the 128-bit product brings every bit to both ends.
+        let h = self.0 ^ (self.0 >> 32);
+        let r = (h as u128).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (r as u64) ^ ((r >> 64) as u64)
     }
+
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
