@@ -367,16 +367,106 @@ mod resolver_tests {
         );
     }
 
+    /// The ARP fields of an Ethernet payload (RFC 826 offsets), read
+    /// without pmdlb's `wire::arp`: (operation, sender MAC, sender IP,
+    /// target MAC, target IP).
+    fn arp_fields(p: &[u8]) -> (u16, [u8; 6], [u8; 4], [u8; 6], [u8; 4]) {
+        assert_eq!(&p[0..6], &[0, 1, 0x08, 0x00, 6, 4], "Ethernet/IPv4 ARP");
+        let b = |r: std::ops::Range<usize>| p[r].to_vec();
+        (
+            u16::from_be_bytes([p[6], p[7]]),
+            b(8..14).try_into().unwrap(),
+            b(14..18).try_into().unwrap(),
+            b(18..24).try_into().unwrap(),
+            b(24..28).try_into().unwrap(),
+        )
+    }
+
+    /// Every builder refuses every buffer shorter than its frame and fills
+    /// exactly its frame length otherwise; `learn` refuses every proper
+    /// truncation of a frame it learns from whole (also when the NIC padded
+    /// it to 60 bytes). The frames are checked with etherparse.
     #[test]
-    fn learn_never_panics_on_truncation() {
+    fn learn_refuses_every_truncation() {
+        let vip6 = [0xfd; 16];
         let mut buf = [0u8; 128];
-        let n = unsolicited_na(&mut buf, MAC, [0xfd; 16], Some(3)).unwrap();
-        for len in 0..n {
-            let _ = learn(&buf[..len]);
+        // Unsolicited NA, tagged.
+        let n = unsolicited_na(&mut buf, MAC, vip6, Some(3)).unwrap();
+        assert_eq!(n, UNSOLICITED_NA_LEN + 4);
+        for short in 0..n {
+            assert_eq!(
+                unsolicited_na(&mut [0u8; 128][..short], MAC, vip6, Some(3)),
+                None
+            );
         }
-        let n = arp_request(&mut buf, MAC, [1, 2, 3, 4], [5, 6, 7, 8], None).unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+        let Some(etherparse::VlanSlice::SingleVlan(tag)) = &p.vlan else {
+            panic!("not tagged: {:?}", p.vlan)
+        };
+        assert_eq!(tag.vlan_identifier().value(), 3);
+        let Some(etherparse::NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("not IPv6")
+        };
+        assert_eq!(ip.header().source(), vip6);
+        assert_eq!(ip.header().destination(), ALL_NODES);
+        assert_eq!(ip.header().hop_limit(), 255);
+        let Some(etherparse::TransportSlice::Icmpv6(na)) = &p.transport else {
+            panic!("not ICMPv6")
+        };
+        assert_eq!(na.type_u8(), 136);
+        assert_eq!(na.slice()[4], 0x20, "override, not solicited");
+        let sum = na
+            .icmp_type()
+            .calc_checksum(vip6, ALL_NODES, na.payload())
+            .unwrap();
+        assert_eq!(sum, na.checksum());
+        assert_eq!(&na.payload()[..16], &vip6, "target address");
+        assert_eq!(
+            &na.payload()[16..],
+            &[2, 1, 2, 0, 0, 0, 0, 0x10],
+            "target lladdr option"
+        );
+        let na_binding = Some(Learned {
+            addr: std::net::Ipv6Addr::from(vip6).into(),
+            mac: MAC,
+        });
+        assert_eq!(learn(&buf[..n]), na_binding);
         for len in 0..n {
-            let _ = learn(&buf[..len]);
+            assert_eq!(learn(&buf[..len]), None, "NA cut to {len} of {n} bytes");
+        }
+
+        // ARP request, untagged, then padded to the Ethernet minimum.
+        let mut buf = [0u8; 60];
+        let n = arp_request(&mut buf, MAC, [1, 2, 3, 4], [5, 6, 7, 8], None).unwrap();
+        assert_eq!(n, ARP_REQUEST_LEN);
+        for short in 0..n {
+            assert_eq!(
+                arp_request(
+                    &mut [0u8; 60][..short],
+                    MAC,
+                    [1, 2, 3, 4],
+                    [5, 6, 7, 8],
+                    None
+                ),
+                None
+            );
+        }
+        let eth = etherparse::Ethernet2Slice::from_slice_without_fcs(&buf[..n]).unwrap();
+        assert_eq!(eth.destination(), BROADCAST);
+        assert_eq!(eth.source(), MAC);
+        assert_eq!(eth.ether_type(), etherparse::EtherType::ARP);
+        assert_eq!(
+            arp_fields(eth.payload_slice()),
+            (1, MAC, [1, 2, 3, 4], [0; 6], [5, 6, 7, 8])
+        );
+        let arp_binding = Some(Learned {
+            addr: "1.2.3.4".parse().unwrap(),
+            mac: MAC,
+        });
+        assert_eq!(learn(&buf[..n]), arp_binding);
+        assert_eq!(learn(&buf[..60]), arp_binding, "padded to 60 bytes");
+        for len in 0..n {
+            assert_eq!(learn(&buf[..len]), None, "ARP cut to {len} of {n} bytes");
         }
     }
 }

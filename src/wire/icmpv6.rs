@@ -371,7 +371,7 @@ mod tests {
             }
             let p = Packet::new_checked(&b[..n]).unwrap();
             assert_eq!(p.check_nd_len().unwrap_err(), Error::Truncated, "len {n}");
-            let _ = p.nd_lladdr_option(OPT_SOURCE_LLADDR);
+            assert_eq!(p.nd_lladdr_option(OPT_SOURCE_LLADDR), None, "len {n}");
         }
     }
 
