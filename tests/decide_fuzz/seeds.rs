@@ -649,7 +649,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>, Expect)> {
     add(
         "tcp4-header-cut",
         ipv4_raw(h, &[0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 1, 0, 0]),
-        Drop(R::L4Truncated),
+        Drop(R::TcpBadHeader),
     );
     add(
         "truncated-ethernet",
