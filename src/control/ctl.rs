@@ -224,15 +224,15 @@ mod tests {
         let srv = CtlServer::bind(&path).unwrap();
         let p2 = path.clone();
         let client = std::thread::spawn(move || request(&p2, "stats").unwrap());
+        // Bounded by time, not by a count of polls: a loaded machine may
+        // take a while to schedule the client thread.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut served = false;
-        for _ in 0..500 {
-            if srv.poll(|c| format!("got {c:?}\n")) {
-                served = true;
-                break;
-            }
+        while !served && std::time::Instant::now() < deadline {
+            served = srv.poll(|c| format!("got {c:?}\n"));
             std::thread::sleep(Duration::from_millis(2));
         }
-        assert!(served);
+        assert!(served, "the client's request did not arrive within 20 s");
         assert_eq!(client.join().unwrap(), "got Ok(Stats)\n");
         drop(srv);
         assert!(!path.exists());
