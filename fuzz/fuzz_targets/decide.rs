@@ -16,6 +16,7 @@ use pmdlb::lb::spec::{
     VipSpec,
 };
 use pmdlb::lb::types::{Addr, FlowKey, RsId, ServiceId, TcpFlags};
+use pmdlb::wire::ethernet::MacAddr;
 
 /// A stand-in for the state layer: bounded maps, servers picked by port.
 #[derive(Default)]
@@ -37,7 +38,7 @@ impl FlowState for FuzzState {
             return Err(StateDrop::TcpNotSyn);
         }
         let i = (key.cport % 3) as u8;
-        let t = Target { rs: RsId(i as u32), mac: [2, 0, 0, 0, 1, i] };
+        let t = Target { rs: RsId(i as u32), mac: MacAddr([2, 0, 0, 0, 1, i]) };
         self.conns.insert(*key, t);
         self.templates.insert((svc, key.client), t);
         Ok(t)
@@ -93,21 +94,21 @@ fuzz_target!(|data: &[u8]| {
         _ => TxVlan::Untagged,
     };
     let ctx = DecideCtx {
-        rx_mac: [0x02, 0, 0, 0, 0, 0xaa],
-        tx_mac: [0x02, 0, 0, 0, 0, 0xbb],
+        rx_mac: MacAddr([0x02, 0, 0, 0, 0, 0xaa]),
+        tx_mac: MacAddr([0x02, 0, 0, 0, 0, 0xbb]),
         tx_vlan,
     };
     let mut frame = rest.to_vec();
     // Half the inputs get our MAC so the fuzzer reaches the IP layers fast.
     if sel & 0x80 != 0 && frame.len() >= 6 {
-        frame[..6].copy_from_slice(&ctx.rx_mac);
+        frame[..6].copy_from_slice(ctx.rx_mac.as_bytes());
     }
     let mut st = FuzzState::default();
     match decide(&mut frame, &ctx, table(), &mut st) {
         Verdict::Forward { target, .. } => {
             assert_eq!(frame.len(), rest.len());
-            assert_eq!(&frame[..6], &target.mac);
-            assert_eq!(&frame[6..12], &ctx.tx_mac);
+            assert_eq!(&frame[..6], target.mac.as_bytes());
+            assert_eq!(&frame[6..12], ctx.tx_mac.as_bytes());
             if tx_vlan == TxVlan::Keep {
                 assert_eq!(&frame[12..], &rest[12..]);
             }
