@@ -36,6 +36,7 @@ use pmdlb::lb::spec::{
     ServiceSpec, StateFlags, Timeouts, VipSpec,
 };
 use pmdlb::lb::state::{StateConfig, WorkerState};
+use pmdlb::wire::ethernet::MacAddr;
 
 const BURST: usize = 32;
 const FRAME: usize = 60;
@@ -57,7 +58,7 @@ fn specs(persist_s: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) 
             weight: 1,
             u_threshold: 0,
             l_threshold: 0,
-            mac: Some([2, 0, 0, 0, 1, 10 + i]),
+            mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
         })
         .collect();
     let vip = IpAddr::V4(VIP.into());
@@ -135,8 +136,8 @@ fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixtur
         services,
         state,
         ctx: DecideCtx {
-            rx_mac: RX_MAC,
-            tx_mac: TX_MAC,
+            rx_mac: MacAddr(RX_MAC),
+            tx_mac: MacAddr(TX_MAC),
             tx_vlan: TxVlan::Keep,
         },
     }

@@ -20,6 +20,7 @@ use pmdlb::lb::spec::{
 };
 use pmdlb::lb::state::{StateConfig, WorkerState};
 use pmdlb::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
+use pmdlb::wire::ethernet::MacAddr;
 
 const SIZES: [usize; 2] = [1 << 16, 1 << 20];
 
@@ -201,7 +202,7 @@ fn worker(c: &mut Criterion) {
                 weight: 1 + i,
                 u_threshold: 0,
                 l_threshold: 0,
-                mac: Some([2, 0, 0, 0, 0, i as u8]),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
             })
             .collect(),
     };

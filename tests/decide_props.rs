@@ -16,12 +16,13 @@ use pmdlb::lb::spec::{
     MarkRuleSpec, Persistence, PortRange, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
     VipSpec,
 };
-use pmdlb::lb::types::{Addr, FlowKey, MacAddr, RsId, ServiceId, TcpFlags};
+use pmdlb::lb::types::{Addr, FlowKey, RsId, ServiceId, TcpFlags};
+use pmdlb::wire::ethernet::MacAddr;
 use proptest::prelude::*;
 
-const RX_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0xaa];
-const TX_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0xbb];
-const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x01];
+const RX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+const TX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const VIP4: [u8; 4] = [10, 0, 0, 100];
 const VIP4_MARK: [u8; 4] = [10, 0, 0, 101];
 const VIP4_PERSIST: [u8; 4] = [10, 0, 0, 102];
@@ -44,7 +45,7 @@ struct TestState {
 impl TestState {
     fn new() -> Self {
         TestState {
-            servers: (1..=4).map(|i| [0x02, 0, 0, 0, 1, i]).collect(),
+            servers: (1..=4).map(|i| MacAddr([0x02, 0, 0, 0, 1, i])).collect(),
             persistent: [ServiceId(3), ServiceId(4)].into_iter().collect(),
             conns: HashMap::new(),
             templates: HashMap::new(),
@@ -160,8 +161,8 @@ fn table() -> ServiceTable {
 
 fn ctx(tx_vlan: TxVlan) -> DecideCtx {
     DecideCtx {
-        rx_mac: RX_MAC,
-        tx_mac: TX_MAC,
+        rx_mac: MacAddr(RX_MAC),
+        tx_mac: MacAddr(TX_MAC),
         tx_vlan,
     }
 }
@@ -193,7 +194,7 @@ fn run(frame: &mut [u8], tx: TxVlan, st: &mut TestState) -> Verdict {
 /// Forwarded frames differ from the input only in the two MACs.
 fn assert_dr(before: &[u8], after: &[u8], target: &Target) {
     assert_eq!(before.len(), after.len());
-    assert_eq!(&after[0..6], &target.mac);
+    assert_eq!(&after[0..6], target.mac.as_bytes());
     assert_eq!(&after[6..12], &TX_MAC);
     assert_eq!(&before[12..], &after[12..]);
 }
@@ -380,7 +381,7 @@ fn vlan_policies() {
     buf.extend_from_slice(&f);
     let (s, l) = apply_vlan(&mut buf, 8, f.len(), vlan).unwrap();
     let mut untagged = tcp4(VIP4, 40000, 80, true, b"abc");
-    untagged[0..6].copy_from_slice(&target.mac);
+    untagged[0..6].copy_from_slice(target.mac.as_bytes());
     untagged[6..12].copy_from_slice(&TX_MAC);
     // etherparse's tcp4 uses seq 1000 / window 65535: compare IP headers and up.
     assert_eq!(&buf[s..s + 14], &untagged[..14]);
@@ -1117,7 +1118,7 @@ proptest! {
             return Err(TestCaseError::fail(format!("{v:?}")));
         };
         prop_assert_eq!(vlan, VlanAction::None);
-        prop_assert_eq!(&f[0..6], &target.mac[..]);
+        prop_assert_eq!(&f[0..6], &target.mac.as_bytes()[..]);
         prop_assert_eq!(&f[6..12], &TX_MAC[..]);
         prop_assert_eq!(&f[12..], &orig[12..]);
     }
@@ -1246,7 +1247,10 @@ fn duplicate_address_detection_gets_an_all_nodes_na() {
         run(&mut f, TxVlan::Keep, &mut st),
         Verdict::Reply { len: 14 + 40 + 24 }
     );
-    assert_eq!(&f[0..6], &pmdlb::dataplane::neighbour::ALL_NODES_MAC);
+    assert_eq!(
+        &f[0..6],
+        pmdlb::dataplane::neighbour::ALL_NODES_MAC.as_bytes()
+    );
     assert_eq!(
         &f[14 + 24..14 + 40],
         &pmdlb::dataplane::neighbour::ALL_NODES

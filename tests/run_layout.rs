@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{cleanup_prefix, file_prefix, scratch};
 use etherparse::PacketBuilder;
+use pmdlb::wire::ethernet::MacAddr;
 
 fn pmdlb() -> Command {
     Command::new(env!("CARGO_BIN_EXE_pmdlb"))
@@ -41,13 +42,6 @@ const RS3: (Ipv6Addr, [u8; 6]) = (
     Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 0x13),
     [2, 0, 0, 0, 1, 0x13],
 );
-
-fn mac_str(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// An unsolicited ARP reply from `(ip, mac)` to the broadcast address.
 fn arp_reply((ip, mac): (Ipv4Addr, [u8; 6])) -> Vec<u8> {
@@ -221,9 +215,9 @@ fn tx_nic_every_rx_queue_is_read() {
 
     // Bounded wait for the three bindings (the pcap files are read at once).
     let want = [
-        (RS1.0.to_string(), mac_str(&RS1.1)),
-        (RS2.0.to_string(), mac_str(&RS2.1)),
-        (RS3.0.to_string(), mac_str(&RS3.1)),
+        (RS1.0.to_string(), MacAddr(RS1.1).to_string()),
+        (RS2.0.to_string(), MacAddr(RS2.1).to_string()),
+        (RS3.0.to_string(), MacAddr(RS3.1).to_string()),
     ];
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = String::new();

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::dataplane::neighbour::{arp_request, learn, neighbour_solicit, Learned};
 use crate::lb::realserver::Snapshot;
-use crate::lb::types::{MacAddr, RsId};
+use crate::lb::types::RsId;
+use crate::wire::ethernet::MacAddr;
 
 /// One address being resolved.
 #[derive(Clone, Debug)]
@@ -228,11 +229,11 @@ mod tests {
         let snap = Snapshot::new(&[
             svc(vec![
                 rs("10.0.1.11", None),
-                rs("10.0.1.12", Some([2, 0, 0, 0, 0, 12])),
+                rs("10.0.1.12", Some(MacAddr([2, 0, 0, 0, 0, 12]))),
             ]),
             svc(vec![rs("10.0.1.11", None), rs("fd00::11", None)]),
         ]);
-        let me: MacAddr = [2, 0, 0, 0, 0, 1];
+        let me = MacAddr([2, 0, 0, 0, 0, 1]);
         let mut r = Resolver::new(
             &snap,
             me,
@@ -264,7 +265,7 @@ mod tests {
         );
 
         // The server answers (an ARP request from it teaches as well as a reply).
-        let srv: MacAddr = [2, 0, 0, 0, 0, 11];
+        let srv = MacAddr([2, 0, 0, 0, 0, 11]);
         let n = arp_request(&mut buf, srv, [10, 0, 1, 11], [10, 0, 1, 1], None).unwrap();
         let l = r.on_frame(&buf[..n], &snap, t0).unwrap();
         assert_eq!(l.mac, srv);
@@ -274,7 +275,7 @@ mod tests {
 
         let n = unsolicited_na(
             &mut buf,
-            [2, 0, 0, 0, 0, 0x66],
+            MacAddr([2, 0, 0, 0, 0, 0x66]),
             "fd00::11".parse::<Ipv6Addr>().unwrap().octets(),
             None,
         )
@@ -282,7 +283,7 @@ mod tests {
         r.on_frame(&buf[..n], &snap, t0).unwrap();
         assert_eq!(
             snap.server(RsId(3)).unwrap().mac(),
-            Some([2, 0, 0, 0, 0, 0x66])
+            Some(MacAddr([2, 0, 0, 0, 0, 0x66]))
         );
         assert_eq!(r.unresolved(), 0);
         assert_eq!(snap.servers_without_mac(), 0);

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::control::config::values::format_mac;
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
 use crate::control::layout::{self, LayoutError};
@@ -133,8 +132,7 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec]) -> String {
                 rs.active(),
                 rs.inactive(),
                 rs.mac()
-                    .map(|m| format_mac(&m))
-                    .unwrap_or_else(|| "unresolved".into()),
+                    .map_or_else(|| "unresolved".to_owned(), |m| m.to_string()),
                 if rs.is_removed() { " removed" } else { "" }
             );
         }
@@ -232,10 +230,10 @@ fn run_inner(
         "pmdlb: RX {} ({}) {} rss={} | TX {} {} rxq={} | {} workers on {:?}",
         rx_port.name(),
         rx_port.info().driver,
-        format_mac(&rx_mac),
+        rx_mac,
         rx_port.rss_active(),
         tx_port.as_ref().map_or("(same port)", |p| p.name()),
-        format_mac(&tx_mac),
+        tx_mac,
         tx_port.as_ref().map_or(0, |p| p.rx_queues()),
         nworkers,
         &lcores[..nworkers]

@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use crate::control::config::values::{
-    format_mac, format_netmask, format_port_ranges, format_sockaddr, proto_name,
+    format_netmask, format_port_ranges, format_sockaddr, proto_name,
 };
 use crate::control::config::Config;
 use crate::lb::spec::{SchedulerKind, ServiceAddr, ServiceSpec};
@@ -178,7 +178,7 @@ pub fn summary(cfg: &Config) -> String {
             let _ = write!(
                 line,
                 "  mac {}",
-                r.mac.as_ref().map_or("resolve".to_owned(), format_mac)
+                r.mac.map_or("resolve".to_owned(), |m| m.to_string())
             );
             let _ = writeln!(o, "{line}");
         }

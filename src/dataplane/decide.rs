@@ -63,7 +63,8 @@ use crate::dataplane::rewrite::{rewrite_macs, TxVlan};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::lb::flow::{FlowState, Target};
 use crate::lb::service::ServiceTable;
-use crate::lb::types::{ip_proto, Addr, Family, FlowKey, MacAddr, ServiceId, TcpFlags};
+use crate::lb::types::{ip_proto, Addr, Family, FlowKey, ServiceId, TcpFlags};
+use crate::wire::ethernet::MacAddr;
 use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, sctp, tcp, udp, Error};
 
 /// What the decision needs to know about the ports a worker serves.
@@ -199,7 +200,7 @@ fn fast_parse(
     last: &mut Option<(u32, u8, u16, Option<ServiceId>)>,
 ) -> Option<FlowReq> {
     let eth = frame.get(0..ethernet::HEADER_LEN)?;
-    if eth[0..6] != ctx.rx_mac {
+    if eth[0..6] != *ctx.rx_mac.as_bytes() {
         return None;
     }
     let (l3, tci) = match be16(eth, 12) {
@@ -266,9 +267,9 @@ pub fn decide<S: FlowState>(
     let Some(eth) = frame.get(0..ethernet::HEADER_LEN) else {
         return Verdict::Drop(DropReason::TruncatedEthernet);
     };
-    let dst_mac: MacAddr = [eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]];
+    let dst_mac = MacAddr::from_bytes(&eth[0..6]);
     let to_us = dst_mac == ctx.rx_mac;
-    if !to_us && !ethernet::is_group(&dst_mac) {
+    if !to_us && !dst_mac.is_group() {
         return Verdict::Drop(DropReason::NotForUs);
     }
     let mut ethertype = be16(eth, 12);
@@ -534,8 +535,8 @@ fn reply_l2(frame: &mut [u8], ctx: &DecideCtx, dst: MacAddr) {
 
 fn src_mac(frame: &[u8]) -> MacAddr {
     match frame.get(6..12) {
-        Some(m) => [m[0], m[1], m[2], m[3], m[4], m[5]],
-        None => [0; 6],
+        Some(m) => MacAddr::from_bytes(m),
+        None => MacAddr::default(),
     }
 }
 

@@ -3,14 +3,13 @@
 //! routers on the RX segment learn (or update) the VIP's MAC address.
 #![forbid(unsafe_code)]
 
-use crate::lb::types::MacAddr;
-use crate::wire::ethernet::{self, EtherType, BROADCAST};
+use crate::wire::ethernet::{self, EtherType, MacAddr};
 use crate::wire::{arp, icmpv6, ipv6, IpProtocol};
 
 /// All-nodes multicast address ff02::1.
 pub const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 /// Ethernet address of ff02::1.
-pub const ALL_NODES_MAC: MacAddr = [0x33, 0x33, 0, 0, 0, 1];
+pub const ALL_NODES_MAC: MacAddr = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
 
 /// Length of a gratuitous ARP frame (untagged; +4 with a tag). The NIC pads
 /// it to the 60-byte minimum.
@@ -133,16 +132,23 @@ mod tests {
     #[test]
     fn garp() {
         let mut buf = [0u8; 64];
-        let n = gratuitous_arp(&mut buf, [2, 0, 0, 0, 0, 9], [10, 0, 0, 100], None).unwrap();
+        let n =
+            gratuitous_arp(&mut buf, MacAddr([2, 0, 0, 0, 0, 9]), [10, 0, 0, 100], None).unwrap();
         assert_eq!(n, 42);
         let a = arp::Packet::new_checked(&buf[14..n]).unwrap();
         assert!(a.is_ethernet_ipv4());
         assert_eq!(a.sender_ip(), a.target_ip());
-        assert_eq!(&buf[..6], &BROADCAST);
-        let n = gratuitous_arp(&mut buf, [2, 0, 0, 0, 0, 9], [10, 0, 0, 100], Some(7)).unwrap();
+        assert_eq!(&buf[..6], MacAddr::BROADCAST.as_bytes());
+        let n = gratuitous_arp(
+            &mut buf,
+            MacAddr([2, 0, 0, 0, 0, 9]),
+            [10, 0, 0, 100],
+            Some(7),
+        )
+        .unwrap();
         assert_eq!(n, 46);
         assert_eq!(&buf[12..18], &[0x81, 0, 0, 7, 0x08, 0x06]);
-        assert!(gratuitous_arp(&mut buf[..45], [0; 6], [0; 4], Some(7)).is_none());
+        assert!(gratuitous_arp(&mut buf[..45], MacAddr([0; 6]), [0; 4], Some(7)).is_none());
     }
 
     #[test]
@@ -151,7 +157,7 @@ mod tests {
         let vip = [
             0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64,
         ];
-        let n = unsolicited_na(&mut buf, [2, 0, 0, 0, 0, 9], vip, None).unwrap();
+        let n = unsolicited_na(&mut buf, MacAddr([2, 0, 0, 0, 0, 9]), vip, None).unwrap();
         assert_eq!(n, UNSOLICITED_NA_LEN);
         let ip = ipv6::Packet::new_checked(&buf[14..n]).unwrap();
         assert_eq!(ip.hop_limit(), 255);
@@ -162,9 +168,9 @@ mod tests {
         assert_eq!(icmp.nd_target(), vip);
         assert_eq!(
             icmp.nd_lladdr_option(icmpv6::OPT_TARGET_LLADDR),
-            Some([2, 0, 0, 0, 0, 9])
+            Some(MacAddr([2, 0, 0, 0, 0, 9]))
         );
-        assert!(unsolicited_na(&mut buf[..85], [0; 6], vip, None).is_none());
+        assert!(unsolicited_na(&mut buf[..85], MacAddr([0; 6]), vip, None).is_none());
         assert_eq!(GARP_LEN, 42);
     }
 }
@@ -185,13 +191,20 @@ pub fn arp_request(
     target: [u8; 4],
     vlan: Option<u16>,
 ) -> Option<usize> {
-    let l3 = eth_header(buf, BROADCAST, mac, vlan, EtherType::Arp, arp::PACKET_LEN)?;
+    let l3 = eth_header(
+        buf,
+        MacAddr::BROADCAST,
+        mac,
+        vlan,
+        EtherType::Arp,
+        arp::PACKET_LEN,
+    )?;
     let mut a = arp::Packet::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]);
     a.set_ethernet_ipv4();
     a.set_operation(arp::Operation::Request);
     a.set_sender_hw(mac);
     a.set_sender_ip(sender);
-    a.set_target_hw([0; 6]);
+    a.set_target_hw(MacAddr([0; 6]));
     a.set_target_ip(target);
     Some(l3 + arp::PACKET_LEN)
 }
@@ -215,7 +228,7 @@ pub fn neighbour_solicit(
 ) -> Option<usize> {
     let icmp_len = icmpv6::ND_LEN + icmpv6::LLADDR_OPT_LEN;
     let dst = solicited_node(target);
-    let dst_mac = [0x33, 0x33, dst[12], dst[13], dst[14], dst[15]];
+    let dst_mac = MacAddr([0x33, 0x33, dst[12], dst[13], dst[14], dst[15]]);
     let l3 = eth_header(
         buf,
         dst_mac,
@@ -267,10 +280,7 @@ pub fn learn(frame: &[u8]) -> Option<Learned> {
     match ty {
         EtherType::Arp => {
             let a = arp::Packet::new_checked(l3b).ok()?;
-            if !a.is_ethernet_ipv4()
-                || a.sender_ip() == [0; 4]
-                || ethernet::is_group(&a.sender_hw())
-            {
+            if !a.is_ethernet_ipv4() || a.sender_ip() == [0; 4] || a.sender_hw().is_group() {
                 return None;
             }
             Some(Learned {
@@ -307,7 +317,7 @@ pub fn learn(frame: &[u8]) -> Option<Learned> {
 mod resolver_tests {
     use super::*;
 
-    const MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x10];
+    const MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x10]);
 
     #[test]
     fn arp_request_decodes_with_etherparse_and_learns() {
@@ -452,12 +462,12 @@ mod resolver_tests {
             );
         }
         let eth = etherparse::Ethernet2Slice::from_slice_without_fcs(&buf[..n]).unwrap();
-        assert_eq!(eth.destination(), BROADCAST);
-        assert_eq!(eth.source(), MAC);
+        assert_eq!(eth.destination(), MacAddr::BROADCAST.0);
+        assert_eq!(eth.source(), MAC.0);
         assert_eq!(eth.ether_type(), etherparse::EtherType::ARP);
         assert_eq!(
             arp_fields(eth.payload_slice()),
-            (1, MAC, [1, 2, 3, 4], [0; 6], [5, 6, 7, 8])
+            (1, MAC.0, [1, 2, 3, 4], [0; 6], [5, 6, 7, 8])
         );
         let arp_binding = Some(Learned {
             addr: "1.2.3.4".parse().unwrap(),

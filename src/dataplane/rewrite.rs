@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use crate::dataplane::verdict::VlanAction;
-use crate::lb::types::MacAddr;
+use crate::wire::ethernet::MacAddr;
 
 /// How frames leave on the TX port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -37,8 +37,8 @@ impl core::fmt::Display for TxVlan {
 #[inline(always)]
 pub fn rewrite_macs(frame: &mut [u8], dst: &MacAddr, src: &MacAddr) {
     if let Some(m) = frame.get_mut(0..12) {
-        m[0..6].copy_from_slice(dst);
-        m[6..12].copy_from_slice(src);
+        m[0..6].copy_from_slice(dst.as_bytes());
+        m[6..12].copy_from_slice(src.as_bytes());
     }
 }
 
@@ -157,10 +157,10 @@ mod tests {
     #[test]
     fn macs() {
         let mut f = UNTAGGED;
-        rewrite_macs(&mut f, &[9; 6], &[8; 6]);
+        rewrite_macs(&mut f, &MacAddr([9; 6]), &MacAddr([8; 6]));
         assert_eq!(&f[..12], &[9, 9, 9, 9, 9, 9, 8, 8, 8, 8, 8, 8]);
         let mut short = [0u8; 5];
-        rewrite_macs(&mut short, &[9; 6], &[8; 6]);
+        rewrite_macs(&mut short, &MacAddr([9; 6]), &MacAddr([8; 6]));
         assert_eq!(short, [0; 5]);
     }
 }

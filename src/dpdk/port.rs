@@ -8,6 +8,7 @@ use super::error::{strerror, DpdkError, Result};
 use super::mempool::Mempool;
 use super::PortId;
 use crate::ffi;
+use crate::wire::ethernet::MacAddr;
 
 /// RSS over IPv4/IPv6 addresses and TCP/UDP/SCTP ports (the `RTE_ETH_RSS_*`
 /// bits, which bindgen cannot evaluate).
@@ -401,14 +402,14 @@ impl Port {
     }
 
     /// The port's MAC address.
-    pub fn mac(&self) -> Result<[u8; 6]> {
+    pub fn mac(&self) -> Result<MacAddr> {
         let mut a = ffi::rte_ether_addr::default();
         // SAFETY: a is a valid out-pointer.
         let rc = unsafe { ffi::rte_eth_macaddr_get(self.id.0, &mut a) };
         if rc != 0 {
             return Err(self.err("rte_eth_macaddr_get", rc));
         }
-        Ok(a.addr_bytes)
+        Ok(MacAddr(a.addr_bytes))
     }
 
     /// Link state, without waiting.

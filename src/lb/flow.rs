@@ -3,7 +3,8 @@
 //! finds its service and then asks a [`FlowState`] which real server gets it;
 //! the state layer never sees bytes and the decision never sees tables.
 
-use crate::lb::types::{Addr, FlowKey, MacAddr, RsId, ServiceId, TcpFlags};
+use crate::lb::types::{Addr, FlowKey, RsId, ServiceId, TcpFlags};
+use crate::wire::ethernet::MacAddr;
 
 /// Where a packet goes: a real server and its Ethernet address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,14 +19,15 @@ use crossbeam_utils::CachePadded;
 use crate::lb::sched::mh::TableSize;
 use crate::lb::sched::HashTables;
 use crate::lb::spec::{Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
-use crate::lb::types::{Addr, MacAddr, RsId, ServiceId};
+use crate::lb::types::{Addr, RsId, ServiceId};
+use crate::wire::ethernet::MacAddr;
 
 /// The valid bit of a MAC slot (bits 0..48 hold the address).
 const MAC_VALID: u64 = 1 << 48;
 
 fn mac_to_word(mac: MacAddr) -> u64 {
     let mut b = [0u8; 8];
-    b[..6].copy_from_slice(&mac);
+    b[..6].copy_from_slice(mac.as_bytes());
     u64::from_le_bytes(b) | MAC_VALID
 }
 
@@ -38,7 +39,7 @@ fn word_to_mac(w: u64) -> MacAddr {
     let mut m = [0u8; 6];
     m[..4].copy_from_slice(&(w as u32).to_le_bytes());
     m[4..].copy_from_slice(&((w >> 32) as u16).to_le_bytes());
-    m
+    MacAddr(m)
 }
 
 /// One real server of one service, shared by all workers.
@@ -339,7 +340,7 @@ mod tests {
                     mac: if i == 0 {
                         None
                     } else {
-                        Some([2, 0, 0, 0, 0, i as u8])
+                        Some(MacAddr([2, 0, 0, 0, 0, i as u8]))
                     },
                 })
                 .collect(),
@@ -353,8 +354,11 @@ mod tests {
         assert_eq!(s.server(RsId(2)).unwrap().svc, ServiceId(1));
         assert_eq!(s.servers_without_mac(), 2);
         assert!(!s.server(RsId(0)).unwrap().available());
-        assert!(s.set_mac(RsId(0), Some([1, 2, 3, 4, 5, 6])));
-        assert_eq!(s.server(RsId(0)).unwrap().mac(), Some([1, 2, 3, 4, 5, 6]));
+        assert!(s.set_mac(RsId(0), Some(MacAddr([1, 2, 3, 4, 5, 6]))));
+        assert_eq!(
+            s.server(RsId(0)).unwrap().mac(),
+            Some(MacAddr([1, 2, 3, 4, 5, 6]))
+        );
         assert!(s.server(RsId(0)).unwrap().available());
         let g = s.weights_gen();
         s.set_weight(RsId(0), 0);

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use crate::lb::types::MacAddr;
+use crate::wire::ethernet::MacAddr;
 
 /// How a virtual service is addressed.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -596,6 +596,7 @@ mod tests {
         Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
     };
     use crate::lb::types::Family;
+    use crate::wire::ethernet::MacAddr;
 
     const SYN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::SYN));
     const ACK: Option<TcpFlags> = Some(TcpFlags(TcpFlags::ACK));
@@ -609,7 +610,7 @@ mod tests {
                 weight: 1,
                 u_threshold: 0,
                 l_threshold: 0,
-                mac: Some([2, 0, 0, 0, 0, i as u8 + 1]),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8 + 1])),
             })
             .collect()
     }
@@ -999,10 +1000,10 @@ mod tests {
             w.assign(S0, &tcp([10, 1, 0, 1], 1, 80), SYN),
             Err(StateDrop::NoRealServer)
         );
-        snap.set_mac(RsId(2), Some([2, 2, 2, 2, 2, 2]));
+        snap.set_mac(RsId(2), Some(MacAddr([2, 2, 2, 2, 2, 2])));
         assert_eq!(
             w.assign(S0, &tcp([10, 1, 0, 2], 1, 80), SYN).map(|t| t.mac),
-            Ok([2, 2, 2, 2, 2, 2])
+            Ok(MacAddr([2, 2, 2, 2, 2, 2]))
         );
     }
 

@@ -140,9 +140,6 @@ impl TcpFlags {
     }
 }
 
-/// A 6-byte Ethernet address.
-pub type MacAddr = [u8; 6];
-
 #[cfg(test)]
 mod tests {
     use super::*;

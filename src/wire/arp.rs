@@ -2,8 +2,8 @@
 //! pmdlb answers; other pairs parse but are reported by `is_ethernet_ipv4`.
 #![forbid(unsafe_code)]
 
+use super::ethernet::MacAddr;
 use super::{be16, put16, Error, Result};
-use crate::lb::types::MacAddr;
 
 mod field {
     use crate::wire::Field;
@@ -128,8 +128,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Sender hardware address.
     #[inline]
     pub fn sender_hw(&self) -> MacAddr {
-        let b = &self.buffer.as_ref()[field::SHA];
-        [b[0], b[1], b[2], b[3], b[4], b[5]]
+        MacAddr::from_bytes(&self.buffer.as_ref()[field::SHA])
     }
 
     /// Sender protocol address.
@@ -142,8 +141,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Target hardware address.
     #[inline]
     pub fn target_hw(&self) -> MacAddr {
-        let b = &self.buffer.as_ref()[field::THA];
-        [b[0], b[1], b[2], b[3], b[4], b[5]]
+        MacAddr::from_bytes(&self.buffer.as_ref()[field::THA])
     }
 
     /// Target protocol address.
@@ -174,7 +172,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the sender hardware address.
     #[inline]
     pub fn set_sender_hw(&mut self, mac: MacAddr) {
-        self.buffer.as_mut()[field::SHA].copy_from_slice(&mac);
+        self.buffer.as_mut()[field::SHA].copy_from_slice(mac.as_bytes());
     }
 
     /// Sets the sender protocol address.
@@ -186,7 +184,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the target hardware address.
     #[inline]
     pub fn set_target_hw(&mut self, mac: MacAddr) {
-        self.buffer.as_mut()[field::THA].copy_from_slice(&mac);
+        self.buffer.as_mut()[field::THA].copy_from_slice(mac.as_bytes());
     }
 
     /// Sets the target protocol address.
@@ -212,9 +210,9 @@ mod tests {
         let p = Packet::new_checked(&REQ[..]).unwrap();
         assert!(p.is_ethernet_ipv4());
         assert_eq!(p.operation(), Operation::Request);
-        assert_eq!(p.sender_hw(), [2, 0, 0, 0, 0, 1]);
+        assert_eq!(p.sender_hw(), MacAddr([2, 0, 0, 0, 0, 1]));
         assert_eq!(p.sender_ip(), [10, 0, 0, 1]);
-        assert_eq!(p.target_hw(), [0; 6]);
+        assert_eq!(p.target_hw(), MacAddr([0; 6]));
         assert_eq!(p.target_ip(), [10, 0, 0, 100]);
     }
 
@@ -241,9 +239,9 @@ mod tests {
         let mut p = Packet::new_unchecked(&mut b[..]);
         p.set_ethernet_ipv4();
         p.set_operation(Operation::Reply);
-        p.set_sender_hw([2, 0, 0, 0, 0, 9]);
+        p.set_sender_hw(MacAddr([2, 0, 0, 0, 0, 9]));
         p.set_sender_ip([10, 0, 0, 100]);
-        p.set_target_hw([2, 0, 0, 0, 0, 1]);
+        p.set_target_hw(MacAddr([2, 0, 0, 0, 0, 1]));
         p.set_target_ip([10, 0, 0, 1]);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert!(p.is_ethernet_ipv4());

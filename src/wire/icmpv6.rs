@@ -5,8 +5,8 @@
 //! address options.
 #![forbid(unsafe_code)]
 
+use super::ethernet::MacAddr;
 use super::{be16, checksum, put16, Error, Result};
-use crate::lb::types::MacAddr;
 
 mod field {
     use crate::wire::Field;
@@ -243,8 +243,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                 return None;
             }
             if t == opt_type && len == LLADDR_OPT_LEN {
-                let m = b.get(off + 2..off + 8)?;
-                return Some([m[0], m[1], m[2], m[3], m[4], m[5]]);
+                return b.get(off + 2..off + 8).map(MacAddr::from_bytes);
             }
             off += len;
         }
@@ -311,7 +310,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let b = &mut self.buffer.as_mut()[field::ND_OPTIONS..field::ND_OPTIONS + LLADDR_OPT_LEN];
         b[0] = opt_type;
         b[1] = 1;
-        b[2..8].copy_from_slice(&mac);
+        b[2..8].copy_from_slice(mac.as_bytes());
     }
 
     /// Computes and stores the checksum, given the IPv6 addresses.
@@ -353,7 +352,7 @@ mod tests {
         assert_eq!(p.nd_target()[15], 0x64);
         assert_eq!(
             p.nd_lladdr_option(OPT_SOURCE_LLADDR),
-            Some([2, 0, 0, 0, 0, 1])
+            Some(MacAddr([2, 0, 0, 0, 0, 1]))
         );
         assert_eq!(p.nd_lladdr_option(OPT_TARGET_LLADDR), None);
         assert!(p.verify_checksum(&SRC, &DST));
@@ -392,14 +391,14 @@ mod tests {
         p.set_code(0);
         p.set_nd_flags(NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE);
         p.set_nd_target([7; 16]);
-        p.set_nd_lladdr_option(OPT_TARGET_LLADDR, [2, 0, 0, 0, 0, 9]);
+        p.set_nd_lladdr_option(OPT_TARGET_LLADDR, MacAddr([2, 0, 0, 0, 0, 9]));
         p.fill_checksum(&SRC, &DST);
         let p = Packet::new_checked(&b[..]).unwrap();
         p.check_nd_len().unwrap();
         assert_eq!(p.nd_flags(), 0x60);
         assert_eq!(
             p.nd_lladdr_option(OPT_TARGET_LLADDR),
-            Some([2, 0, 0, 0, 0, 9])
+            Some(MacAddr([2, 0, 0, 0, 0, 9]))
         );
         assert!(p.verify_checksum(&SRC, &DST));
     }

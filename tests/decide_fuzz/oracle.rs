@@ -38,14 +38,15 @@ use pmdlb::lb::spec::{
     MarkRuleSpec, Persistence, PortRange, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
     VipSpec,
 };
-use pmdlb::lb::types::{Addr, Family, FlowKey, MacAddr, RsId, ServiceId, TcpFlags};
+use pmdlb::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
+use pmdlb::wire::ethernet::MacAddr;
 
 /// The RX port's MAC (frames must be sent to it).
-pub const RX_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0xaa];
+pub const RX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 /// The TX port's MAC (source of forwarded frames).
-pub const TX_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0xbb];
+pub const TX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
 /// The client's (or router's) MAC.
-pub const CLIENT_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x01];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 /// IPv4 VIP: tcp 80, udp any port, sctp any port; answers ARP and ping.
 pub const VIP4: [u8; 4] = [10, 0, 0, 100];
 /// IPv4 address covered by mark rule 5 (tcp 80, 443); neither ARP nor ping.
@@ -137,8 +138,8 @@ pub fn table() -> &'static ServiceTable {
 /// The decision context for a TX VLAN policy.
 pub fn ctx(tx_vlan: TxVlan) -> DecideCtx {
     DecideCtx {
-        rx_mac: RX_MAC,
-        tx_mac: TX_MAC,
+        rx_mac: MacAddr(RX_MAC),
+        tx_mac: MacAddr(TX_MAC),
         tx_vlan,
     }
 }
@@ -148,7 +149,7 @@ pub fn ctx(tx_vlan: TxVlan) -> DecideCtx {
 pub fn servers(svc: ServiceId) -> impl Iterator<Item = Target> {
     (0..svc.0 % 3 + 1).map(move |j| Target {
         rs: RsId(svc.0 * 16 + j),
-        mac: [0x02, 0x52, 0x53, svc.0 as u8, 0, j as u8],
+        mac: MacAddr([0x02, 0x52, 0x53, svc.0 as u8, 0, j as u8]),
     })
 }
 
@@ -509,7 +510,7 @@ fn check_forward(
     }
     // Bytes: only the MACs (and the VLAN id, per policy) changed.
     assert_eq!(after.len(), before.len());
-    assert_eq!(&after[0..6], &target.mac);
+    assert_eq!(&after[0..6], target.mac.as_bytes());
     assert_eq!(&after[6..12], &TX_MAC);
     let tagged = l3 == 18;
     let tci = tagged.then(|| u16::from_be_bytes([before[14], before[15]]));
@@ -535,7 +536,7 @@ fn check_forward(
     buf.extend_from_slice(after);
     let (s, l) = apply_vlan(&mut buf, 4, after.len(), vlan).expect("the VLAN action applies");
     let out = &buf[s..s + l];
-    let mut want = target.mac.to_vec();
+    let mut want = target.mac.as_bytes().to_vec();
     want.extend_from_slice(&TX_MAC);
     let out_tci = match (tx, tci) {
         (TxVlan::Keep, t) => t,

@@ -9,14 +9,15 @@ use std::net::IpAddr;
 use super::raw::{BoolOrInt, RawService, StrOrInt};
 use super::validate::{Check, DEFAULT_PERSISTENT_S, MAX_TIMEOUT_S};
 use super::values::{
-    check_prefix_len, family_name, format_sockaddr, mask_addr, max_prefix, parse_mac,
-    parse_netmask, parse_port_range, parse_prefix, parse_proto, proto_name,
+    check_prefix_len, family_name, format_sockaddr, mask_addr, max_prefix, parse_netmask,
+    parse_port_range, parse_prefix, parse_proto, proto_name, server_mac,
 };
 use super::{MhTableSize, PortSettings};
 use crate::lb::spec::{
     MarkRuleSpec, Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
     VipSpec,
 };
+use crate::wire::ethernet::MacAddr;
 
 pub(super) fn marks(c: &mut Check, raw: &[super::raw::RawMark]) -> Vec<MarkRuleSpec> {
     let mut out: Vec<MarkRuleSpec> = Vec::new();
@@ -438,7 +439,7 @@ fn servers(
         }
         let mac = match &r.mac {
             None => None,
-            Some(m) => match parse_mac(m) {
+            Some(m) => match server_mac(m) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     c.err(format!("{k}.mac"), format!("({label}): {e}"));
@@ -574,7 +575,7 @@ pub(super) fn cross_checks(
         }
     }
     // One address, one MAC.
-    let mut macs: HashMap<IpAddr, (String, [u8; 6])> = HashMap::new();
+    let mut macs: HashMap<IpAddr, (String, MacAddr)> = HashMap::new();
     for (i, s) in services.iter().enumerate() {
         for (j, r) in s.servers.iter().enumerate() {
             if let Some(m) = r.mac {

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use crate::lb::spec::PortRange;
-use crate::lb::types::MacAddr;
+use crate::wire::ethernet::{MacAddr, ParseMacAddrError};
 
 /// The highest lcore id accepted (DPDK's `RTE_MAX_LCORE` is at most 1024).
 pub const MAX_LCORE: u32 = 1023;
@@ -141,41 +141,22 @@ pub fn normalize_pci(s: &str) -> Option<String> {
     Some(format!("{d:04x}:{b:02x}:{v:02x}.{f:x}"))
 }
 
-/// Parses `aa:bb:cc:dd:ee:ff` into a unicast, non-zero MAC address.
-pub fn parse_mac(text: &str) -> Result<MacAddr, String> {
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    let bad = || {
-        format!("\"{text}\" is not a MAC address; write six hex pairs like \"02:00:00:00:01:0b\"")
-    };
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut mac = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        if p.len() != 2 {
-            return Err(bad());
-        }
-        mac[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    if mac == [0; 6] {
+/// A real server's MAC as the configuration allows it: `MacAddr`'s own form
+/// (surrounding space ignored), and neither all zeros nor a group address.
+pub fn server_mac(text: &str) -> Result<MacAddr, String> {
+    let text = text.trim();
+    let mac: MacAddr = text.parse().map_err(|e: ParseMacAddrError| e.to_string())?;
+    if mac.is_zero() {
         return Err(format!(
             "MAC {text} is all zeros; give the server's real MAC"
         ));
     }
-    if mac[0] & 1 != 0 {
+    if mac.is_group() {
         return Err(format!(
             "MAC {text} is a multicast/broadcast address; give the server's unicast MAC"
         ));
     }
     Ok(mac)
-}
-
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn format_mac(mac: &MacAddr) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Parses `"10.0.0.100"` or `"10.0.0.0/24"` (IPv4 or IPv6) into an address
@@ -421,19 +402,24 @@ mod tests {
     }
 
     #[test]
-    fn macs() {
+    fn server_macs() {
         assert_eq!(
-            parse_mac("02:00:00:00:01:0b").unwrap(),
-            [2, 0, 0, 0, 1, 0x0b]
+            server_mac(" 02:00:00:00:01:0b ").unwrap(),
+            MacAddr([2, 0, 0, 0, 1, 0x0b])
         );
-        assert!(parse_mac("02:00:00:00:01").is_err());
-        assert!(parse_mac("00:00:00:00:00:00")
+        assert!(server_mac("02:00:00:00:01")
             .unwrap_err()
-            .contains("zeros"));
-        assert!(parse_mac("ff:ff:ff:ff:ff:ff")
+            .contains("six hex pairs"));
+        assert_eq!(
+            server_mac("00:00:00:00:00:00").unwrap_err(),
+            "MAC 00:00:00:00:00:00 is all zeros; give the server's real MAC"
+        );
+        assert!(server_mac("ff:ff:ff:ff:ff:ff")
             .unwrap_err()
             .contains("unicast"));
-        assert_eq!(format_mac(&[2, 0, 0, 0, 1, 0x0b]), "02:00:00:00:01:0b");
+        assert!(server_mac("33:33:00:00:00:01")
+            .unwrap_err()
+            .contains("multicast"));
     }
 
     #[test]

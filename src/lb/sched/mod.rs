@@ -200,6 +200,7 @@ pub(crate) mod testutil {
     use crate::lb::realserver::Snapshot;
     use crate::lb::spec::{RealServerSpec, ServiceAddr, ServiceSpec};
     use crate::lb::types::{Family, ServiceId};
+    use crate::wire::ethernet::MacAddr;
 
     /// A snapshot with one service of `weights.len()` servers (all with MACs).
     pub fn snap(kind: SchedulerKind, weights: &[u32], flags: SchedFlags) -> Snapshot {
@@ -216,7 +217,7 @@ pub(crate) mod testutil {
                     weight: w,
                     u_threshold: 0,
                     l_threshold: 0,
-                    mac: Some([2, 0, 0, 0, 0, i as u8]),
+                    mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
                 })
                 .collect(),
         }])
