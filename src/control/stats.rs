@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 
 use crate::dataplane::verdict::{DropCounters, DropReason};
+use crate::lb::state::StateCounters;
 
 macro_rules! worker_stats {
     ($( $(#[doc = $doc:literal])* $name:ident, )*) => {
@@ -20,6 +21,8 @@ macro_rules! worker_stats {
             $( $(#[doc = $doc])* pub $name: u64, )*
             /// Frames dropped by the decision, per [`DropReason`].
             pub drops: DropCounters,
+            /// The state layer's counters, whole.
+            pub state: StateCounters,
         }
 
         impl WorkerStats {
@@ -27,7 +30,7 @@ macro_rules! worker_stats {
             pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
             const N: usize = Self::NAMES.len();
             /// Number of published words.
-            pub const WORDS: usize = Self::N + DropReason::COUNT;
+            pub const WORDS: usize = Self::N + DropReason::COUNT + StateCounters::COUNT;
 
             /// The scalar counters, in [`WorkerStats::NAMES`] order.
             pub fn scalars(&self) -> [u64; Self::N] {
@@ -41,6 +44,10 @@ macro_rules! worker_stats {
                     out[i].store(d, Ordering::Relaxed);
                     i += 1;
                 }
+                for v in self.state.values() {
+                    out[i].store(v, Ordering::Relaxed);
+                    i += 1;
+                }
             }
 
             fn load(src: &[AtomicU64]) -> WorkerStats {
@@ -51,6 +58,10 @@ macro_rules! worker_stats {
                     *d = src[i].load(Ordering::Relaxed);
                     i += 1;
                 }
+                for v in s.state.values_mut() {
+                    *v = src[i].load(Ordering::Relaxed);
+                    i += 1;
+                }
                 s
             }
 
@@ -59,6 +70,9 @@ macro_rules! worker_stats {
                 $( self.$name += o.$name; )*
                 for (a, b) in self.drops.counts.iter_mut().zip(o.drops.counts.iter()) {
                     *a += *b;
+                }
+                for (a, b) in self.state.values_mut().into_iter().zip(o.state.values()) {
+                    *a += b;
                 }
             }
         }
@@ -86,16 +100,6 @@ worker_stats! {
     vlan_no_headroom,
     /// Connection entries in this worker's table.
     conns,
-    /// Connections created.
-    conns_created,
-    /// Connections expired.
-    conns_expired,
-    /// Packets that found the connection table full.
-    conn_table_full,
-    /// Persistence templates created by this worker.
-    templates_created,
-    /// Packets that found the persistence table full.
-    template_table_full,
     /// Loop iterations.
     loops,
     /// Non-empty bursts.
@@ -224,6 +228,15 @@ pub fn full_table(per_worker: &[WorkerStats]) -> String {
             tsc[k],
         );
     }
+    let tst = t.state.values();
+    for (k, name) in StateCounters::NAMES.iter().enumerate() {
+        row(
+            &mut out,
+            name,
+            &mut per_worker.iter().map(|w| w.state.values()[k]),
+            tst[k],
+        );
+    }
     for r in DropReason::ALL {
         let i = r.as_index();
         if t.drops.counts[i] == 0 {
@@ -259,6 +272,8 @@ mod tests {
             ..Default::default()
         };
         s.drops.counts[DropReason::NoService.as_index()] = 2;
+        s.state.conn_created = 3;
+        s.state.template_busy = 5;
         p.publish(&s);
         let r = p.read();
         assert_eq!(r, s);
@@ -268,6 +283,15 @@ mod tests {
         assert_eq!(t.dropped(), 4);
         let table = full_table(&[r, r]);
         assert!(table.contains("drop.no_service"));
+        assert_eq!(t.state.conn_created, 6);
+        for (name, total) in [("conn_created", "6"), ("template_busy", "10")] {
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{name} ")) && l.trim_end().ends_with(total)),
+                "{name}:\n{table}"
+            );
+        }
         assert!(table
             .lines()
             .any(|l| l.starts_with("rx ") && l.trim_end().ends_with("20")));

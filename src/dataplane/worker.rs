@@ -197,15 +197,10 @@ impl Worker {
     }
 }
 
-/// Copies the state layer's counters into the published block.
+/// Copies the state layer's counters (all of them) into the published block.
 fn fill_state_stats(state: &WorkerState, st: &mut WorkerStats) {
-    let c = state.counters();
     st.conns = state.conn_count() as u64;
-    st.conns_created = c.conn_created;
-    st.conns_expired = c.conn_expired;
-    st.conn_table_full = c.conn_table_full;
-    st.templates_created = c.templates_created;
-    st.template_table_full = c.template_full;
+    st.state = *state.counters();
 }
 
 /// Applies a length-changing VLAN action to an mbuf; `None` (frame freed)

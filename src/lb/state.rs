@@ -36,40 +36,66 @@ use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
 use crate::lb::spec::{StateFlags, Timeouts};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
-/// Counters of one worker's state layer: plain integers written by the
-/// worker only (the control plane copies them out at a burst boundary).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StateCounters {
+macro_rules! state_counters {
+    ($( $(#[doc = $doc:literal])* $name:ident, )*) => {
+        /// Counters of one worker's state layer: plain integers written by
+        /// the worker only (it publishes them whole with its other
+        /// counters, see `control::stats`).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct StateCounters {
+            $( $(#[doc = $doc])* pub $name: u64, )*
+        }
+
+        impl StateCounters {
+            /// Names of the counters, in [`StateCounters::values`] order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name),)*];
+            /// Number of counters.
+            pub const COUNT: usize = Self::NAMES.len();
+
+            /// The counters, in [`StateCounters::NAMES`] order.
+            pub fn values(&self) -> [u64; Self::COUNT] {
+                [$(self.$name,)*]
+            }
+
+            /// The counters to write, in [`StateCounters::NAMES`] order.
+            pub fn values_mut(&mut self) -> [&mut u64; Self::COUNT] {
+                [$(&mut self.$name,)*]
+            }
+        }
+    };
+}
+
+state_counters! {
     /// Connection entries created.
-    pub conn_created: u64,
+    conn_created,
     /// Connection entries expired (lazily, by the sweep, or reclaimed).
-    pub conn_expired: u64,
+    conn_expired,
     /// Connections dropped because their server was removed
     /// (`expire_nodest_conn`).
-    pub conn_dest_removed: u64,
+    conn_dest_removed,
     /// Packets forwarded without an entry because the table was full.
-    pub conn_table_full: u64,
+    conn_table_full,
     /// TCP state changes.
-    pub tcp_transitions: u64,
+    tcp_transitions,
     /// TCP packets dropped: not a SYN, no entry, no template, not sloppy.
-    pub tcp_not_syn: u64,
+    tcp_not_syn,
     /// New flows dropped: the scheduler found no available server.
-    pub no_real_server: u64,
+    no_real_server,
     /// Flows whose server (from an entry or template) has no MAC: dropped.
-    pub no_mac: u64,
+    no_mac,
     /// Persistence templates created by this worker.
-    pub templates_created: u64,
+    templates_created,
     /// Connections that reused an existing template (including races lost).
-    pub templates_reused: u64,
+    templates_reused,
     /// Templates invalidated (server removed, or quiescent with
     /// `expire_quiescent_template`).
-    pub templates_invalidated: u64,
+    templates_invalidated,
     /// Templates freed by this worker's sweeps.
-    pub templates_expired: u64,
+    templates_expired,
     /// Connections tracked without a template: persistence table full.
-    pub template_full: u64,
+    template_full,
     /// Connections tracked without a template: writer flag busy too long.
-    pub template_busy: u64,
+    template_busy,
 }
 
 /// Sizes and settings of a worker's state.
