@@ -105,11 +105,13 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
         tcp_fin_wait_s: timeout("timeouts.tcp_fin", t.tcp_fin, d.tcp_fin_wait_s),
         tcp_close_s: timeout("timeouts.tcp_close", t.tcp_close, d.tcp_close_s),
         udp_s: timeout("timeouts.udp", t.udp, d.udp_s),
+        tcp_syn_recv_secure_s: d.tcp_syn_recv_secure_s,
     };
     let state_flags = StateFlags {
         sloppy_tcp: raw.ipvs.sloppy_tcp.unwrap_or(false),
         expire_quiescent_template: raw.ipvs.expire_quiescent_template.unwrap_or(false),
         expire_nodest_conn: raw.ipvs.expire_nodest_conn.unwrap_or(false),
+        ..StateFlags::default()
     };
     let n = &raw.neighbours;
     let neighbours = NeighbourSettings {
