@@ -9,7 +9,8 @@
 //!
 //! # Full tables (documented fallbacks)
 //!
-//! * **Connection table full** (both candidate buckets hold live entries):
+//! * **Connection table full** (both candidate buckets hold live entries,
+//!   `drop_entry` off; with it on, see below):
 //!   the packet is forwarded without an entry and counted
 //!   (`conn_table_full`). A persistent service uses (or creates) its template
 //!   without holding a reference, refreshing it by traffic; other services
@@ -61,9 +62,9 @@
 //!   would open the stateless full-table mode above, in which every TCP
 //!   non-SYN without an entry is forwarded for an established-timeout — a
 //!   flood of spoofed ACKs would then pass the director unfiltered — and a
-//!   refused real client's TCP retransmits its SYN a second later, when the
-//!   sweep or a reclaim has made room. With `drop_entry` off (or `auto` and
-//!   not under pressure) the stateless fallback above applies unchanged.
+//!   refused real client's TCP retransmits its SYN (after 1 s, 3 s, …) and
+//!   gets in once an entry of its buckets has ended. With `drop_entry` off
+//!   the stateless fallback above applies unchanged.
 //! * **`secure_tcp`**: while active, a SYN_RECV entry expires
 //!   `tcp_syn_recv_secure_s` after its last packet instead of
 //!   `tcp_syn_recv_s` — existing entries included, on lookup, in the sweep
@@ -138,7 +139,8 @@ state_counters! {
     /// New flows dropped: table full, `drop_entry` active and no embryonic
     /// entry in the flow's buckets.
     conn_refused,
-    /// Times the table reached its high-water mark (pressure started).
+    /// Times pressure started: the table reached its high-water mark, or a
+    /// new flow found both its buckets full.
     pressure_episodes,
     /// TCP state changes.
     tcp_transitions,
