@@ -136,8 +136,13 @@ pub fn summary(cfg: &Config) -> String {
     let to = cfg.timeouts();
     let _ = writeln!(
         o,
-        "Timeouts   tcp {} tcp_syn_recv {} tcp_fin {} tcp_close {} udp {} (s)",
-        to.tcp_established_s, to.tcp_syn_recv_s, to.tcp_fin_wait_s, to.tcp_close_s, to.udp_s
+        "Timeouts   tcp {} tcp_syn_recv {} tcp_fin {} tcp_close {} udp {} tcp_syn_recv_secure {} (s)",
+        to.tcp_established_s,
+        to.tcp_syn_recv_s,
+        to.tcp_fin_wait_s,
+        to.tcp_close_s,
+        to.udp_s,
+        to.tcp_syn_recv_secure_s
     );
     let f = cfg.state_flags();
     let _ = writeln!(
@@ -146,6 +151,11 @@ pub fn summary(cfg: &Config) -> String {
         on_off(f.sloppy_tcp),
         on_off(f.expire_quiescent_template),
         on_off(f.expire_nodest_conn)
+    );
+    let _ = writeln!(
+        o,
+        "           drop_entry {}  secure_tcp {}  conn_high_water {}%",
+        f.drop_entry, f.secure_tcp, f.conn_high_water_pct
     );
     let n = cfg.neighbours();
     let _ = writeln!(
@@ -277,8 +287,9 @@ Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default
            mbufs 16383 cache 256  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
 Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop
 Tables     connections 1048576 per worker  persistence 1048576  mh 65537 slots
-Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 (s)
+Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 tcp_syn_recv_secure 10 (s)
 IPVS       sloppy_tcp off  expire_quiescent_template off  expire_nodest_conn off
+           drop_entry off  secure_tcp off  conn_high_water 90%
 Neighbours refresh 30 s  retry 1000 ms  gratuitous_arp on
 
 Services (2)

@@ -12,8 +12,10 @@
 //! Expiry is lazy (the owner checks `expires` on lookup) plus an incremental
 //! [`ConnTable::sweep`] of a few buckets per call, and on insertion into a
 //! full bucket pair expired entries are reclaimed first. When both buckets
-//! are full of live entries, [`ConnTable::reserve`] fails and the owner
-//! applies its documented fallback (see `state.rs`).
+//! are full of live entries, [`ConnTable::reserve`] fails; the owner may
+//! then [`ConnTable::evict`] an embryonic entry of the same two buckets
+//! ([`ConnEntry::is_embryonic`]: the `drop_entry` defence, never a scan
+//! beyond those 16 ways) or apply its documented fallback (see `state.rs`).
 //!
 //! TCP follows IPVS's input-only state table (`tcp_states`, INPUT-ONLY rows),
 //! since a DR director sees only client→server packets.
@@ -162,6 +164,10 @@ pub fn timeout_ms(state: ConnState, t: &Timeouts) -> u64 {
 
 /// Entry flag: the connection holds a reference on a persistence template.
 pub const F_TEMPLATE: u8 = 1;
+/// Entry flag: a packet after the first was seen. A DR director never sees
+/// replies, so for a UDP-like flow this is the only sign that it is more
+/// than one unanswered datagram (a spoofed source sends one and is gone).
+pub const F_CONFIRMED: u8 = 2;
 
 /// One connection, one cache line.
 #[derive(Clone, Copy, Debug)]
@@ -196,6 +202,22 @@ impl ConnEntry {
     #[inline]
     pub fn has_template(&self) -> bool {
         self.flags & F_TEMPLATE != 0
+    }
+
+    /// Whether the entry is embryonic — a TCP handshake the client has not
+    /// completed (SYN_RECV; SYN_ACK as IPVS, though the input-only table
+    /// never enters it), or a UDP-like flow of a single packet — and so
+    /// may be evicted for a new flow under the `drop_entry` defence. Every
+    /// other state (ESTABLISHED, FIN_WAIT, …, a confirmed UDP flow) belongs
+    /// to a client that did more than send one packet, possibly from a
+    /// spoofed address, and is never evicted.
+    #[inline]
+    pub fn is_embryonic(&self) -> bool {
+        match self.state {
+            ConnState::SynRecv | ConnState::SynAck => true,
+            ConnState::Udp => self.flags & F_CONFIRMED == 0,
+            _ => false,
+        }
     }
 }
 
@@ -402,6 +424,19 @@ impl ConnTable {
         &mut self,
         h: u64,
         now: u64,
+        on_expire: impl FnMut(&ConnEntry),
+    ) -> Option<Reserved> {
+        self.reserve_with(h, |e| now >= e.expires, on_expire)
+    }
+
+    /// [`ConnTable::reserve`] with the owner's notion of expiry: if both
+    /// buckets are full, the first entry for which `expired` says so is
+    /// reclaimed (after `on_expire`).
+    #[inline]
+    pub fn reserve_with(
+        &mut self,
+        h: u64,
+        mut expired: impl FnMut(&ConnEntry) -> bool,
         mut on_expire: impl FnMut(&ConnEntry),
     ) -> Option<Reserved> {
         let (b1, b2, tag) = self.buckets(h);
@@ -427,7 +462,7 @@ impl ConnTable {
         for b in [b1, b2] {
             for way in 0..WAYS {
                 let idx = b * WAYS + way;
-                if now >= self.buckets[b].entries[way].expires {
+                if expired(&self.buckets[b].entries[way]) {
                     on_expire(&self.buckets[b].entries[way]);
                     self.buckets[b].tags[way] = 0;
                     self.len -= 1;
@@ -436,6 +471,43 @@ impl ConnTable {
             }
         }
         None
+    }
+
+    /// Make room for a new flow with hash `h` whose two buckets are full of
+    /// live entries (after [`ConnTable::reserve`] failed): of the entries
+    /// there for which `victim` says yes, evict the one closest to expiry
+    /// (for SYN_RECV entries: the handshake that has waited longest), after
+    /// `on_evict` did its accounting. Looks at those 16 ways only, never
+    /// further. `None`: no victim there.
+    #[inline]
+    pub fn evict(
+        &mut self,
+        h: u64,
+        mut victim: impl FnMut(&ConnEntry) -> bool,
+        on_evict: impl FnOnce(&ConnEntry),
+    ) -> Option<Reserved> {
+        let (b1, b2, tag) = self.buckets(h);
+        let mut best: Option<(usize, u64)> = None;
+        for b in [b1, b2] {
+            for way in 0..WAYS {
+                let e = &self.buckets[b].entries[way];
+                if self.buckets[b].tags[way] != 0
+                    && victim(e)
+                    && best.map_or(true, |(_, exp)| e.expires < exp)
+                {
+                    best = Some((b * WAYS + way, e.expires));
+                }
+            }
+            if b1 == b2 {
+                break;
+            }
+        }
+        let (idx, _) = best?;
+        let (b, w) = (idx / WAYS, idx % WAYS);
+        on_evict(&self.buckets[b].entries[w]);
+        self.buckets[b].tags[w] = 0;
+        self.len -= 1;
+        Some(Reserved { idx, tag })
     }
 
     /// Write a new entry where [`ConnTable::reserve`] said; returns its index.
@@ -569,5 +641,86 @@ mod tests {
         t.insert(r, entry(key(99), 1000));
         assert!(t.find(&key(99), h).is_some());
         assert!(t.find(&key(0), t.hash(&key(0))).is_none());
+    }
+
+    #[test]
+    fn embryonic_states() {
+        let mut e = entry(key(1), 0);
+        for (state, embryonic) in [
+            (S::SynRecv, true),
+            (S::SynAck, true),
+            (S::Udp, true),
+            (S::Established, false),
+            (S::FinWait, false),
+            (S::TimeWait, false),
+            (S::Close, false),
+            (S::None, false),
+        ] {
+            e.state = state;
+            assert_eq!(e.is_embryonic(), embryonic, "{state:?}");
+        }
+        e.state = S::Udp;
+        e.flags = F_CONFIRMED | F_TEMPLATE;
+        assert!(!e.is_embryonic(), "a UDP flow with a second packet");
+    }
+
+    #[test]
+    fn evict_takes_the_victim_closest_to_expiry_in_the_pair_only() {
+        let mut t = ConnTable::new(WAYS, 1); // one bucket
+        for i in 0..WAYS as u32 {
+            let h = t.hash(&key(i));
+            let r = t.reserve(h, 0, |_| {}).unwrap();
+            let mut e = entry(key(i), 1000 - i as u64);
+            // even: established; odd: SYN_RECV, expiring at 999, 997, 995, 993
+            if i % 2 == 1 {
+                e.state = S::SynRecv;
+            }
+            t.insert(r, e);
+        }
+        let h = t.hash(&key(99));
+        assert!(t.reserve(h, 0, |_| panic!("nothing expired")).is_none());
+        // no victim: nothing happens
+        assert!(t.evict(h, |_| false, |_| panic!("no victim")).is_none());
+        assert_eq!(t.len(), WAYS);
+        let mut gone = None;
+        let r = t
+            .evict(h, |e| e.is_embryonic(), |e| gone = Some(e.key))
+            .unwrap();
+        assert_eq!(gone, Some(key(7)), "the SYN_RECV entry expiring first");
+        assert_eq!(t.len(), WAYS - 1);
+        t.insert(r, entry(key(99), 5000));
+        assert!(t.find(&key(99), h).is_some());
+        assert!(t.find(&key(7), t.hash(&key(7))).is_none());
+        // established entries are never chosen
+        for j in 0..3 {
+            let r = t.evict(
+                h,
+                |e| e.is_embryonic(),
+                |e| {
+                    assert_eq!(e.state, S::SynRecv);
+                },
+            );
+            t.insert(r.unwrap(), entry(key(100 + j), 5000));
+        }
+        assert!(t.evict(h, |e| e.is_embryonic(), |_| {}).is_none());
+        for i in (0..WAYS as u32).step_by(2) {
+            assert!(t.find(&key(i), t.hash(&key(i))).is_some());
+        }
+    }
+
+    #[test]
+    fn reserve_with_uses_the_owners_expiry() {
+        let mut t = ConnTable::new(WAYS, 1);
+        for i in 0..WAYS as u32 {
+            let h = t.hash(&key(i));
+            let r = t.reserve(h, 0, |_| {}).unwrap();
+            t.insert(r, entry(key(i), 1000));
+        }
+        let h = t.hash(&key(99));
+        assert!(t.reserve(h, 999, |_| {}).is_none());
+        let mut reclaimed = None;
+        let r = t.reserve_with(h, |e| e.key == key(3), |e| reclaimed = Some(e.key));
+        assert!(r.is_some());
+        assert_eq!(reclaimed, Some(key(3)));
     }
 }

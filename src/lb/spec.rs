@@ -3,7 +3,9 @@
 //! ([`crate::lb::service`]) and the state layer build their tables from.
 //! Plain data; the config module validates it before anything is built.
 
+use std::fmt;
 use std::net::IpAddr;
+use std::str::FromStr;
 
 use crate::wire::ethernet::MacAddr;
 
@@ -137,6 +139,9 @@ pub struct Timeouts {
     pub tcp_close_s: u32,
     /// UDP, seconds (IPVS 300).
     pub udp_s: u32,
+    /// TCP SYN_RECV while the `secure_tcp` defence is active, seconds
+    /// (pmdlb 10; no effect when not shorter than `tcp_syn_recv_s`).
+    pub tcp_syn_recv_secure_s: u32,
 }
 
 impl Default for Timeouts {
@@ -147,12 +152,68 @@ impl Default for Timeouts {
             tcp_fin_wait_s: 120,
             tcp_close_s: 10,
             udp_s: 300,
+            tcp_syn_recv_secure_s: 10,
         }
     }
 }
 
-/// Behaviour switches, as the IPVS sysctls of the same names.
+/// When a connection-table defence acts: IPVS's sysctl modes for
+/// `drop_entry` and `secure_tcp` (0 off; 1 auto, shown as 2 while active;
+/// 3 always), with the table's occupancy as the trigger instead of free
+/// memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DefenceMode {
+    /// Never (IPVS 0).
+    #[default]
+    Off,
+    /// While the worker's table holds at least `conn_high_water_pct` of its
+    /// capacity (IPVS 1 and 2).
+    Auto,
+    /// All the time (IPVS 3).
+    Always,
+}
+
+impl DefenceMode {
+    /// Whether the defence acts, given whether the table is under pressure.
+    #[inline]
+    pub fn active(self, pressure: bool) -> bool {
+        match self {
+            DefenceMode::Off => false,
+            DefenceMode::Auto => pressure,
+            DefenceMode::Always => true,
+        }
+    }
+}
+
+impl fmt::Display for DefenceMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DefenceMode::Off => "off",
+            DefenceMode::Auto => "auto",
+            DefenceMode::Always => "always",
+        })
+    }
+}
+
+impl FromStr for DefenceMode {
+    type Err = ();
+
+    /// `off`, `auto`, `always`, or IPVS's sysctl values `0`, `1`, `2`, `3`.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "off" | "0" => Ok(DefenceMode::Off),
+            "auto" | "1" | "2" => Ok(DefenceMode::Auto),
+            "always" | "3" => Ok(DefenceMode::Always),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Default [`StateFlags::conn_high_water_pct`].
+pub const DEFAULT_CONN_HIGH_WATER_PCT: u8 = 90;
+
+/// Behaviour switches, as the IPVS sysctls of the same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateFlags {
     /// Schedule TCP packets that are not SYN when no entry exists.
     pub sloppy_tcp: bool,
@@ -160,6 +221,31 @@ pub struct StateFlags {
     pub expire_quiescent_template: bool,
     /// Drop connections of a removed server at once (else keep until expiry).
     pub expire_nodest_conn: bool,
+    /// When a new flow finds its buckets full, evict an embryonic entry
+    /// (SYN_RECV, single-packet UDP) there, and refuse the flow if there is
+    /// none (IPVS `drop_entry`).
+    pub drop_entry: DefenceMode,
+    /// Expire SYN_RECV entries after `Timeouts::tcp_syn_recv_secure_s`
+    /// (IPVS `secure_tcp`).
+    pub secure_tcp: DefenceMode,
+    /// Occupancy of a worker's connection table, percent of its capacity,
+    /// at which `auto` defences start (pmdlb's `amemthresh`; a new flow
+    /// that finds its buckets full starts them earlier); they stop once the
+    /// table has shrunk 5 points below where they started.
+    pub conn_high_water_pct: u8,
+}
+
+impl Default for StateFlags {
+    fn default() -> Self {
+        StateFlags {
+            sloppy_tcp: false,
+            expire_quiescent_template: false,
+            expire_nodest_conn: false,
+            drop_entry: DefenceMode::Off,
+            secure_tcp: DefenceMode::Off,
+            conn_high_water_pct: DEFAULT_CONN_HIGH_WATER_PCT,
+        }
+    }
 }
 
 /// A virtual IP pmdlb answers for.

@@ -9,7 +9,8 @@
 //!
 //! # Full tables (documented fallbacks)
 //!
-//! * **Connection table full** (both candidate buckets hold live entries):
+//! * **Connection table full** (both candidate buckets hold live entries,
+//!   `drop_entry` off; with it on, see below):
 //!   the packet is forwarded without an entry and counted
 //!   (`conn_table_full`). A persistent service uses (or creates) its template
 //!   without holding a reference, refreshing it by traffic; other services
@@ -23,33 +24,100 @@
 //!   scheduled and tracked without a template (`template_full`,
 //!   `template_busy`); that client loses persistence until space frees up.
 //!   Live templates are never evicted.
+//!
+//! # Table exhaustion (IPVS's `drop_entry` and `secure_tcp` defences)
+//!
+//! A flood of SYNs (or UDP datagrams) from spoofed sources creates an entry
+//! per packet; without a defence a 1M table is full after 1M packets and
+//! stays full for the SYN_RECV timeout. IPVS triggers its defences on free
+//! memory; pmdlb's tables are fixed, so the trigger is each worker's own
+//! table: it is *under pressure* from the moment it holds
+//! `conn_high_water_pct` of its capacity — or earlier, when a new flow
+//! finds both its buckets full of live entries, which in a two-choice
+//! table of 8-way buckets starts at about 70 % occupancy — until it has
+//! shrunk by 5 % of its capacity below where pressure began (hysteresis;
+//! each start is counted in `pressure_episodes`). Each defence is `off`,
+//! `auto` (active under pressure) or `always` — IPVS's sysctl modes 0, 1/2
+//! and 3 — and is checked when a new flow arrives and at every sweep, never
+//! by a scan of the table. (For `drop_entry`, which only ever acts on full
+//! buckets, `auto` and `always` therefore behave alike.)
+//!
+//! * **`drop_entry`**: a new flow whose two buckets are full of live
+//!   entries evicts the embryonic entry there closest to expiry
+//!   ([`ConnEntry::is_embryonic`]: SYN_RECV — for which the closest to
+//!   expiry is the handshake that has waited longest — or a UDP-like flow
+//!   of a single packet), counted in `conn_reclaimed`. ESTABLISHED,
+//!   FIN_WAIT and every other state, and UDP flows that sent a second
+//!   packet, are never evicted: their clients did more than send one
+//!   packet, and a server change would break them, while an evicted SYN
+//!   costs a spoofed source nothing and a real client at worst a SYN
+//!   retransmission. FIN_WAIT is kept because a client's FIN half-closes:
+//!   the server may still be sending, and the client's ACKs must keep
+//!   reaching it. IPVS also drops some ESTABLISHED entries that saw few
+//!   packets (`todrop_entry`); pmdlb does not, so an established client
+//!   never loses its server to a flood. If the two buckets hold no victim
+//!   either, the new flow is refused (dropped as `TableFull`, counted in
+//!   `conn_refused`), as IPVS drops a packet it cannot allocate a
+//!   connection for: while the defence is on, forwarding without an entry
+//!   would open the stateless full-table mode above, in which every TCP
+//!   non-SYN without an entry is forwarded for an established-timeout — a
+//!   flood of spoofed ACKs would then pass the director unfiltered — and a
+//!   refused real client's TCP retransmits its SYN (after 1 s, 3 s, …) and
+//!   gets in once an entry of its buckets has ended. With `drop_entry` off
+//!   the stateless fallback above applies unchanged.
+//! * **`secure_tcp`**: while active, a SYN_RECV entry expires
+//!   `tcp_syn_recv_secure_s` after its last packet instead of
+//!   `tcp_syn_recv_s` — existing entries included, on lookup, in the sweep
+//!   and on reclaim — counted in `syn_recv_expired_early` when that ends it
+//!   before its normal expiry. (IPVS's `secure_tcp` switches to a stricter
+//!   state table; with input-only tracking there is nothing stricter to
+//!   see, so pmdlb shortens the timeout, as IPVS's 2.4 defence table did.)
+//!   Under pressure, with either defence configured, the sweep visits
+//!   [`PRESSURE_SWEEP`] times as many buckets per call.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
 
 use crate::lb::clock::{secs, Clock};
-use crate::lb::conn::{tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_TEMPLATE};
+use crate::lb::conn::{
+    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_TEMPLATE,
+};
 use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
 use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
 use crate::lb::realserver::{RealServer, Snapshot};
 use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
-use crate::lb::spec::{StateFlags, Timeouts};
+use crate::lb::spec::{DefenceMode, StateFlags, Timeouts};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
 counter_set! {
     /// Counters of one worker's state layer: plain integers written by the
-    /// worker only (the control plane copies them out at a burst boundary).
+    /// worker only (it publishes them whole with its other counters, see
+    /// `dataplane::counters`).
     pub struct StateCounters {
         /// Connection entries created.
         conn_created,
-        /// Connection entries expired (lazily, by the sweep, or reclaimed).
+        /// Connection entries removed, for any reason: expired (lazily, by the
+        /// sweep, or reclaimed on insertion), evicted (`conn_reclaimed`),
+        /// expired early (`syn_recv_expired_early`), server removed.
         conn_expired,
         /// Connections dropped because their server was removed
         /// (`expire_nodest_conn`).
         conn_dest_removed,
         /// Packets forwarded without an entry because the table was full.
         conn_table_full,
+        /// Live embryonic entries (SYN_RECV, single-packet UDP) evicted to make
+        /// room for a new flow (`drop_entry`).
+        conn_reclaimed,
+        /// SYN_RECV entries that ended at the `secure_tcp` timeout, before
+        /// their normal one.
+        syn_recv_expired_early,
+        /// New flows dropped: table full, `drop_entry` active and no embryonic
+        /// entry in the flow's buckets.
+        conn_refused,
+        /// Times pressure started: the table reached its high-water mark, or a
+        /// new flow found both its buckets full.
+        pressure_episodes,
         /// TCP state changes.
         tcp_transitions,
         /// TCP packets dropped: not a SYN, no entry, no template, not sloppy.
@@ -87,6 +155,10 @@ pub struct StateConfig {
     pub seed: u64,
 }
 
+/// How much harder the sweep works while the table is under pressure and
+/// a defence is configured: buckets per call, times the normal number.
+pub const PRESSURE_SWEEP: usize = 4;
+
 /// One worker's state layer.
 #[derive(Debug)]
 pub struct WorkerState {
@@ -98,7 +170,45 @@ pub struct WorkerState {
     timeouts: Timeouts,
     flags: StateFlags,
     full_until: u64,
+    defence: Defence,
     counters: StateCounters,
+}
+
+/// The defences' state: occupancy marks and what is active now.
+#[derive(Clone, Copy, Debug, Default)]
+struct Defence {
+    /// Entries at which pressure starts.
+    high_water: usize,
+    /// Hysteresis: pressure stops this many entries (5 % of the capacity)
+    /// below where it started.
+    band: usize,
+    /// Entries below which the current pressure stops.
+    low_water: usize,
+    /// Under pressure (between the marks, with hysteresis).
+    pressure: bool,
+    /// `drop_entry` acts now.
+    drop_entry: bool,
+    /// The expiry rule now (`secure_tcp`).
+    expiry: Expiry,
+}
+
+/// When an entry ends: at `expires`, or — `secure_tcp` active — a SYN_RECV
+/// entry `syn_cut` ms earlier (its timeout shortened to the secure one).
+#[derive(Clone, Copy, Debug, Default)]
+struct Expiry {
+    secure: bool,
+    syn_cut: u64,
+}
+
+impl Expiry {
+    #[inline(always)]
+    fn deadline(self, e: &ConnEntry) -> u64 {
+        if self.secure && e.state == ConnState::SynRecv {
+            e.expires.saturating_sub(self.syn_cut)
+        } else {
+            e.expires
+        }
+    }
 }
 
 /// What the expiry bookkeeping needs, borrowed apart from the table.
@@ -120,6 +230,23 @@ impl Books<'_> {
             self.persist.release(e.tpl_slot, at, t);
         }
         self.counters.conn_expired += 1;
+    }
+
+    /// Remove an entry that is past its deadline (or, `now` before the
+    /// deadline, retired early for another reason) and count a SYN_RECV
+    /// that `secure_tcp` ended before its normal expiry.
+    fn retire(&mut self, e: &ConnEntry, now: u64, exp: Expiry) {
+        let deadline = exp.deadline(e);
+        if now >= deadline && now < e.expires {
+            self.counters.syn_recv_expired_early += 1;
+        }
+        self.release(e, deadline.min(now));
+    }
+
+    /// A live entry evicted by `drop_entry`.
+    fn evict(&mut self, e: &ConnEntry, now: u64) {
+        self.counters.conn_reclaimed += 1;
+        self.release(e, now);
     }
 
     fn template_timeout(&self, svc: ServiceId) -> u64 {
@@ -144,7 +271,7 @@ impl WorkerState {
             .iter()
             .map(|s| SchedState::new(s.scheduler))
             .collect();
-        WorkerState {
+        let mut w = WorkerState {
             conns: ConnTable::new(cfg.conn_capacity, cfg.seed),
             scheds,
             snap,
@@ -153,8 +280,65 @@ impl WorkerState {
             timeouts: cfg.timeouts,
             flags: cfg.flags,
             full_until: 0,
+            defence: Defence::default(),
             counters: StateCounters::default(),
+        };
+        w.configure_defence();
+        w
+    }
+
+    /// Recompute the marks and the secure SYN_RECV cut from the flags and
+    /// timeouts, then what is active.
+    fn configure_defence(&mut self) {
+        let cap = self.conns.capacity();
+        let pct = usize::from(self.flags.conn_high_water_pct.min(100));
+        let d = &mut self.defence;
+        d.high_water = (cap * pct / 100).max(1);
+        d.band = cap * 5 / 100;
+        d.low_water = d.high_water.saturating_sub(d.band);
+        d.expiry.syn_cut = secs(self.timeouts.tcp_syn_recv_s)
+            .saturating_sub(secs(self.timeouts.tcp_syn_recv_secure_s));
+        self.update_defence();
+    }
+
+    /// Pressure on or off by occupancy (hysteresis), and which defences
+    /// act. Two comparisons: called for every new flow and every sweep.
+    #[inline]
+    fn update_defence(&mut self) {
+        let len = self.conns.len();
+        if !self.defence.pressure && len >= self.defence.high_water {
+            self.start_pressure();
+        } else if self.defence.pressure && len < self.defence.low_water {
+            self.defence.pressure = false;
         }
+        self.set_active();
+    }
+
+    /// Pressure starts: the table reached its high-water mark, or a new
+    /// flow found both its buckets full of live entries (which in a
+    /// two-choice table of 8-way buckets happens from about 70 % full on,
+    /// before a 90 % mark). It stops once the table has shrunk 5 % of its
+    /// capacity below where it started.
+    #[cold]
+    fn start_pressure(&mut self) {
+        let d = &mut self.defence;
+        d.pressure = true;
+        d.low_water = self.conns.len().min(d.high_water).saturating_sub(d.band);
+        self.counters.pressure_episodes += 1;
+        self.set_active();
+    }
+
+    #[inline]
+    fn set_active(&mut self) {
+        let d = &mut self.defence;
+        d.drop_entry = self.flags.drop_entry.active(d.pressure);
+        d.expiry.secure = self.flags.secure_tcp.active(d.pressure) && d.expiry.syn_cut > 0;
+    }
+
+    /// Whether the connection table is under pressure (at or above its
+    /// high-water mark, and not yet back below the low one).
+    pub fn under_pressure(&self) -> bool {
+        self.defence.pressure
     }
 
     /// Set the time (ms), once per burst.
@@ -195,19 +379,31 @@ impl WorkerState {
     /// their expiry until their next packet.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.configure_defence();
     }
 
     /// Change the behaviour switches at run time.
     pub fn set_flags(&mut self, f: StateFlags) {
         self.flags = f;
+        self.configure_defence();
     }
 
-    /// Slow job: expire up to `max_buckets` connection buckets (and as many
-    /// persistence-table buckets). With `expire_nodest_conn`, entries of
-    /// removed servers go too. Returns the connections removed.
+    /// Slow job: expire up to `max_buckets` connection buckets
+    /// ([`PRESSURE_SWEEP`] times as many under pressure with a defence
+    /// configured) and `max_buckets` persistence-table buckets. With
+    /// `expire_nodest_conn`, entries of removed servers go too. Returns the
+    /// connections removed.
     pub fn sweep(&mut self, max_buckets: usize) -> usize {
         let now = self.clock.now_ms();
         let nodest = self.flags.expire_nodest_conn;
+        let defended =
+            self.flags.drop_entry != DefenceMode::Off || self.flags.secure_tcp != DefenceMode::Off;
+        let conn_buckets = if self.defence.pressure && defended {
+            max_buckets.saturating_mul(PRESSURE_SWEEP)
+        } else {
+            max_buckets
+        };
+        let exp = self.defence.expiry;
         let snap = &*self.snap;
         let mut books = Books {
             snap,
@@ -216,17 +412,21 @@ impl WorkerState {
         };
         let mut removed_dest = 0;
         let n = self.conns.sweep(
-            max_buckets,
-            |e| now >= e.expires || (nodest && snap.server(e.rs).map_or(true, |s| s.is_removed())),
+            conn_buckets,
             |e| {
-                if now < e.expires {
+                now >= exp.deadline(e)
+                    || (nodest && snap.server(e.rs).map_or(true, |s| s.is_removed()))
+            },
+            |e| {
+                if now < exp.deadline(e) {
                     removed_dest += 1;
                 }
-                books.release(e, e.expires.min(now));
+                books.retire(e, now, exp);
             },
         );
         self.counters.conn_dest_removed += removed_dest;
         self.counters.templates_expired += self.persist.sweep(max_buckets, now) as u64;
+        self.update_defence();
         n
     }
 
@@ -305,6 +505,7 @@ impl WorkerState {
         }
         let ent = self.conns.entry_mut(idx);
         ent.state = state;
+        ent.flags |= F_CONFIRMED;
         ent.expires = now + timeout_ms(state, &self.timeouts);
         match target(srv, e.rs) {
             Some(t) => Ok(t),
@@ -395,6 +596,7 @@ impl WorkerState {
             return Err(StateDrop::NoRealServer);
         };
         let persistence = st.persistence;
+        self.update_defence();
         let is_tcp = key.proto == ip_proto::TCP;
         let flags = tcp.unwrap_or_default();
         if is_tcp && flags.has(TcpFlags::RST) {
@@ -417,12 +619,40 @@ impl WorkerState {
         // A non-SYN without entry that got here is in full mode: it may
         // belong to a flow forwarded statelessly, so it stays stateless.
         let stateless_only = !syn_ok && persistence.is_none();
+        let exp = self.defence.expiry;
         let reserved = if stateless_only {
             None
         } else {
-            self.conns.reserve(h, now, |e| books.release(e, e.expires))
+            self.conns
+                .reserve_with(h, |e| now >= exp.deadline(e), |e| books.retire(e, now, exp))
+        };
+        let reserved = match reserved {
+            None if !stateless_only => {
+                // Both buckets full of live entries: exhaustion where it
+                // matters, whatever the occupancy says.
+                if !self.defence.pressure {
+                    self.start_pressure();
+                }
+                if self.defence.drop_entry {
+                    let mut books = Books {
+                        snap: &self.snap,
+                        persist: &self.persist,
+                        counters: &mut self.counters,
+                    };
+                    self.conns
+                        .evict(h, |e| e.is_embryonic(), |e| books.evict(e, now))
+                } else {
+                    None
+                }
+            }
+            r => r,
         };
         let Some(slot) = reserved else {
+            if self.defence.drop_entry && !stateless_only {
+                // Nothing to reclaim: refuse, as IPVS (see the module doc).
+                self.counters.conn_refused += 1;
+                return Err(StateDrop::TableFull);
+            }
             if !stateless_only {
                 self.full_until = now + secs(self.timeouts.tcp_established_s);
             }
@@ -545,7 +775,9 @@ impl FlowState for WorkerState {
     ) -> Result<Target, StateDrop> {
         if let Some(idx) = self.conns.find(key, h) {
             let e = self.conns.entry(idx);
-            if self.clock.now_ms() < e.expires && e.svc == svc {
+            let exp = self.defence.expiry;
+            let now = self.clock.now_ms();
+            if now < exp.deadline(e) && e.svc == svc {
                 return self.existing(idx, tcp);
             }
             // expired (lazy) or re-keyed to another service: retire it
@@ -555,7 +787,7 @@ impl FlowState for WorkerState {
                 persist: &self.persist,
                 counters: &mut self.counters,
             };
-            books.release(&e, e.expires.min(self.clock.now_ms()));
+            books.retire(&e, now, exp);
             self.conns.remove(idx);
         }
         self.new_flow(svc, key, h, tcp)
@@ -565,7 +797,7 @@ impl FlowState for WorkerState {
     fn lookup_conn(&self, key: &FlowKey) -> Option<Target> {
         let idx = self.conns.find(key, self.conns.hash(key))?;
         let e = self.conns.entry(idx);
-        if self.clock.now_ms() >= e.expires {
+        if self.clock.now_ms() >= self.defence.expiry.deadline(e) {
             return None;
         }
         let s = self.snap.server(e.rs)?;
@@ -1068,5 +1300,233 @@ mod tests {
         let b = w2.assign(S0, &tcp([10, 0, 0, 2], 1, 80), SYN).unwrap();
         assert_ne!(a.rs, b.rs);
         assert_eq!(counts(&snap, a.rs.0), (0, 2));
+    }
+
+    fn defended(drop_entry: DefenceMode, secure_tcp: DefenceMode, pct: u8) -> StateFlags {
+        StateFlags {
+            drop_entry,
+            secure_tcp,
+            conn_high_water_pct: pct,
+            ..Default::default()
+        }
+    }
+
+    /// A spoofed source: a distinct address and port per `i`.
+    fn spoofed(i: u32) -> FlowKey {
+        let b = i.to_be_bytes();
+        tcp(
+            [172, 16 | (b[1] & 15), b[2], b[3]],
+            1024 + (i % 50_000) as u16,
+            80,
+        )
+    }
+
+    /// Active and inactive connections over all servers of the snapshot.
+    fn totals(snap: &Snapshot, n: u32) -> (u32, u32) {
+        (0..n).fold((0, 0), |(a, i), rs| {
+            let (x, y) = counts(snap, rs);
+            (a + x, i + y)
+        })
+    }
+
+    #[test]
+    fn syn_flood_keeps_established_servers_and_admits_new_clients() {
+        let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 4)]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let flags = defended(DefenceMode::Auto, DefenceMode::Off, 90);
+        let mut w = worker_on(&snap, &pt, flags, 256);
+        let mut est: Vec<(FlowKey, Target)> = (0..10)
+            .map(|i| {
+                let k = tcp([10, 0, 0, i], 1000, 80);
+                let t = w.assign(S0, &k, SYN).unwrap();
+                assert_eq!(w.assign(S0, &k, ACK), Ok(t));
+                (k, t)
+            })
+            .collect();
+        // 10,000 spoofed SYNs, one per ms, into a table of 256
+        for i in 0..10_000u32 {
+            w.set_now(u64::from(i));
+            assert!(w.assign(S0, &spoofed(i), SYN).is_ok());
+            if i % 100 == 0 {
+                for (k, t) in &est {
+                    assert_eq!(w.assign(S0, k, ACK), Ok(*t), "established at {i}");
+                }
+            }
+            if i % 1000 == 500 {
+                // a real client: its SYN gets an entry, its ACK (after
+                // more spoofed SYNs) the same server
+                let k = tcp([10, 1, (i >> 8) as u8, i as u8], 2000, 80);
+                let t = w.assign(S0, &k, SYN).unwrap();
+                assert_eq!(w.lookup_conn(&k), Some(t), "new client at {i}");
+                for j in 0..4 {
+                    w.assign(S0, &spoofed(1_000_000 + i * 4 + j), SYN).unwrap();
+                }
+                assert_eq!(w.assign(S0, &k, ACK), Ok(t));
+                est.push((k, t));
+            }
+        }
+        for (k, t) in &est {
+            assert_eq!(w.lookup_conn(k), Some(*t));
+        }
+        assert!(w.under_pressure());
+        let c = *w.counters();
+        assert_eq!((c.conn_table_full, c.conn_refused), (0, 0), "{c:?}");
+        assert_eq!(c.pressure_episodes, 1);
+        assert!(c.conn_reclaimed > 9_000, "{c:?}");
+        assert_eq!(w.conn_count() as u64, c.conn_created - c.conn_expired);
+        // the servers' counters saw every eviction
+        let (active, inactive) = totals(&snap, 4);
+        assert_eq!(active as usize, est.len());
+        assert_eq!((active + inactive) as usize, w.conn_count());
+    }
+
+    #[test]
+    fn drop_entry_refuses_a_new_flow_when_only_established_entries_are_left() {
+        let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 3)]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let flags = defended(DefenceMode::Always, DefenceMode::Off, 90);
+        let mut w = worker_on(&snap, &pt, flags, 8); // one bucket
+        let est: Vec<(FlowKey, Target)> = (0..8)
+            .map(|i| {
+                let k = tcp([10, 0, 0, i], 1, 80);
+                let t = w.assign(S0, &k, SYN).unwrap();
+                assert_eq!(w.assign(S0, &k, ACK), Ok(t));
+                (k, t)
+            })
+            .collect();
+        let k = spoofed(1);
+        assert_eq!(w.assign(S0, &k, SYN), Err(StateDrop::TableFull));
+        // refusing opens no stateless mode: its ACK is not a SYN
+        assert_eq!(w.assign(S0, &k, ACK), Err(StateDrop::TcpNotSyn));
+        let c = *w.counters();
+        assert_eq!(
+            (c.conn_refused, c.conn_table_full, c.conn_reclaimed),
+            (1, 0, 0)
+        );
+        for (k, t) in &est {
+            assert_eq!(w.assign(S0, k, ACK), Ok(*t));
+        }
+    }
+
+    #[test]
+    fn drop_entry_reclaims_single_packet_udp_flows_only() {
+        let mut spec = svc(vip(53), SchedulerKind::Rr, None, 3);
+        spec.addr = ServiceAddr::Addr {
+            proto: ip_proto::UDP,
+            vip: "192.0.2.1".parse().unwrap(),
+            port: 53,
+        };
+        let snap = Arc::new(Snapshot::new(&[spec]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let flags = defended(DefenceMode::Auto, DefenceMode::Off, 90);
+        let mut w = worker_on(&snap, &pt, flags, 8); // one bucket
+        let confirmed: Vec<(FlowKey, Target)> = (0..4)
+            .map(|i| {
+                let k = udp([10, 0, 0, i], 5000);
+                let t = w.assign(S0, &k, None).unwrap();
+                assert_eq!(w.assign(S0, &k, None), Ok(t));
+                (k, t)
+            })
+            .collect();
+        for i in 0..4 {
+            w.assign(S0, &udp([10, 0, 1, i], 5000), None).unwrap();
+        }
+        for i in 0..20u8 {
+            w.set_now(u64::from(i) + 1);
+            let k = udp([10, 0, 2, i], 5000);
+            let t = w.assign(S0, &k, None).unwrap();
+            assert_eq!(w.lookup_conn(&k), Some(t), "a new flow gets an entry");
+        }
+        assert_eq!(w.counters().conn_reclaimed, 20);
+        assert_eq!(w.counters().conn_table_full, 0);
+        for (k, t) in &confirmed {
+            assert_eq!(
+                w.lookup_conn(k),
+                Some(*t),
+                "a confirmed flow keeps its entry"
+            );
+        }
+    }
+
+    #[test]
+    fn secure_tcp_shortens_syn_recv_under_pressure() {
+        let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 2)]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let flags = defended(DefenceMode::Off, DefenceMode::Auto, 50);
+        let mut w = worker_on(&snap, &pt, flags, 64); // pressure from 32 entries
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        let t = w.assign(S0, &k, SYN).unwrap();
+        w.assign(S0, &k, ACK).unwrap();
+        for i in 0..40 {
+            w.assign(S0, &spoofed(i), SYN).unwrap();
+        }
+        assert!(w.under_pressure());
+        w.set_now(9_999);
+        assert!(w.lookup_conn(&spoofed(0)).is_some());
+        w.set_now(10_000);
+        assert_eq!(w.lookup_conn(&spoofed(0)), None, "secure SYN_RECV timeout");
+        assert_eq!(w.lookup_conn(&k), Some(t), "ESTABLISHED is not shortened");
+        // a retransmitted SYN finds its entry expired (lazily) and starts anew
+        assert!(w.assign(S0, &spoofed(1), SYN).is_ok());
+        assert_eq!(w.counters().syn_recv_expired_early, 1);
+        assert_eq!(w.sweep(1 << 20), 39);
+        let c = *w.counters();
+        assert_eq!((c.syn_recv_expired_early, c.conn_expired), (40, 40));
+        assert!(!w.under_pressure(), "2 entries: below the low-water mark");
+        // without pressure SYN_RECV has its normal 60 s again
+        let k2 = tcp([10, 0, 0, 2], 1000, 80);
+        w.assign(S0, &k2, SYN).unwrap();
+        w.set_now(10_000 + 59_999);
+        assert!(w.lookup_conn(&k2).is_some());
+        w.set_now(10_000 + 60_000);
+        assert!(w.lookup_conn(&k2).is_none());
+        assert_eq!(w.counters().syn_recv_expired_early, 40);
+    }
+
+    #[test]
+    fn secure_tcp_always_acts_on_an_empty_table_and_off_never() {
+        for (mode, lives_ms) in [(DefenceMode::Always, 10_000), (DefenceMode::Off, 60_000)] {
+            let (mut w, _) = setup(
+                &[svc(vip(80), SchedulerKind::Rr, None, 1)],
+                defended(DefenceMode::Off, mode, 90),
+            );
+            let k = tcp([10, 0, 0, 1], 1000, 80);
+            w.assign(S0, &k, SYN).unwrap();
+            w.set_now(lives_ms - 1);
+            assert!(w.lookup_conn(&k).is_some(), "{mode}");
+            w.set_now(lives_ms);
+            assert!(w.lookup_conn(&k).is_none(), "{mode}");
+            assert!(!w.under_pressure());
+        }
+    }
+
+    #[test]
+    fn sweep_works_harder_under_pressure() {
+        let mut spec = svc(vip(53), SchedulerKind::Rr, None, 1);
+        spec.addr = ServiceAddr::Addr {
+            proto: ip_proto::UDP,
+            vip: "192.0.2.1".parse().unwrap(),
+            port: 53,
+        };
+        let snap = Arc::new(Snapshot::new(&[spec]));
+        let pt = Arc::new(PersistTable::new(64, 1, 1));
+        let mut defended_w = worker_on(
+            &snap,
+            &pt,
+            defended(DefenceMode::Auto, DefenceMode::Auto, 30),
+            64,
+        );
+        let mut plain_w = worker_on(&snap, &pt, StateFlags::default(), 64);
+        for w in [&mut defended_w, &mut plain_w] {
+            for i in 0..24 {
+                w.assign(S0, &udp([10, 0, 0, i], 5000), None).unwrap();
+            }
+            assert_eq!(w.conn_count(), 24);
+            w.set_now(300_000);
+        }
+        assert!(defended_w.under_pressure());
+        // one call under pressure covers the buckets of PRESSURE_SWEEP calls
+        let plain: usize = (0..PRESSURE_SWEEP).map(|_| plain_w.sweep(1)).sum();
+        assert_eq!(defended_w.sweep(1), plain);
     }
 }

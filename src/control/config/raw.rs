@@ -10,7 +10,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// A value written either as a string or as an integer (`ports`,
-/// `netmask`, `tx_vlan`, `lcores`, `coremask`).
+/// `netmask`, `tx_vlan`, `lcores`, `coremask`, `drop_entry`, `secure_tcp`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum StrOrInt {
     /// An integer.
@@ -204,6 +204,7 @@ pub struct RawTimeouts {
     pub tcp_fin: Option<i64>,
     pub tcp_close: Option<i64>,
     pub udp: Option<i64>,
+    pub tcp_syn_recv_secure: Option<i64>,
 }
 
 /// `[ipvs]`.
@@ -213,6 +214,9 @@ pub struct RawIpvs {
     pub sloppy_tcp: Option<bool>,
     pub expire_quiescent_template: Option<bool>,
     pub expire_nodest_conn: Option<bool>,
+    pub drop_entry: Option<StrOrInt>,
+    pub secure_tcp: Option<StrOrInt>,
+    pub conn_high_water: Option<i64>,
 }
 
 /// `[neighbours]`.

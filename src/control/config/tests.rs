@@ -2,7 +2,7 @@
 //! arguments, and that every example in `dpdk-config/` loads.
 
 use super::*;
-use crate::lb::spec::{PortRange, SchedulerKind, ServiceAddr};
+use crate::lb::spec::{DefenceMode, PortRange, SchedulerKind, ServiceAddr};
 
 /// The smallest valid configuration.
 const MIN: &str = "[eal]\nlcores = \"0-1\"\n[ports]\nrx = \"net_null0\"\n";
@@ -163,6 +163,9 @@ udp = 5
 sloppy_tcp = true
 expire_quiescent_template = true
 expire_nodest_conn = true
+drop_entry = "auto"
+secure_tcp = 3
+conn_high_water = 75
 [neighbours]
 refresh_s = 5
 retry_ms = 100
@@ -195,6 +198,13 @@ gratuitous_arp = false
     assert_eq!(c.timeouts().udp_s, 5);
     assert_eq!(c.timeouts().tcp_established_s, 1);
     assert!(c.state_flags().sloppy_tcp && c.state_flags().expire_nodest_conn);
+    let f = c.state_flags();
+    assert_eq!(
+        (f.drop_entry, f.secure_tcp, f.conn_high_water_pct),
+        (DefenceMode::Auto, DefenceMode::Always, 75)
+    );
+    // the secure SYN_RECV timeout defaults to 10 s, at most tcp_syn_recv
+    assert_eq!(c.timeouts().tcp_syn_recv_secure_s, 2);
     assert!(!c.neighbours().gratuitous_arp);
     assert_eq!(
         c.eal_args(&["--telemetry".into()]),
@@ -472,6 +482,36 @@ fn table_and_timeout_ranges() {
             &format!("{MIN}[timeouts]\n{k} = 0\n"),
             &[&format!("timeouts.{k}"), "1..=2147483648"],
         );
+    }
+    assert_err(
+        &format!("{MIN}[timeouts]\ntcp_syn_recv_secure = 61\n"),
+        &["timeouts.tcp_syn_recv_secure", "1..=60 (default 10)"],
+    );
+    let (c, _) = ok(&format!("{MIN}[timeouts]\ntcp_syn_recv_secure = 3\n"));
+    assert_eq!(c.timeouts().tcp_syn_recv_secure_s, 3);
+    for (k, v, msg) in [
+        (
+            "drop_entry",
+            "\"sometimes\"",
+            "use \"off\", \"auto\" or \"always\"",
+        ),
+        ("secure_tcp", "4", "\"4\" is not a mode"),
+        ("conn_high_water", "9", "10..=100 (default 90)"),
+    ] {
+        assert_err(
+            &format!("{MIN}[ipvs]\n{k} = {v}\n"),
+            &[&format!("ipvs.{k}"), msg],
+        );
+    }
+    for (v, mode) in [
+        ("\"off\"", DefenceMode::Off),
+        ("0", DefenceMode::Off),
+        ("1", DefenceMode::Auto),
+        ("2", DefenceMode::Auto),
+        ("\"always\"", DefenceMode::Always),
+    ] {
+        let (c, _) = ok(&format!("{MIN}[ipvs]\ndrop_entry = {v}\n"));
+        assert_eq!(c.state_flags().drop_entry, mode, "{v}");
     }
     assert_err(
         &format!("{MIN}[neighbours]\nrefresh_s = 0\n"),

@@ -3,11 +3,11 @@
 
 #![forbid(unsafe_code)]
 
-use super::raw::RawConfig;
+use super::raw::{RawConfig, StrOrInt};
 use super::{services, settings};
 use super::{Config, ConfigError, MhTableSize, NeighbourSettings, Problem, TableSettings, Warning};
 use crate::lb::sched::mh;
-use crate::lb::spec::{StateFlags, Timeouts};
+use crate::lb::spec::{DefenceMode, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT};
 
 /// ipvsadm's default persistence timeout, seconds.
 pub const DEFAULT_PERSISTENT_S: u32 = 300;
@@ -75,6 +75,26 @@ impl Check {
         }
     }
 
+    /// A defence mode: "off" | "auto" | "always", or IPVS's sysctl value
+    /// 0..=3; default off.
+    pub(super) fn defence(&mut self, key: &str, value: &Option<StrOrInt>) -> DefenceMode {
+        let text = match value {
+            None => return DefenceMode::Off,
+            Some(StrOrInt::Str(s)) => s.clone(),
+            Some(StrOrInt::Int(i)) => i.to_string(),
+        };
+        text.parse().unwrap_or_else(|()| {
+            self.err(
+                key,
+                format!(
+                    "{text:?} is not a mode; use \"off\", \"auto\" or \"always\" \
+                     (IPVS's 0, 1 and 3; default \"off\")"
+                ),
+            );
+            DefenceMode::Off
+        })
+    }
+
     /// A table capacity: 1024..=2^26, rounded up to a power of two.
     pub(super) fn table(&mut self, key: &str, value: Option<i64>) -> u32 {
         let v = self.int(key, value, 1 << 20, 1024, 1 << 26);
@@ -135,11 +155,34 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
         tcp_fin_wait_s: timeout("timeouts.tcp_fin", t.tcp_fin, d.tcp_fin_wait_s),
         tcp_close_s: timeout("timeouts.tcp_close", t.tcp_close, d.tcp_close_s),
         udp_s: timeout("timeouts.udp", t.udp, d.udp_s),
+        tcp_syn_recv_secure_s: 0,
+    };
+    // The secure SYN_RECV timeout is at most the normal one.
+    let syn_recv = timeouts.tcp_syn_recv_s;
+    let secure_default = d.tcp_syn_recv_secure_s.min(syn_recv);
+    let timeouts = Timeouts {
+        tcp_syn_recv_secure_s: c.int(
+            "timeouts.tcp_syn_recv_secure",
+            t.tcp_syn_recv_secure,
+            i64::from(secure_default),
+            1,
+            i64::from(syn_recv),
+        ) as u32,
+        ..timeouts
     };
     let state_flags = StateFlags {
         sloppy_tcp: raw.ipvs.sloppy_tcp.unwrap_or(false),
         expire_quiescent_template: raw.ipvs.expire_quiescent_template.unwrap_or(false),
         expire_nodest_conn: raw.ipvs.expire_nodest_conn.unwrap_or(false),
+        drop_entry: c.defence("ipvs.drop_entry", &raw.ipvs.drop_entry),
+        secure_tcp: c.defence("ipvs.secure_tcp", &raw.ipvs.secure_tcp),
+        conn_high_water_pct: c.int(
+            "ipvs.conn_high_water",
+            raw.ipvs.conn_high_water,
+            i64::from(DEFAULT_CONN_HIGH_WATER_PCT),
+            10,
+            100,
+        ) as u8,
     };
     let n = &raw.neighbours;
     let neighbours = NeighbourSettings {
