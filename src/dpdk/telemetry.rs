@@ -331,6 +331,36 @@ mod tests {
         assert!(!valid_value(&"x".repeat(128)));
     }
 
+    /// The wrappers against DPDK's own data functions (plain memory, no
+    /// EAL needed): limits surface as errors, not silent loss.
+    #[test]
+    fn dict_limits_are_errors() {
+        // SAFETY: a fresh container, freed below and used by nobody else.
+        let raw = unsafe { ffi::rte_tel_data_alloc() };
+        assert!(!raw.is_null());
+        // SAFETY: `raw` is a valid container this test owns.
+        let mut d = unsafe { TelemetryDict::start(raw) }.expect("start dict");
+        assert_eq!(d.add_u64("drop.x", 1), Err(TelemetryError::BadKey));
+        assert_eq!(d.add_str("name", "a\"b"), Err(TelemetryError::BadString));
+        d.add_dict("inner", |v| {
+            v.add_u64("a", 1)?;
+            v.add_str("b", "TCP  10.0.0.100:80")
+        })
+        .unwrap();
+        assert_eq!(
+            d.add_dict("failed", |_| Err(TelemetryError::BadParams)),
+            Err(TelemetryError::BadParams)
+        );
+        for i in 1..256 {
+            d.add_u64(&format!("k{i}"), i).unwrap();
+        }
+        assert_eq!(d.add_u64("k256", 256), Err(TelemetryError::Full));
+        assert_eq!(d.add_dict("late", |_| Ok(())), Err(TelemetryError::Full));
+        // SAFETY: `raw` came from rte_tel_data_alloc; `d` is not used again.
+        // (Only DPDK's reply output frees nested containers: "inner" leaks.)
+        unsafe { ffi::rte_tel_data_free(raw) };
+    }
+
     #[test]
     fn bad_commands_are_refused_before_dpdk() {
         let h = |_: Option<&str>, _: &mut TelemetryDict<'_>| Ok(());
