@@ -143,6 +143,8 @@ impl Drop for Running {
             }
         }
         common::cleanup_prefix(&self.prefix);
+        // A killed pmdlb leaves its control socket.
+        let _ = std::fs::remove_file(format!("/run/pmdlb/{}.sock", self.prefix));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -328,7 +330,8 @@ impl Running {
         format!("--- stdout\n{out}\n--- stderr\n{err}")
     }
 
-    /// SIGTERM, bounded wait, clean exit; returns stdout and stderr.
+    /// SIGTERM, bounded wait, clean exit with nothing left behind; returns
+    /// stdout and stderr.
     fn stop(mut self) -> String {
         let pid = self.pmdlb.id().to_string();
         assert!(Command::new("kill")
@@ -345,6 +348,14 @@ impl Running {
         assert_eq!(st.code(), Some(0), "pmdlb exit status {st}\n{text}");
         assert!(text.contains("pmdlb: stopped cleanly"), "{text}");
         assert!(text.contains("mbufs: all"), "mbufs leaked\n{text}");
+        assert!(
+            !Path::new("/var/run/dpdk").join(&self.prefix).exists(),
+            "runtime directory left behind"
+        );
+        assert!(
+            !Path::new(&format!("/run/pmdlb/{}.sock", self.prefix)).exists(),
+            "control socket left behind"
+        );
         text
     }
 }
@@ -584,7 +595,9 @@ fn dumpcap_captures_rx_and_tx() {
                     "net_pcap0,rx_pcap={},infinite_rx=1",
                     d.join("in.pcap").display()
                 ),
-                "net_null0".to_string(),
+                // no-rx: the TX port receives nothing, so its capture holds
+                // only what pmdlb sent.
+                "net_null0,no-rx=1".to_string(),
             ]
         },
         "net_null0",
