@@ -11,8 +11,11 @@
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
+#                         [--pdump-ab]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --tcp     also TCP (SYN then ACK per client) at the largest client count.
+#   --pdump-ab  pmdlb only, eal.pdump = true against false, interleaved:
+#             the cost of serving live capture while nobody captures.
 # Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd.
 set -euo pipefail
 
@@ -23,6 +26,8 @@ WARMUP=2
 CLIENTS="1 1024 65536"
 TCP=0
 BUILD=1
+PDUMP_AB=0
+PDUMP=true
 while (($#)); do
   case "$1" in
     --quick) REPS=1; SECS=4; CLIENTS="65536" ;;
@@ -32,7 +37,8 @@ while (($#)); do
     --clients) CLIENTS=$2; shift ;;
     --tcp) TCP=1 ;;
     --no-build) BUILD=0 ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    --pdump-ab) PDUMP_AB=1 ;;
+    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -85,6 +91,7 @@ write_config() { # file pcap frames
 lcores = "0-1"
 hugepages = true
 file_prefix = "$PREFIX-lb"
+pdump = $PDUMP
 vdevs = ["net_pcap0,rx_pcap=$2,infinite_rx=1", "net_null0,no-rx=1"]
 
 [ports]
@@ -217,6 +224,31 @@ pcap_of() { # proto clients kind -> path (generated once)
   echo "$f"
 }
 frames_of() { if [[ $1 == tcp ]]; then echo $(( $2 * 2 )); else echo "$2"; fi; }
+
+if ((PDUMP_AB)); then
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for c in "${CASES[@]}"; do
+      read -r proto n kind <<<"$c"
+      pcap=$(pcap_of "$proto" "$n" "$kind")
+      frames=$(frames_of "$proto" "$n")
+      for PDUMP in true false; do
+        write_config "$WORK/pmdlb.toml" "$pcap" "$frames"
+        R["$c $PDUMP $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+        echo "rep $rep: $c pdump=$PDUMP pmdlb ${R["$c $PDUMP $rep"]} Mpps" >&2
+      done
+    done
+  done
+  printf '\n%-5s %8s %-14s %10s %10s %8s\n' proto clients service pdump-on pdump-off on/off
+  for c in "${CASES[@]}"; do
+    read -r proto n kind <<<"$c"
+    on=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c true $rep"]}"; done | median)
+    off=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c false $rep"]}"; done | median)
+    printf '%-5s %8s %-14s %10.2f %10.2f %8.3f\n' "$proto" "$n" "$kind" "$on" "$off" \
+      "$(awk -v a="$on" -v b="$off" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+  done
+  echo "(Mpps, medians of $REPS interleaved runs)"
+  exit 0
+fi
 
 for ((rep = 1; rep <= REPS; rep++)); do
   for c in "${CASES[@]}"; do

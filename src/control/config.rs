@@ -62,6 +62,11 @@ pub struct EalSettings {
     pub vdevs: Vec<String>,
     /// `--log-level`, if set.
     pub log_level: Option<String>,
+    /// DPDK's telemetry socket (`/pmdlb/*` commands); `false` →
+    /// `--no-telemetry`.
+    pub telemetry: bool,
+    /// Serve live captures (`rte_pdump_init`) to `dpdk-dumpcap`.
+    pub pdump: bool,
     /// Further EAL arguments, appended as given.
     pub extra_args: Vec<String>,
 }
@@ -360,7 +365,8 @@ impl Config {
     }
 
     /// The EAL argument list, program name first: lcores, main lcore,
-    /// memory, file prefix, devices, log level, `eal.extra_args`, then
+    /// memory, file prefix, devices, log level, `--no-telemetry` if
+    /// telemetry is off, `eal.extra_args`, then
     /// `extra_cli` (the arguments after `--` on the command line).
     pub fn eal_args(&self, extra_cli: &[String]) -> Vec<String> {
         let e = &self.eal;
@@ -392,6 +398,9 @@ impl Config {
         }
         if let Some(l) = &e.log_level {
             a.extend(["--log-level".into(), l.clone()]);
+        }
+        if !e.telemetry {
+            a.push("--no-telemetry".into());
         }
         a.extend(e.extra_args.iter().cloned());
         a.extend(extra_cli.iter().cloned());

@@ -20,13 +20,15 @@ use crate::control::layout::{self, LayoutError};
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total};
 use crate::control::summary::{service_line, service_name};
+use crate::control::telemetry;
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
 use crate::dataplane::worker::{ControlTx, Worker};
 use crate::dpdk::{
-    self, Eal, Mbuf, MbufRing, Mempool, Port, PortBuilder, PortId, QueueId, RingSync, RxBurst,
+    self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
+    RxBurst,
 };
 use crate::lb::persist::PersistTable;
 use crate::lb::realserver::Snapshot;
@@ -182,6 +184,8 @@ fn run_inner(
     println!("pmdlb: EAL {}", args[1..].join(" "));
     let eal = Eal::init(&args)?;
     *eal_started = true;
+    // Declared right after EAL: dropped after the ports, before EAL.
+    let pdump = cfg.eal().pdump.then(|| Pdump::init(&eal)).transpose()?;
     let ctl_path = socket_path(&cfg.eal().file_prefix);
     let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
         path: ctl_path.display().to_string(),
@@ -302,6 +306,21 @@ fn run_inner(
         })?);
         published.push(pubd);
         done_flags.push(done);
+    }
+
+    if cfg.eal().telemetry {
+        telemetry::register(telemetry::Watched {
+            published: published.clone(),
+            snap: Arc::clone(&snap),
+            specs: cfg.services().to_vec(),
+            rx_port: rx_port.name().to_owned(),
+            tx_port: tx_port
+                .as_ref()
+                .map_or(rx_port.name(), |p| p.name())
+                .to_owned(),
+            file_prefix: cfg.eal().file_prefix.clone(),
+            pdump: pdump.is_some(),
+        })?;
     }
 
     // Control plane.
@@ -526,6 +545,7 @@ fn run_inner(
     }
     drop(pool);
     drop(ctl);
+    drop(pdump);
     drop(eal);
     if let Some(e) = failure {
         return Err(RunError::Worker(e));

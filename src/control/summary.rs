@@ -86,6 +86,12 @@ pub fn summary(cfg: &Config) -> String {
     let mut o = String::new();
     let e = cfg.eal();
     let _ = writeln!(o, "EAL        {}", cfg.eal_args(&[]).join(" "));
+    let _ = writeln!(
+        o,
+        "Watching   telemetry {}  live capture (pdump) {}",
+        on_off(e.telemetry),
+        on_off(e.pdump)
+    );
     let p = cfg.ports();
     let arms = if p.one_armed() {
         "one-armed".to_owned()
@@ -283,6 +289,7 @@ ping = false
         assert_eq!(text, summary(&cfg));
         let expected = "\
 EAL        pmdlb -l 0-1 --main-lcore 0 --no-huge -m 256 --file-prefix pmdlb --no-pci --vdev net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
+Watching   telemetry on  live capture (pdump) on
 Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default  promiscuous on
            mbufs 16383 cache 256  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
 Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop

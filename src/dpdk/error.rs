@@ -88,6 +88,22 @@ pub enum DpdkError {
         /// Why.
         text: String,
     },
+    /// A telemetry command could not be registered.
+    #[error("telemetry command {cmd:?}: {text}")]
+    Telemetry {
+        /// The command.
+        cmd: String,
+        /// Why.
+        text: String,
+    },
+    /// The packet-capture server could not start.
+    #[error(
+        "pdump (live capture) could not start: {text}; set eal.pdump = false to run without it"
+    )]
+    Pdump {
+        /// DPDK's error text.
+        text: String,
+    },
     /// A ring could not be created.
     #[error("cannot create ring {name:?}: {text}")]
     Ring {

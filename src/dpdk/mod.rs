@@ -1,5 +1,6 @@
 //! Safe wrappers over DPDK: EAL start and cleanup, lcores, mempools, owning
-//! mbufs with burst RX/TX, and ports. The other modules allowed `unsafe` are
+//! mbufs with burst RX/TX, ports, telemetry commands and the pdump capture
+//! server. The other modules allowed `unsafe` are
 //! [`crate::ffi`] and [`crate::sys`]; everything above them is safe Rust.
 
 pub mod eal;
@@ -7,8 +8,10 @@ pub mod error;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
+pub mod pdump;
 pub mod port;
 pub mod ring;
+pub mod telemetry;
 
 use core::fmt;
 
@@ -17,8 +20,10 @@ pub use error::{DpdkError, Result};
 pub use lcore::{launch, LcoreJob};
 pub use mbuf::{Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
 pub use mempool::Mempool;
+pub use pdump::Pdump;
 pub use port::{LinkStatus, Port, PortBuilder, PortConfig, PortInfo, PortStats};
 pub use ring::{MbufRing, RingSync};
+pub use telemetry::{TelemetryDict, TelemetryError, TelemetryValues, TelemetryWrite};
 
 /// A DPDK port id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

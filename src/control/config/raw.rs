@@ -154,6 +154,8 @@ pub struct RawEal {
     #[serde(default)]
     pub vdevs: Vec<String>,
     pub log_level: Option<String>,
+    pub telemetry: Option<bool>,
+    pub pdump: Option<bool>,
     #[serde(default)]
     pub extra_args: Vec<String>,
 }

@@ -189,6 +189,23 @@ pub(super) fn eal(c: &mut Check, e: RawEal) -> EalSettings {
             "--in-memory cannot be combined with --no-huge (hugepages = false); remove it",
         );
     }
+    let telemetry = e.telemetry.unwrap_or(true);
+    let pdump = e.pdump.unwrap_or(true);
+    if pdump {
+        if let Some(a) = e
+            .extra_args
+            .iter()
+            .find(|a| *a == "--in-memory" || *a == "--no-shconf")
+        {
+            c.warn(
+                "eal.pdump",
+                format!(
+                    "live capture needs EAL's shared files, which {a} turns off: dpdk-dumpcap cannot attach; \
+                     set pdump = false or drop {a}"
+                ),
+            );
+        }
+    }
     EalSettings {
         lcores,
         cores,
@@ -200,6 +217,8 @@ pub(super) fn eal(c: &mut Check, e: RawEal) -> EalSettings {
         pci_allow: e.pci_allow,
         vdevs: e.vdevs,
         log_level: e.log_level,
+        telemetry,
+        pdump,
         extra_args: e.extra_args,
     }
 }

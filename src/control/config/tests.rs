@@ -995,3 +995,35 @@ fn lcore_map_form_passes_through_as_lcores() {
     let err = Config::from_str(&text.replace("0@0,1@1,2@1", "0@0,1"), "m.toml").unwrap_err();
     assert!(err.to_string().contains("no @CPU"), "{err}");
 }
+
+#[test]
+fn telemetry_and_pdump_keys() {
+    let base =
+        "[eal]\nlcores = \"0-1\"\nhugepages = false\nmemory_mb = 64\n[ports]\nrx = \"net_null0\"\n";
+    let (c, w) = ok(base);
+    assert!(c.eal().telemetry && c.eal().pdump, "both on by default");
+    assert!(!c.eal_args(&[]).iter().any(|a| a == "--no-telemetry"));
+    assert!(!w.iter().any(|w| w.key == "eal.pdump"), "{w:?}");
+    let (c, _) = ok(&base.replace("[ports]", "telemetry = false\npdump = false\n[ports]"));
+    assert!(!c.eal().telemetry && !c.eal().pdump);
+    assert_eq!(
+        c.eal_args(&[])
+            .iter()
+            .filter(|a| *a == "--no-telemetry")
+            .count(),
+        1
+    );
+    // Live capture cannot work without EAL's shared files: a warning.
+    let (_, w) = ok(&base
+        .replace(
+            "[ports]",
+            "hugepages = true\nextra_args = [\"--in-memory\"]\n[ports]",
+        )
+        .replace("hugepages = false\n", ""));
+    assert!(
+        w.iter()
+            .any(|w| w.key == "eal.pdump" && w.message.contains("--in-memory")),
+        "{w:?}"
+    );
+    assert!(err(&base.replace("[ports]", "pdump = 1\n[ports]")).contains("pdump"));
+}
