@@ -21,7 +21,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::control::config::values::format_mac;
 use crate::control::stats::total;
 use crate::control::summary::{scheduler_name, service_name};
 use crate::dataplane::counters::{Published, WorkerCounters, WorkerStats};
@@ -213,7 +212,7 @@ fn servers(params: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), Teleme
             v.add_u64("inactive", u64::from(rs.inactive()))?;
             let mac = rs
                 .mac()
-                .map_or_else(|| "unresolved".into(), |m| format_mac(&m));
+                .map_or_else(|| "unresolved".into(), |m| m.to_string());
             v.add_str("mac", &mac)?;
             v.add_u64("removed", u64::from(rs.is_removed()))?;
             v.add_u64("overloaded", u64::from(rs.is_overloaded()))
