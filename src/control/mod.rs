@@ -1,11 +1,17 @@
 //! Control plane: configuration and validation, the `pmdlb check` summary,
 //! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
-//! runtime commands over the control socket.
+//! runtime commands over the control socket, traffic counters and rates,
+//! and the Prometheus metrics listener.
 
 pub mod config;
 pub mod ctl;
+pub mod estimator;
+pub mod http;
 pub mod layout;
+pub mod metrics;
 pub mod neigh;
 pub mod run;
 pub mod stats;
 pub mod summary;
+pub mod traffic;
+pub mod watch;
