@@ -9,6 +9,7 @@ PKGS=(
   libpcap-dev                    # net_pcap
   iproute2 ethtool nftables      # network-namespace end-to-end tests
   curl python3 tshark            # clients, HTTP servers, independent decoder
+  prometheus                     # promtool check metrics (tests/run_metrics.rs)
   kmod procps iputils-ping
 )
 

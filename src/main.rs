@@ -58,7 +58,7 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// Send a command to a running pmdlb: stats | servers |
+    /// Send a command to a running pmdlb: stats | servers [--stats [--exact] | --rate] |
     /// weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | stop.
     ///
     /// SERVICE is tcp:VIP:PORT, udp:VIP:PORT, sctp:VIP:PORT or fwmark:N.
@@ -70,7 +70,7 @@ enum Cmd {
         #[arg(long)]
         socket: Option<PathBuf>,
         /// The command words.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
 }

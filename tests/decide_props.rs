@@ -191,6 +191,14 @@ fn run(frame: &mut [u8], tx: TxVlan, st: &mut TestState) -> Verdict {
     decide(frame, &ctx(tx), &table(), st)
 }
 
+/// The target and VLAN action of a `Forward` verdict.
+fn forward_of(v: Verdict) -> Option<(Target, VlanAction)> {
+    match v {
+        Verdict::Forward { target, vlan, .. } => Some((target, vlan)),
+        _ => None,
+    }
+}
+
 /// Forwarded frames differ from the input only in the two MACs.
 fn assert_dr(before: &[u8], after: &[u8], target: &Target) {
     assert_eq!(before.len(), after.len());
@@ -205,7 +213,7 @@ fn tcp_v4_forward_is_dr() {
     let orig = tcp4(VIP4, 40000, 80, true, b"hello");
     let mut f = orig.clone();
     let v = run(&mut f, TxVlan::Keep, &mut st);
-    let Verdict::Forward { target, vlan } = v else {
+    let Verdict::Forward { target, vlan, .. } = v else {
         panic!("{v:?}")
     };
     assert_eq!(vlan, VlanAction::None);
@@ -213,12 +221,25 @@ fn tcp_v4_forward_is_dr() {
     // The same flow's next packet (ACK) goes to the same server.
     let mut f2 = tcp4(VIP4, 40000, 80, false, b"");
     assert_eq!(
-        run(&mut f2, TxVlan::Keep, &mut st),
-        Verdict::Forward {
-            target,
-            vlan: VlanAction::None
-        }
+        forward_of(run(&mut f2, TxVlan::Keep, &mut st)),
+        Some((target, VlanAction::None))
     );
+}
+
+#[test]
+fn forward_reports_the_ip_length_without_padding() {
+    // What IPVS counts as bytes: the IP packet, not the Ethernet frame
+    // and not the padding a short frame carries.
+    let mut st = TestState::new();
+    let mut f = udp4(VIP4, 40000, 53, b"hi");
+    let ip_len = f.len() - 14;
+    assert_eq!(ip_len, 20 + 8 + 2);
+    f.resize(60, 0);
+    let v = run(&mut f, TxVlan::Keep, &mut st);
+    let Verdict::Forward { ip_len: got, .. } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(got as usize, ip_len);
 }
 
 #[test]
@@ -357,7 +378,7 @@ fn vlan_policies() {
         .unwrap();
     // Keep.
     let mut f = tagged.clone();
-    let Verdict::Forward { target, vlan } = run(&mut f, TxVlan::Keep, &mut st) else {
+    let Verdict::Forward { target, vlan, .. } = run(&mut f, TxVlan::Keep, &mut st) else {
         panic!()
     };
     assert_eq!(vlan, VlanAction::None);
@@ -373,7 +394,7 @@ fn vlan_policies() {
     // Untagged on a tagged frame: removal, checked against an etherparse
     // untagged frame.
     let mut f = tagged.clone();
-    let Verdict::Forward { target, vlan } = run(&mut f, TxVlan::Untagged, &mut st) else {
+    let Verdict::Forward { target, vlan, .. } = run(&mut f, TxVlan::Untagged, &mut st) else {
         panic!()
     };
     assert_eq!(vlan, VlanAction::Remove);
@@ -547,13 +568,7 @@ fn icmp_errors_follow_their_connection() {
         .unwrap();
     let orig = f.clone();
     let v = run(&mut f, TxVlan::Keep, &mut st);
-    assert_eq!(
-        v,
-        Verdict::Forward {
-            target,
-            vlan: VlanAction::None
-        }
-    );
+    assert_eq!(forward_of(v), Some((target, VlanAction::None)));
     assert_dr(&orig, &f, &target);
     // Unknown connection.
     let mut other = orig.clone();
@@ -603,13 +618,7 @@ fn icmp_errors_follow_their_connection() {
         .unwrap();
     let orig = f.clone();
     let v = run(&mut f, TxVlan::Keep, &mut st);
-    assert_eq!(
-        v,
-        Verdict::Forward {
-            target,
-            vlan: VlanAction::None
-        }
-    );
+    assert_eq!(forward_of(v), Some((target, VlanAction::None)));
     assert_dr(&orig, &f, &target);
 }
 
@@ -657,13 +666,7 @@ fn fragments() {
     let orig = frag4(VIP4_PERSIST, 32, false, &tcp_bytes[32..]);
     let mut later = orig.clone();
     let v = run(&mut later, TxVlan::Keep, &mut st);
-    assert_eq!(
-        v,
-        Verdict::Forward {
-            target,
-            vlan: VlanAction::None
-        }
-    );
+    assert_eq!(forward_of(v), Some((target, VlanAction::None)));
     assert_dr(&orig, &later, &target);
     // Without persistence: counted and dropped.
     let mut later = frag4(VIP4, 32, false, &[0u8; 16]);
@@ -1114,7 +1117,7 @@ proptest! {
         }
         let orig = f.clone();
         let v = run(&mut f, TxVlan::Keep, &mut st);
-        let Verdict::Forward { target, vlan } = v else {
+        let Verdict::Forward { target, vlan, .. } = v else {
             return Err(TestCaseError::fail(format!("{v:?}")));
         };
         prop_assert_eq!(vlan, VlanAction::None);

@@ -196,6 +196,13 @@ pub struct NeighbourSettings {
     pub gratuitous_arp: bool,
 }
 
+/// `[metrics]`: the Prometheus exposition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where the HTTP listener serves `/metrics`; `None`: no listener.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// A validated configuration. Build it with [`Config::load`] or
 /// [`Config::from_str`]; nothing in it needs checking again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,6 +215,7 @@ pub struct Config {
     timeouts: Timeouts,
     state_flags: StateFlags,
     neighbours: NeighbourSettings,
+    metrics: MetricsSettings,
     vips: Vec<VipSpec>,
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
@@ -345,6 +353,11 @@ impl Config {
     /// `[neighbours]`.
     pub fn neighbours(&self) -> &NeighbourSettings {
         &self.neighbours
+    }
+
+    /// `[metrics]`.
+    pub fn metrics(&self) -> &MetricsSettings {
+        &self.metrics
     }
 
     /// Every VIP pmdlb answers for: the `[[vip]]` entries first, then the

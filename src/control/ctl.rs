@@ -6,6 +6,9 @@
 //! Commands:
 //! - `stats` — per-worker counters, totals and the real-server table
 //! - `servers` — services and real servers (weight, connections, MAC), as `ipvsadm -Ln`
+//! - `servers --stats [--exact]` — connections, packets and bytes per service
+//!   and server, as `ipvsadm -Ln --stats [--exact]`
+//! - `servers --rate` — estimated rates, as `ipvsadm -Ln --rate`
 //! - `weight SERVICE SERVER WEIGHT` — set a weight (0 = quiescent)
 //! - `remove SERVICE SERVER` — take a server out (`expire_nodest_conn` applies)
 //! - `stop` — graceful stop, as SIGTERM
@@ -30,6 +33,13 @@ pub enum Command {
     Stats,
     /// List services and servers.
     Servers,
+    /// Traffic counters per service and server (`ipvsadm -L --stats`).
+    ServerStats {
+        /// Full numbers, no K/M/G abbreviation (`--exact`).
+        exact: bool,
+    },
+    /// Estimated rates per service and server (`ipvsadm -L --rate`).
+    ServerRates,
     /// Set a real server's weight.
     Weight {
         /// The service.
@@ -91,6 +101,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
     match words.as_slice() {
         ["stats"] => Ok(Command::Stats),
         ["servers"] => Ok(Command::Servers),
+        ["servers", "--stats" | "stats"] => Ok(Command::ServerStats { exact: false }),
+        ["servers", "--stats" | "stats", "--exact" | "exact"]
+        | ["servers", "--exact" | "exact", "--stats" | "stats"] => {
+            Ok(Command::ServerStats { exact: true })
+        }
+        ["servers", "--rate" | "rate"] => Ok(Command::ServerRates),
         ["stop"] => Ok(Command::Stop),
         ["weight", svc, server, w] => Ok(Command::Weight {
             service: parse_service(svc)?,
@@ -99,7 +115,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }),
         ["remove", svc, server] => Ok(Command::Remove { service: parse_service(svc)?, server: addr(server)? }),
         _ => Err(format!(
-            "unknown command {line:?}; commands: stats | servers | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | stop"
+            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | stop"
         )),
     }
 }
@@ -188,6 +204,15 @@ mod tests {
     #[test]
     fn parses_commands() {
         assert_eq!(parse("stats"), Ok(Command::Stats));
+        assert_eq!(
+            parse("servers --stats"),
+            Ok(Command::ServerStats { exact: false })
+        );
+        assert_eq!(
+            parse("servers --exact --stats"),
+            Ok(Command::ServerStats { exact: true })
+        );
+        assert_eq!(parse("servers --rate"), Ok(Command::ServerRates));
         assert_eq!(
             parse("weight tcp:10.0.0.1:80 10.0.1.11 0"),
             Ok(Command::Weight {

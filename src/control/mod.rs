@@ -1,12 +1,18 @@
 //! Control plane: configuration and validation, the `pmdlb check` summary,
 //! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
-//! runtime commands over the control socket, DPDK telemetry commands.
+//! runtime commands over the control socket, traffic counters and rates,
+//! the Prometheus metrics listener and DPDK telemetry commands.
 
 pub mod config;
 pub mod ctl;
+pub mod estimator;
+pub mod http;
 pub mod layout;
+pub mod metrics;
 pub mod neigh;
 pub mod run;
 pub mod stats;
 pub mod summary;
 pub mod telemetry;
+pub mod traffic;
+pub mod watch;

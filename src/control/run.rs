@@ -21,10 +21,12 @@ use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total};
 use crate::control::summary::{service_line, service_name};
 use crate::control::telemetry;
+use crate::control::watch::{Gauges, Watch};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
+use crate::dataplane::traffic::PublishedTraffic;
 use crate::dataplane::worker::{ControlTx, Worker};
 use crate::dpdk::{
     self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
@@ -75,6 +77,9 @@ pub enum RunError {
         /// Why.
         err: std::io::Error,
     },
+    /// The metrics listener could not start.
+    #[error(transparent)]
+    Metrics(#[from] crate::control::http::HttpError),
     /// A worker stopped by itself (panic).
     #[error("{0}")]
     Worker(String),
@@ -267,11 +272,13 @@ fn run_inner(
     let hz = dpdk::tsc_hz().max(1);
     let w = cfg.workers();
     let mut published = Vec::new();
+    let mut traffic = Vec::new();
     let mut done_flags = Vec::new();
     let mut jobs = Vec::new();
     let worker_stop = Arc::new(AtomicBool::new(false));
     for (i, &lcore) in lcores.iter().take(nworkers).enumerate() {
         let pubd = Arc::new(Published::default());
+        let tpub = Arc::new(PublishedTraffic::new(snap.servers().len()));
         let done = Arc::new(AtomicBool::new(false));
         let state = WorkerState::new(
             Arc::clone(&snap),
@@ -297,6 +304,7 @@ fn run_inner(
             to_control: Arc::clone(&to_control),
             control_tx: (i == 0).then(|| Arc::clone(&control_tx)),
             published: Arc::clone(&pubd),
+            traffic: Arc::clone(&tpub),
             stop: Arc::clone(&worker_stop),
         };
         let guard_flag = Arc::clone(&done);
@@ -305,6 +313,7 @@ fn run_inner(
             worker.run();
         })?);
         published.push(pubd);
+        traffic.push(tpub);
         done_flags.push(done);
     }
 
@@ -342,6 +351,10 @@ fn run_inner(
         opts.stats_interval_s.unwrap_or(w.stats_interval_s),
     ));
     let started = Instant::now();
+    let mut watch = Watch::start(cfg.metrics().listen, &snap, traffic, started)?;
+    if let Some(a) = watch.listening() {
+        println!("pmdlb: metrics at http://{a}/metrics");
+    }
     let mut last_stats = Instant::now();
     let mut prev = WorkerStats::default();
     let mut garp_rounds = 0u32;
@@ -413,13 +426,17 @@ fn run_inner(
             Ok(Command::Stats) => {
                 let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
                 format!(
-                    "{}persistence templates live: {}\n{}",
+                    "{}persistence templates live: {}\n{}\n{}\n{}",
                     full_table(&per),
                     persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
-                    servers_table(&snap, cfg.services())
+                    servers_table(&snap, cfg.services()),
+                    watch.stats_table(false),
+                    watch.rate_table()
                 )
             }
             Ok(Command::Servers) => servers_table(&snap, cfg.services()),
+            Ok(Command::ServerStats { exact }) => watch.stats_table(exact),
+            Ok(Command::ServerRates) => watch.rate_table(),
             Ok(Command::Weight {
                 service,
                 server,
@@ -458,6 +475,14 @@ fn run_inner(
             worker_failed = Some(i);
             break;
         }
+        watch.tick(now, &published, || Gauges {
+            conn_capacity: u64::from(cfg.tables().connections),
+            templates: persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)) as u64,
+            template_capacity: persist.capacity() as u64,
+            mbufs_in_use: u64::from(pool.in_use()),
+            mbufs: u64::from(pool.size()),
+            stale: resolver.stale(now),
+        });
         if !interval.is_zero() && now.duration_since(last_stats) >= interval {
             let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
             let t = total(&per);
@@ -508,6 +533,8 @@ fn run_inner(
         rs.not_neighbour
     );
     print!("{}", servers_table(&snap, cfg.services()));
+    print!("{}", watch.stats_table(false));
+    drop(watch);
     if let Ok(s) = rx_port.stats() {
         println!(
             "port {}: ipackets={} opackets={} imissed={} ierrors={} rx_nombuf={}",

@@ -321,7 +321,27 @@ fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdic
         (TxVlan::Set(vid), None) => VlanAction::Insert(vid & 0x0fff),
         (TxVlan::Untagged, Some(_)) => VlanAction::Remove,
     };
-    Verdict::Forward { target, vlan }
+    Verdict::Forward {
+        target,
+        vlan,
+        ip_len: ip_len(frame, l2.l3),
+    }
+}
+
+/// The length of the (already validated) IPv4 or IPv6 packet at `l3`:
+/// the IPv4 total length, or the IPv6 payload length plus its header.
+#[inline(always)]
+fn ip_len(frame: &[u8], l3: usize) -> u32 {
+    let field = |at: usize| {
+        frame
+            .get(l3 + at..l3 + at + 2)
+            .map_or(0, |b| u32::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    match frame.get(l3).map(|b| b >> 4) {
+        Some(4) => field(2),
+        Some(6) => field(4) + ipv6::HEADER_LEN as u32,
+        _ => 0,
+    }
 }
 
 #[inline(always)]

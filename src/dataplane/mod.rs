@@ -9,6 +9,7 @@ pub mod counters;
 pub mod decide;
 pub mod neighbour;
 pub mod rewrite;
+pub mod traffic;
 pub mod verdict;
 pub mod worker;
 

@@ -28,6 +28,9 @@ pub enum Verdict {
         target: Target,
         /// A length-changing tag operation still to apply.
         vlan: VlanAction,
+        /// The IP packet's length (header and payload; no Ethernet header,
+        /// tag or padding): what IPVS counts as incoming bytes.
+        ip_len: u32,
     },
     /// Send the frame back out of the RX port: an ARP reply, a neighbour
     /// advertisement or an echo reply was built in place. `len` is the new

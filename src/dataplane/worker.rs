@@ -4,7 +4,8 @@
 //! prefetch table buckets for all, then assign in order), buffer per TX port, flush
 //! full buffers, free (in bulk) and count whatever was dropped. Slow jobs —
 //! connection-table sweep slices and counter publishing — run every
-//! `SLOW_EVERY` loops. The per-packet path allocates nothing, takes no lock,
+//! `SLOW_EVERY` loops. Per-real-server packets and bytes are counted in
+//! worker-local arrays (`dataplane::traffic`). The per-packet path allocates nothing, takes no lock,
 //! makes no system call and does not log.
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
+use crate::dataplane::traffic::{PublishedTraffic, TrafficCounters};
 use crate::dataplane::verdict::{Verdict, VlanAction};
 use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
 use crate::lb::service::ServiceTable;
@@ -61,6 +63,8 @@ pub struct Worker {
     pub control_tx: Option<Arc<ControlTx>>,
     /// Where counters are published.
     pub published: Arc<Published>,
+    /// Where per-real-server traffic counters are published.
+    pub traffic: Arc<PublishedTraffic>,
     /// Set by the control plane to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
@@ -91,6 +95,7 @@ impl Worker {
         let mut tx_reply = TxBuffer::new(self.rx_port, q, self.burst);
         let mut rx = RxBurst::default();
         let mut st = WorkerStats::default();
+        let mut traffic = TrafficCounters::new(self.state.snapshot().servers().len());
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
 
@@ -143,11 +148,16 @@ impl Worker {
                 }
                 for (i, &verdict) in verdicts.iter().enumerate().take(n) {
                     match verdict {
-                        Verdict::Forward { vlan, .. } => {
+                        Verdict::Forward {
+                            target,
+                            vlan,
+                            ip_len,
+                        } => {
                             let Some(m) = rx.take(i) else { continue };
                             match apply_vlan(m, vlan) {
                                 Some(m) => {
                                     st.io.forwarded += 1;
+                                    traffic.forwarded(target.rs, ip_len);
                                     count_flush(&mut st, tx_dr.push(m));
                                 }
                                 None => st.io.vlan_no_headroom += 1,
@@ -188,6 +198,7 @@ impl Worker {
                 self.state.sweep(self.sweep_buckets);
                 fill_state_stats(&self.state, &mut st);
                 self.published.publish(&st);
+                self.traffic.publish(&traffic, self.state.conns_by_rs());
             }
         }
 
@@ -195,6 +206,7 @@ impl Worker {
         count_flush(&mut st, tx_reply.flush());
         fill_state_stats(&self.state, &mut st);
         self.published.publish(&st);
+        self.traffic.publish(&traffic, self.state.conns_by_rs());
     }
 }
 

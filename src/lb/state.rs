@@ -172,6 +172,9 @@ pub struct WorkerState {
     full_until: u64,
     defence: Defence,
     counters: StateCounters,
+    /// Connections created per real server (indexed by `RsId`), allocated
+    /// once: plain writes, published by the worker with its traffic.
+    conns_by_rs: Box<[u64]>,
 }
 
 /// The defences' state: occupancy marks and what is active now.
@@ -271,6 +274,7 @@ impl WorkerState {
             .iter()
             .map(|s| SchedState::new(s.scheduler))
             .collect();
+        let conns_by_rs = vec![0; snap.servers().len()].into_boxed_slice();
         let mut w = WorkerState {
             conns: ConnTable::new(cfg.conn_capacity, cfg.seed),
             scheds,
@@ -282,6 +286,7 @@ impl WorkerState {
             full_until: 0,
             defence: Defence::default(),
             counters: StateCounters::default(),
+            conns_by_rs,
         };
         w.configure_defence();
         w
@@ -356,6 +361,12 @@ impl WorkerState {
     /// The counters.
     pub fn counters(&self) -> &StateCounters {
         &self.counters
+    }
+
+    /// Connections created per real server, indexed by `RsId` (IPVS's
+    /// per-destination `conns` counter, this worker's share).
+    pub fn conns_by_rs(&self) -> &[u64] {
+        &self.conns_by_rs
     }
 
     /// The snapshot in use.
@@ -721,6 +732,9 @@ impl WorkerState {
         self.conns.insert(slot, e);
         srv.conn_created(e.is_active());
         self.counters.conn_created += 1;
+        if let Some(c) = self.conns_by_rs.get_mut(rs.0 as usize) {
+            *c += 1;
+        }
         Ok(t)
     }
 
@@ -962,6 +976,9 @@ mod tests {
         w.sweep(1 << 20);
         assert_eq!(counts(&snap, 0), (0, 0));
         assert_eq!(w.counters().conn_created, 3);
+        // All three went to the one server; later packets of a flow are
+        // not new connections.
+        assert_eq!(w.conns_by_rs().iter().sum::<u64>(), 3);
         assert_eq!(w.counters().conn_expired, 3);
     }
 

@@ -465,7 +465,11 @@ pub fn check_verdict(before: &[u8], after: &[u8], v: Verdict, tx: TxVlan, asked:
                 "neighbour frame of type {et:#06x}"
             );
         }
-        Verdict::Forward { target, vlan } => check_forward(before, after, target, vlan, tx, asked),
+        Verdict::Forward {
+            target,
+            vlan,
+            ip_len,
+        } => check_forward(before, after, target, vlan, ip_len, tx, asked),
         Verdict::Reply { len } => check_reply(before, after, len),
     }
 }
@@ -475,6 +479,7 @@ fn check_forward(
     after: &[u8],
     target: Target,
     vlan: VlanAction,
+    ip_len: u32,
     tx: TxVlan,
     asked: &[Asked],
 ) {
@@ -484,6 +489,19 @@ fn check_forward(
         et == 0x0800 || et == 0x86dd,
         "forwarded EtherType {et:#06x}"
     );
+    // The bytes counted for the server are the IP packet's own length (the
+    // IPv4 total length, the IPv6 payload plus its 40-byte header), never
+    // the frame's padding.
+    let want_len = if et == 0x0800 {
+        etherparse::Ipv4HeaderSlice::from_slice(&before[l3..])
+            .map(|h| u32::from(h.total_len()))
+            .expect("a forwarded IPv4 header parses")
+    } else {
+        etherparse::Ipv6HeaderSlice::from_slice(&before[l3..])
+            .map(|h| u32::from(h.payload_length()) + 40)
+            .expect("a forwarded IPv6 header parses")
+    };
+    assert_eq!(ip_len, want_len, "bytes counted for the forward");
     // The target is an answer of the state layer, a server of the service
     // it answered for.
     let svc = service_of(target.rs);

@@ -131,6 +131,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub neighbours: RawNeighbours,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub vip: Vec<RawVip>,
     #[serde(default)]
     pub mark: Vec<RawMark>,
@@ -228,6 +230,13 @@ pub struct RawNeighbours {
     pub refresh_s: Option<i64>,
     pub retry_ms: Option<i64>,
     pub gratuitous_arp: Option<bool>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 /// `[[vip]]`.

@@ -521,6 +521,23 @@ fn table_and_timeout_ranges() {
         &format!("{MIN}[neighbours]\nretry_ms = 1\n"),
         &["neighbours.retry_ms", "10..=60000"],
     );
+    assert_err(
+        &format!("{MIN}[metrics]\nlisten = \"localhost\"\n"),
+        &["metrics.listen", "ADDRESS:PORT"],
+    );
+}
+
+#[test]
+fn metrics_listener_is_off_unless_given() {
+    let c = Config::from_str(MIN, "t").unwrap().0;
+    assert_eq!(c.metrics().listen, None);
+    let c = Config::from_str(
+        &format!("{MIN}[metrics]\nlisten = \"127.0.0.1:9469\"\n"),
+        "t",
+    )
+    .unwrap()
+    .0;
+    assert_eq!(c.metrics().listen, Some("127.0.0.1:9469".parse().unwrap()));
 }
 
 #[test]

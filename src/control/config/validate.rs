@@ -5,7 +5,10 @@
 
 use super::raw::{RawConfig, StrOrInt};
 use super::{services, settings};
-use super::{Config, ConfigError, MhTableSize, NeighbourSettings, Problem, TableSettings, Warning};
+use super::{
+    Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
+    Warning,
+};
 use crate::lb::sched::mh;
 use crate::lb::spec::{DefenceMode, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT};
 
@@ -190,6 +193,21 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
         retry_ms: c.int("neighbours.retry_ms", n.retry_ms, 1000, 10, 60_000) as u32,
         gratuitous_arp: n.gratuitous_arp.unwrap_or(true),
     };
+    let metrics = MetricsSettings {
+        listen: match raw.metrics.listen.as_deref() {
+            None | Some("") => None,
+            Some(a) => match a.parse() {
+                Ok(sock) => Some(sock),
+                Err(_) => {
+                    c.err(
+                        "metrics.listen",
+                        format!("{a:?} is not ADDRESS:PORT; write e.g. \"127.0.0.1:9469\" or \"[::1]:9469\", or leave it out to serve no metrics"),
+                    );
+                    None
+                }
+            },
+        },
+    };
     let marks = services::marks(&mut c, &raw.mark);
     let services = services::services(&mut c, raw.service, &marks, &ports);
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
@@ -221,6 +239,7 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
             timeouts,
             state_flags,
             neighbours,
+            metrics,
             vips,
             marks,
             services,
