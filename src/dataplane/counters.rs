@@ -97,32 +97,44 @@ impl WorkerStats {
     }
 }
 
-/// Where one worker publishes its counters.
+/// Words per cache line.
+const LINE: usize = 8;
+
+/// Where one worker publishes its counters: whole cache lines of its own
+/// (each line is padded and aligned, so no other worker's block, nor any
+/// other allocation, shares a line with it).
 #[derive(Debug)]
 pub struct Published {
-    words: CachePadded<Box<[AtomicU64]>>,
+    lines: Box<[CachePadded<[AtomicU64; LINE]>]>,
 }
 
 impl Default for Published {
     fn default() -> Self {
-        let words: Vec<AtomicU64> = (0..WorkerStats::WORDS).map(|_| AtomicU64::new(0)).collect();
-        Published {
-            words: CachePadded::new(words.into_boxed_slice()),
-        }
+        let lines = (0..WorkerStats::WORDS.div_ceil(LINE))
+            .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
+        Published { lines }
     }
 }
 
 impl Published {
+    fn words(&self) -> impl Iterator<Item = &AtomicU64> {
+        self.lines
+            .iter()
+            .flat_map(|l| l.iter())
+            .take(WorkerStats::WORDS)
+    }
+
     /// Called by the worker (slow path, every few loops).
     pub fn publish(&self, s: &WorkerStats) {
-        for (w, v) in self.words.iter().zip(s.words()) {
+        for (w, v) in self.words().zip(s.words()) {
             w.store(v, Ordering::Relaxed);
         }
     }
 
     /// Called by the control plane.
     pub fn read(&self) -> WorkerStats {
-        let mut it = self.words.iter().map(|w| w.load(Ordering::Relaxed));
+        let mut it = self.words().map(|w| w.load(Ordering::Relaxed));
         let mut next = || it.next().unwrap_or(0);
         let io = WorkerCounters::from_values(std::array::from_fn(|_| next()));
         let state = StateCounters::from_values(std::array::from_fn(|_| next()));
@@ -154,5 +166,7 @@ mod tests {
         let p = Published::default();
         p.publish(&s);
         assert_eq!(p.read(), s);
+        // The block starts on a cache line of its own.
+        assert_eq!(p.lines.as_ptr() as usize % 64, 0);
     }
 }
