@@ -10,29 +10,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{cleanup_prefix, file_prefix, scratch};
+use common::running::{write_pcap, Running};
+use common::{file_prefix, scratch};
 use etherparse::PacketBuilder;
 use pmdlb::wire::ethernet::MacAddr;
-
-fn pmdlb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        let ts = Duration::from_micros(i as u64);
-        let pkt = pcap_file::pcap::PcapPacket::new(ts, f.len() as u32, f);
-        w.write_packet(&pkt).unwrap();
-    }
-}
 
 /// The TX segment as the test lays it out.
 const TX_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
@@ -133,23 +117,6 @@ addr = "{}"
     )
 }
 
-/// Kills and reaps the child and removes the prefix's files, even when the
-/// test fails half-way.
-struct Cleanup {
-    child: Option<std::process::Child>,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        cleanup_prefix(&self.prefix);
-    }
-}
-
 /// The real servers' MACs are in answers spread over both receive queues
 /// of the TX NIC (queue 0: rs1; queue 1: rs2's ARP reply and rs3's
 /// neighbour advertisement). Every server must be resolved: the control
@@ -187,31 +154,7 @@ fn tx_nic_every_rx_queue_is_read() {
     )
     .unwrap();
 
-    let child = pmdlb()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pmdlb run");
-    let pid = child.id();
-    let mut guard = Cleanup {
-        child: Some(child),
-        prefix: prefix.clone(),
-    };
-    let c = guard.child.as_mut().unwrap();
-    let mut so = c.stdout.take().unwrap();
-    let mut se = c.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
+    let mut run = Running::spawn(cfg, prefix, dir);
 
     // Bounded wait for the three bindings (the pcap files are read at once).
     let want = [
@@ -219,66 +162,29 @@ fn tx_nic_every_rx_queue_is_read() {
         (RS2.0.to_string(), MacAddr(RS2.1).to_string()),
         (RS3.0.to_string(), MacAddr(RS3.1).to_string()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = String::new();
-    let resolved = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            panic!(
-                "pmdlb exited early ({st}):\n{}\n{}",
-                out.join().unwrap(),
-                err.join().unwrap()
-            );
-        }
-        let o = pmdlb()
-            .args(["ctl", "--config"])
-            .arg(&cfg)
-            .arg("servers")
-            .output()
-            .unwrap();
-        if o.status.success() {
-            last = String::from_utf8_lossy(&o.stdout).into_owned();
-            let ok = want.iter().all(|(addr, mac)| {
-                last.lines()
-                    .any(|l| l.contains(&format!("-> {addr} ")) && l.ends_with(mac.as_str()))
-            });
-            if ok {
-                break true;
-            }
-        }
-        if Instant::now() >= deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "pmdlb did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    let ctx = format!("--- servers\n{last}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(
-        resolved,
-        "not every server resolved within 15 s (an RX queue of the TX NIC unread?)\n{ctx}"
+    let servers = run.wait_until(
+        Duration::from_secs(15),
+        "every server resolved (an RX queue of the TX NIC unread?)",
+        |run| {
+            let last = run.ctl(&["servers"])?;
+            want.iter()
+                .all(|(addr, mac)| {
+                    last.lines()
+                        .any(|l| l.contains(&format!("-> {addr} ")) && l.ends_with(mac.as_str()))
+                })
+                .then_some(last)
+        },
     );
-    assert_eq!(status.code(), Some(0), "{ctx}");
+
+    let stopped = run.stop();
+    let stdout = &stopped.stdout;
+    let ctx = format!("--- servers\n{servers}\n{}", stopped.text());
+    assert_eq!(stopped.status.code(), Some(0), "{ctx}");
     assert!(
         stdout.contains("learned=3 ") && stdout.contains("unresolved=0 "),
         "{ctx}"
     );
     assert!(stdout.contains("mbufs: all"), "mbufs leaked\n{ctx}");
-    drop(guard);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs `pmdlb run` on a configuration that must be refused at start;
@@ -288,42 +194,9 @@ fn refused(tag: &str, vdevs: &[String], rx: &str, tx: Option<&str>, workers: u16
     let dir = scratch(tag);
     let cfg = dir.join("pmdlb.toml");
     std::fs::write(&cfg, config(&prefix, vdevs, rx, tx, workers)).unwrap();
-    let mut guard = Cleanup {
-        child: None,
-        prefix,
-    };
-    let mut child = pmdlb()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    guard.child = Some(child);
-    let c = guard.child.as_mut().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    drop(guard);
-    let err = err.join().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let status =
-        status.unwrap_or_else(|| panic!("{tag}: still running after 15 s, not refused\n{err}"));
-    (status.code().unwrap_or(-1), err)
+    let run = Running::spawn(cfg, prefix, dir);
+    let stopped = run.wait_exit(Duration::from_secs(15), &format!("{tag}: not refused"));
+    (stopped.status.code().unwrap_or(-1), stopped.stderr)
 }
 
 /// An RX NIC with two file queues and one worker: the second file would

@@ -13,13 +13,13 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::running::{read_pcap, write_pcap, Running};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 /// MAC of the first net_pcap device (fixed in DPDK 22.11).
@@ -196,26 +196,6 @@ fn traffic() -> (Vec<Vec<u8>>, BTreeMap<&'static str, Sent>, u64) {
     (frames, sent, unserved)
 }
 
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        let pkt =
-            pcap_file::pcap::PcapPacket::new(Duration::from_micros(i as u64), f.len() as u32, f);
-        w.write_packet(&pkt).unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let file = std::fs::File::open(path).expect("out.pcap written");
-    let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
-}
-
 /// What `out.pcap` shows for one destination MAC.
 #[derive(Default, Debug)]
 struct Seen {
@@ -244,42 +224,6 @@ fn decode_out(frames: &[Vec<u8>]) -> HashMap<[u8; 6], Seen> {
         s.flows.insert((h.source_addr(), ports.0, ports.1));
     }
     m
-}
-
-/// Kills the process and removes every file, also when an assertion fails.
-struct Cleanup {
-    child: Option<Child>,
-    dir: PathBuf,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        common::cleanup_prefix(&self.prefix);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn pmdlb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-}
-
-fn ctl(cfg: &Path, words: &[&str]) -> Option<String> {
-    let o = pmdlb()
-        .args(["ctl", "--config"])
-        .arg(cfg)
-        .args(words)
-        .output()
-        .unwrap();
-    o.status
-        .success()
-        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// The `total` column of a counter row of `ctl stats`.
@@ -369,11 +313,6 @@ fn metrics_match_the_traffic_sent_and_forwarded() {
     );
     let prefix = common::file_prefix("metrics");
     let dir = common::scratch("run-metrics");
-    let mut guard = Cleanup {
-        child: None,
-        dir: dir.clone(),
-        prefix: prefix.clone(),
-    };
     let (inp, outp, cfg) = (
         dir.join("in.pcap"),
         dir.join("out.pcap"),
@@ -383,81 +322,40 @@ fn metrics_match_the_traffic_sent_and_forwarded() {
     write_pcap(&inp, &frames);
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     std::fs::write(&cfg, config(&prefix, &inp, &outp, &listen.to_string())).unwrap();
-
-    let child = pmdlb()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pmdlb run");
-    let pid = child.id();
-    guard.child = Some(child);
-    let c = guard.child.as_mut().unwrap();
-    let so = c.stdout.take().unwrap();
-    let mut se = c.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let out_reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(so).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
+    let mut run = Running::spawn(cfg, prefix, dir);
 
     // The listener is announced once it is up.
-    let announce = format!("pmdlb: metrics at http://{listen}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) if l == announce => break,
-            Ok(_) => {}
-            Err(_) => panic!(
-                "no {announce:?} within 15 s:\n{}",
-                err_reader.join().unwrap()
-            ),
-        }
-    }
+    run.wait_for_line(
+        Duration::from_secs(15),
+        &format!("pmdlb: metrics at http://{listen}/metrics"),
+    );
 
     // Every frame received, and every forwarded one counted in the
     // exposition (the worker publishes every few loops, the control plane
     // renders once a second): bounded polls.
     let want_rx = frames.len() as u64;
     let fwd: u64 = sent.values().map(|s| s.packets).sum();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let body = loop {
-        assert!(
-            c.try_wait().unwrap().is_none(),
-            "pmdlb exited early:\n{}",
-            err_reader.join().unwrap()
-        );
-        let rx_done = ctl(&cfg, &["stats"]).is_some_and(|s| counter(&s, "rx") >= want_rx);
-        if rx_done {
+    let body = run.wait_until(
+        Duration::from_secs(15),
+        &format!("metrics reach {fwd} forwarded packets"),
+        |run| {
+            let rx_done = run
+                .ctl(&["stats"])
+                .is_some_and(|s| counter(&s, "rx") >= want_rx);
+            if !rx_done {
+                return None;
+            }
             let body = scrape(listen);
             let m = samples(&body);
-            if m.get(&("node_ipvs_incoming_packets_total".into(), String::new()))
-                == Some(&(fwd as f64))
-            {
-                break body;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics did not reach {fwd} forwarded packets within 15 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let exact = ctl(&cfg, &["servers", "--stats", "--exact"]).expect("ctl servers --stats");
-    let rates = ctl(&cfg, &["servers", "--rate"]).expect("ctl servers --rate");
+            (m.get(&("node_ipvs_incoming_packets_total".into(), String::new()))
+                == Some(&(fwd as f64)))
+            .then_some(body)
+        },
+    );
+    let exact = run
+        .ctl(&["servers", "--stats", "--exact"])
+        .expect("ctl servers --stats");
+    let rates = run.ctl(&["servers", "--rate"]).expect("ctl servers --rate");
 
     // promtool, the independent judge of the format.
     let mut p = Command::new("promtool")
@@ -477,26 +375,12 @@ fn metrics_match_the_traffic_sent_and_forwarded() {
     );
 
     // Stop, and collect what came out.
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "pmdlb did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    let ctx = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}\n--- exposition\n{body}");
-    assert_eq!(status.code(), Some(0), "{ctx}");
-    assert!(stdout.contains("pmdlb: stopped cleanly"), "{ctx}");
+    let stopped = run.stop();
+    let ctx = format!("{}\n--- exposition\n{body}", stopped.text());
+    assert_eq!(stopped.status.code(), Some(0), "{ctx}");
+    assert!(stopped.stdout.contains("pmdlb: stopped cleanly"), "{ctx}");
     let out = read_pcap(&outp);
-    drop(guard);
+    drop(stopped);
 
     let m = samples(&body);
     let seen = decode_out(&out);

@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::running::{pmdlb, read_pcap, write_pcap};
 use etherparse::{
     IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, NetSlice, PacketBuilder,
     SlicedPacket, TransportSlice,
@@ -514,30 +515,6 @@ fn parse_counters(text: &str) -> BTreeMap<String, u64> {
         }
     }
     m
-}
-
-fn pmdlb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        let ts = Duration::from_micros(i as u64);
-        let pkt = pcap_file::pcap::PcapPacket::new(ts, f.len() as u32, f);
-        w.write_packet(&pkt).unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let file = std::fs::File::open(path).expect("out.pcap written");
-    let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
 }
 
 /// Runs `pmdlb run` on `frames` with the given `[ports]` extras and

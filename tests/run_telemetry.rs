@@ -17,13 +17,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::running::{reader, wait_bounded, write_pcap, Running};
 use etherparse::PacketBuilder;
 use serde_json::Value;
 
@@ -54,16 +55,6 @@ fn udp(c: u8, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let mut f = Vec::new();
     b.write(&mut f, &payload).unwrap();
     f
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        let ts = Duration::from_micros(i as u64);
-        let pkt = pcap_file::pcap::PcapPacket::new(ts, f.len() as u32, f);
-        w.write_packet(&pkt).unwrap();
-    }
 }
 
 fn config(prefix: &str, eal: &str, vdevs: &[String], tx: &str) -> String {
@@ -117,46 +108,6 @@ scheduler = "rr"
     )
 }
 
-/// A running `pmdlb run`; dropping it kills and reaps it and every helper
-/// process still running, and removes the prefix's files and the scratch
-/// directory.
-struct Running {
-    pmdlb: Child,
-    helpers: Vec<Child>,
-    cfg: PathBuf,
-    dir: PathBuf,
-    prefix: String,
-    out: Option<std::thread::JoinHandle<String>>,
-    err: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        for c in self
-            .helpers
-            .iter_mut()
-            .chain(std::iter::once(&mut self.pmdlb))
-        {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        common::cleanup_prefix(&self.prefix);
-        // A killed pmdlb leaves its control socket.
-        let _ = std::fs::remove_file(format!("/run/pmdlb/{}.sock", self.prefix));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
 /// `name → total` rows of `pmdlb ctl stats` (`counter … total` up to
 /// `drop.total`).
 fn parse_counters(text: &str) -> BTreeMap<String, u64> {
@@ -181,183 +132,101 @@ fn parse_counters(text: &str) -> BTreeMap<String, u64> {
     m
 }
 
-/// Waits at most `limit` for `child` to exit; kills it after that.
-fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} still running after {limit:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Starts `pmdlb run` on `frames` (as `in.pcap` in the scratch directory)
+/// with the devices `vdevs` makes of that directory.
+fn start(
+    tag: &str,
+    short: char,
+    eal: &str,
+    vdevs: impl Fn(&Path) -> Vec<String>,
+    tx: &str,
+    frames: &[Vec<u8>],
+) -> Running {
+    let prefix = common::file_prefix(tag);
+    // A short directory: with a longer rx_pcap path (48 characters
+    // here), net_pcap fails to probe in dpdk-dumpcap's secondary
+    // process (DPDK 22.11.11) and the port cannot be captured.
+    let dir = std::env::temp_dir().join(format!("ptel{short}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    write_pcap(&dir.join("in.pcap"), frames);
+    let cfg = dir.join("pmdlb.toml");
+    std::fs::write(&cfg, config(&prefix, eal, &vdevs(&dir), tx)).unwrap();
+    Running::spawn(cfg, prefix, dir)
 }
 
-impl Running {
-    fn start(
-        tag: &str,
-        short: char,
-        eal: &str,
-        vdevs: impl Fn(&Path) -> Vec<String>,
-        tx: &str,
-        frames: &[Vec<u8>],
-    ) -> Running {
-        let prefix = common::file_prefix(tag);
-        // A short directory: with a longer rx_pcap path (48 characters
-        // here), net_pcap fails to probe in dpdk-dumpcap's secondary
-        // process (DPDK 22.11.11) and the port cannot be captured.
-        let dir = std::env::temp_dir().join(format!("ptel{short}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        write_pcap(&dir.join("in.pcap"), frames);
-        let cfg = dir.join("pmdlb.toml");
-        std::fs::write(&cfg, config(&prefix, eal, &vdevs(&dir), tx)).unwrap();
-        let mut pmdlb = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pmdlb run");
-        let out = Some(reader(pmdlb.stdout.take().unwrap()));
-        let err = Some(reader(pmdlb.stderr.take().unwrap()));
-        Running {
-            pmdlb,
-            helpers: Vec::new(),
-            cfg,
-            dir,
-            prefix,
-            out,
-            err,
-        }
-    }
+/// `pmdlb ctl stats` totals, or None while the control socket is not up.
+fn ctl_stats(run: &mut Running) -> Option<BTreeMap<String, u64>> {
+    run.ctl(&["stats"]).map(|t| parse_counters(&t))
+}
 
-    /// `pmdlb ctl stats` totals, or None while the control socket is not up.
-    fn ctl_stats(&mut self) -> Option<BTreeMap<String, u64>> {
-        if let Some(st) = self.pmdlb.try_wait().unwrap() {
-            panic!("pmdlb exited early ({st}):\n{}", self.output());
-        }
-        let o = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-            .args(["ctl", "--config"])
-            .arg(&self.cfg)
-            .arg("stats")
-            .output()
-            .unwrap();
-        o.status
-            .success()
-            .then(|| parse_counters(&String::from_utf8_lossy(&o.stdout)))
-    }
+/// Polls `pmdlb ctl stats` (bounded) until `done` holds.
+fn wait_stats(
+    run: &mut Running,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, u64>) -> bool,
+) -> BTreeMap<String, u64> {
+    run.wait_until(limit, what, |run| ctl_stats(run).filter(|s| done(s)))
+}
 
-    /// Polls `pmdlb ctl stats` (bounded) until `done` holds.
-    fn wait_stats(
-        &mut self,
-        limit: Duration,
-        done: impl Fn(&BTreeMap<String, u64>) -> bool,
-    ) -> BTreeMap<String, u64> {
-        let deadline = Instant::now() + limit;
-        let mut last = BTreeMap::new();
-        loop {
-            if let Some(s) = self.ctl_stats() {
-                if done(&s) {
-                    return s;
-                }
-                last = s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "condition not reached within {limit:?}; last stats {last:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+/// Sends `commands` to `dpdk-telemetry.py -f PREFIX` on its standard
+/// input; returns one JSON reply per command.
+fn telemetry(run: &Running, commands: &[&str]) -> Vec<Value> {
+    let mut c = Command::new("dpdk-telemetry.py")
+        .args(["-f", run.prefix()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (Debian package dpdk-dev)");
+    let mut input = c.stdin.take().unwrap();
+    for cmd in commands {
+        writeln!(input, "{cmd}").unwrap();
     }
+    drop(input);
+    let out = reader(c.stdout.take().unwrap());
+    let err = reader(c.stderr.take().unwrap());
+    let st = wait_bounded(&mut c, Duration::from_secs(20), "dpdk-telemetry.py");
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        st.success(),
+        "dpdk-telemetry.py failed ({st}):\n{out}\n{err}"
+    );
+    let replies: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(replies.len(), commands.len(), "replies:\n{out}\n{err}");
+    replies
+        .into_iter()
+        .zip(commands)
+        .map(|(mut r, cmd)| {
+            let key = cmd.split(',').next().unwrap();
+            r.get_mut(key)
+                .map(Value::take)
+                .unwrap_or_else(|| panic!("reply to {cmd} has no {key}: {r}"))
+        })
+        .collect()
+}
 
-    /// Sends `commands` to `dpdk-telemetry.py -f PREFIX` on its standard
-    /// input; returns one JSON reply per command.
-    fn telemetry(&mut self, commands: &[&str]) -> Vec<Value> {
-        let mut c = Command::new("dpdk-telemetry.py")
-            .args(["-f", &self.prefix])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dpdk-telemetry.py (Debian package dpdk-dev)");
-        let mut input = c.stdin.take().unwrap();
-        for cmd in commands {
-            writeln!(input, "{cmd}").unwrap();
-        }
-        drop(input);
-        let out = reader(c.stdout.take().unwrap());
-        let err = reader(c.stderr.take().unwrap());
-        let st = wait_bounded(&mut c, Duration::from_secs(20), "dpdk-telemetry.py");
-        let (out, err) = (out.join().unwrap(), err.join().unwrap());
-        assert!(
-            st.success(),
-            "dpdk-telemetry.py failed ({st}):\n{out}\n{err}"
-        );
-        let replies: Vec<Value> = out
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect();
-        assert_eq!(replies.len(), commands.len(), "replies:\n{out}\n{err}");
-        replies
-            .into_iter()
-            .zip(commands)
-            .map(|(mut r, cmd)| {
-                let key = cmd.split(',').next().unwrap();
-                r.get_mut(key)
-                    .map(Value::take)
-                    .unwrap_or_else(|| panic!("reply to {cmd} has no {key}: {r}"))
-            })
-            .collect()
-    }
-
-    fn output(&mut self) -> String {
-        let out = self
-            .out
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        let err = self
-            .err
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
-        format!("--- stdout\n{out}\n--- stderr\n{err}")
-    }
-
-    /// SIGTERM, bounded wait, clean exit with nothing left behind; returns
-    /// stdout and stderr.
-    fn stop(mut self) -> String {
-        let pid = self.pmdlb.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let st = wait_bounded(
-            &mut self.pmdlb,
-            Duration::from_secs(10),
-            "pmdlb after SIGTERM",
-        );
-        let text = self.output();
-        assert_eq!(st.code(), Some(0), "pmdlb exit status {st}\n{text}");
-        assert!(text.contains("pmdlb: stopped cleanly"), "{text}");
-        assert!(text.contains("mbufs: all"), "mbufs leaked\n{text}");
-        assert!(
-            !Path::new("/var/run/dpdk").join(&self.prefix).exists(),
-            "runtime directory left behind"
-        );
-        assert!(
-            !Path::new(&format!("/run/pmdlb/{}.sock", self.prefix)).exists(),
-            "control socket left behind"
-        );
-        text
-    }
+/// SIGTERM, bounded wait, clean exit with nothing left behind; returns
+/// stdout and stderr.
+fn stop(run: Running) -> String {
+    let stopped = run.stop();
+    let (st, text) = (stopped.status, stopped.text());
+    assert_eq!(st.code(), Some(0), "pmdlb exit status {st}\n{text}");
+    assert!(text.contains("pmdlb: stopped cleanly"), "{text}");
+    assert!(text.contains("mbufs: all"), "mbufs leaked\n{text}");
+    assert!(
+        !Path::new("/var/run/dpdk").join(stopped.prefix()).exists(),
+        "runtime directory left behind"
+    );
+    assert!(
+        !Path::new(&format!("/run/pmdlb/{}.sock", stopped.prefix())).exists(),
+        "control socket left behind"
+    );
+    text
 }
 
 fn u64_of(v: &Value, key: &str) -> u64 {
@@ -379,7 +248,7 @@ fn telemetry_stats_match_ctl_stats() {
     frames.extend((9..=11).map(|c| udp(c, VIP, 54)));
     frames.extend((12..=13).map(|c| udp(c, Ipv4Addr::new(10, 0, 0, 7), 53)));
     let n = frames.len() as u64;
-    let mut run = Running::start(
+    let mut run = start(
         "tel-stats",
         's',
         "hugepages = false\nmemory_mb = 256",
@@ -397,21 +266,29 @@ fn telemetry_stats_match_ctl_stats() {
         &frames,
     );
     // Every frame received and accounted for: nothing moves any more.
-    let before = run.wait_stats(Duration::from_secs(15), |s| {
-        let g = |k: &str| s.get(k).copied().unwrap_or(0);
-        g("rx") == n && g("forwarded") + g("drop.total") == n
-    });
-    let r = run.telemetry(&[
-        "/pmdlb/stats",
-        "/pmdlb/stats,0",
-        "/ethdev/stats,0",
-        "/ethdev/stats,1",
-        "/pmdlb/services",
-        "/pmdlb/servers",
-        "/pmdlb/info",
-        "/pmdlb/stats,7",
-    ]);
-    let after = run.ctl_stats().expect("ctl stats");
+    let before = wait_stats(
+        &mut run,
+        Duration::from_secs(15),
+        "every frame counted",
+        |s| {
+            let g = |k: &str| s.get(k).copied().unwrap_or(0);
+            g("rx") == n && g("forwarded") + g("drop.total") == n
+        },
+    );
+    let r = telemetry(
+        &run,
+        &[
+            "/pmdlb/stats",
+            "/pmdlb/stats,0",
+            "/ethdev/stats,0",
+            "/ethdev/stats,1",
+            "/pmdlb/services",
+            "/pmdlb/servers",
+            "/pmdlb/info",
+            "/pmdlb/stats,7",
+        ],
+    );
+    let after = ctl_stats(&mut run).expect("ctl stats");
     // Only the loop count moves on an idle worker.
     let still = |m: &BTreeMap<String, u64>| {
         let mut m = m.clone();
@@ -489,7 +366,7 @@ fn telemetry_stats_match_ctl_stats() {
     assert_eq!(info["live_capture"], "on");
     assert!(bad.is_null(), "a worker that does not exist: {bad}");
 
-    let text = run.stop();
+    let text = stop(run);
     assert!(
         text.contains(&format!("accounting: rx={n} unaccounted=0")),
         "{text}"
@@ -551,9 +428,9 @@ fn tshark(file: &Path) -> Vec<Captured> {
 /// Runs `dpdk-dumpcap` against the running pmdlb on `iface` until it has
 /// `count` packets (bounded); returns the decoded capture.
 fn dumpcap(run: &mut Running, iface: &str, count: u32) -> Vec<Captured> {
-    let file = run.dir.join(format!("{iface}.pcapng"));
+    let file = run.dir().join(format!("{iface}.pcapng"));
     let child = Command::new("dpdk-dumpcap")
-        .arg(format!("--file-prefix={}", run.prefix))
+        .arg(format!("--file-prefix={}", run.prefix()))
         .args(["-i", iface, "-p", "-q", "-c", &count.to_string(), "-w"])
         .arg(&file)
         .stdin(Stdio::null())
@@ -561,8 +438,7 @@ fn dumpcap(run: &mut Running, iface: &str, count: u32) -> Vec<Captured> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("dpdk-dumpcap (Debian package dpdk-dev)");
-    run.helpers.push(child);
-    let c = run.helpers.last_mut().unwrap();
+    let c = run.add_helper(child);
     let out = reader(c.stdout.take().unwrap());
     let err = reader(c.stderr.take().unwrap());
     let st = wait_bounded(c, Duration::from_secs(30), "dpdk-dumpcap");
@@ -585,7 +461,7 @@ fn dumpcap_captures_rx_and_tx() {
     let frames: Vec<Vec<u8>> = clients.clone().map(|c| udp(c, VIP, 53)).collect();
     // Secondary processes need the primary's memory in shared hugepage
     // files: a --no-huge primary cannot be attached to.
-    let mut run = Running::start(
+    let mut run = start(
         "tel-dumpcap",
         'd',
         "hugepages = true\nmemory_mb = 128",
@@ -603,9 +479,12 @@ fn dumpcap_captures_rx_and_tx() {
         "net_null0",
         &frames,
     );
-    run.wait_stats(Duration::from_secs(20), |s| {
-        s.get("forwarded").copied().unwrap_or(0) > 0
-    });
+    wait_stats(
+        &mut run,
+        Duration::from_secs(20),
+        "a frame forwarded",
+        |s| s.get("forwarded").copied().unwrap_or(0) > 0,
+    );
 
     let expected = |c: u8| {
         (
@@ -651,7 +530,7 @@ fn dumpcap_captures_rx_and_tx() {
         assert_eq!(*s, f.dst, "client {c} moved between servers");
     }
 
-    let text = run.stop();
+    let text = stop(run);
     let tx_line = text
         .lines()
         .find(|l| l.starts_with("pmdlb: RX "))
