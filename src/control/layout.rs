@@ -54,38 +54,21 @@ pub enum LayoutError {
         /// What to change.
         fix: String,
     },
-    /// Fewer receive queues than workers.
+    /// Fewer receive or transmit queues than workers.
     #[error(
-        "{role} {name} ({driver}) has {queues} receive queue(s), but each of the {workers} workers \
+        "{role} {name} ({driver}) has {queues} {dir} queue(s), but each of the {workers} workers \
          needs its own. {fix}"
     )]
-    TooFewRxQueues {
+    TooFewQueues {
         /// Which NIC.
         role: Role,
         /// Its device name.
         name: String,
         /// Its driver.
         driver: String,
-        /// Receive queues it has.
-        queues: u16,
-        /// Workers configured.
-        workers: u16,
-        /// What to change.
-        fix: String,
-    },
-    /// Fewer transmit queues than workers.
-    #[error(
-        "{role} {name} ({driver}) has {queues} transmit queue(s), but each of the {workers} \
-         workers needs its own. {fix}"
-    )]
-    TooFewTxQueues {
-        /// Which NIC.
-        role: Role,
-        /// Its device name.
-        name: String,
-        /// Its driver.
-        driver: String,
-        /// Transmit queues it has.
+        /// `receive` or `transmit`.
+        dir: &'static str,
+        /// Queues it has.
         queues: u16,
         /// Workers configured.
         workers: u16,
@@ -121,10 +104,11 @@ fn queue_fix(info: &PortInfo, want: u16) -> String {
 
 fn check_tx(role: Role, name: &str, info: &PortInfo, workers: u16) -> Result<(), LayoutError> {
     if info.max_tx_queues < workers {
-        return Err(LayoutError::TooFewTxQueues {
+        return Err(LayoutError::TooFewQueues {
             role,
             name: name.into(),
             driver: info.driver.clone(),
+            dir: "transmit",
             queues: info.max_tx_queues,
             workers,
             fix: queue_fix(info, workers),
@@ -150,10 +134,11 @@ pub fn rx_nic(name: &str, info: &PortInfo, workers: u16) -> Result<NicQueues, La
         }
     }
     if info.max_rx_queues < workers {
-        return Err(LayoutError::TooFewRxQueues {
+        return Err(LayoutError::TooFewQueues {
             role: Role::Rx,
             name: name.into(),
             driver: info.driver.clone(),
+            dir: "receive",
             queues: info.max_rx_queues,
             workers,
             fix,
@@ -247,10 +232,24 @@ mod tests {
     #[test]
     fn too_few_queues_name_the_fix() {
         let e = rx_nic("p", &info("net_af_packet", 1, 1), 2).unwrap_err();
-        assert!(matches!(e, LayoutError::TooFewRxQueues { queues: 1, .. }));
+        assert!(matches!(
+            e,
+            LayoutError::TooFewQueues {
+                dir: "receive",
+                queues: 1,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("qpairs=2"), "{e}");
         let e = tx_nic("p", &info("net_pcap", 2, 1), 2).unwrap_err();
-        assert!(matches!(e, LayoutError::TooFewTxQueues { queues: 1, .. }));
+        assert!(matches!(
+            e,
+            LayoutError::TooFewQueues {
+                dir: "transmit",
+                queues: 1,
+                ..
+            }
+        ));
         assert!(e.to_string().contains("TX NIC p"), "{e}");
     }
 }
