@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod health;
 mod raw;
 mod services;
 mod settings;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use crate::control::health::ServerChecks;
 use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
 pub use crate::lb::sched::mh::TableSize as MhTableSize;
@@ -219,6 +221,7 @@ pub struct Config {
     vips: Vec<VipSpec>,
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
+    health: Vec<Option<ServerChecks>>,
 }
 
 /// One thing wrong with a configuration.
@@ -375,6 +378,13 @@ impl Config {
     /// The virtual services, in file order.
     pub fn services(&self) -> &[ServiceSpec] {
         &self.services
+    }
+
+    /// The health checks of each real server, in `RsId` order (services
+    /// in order, their servers in order); `None` (or a short list) for
+    /// servers without checkers.
+    pub fn health(&self) -> &[Option<ServerChecks>] {
+        &self.health
     }
 
     /// The EAL argument list, program name first: lcores, main lcore,

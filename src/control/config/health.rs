@@ -1,0 +1,419 @@
+//! Validation of `[service.health]` and `[service.server.health]`:
+//! keepalived's checkers (TCP_CHECK, HTTP_GET, MISC_CHECK) and their
+//! options. A server's value wins over its service's, a checker's own
+//! timing over both; a server with no checker of its own gets its
+//! service's checkers.
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::raw::{RawCheck, RawHealth, StrOrInt};
+use super::validate::Check;
+use crate::control::health::{CheckSpec, Probe, ServerChecks, Timing, Url};
+use crate::lb::spec::{ServiceAddr, ServiceSpec};
+
+/// keepalived's `delay_loop` default, seconds.
+pub const DEFAULT_DELAY_LOOP_S: i64 = 60;
+/// keepalived's `connect_timeout` default, seconds.
+pub const DEFAULT_CONNECT_TIMEOUT_S: i64 = 5;
+/// Largest timing value accepted, seconds (a day).
+pub const MAX_HEALTH_S: i64 = 86_400;
+
+/// The raw health tables of one service: its own, and each server's.
+pub(super) type RawServiceHealth = (Option<RawHealth>, Vec<Option<RawHealth>>);
+
+/// One value looked up checker → server → service.
+fn pick<T: Copy>(
+    f: impl Fn(&RawHealth) -> Option<T>,
+    srv: Option<&RawHealth>,
+    svc: Option<&RawHealth>,
+) -> Option<T> {
+    srv.and_then(&f).or_else(|| svc.and_then(&f))
+}
+
+fn secs(c: &mut Check, key: &str, v: Option<i64>, default: i64, lo: i64) -> Duration {
+    Duration::from_secs(c.int(key, v, default, lo, MAX_HEALTH_S) as u64)
+}
+
+fn status_ranges(c: &mut Check, key: &str, raw: &[StrOrInt]) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for (i, v) in raw.iter().enumerate() {
+        let text = match v {
+            StrOrInt::Int(n) => n.to_string(),
+            StrOrInt::Str(s) => s.trim().to_owned(),
+        };
+        let (lo, hi) = match text.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u16>(), b.trim().parse::<u16>()),
+            None => (text.parse::<u16>(), text.parse::<u16>()),
+        };
+        match (lo, hi) {
+            (Ok(lo), Ok(hi)) if (100..=599).contains(&lo) && (lo..=599).contains(&hi) => {
+                out.push((lo, hi))
+            }
+            _ => c.err(
+                format!("{key}[{i}]"),
+                format!("{text:?} is not a status code or range; write 200, \"200-299\" or [200, \"300-302\"] (codes 100..=599)"),
+            ),
+        }
+    }
+    out
+}
+
+fn digest(c: &mut Check, key: &str, d: &Option<String>) -> Option<String> {
+    let d = d.as_ref()?.trim().to_ascii_lowercase();
+    if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(d)
+    } else {
+        c.err(
+            key,
+            format!("{d:?} is not an MD5 digest; give the 32 hex digits keepalived's genhash prints (or md5sum of the body)"),
+        );
+        None
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn checker(
+    c: &mut Check,
+    key: &str,
+    k: &RawCheck,
+    srv: Option<&RawHealth>,
+    svc: Option<&RawHealth>,
+    rs: IpAddr,
+    svc_port: Option<u16>,
+) -> Option<CheckSpec> {
+    let kind = match k
+        .kind
+        .as_deref()
+        .map(str::trim)
+        .map(str::to_ascii_lowercase)
+    {
+        Some(t) if matches!(t.as_str(), "tcp" | "tcp_check") => "tcp",
+        Some(t) if matches!(t.as_str(), "http" | "http_get") => "http",
+        Some(t) if matches!(t.as_str(), "misc" | "misc_check") => "misc",
+        Some(t) if matches!(t.as_str(), "https" | "ssl_get") => {
+            c.err(
+                format!("{key}.type"),
+                format!("{t:?}: TLS checks are not built into pmdlb; check the plain-HTTP port, or use a misc check running curl"),
+            );
+            return None;
+        }
+        Some(t) => {
+            c.err(
+                format!("{key}.type"),
+                format!("unknown checker {t:?}; use \"tcp\", \"http\" or \"misc\""),
+            );
+            return None;
+        }
+        None => {
+            c.err(
+                format!("{key}.type"),
+                "missing; set type = \"tcp\", \"http\" or \"misc\"",
+            );
+            return None;
+        }
+    };
+    let delay_loop = secs(
+        c,
+        &format!("{key}.delay_loop"),
+        k.delay_loop.or(pick(|h| h.delay_loop, srv, svc)),
+        DEFAULT_DELAY_LOOP_S,
+        1,
+    );
+    let connect_timeout = secs(
+        c,
+        &format!("{key}.connect_timeout"),
+        k.connect_timeout.or(pick(|h| h.connect_timeout, srv, svc)),
+        DEFAULT_CONNECT_TIMEOUT_S,
+        1,
+    );
+    let retry = c.int(
+        &format!("{key}.retry"),
+        k.retry.or(pick(|h| h.retry, srv, svc)),
+        if kind == "misc" { 0 } else { 1 },
+        0,
+        1000,
+    ) as u32;
+    let delay_before_retry = secs(
+        c,
+        &format!("{key}.delay_before_retry"),
+        k.delay_before_retry
+            .or(pick(|h| h.delay_before_retry, srv, svc)),
+        if kind == "http" { 3 } else { 1 },
+        0,
+    );
+    let mut timing = Timing {
+        delay_loop,
+        connect_timeout,
+        retry,
+        delay_before_retry,
+    };
+    let only = |c: &mut Check, field: &str, set: bool, kinds: &str| {
+        if set {
+            c.err(
+                format!("{key}.{field}"),
+                format!("does not apply to a {kind} check (only {kinds}); remove it"),
+            );
+        }
+    };
+    let http_only = k.path.is_some()
+        || k.digest.is_some()
+        || !k.status_code.is_empty()
+        || k.virtualhost.is_some()
+        || k.http_protocol.is_some()
+        || !k.url.is_empty();
+    if kind != "http" {
+        only(
+            c,
+            "path/url/status_code/digest/virtualhost/http_protocol",
+            http_only,
+            "http",
+        );
+    }
+    if kind == "misc" {
+        only(
+            c,
+            "connect_ip/connect_port/bindto",
+            k.connect_ip.is_some() || k.connect_port.is_some() || k.bindto.is_some(),
+            "tcp and http",
+        );
+        let Some(path) = k.misc_path.as_ref().filter(|p| !p.trim().is_empty()) else {
+            c.err(
+                format!("{key}.misc_path"),
+                "missing; give the script to run, e.g. misc_path = \"/etc/pmdlb/check-db.sh 10.0.0.1\"",
+            );
+            return None;
+        };
+        timing.connect_timeout = secs(
+            c,
+            &format!("{key}.misc_timeout"),
+            k.misc_timeout,
+            delay_loop.as_secs() as i64,
+            1,
+        );
+        return Some(CheckSpec {
+            probe: Probe::Misc {
+                path: path.clone(),
+                dynamic: k.misc_dynamic.unwrap_or(false),
+            },
+            timing,
+        });
+    }
+    only(
+        c,
+        "misc_path/misc_timeout/misc_dynamic",
+        k.misc_path.is_some() || k.misc_timeout.is_some() || k.misc_dynamic.is_some(),
+        "misc",
+    );
+    let ip = match &k.connect_ip {
+        None => rs,
+        Some(a) => match a.trim().parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                c.err(
+                    format!("{key}.connect_ip"),
+                    format!("{a:?} is not an IP address; leave it out to check the server's own address"),
+                );
+                rs
+            }
+        },
+    };
+    let port = match (k.connect_port, svc_port) {
+        (Some(p), _) if (1..=65535).contains(&p) => p as u16,
+        (Some(p), _) => {
+            c.err(
+                format!("{key}.connect_port"),
+                format!("{p} is out of range; use 1..=65535"),
+            );
+            1
+        }
+        (None, Some(p)) => p,
+        (None, None) => {
+            c.err(
+                format!("{key}.connect_port"),
+                "missing: the service has no single port (fwmark or port 0) to default to; set connect_port = N",
+            );
+            1
+        }
+    };
+    let bindto = match &k.bindto {
+        None => None,
+        Some(a) => match a.trim().parse::<IpAddr>() {
+            Ok(b) if b.is_ipv6() == ip.is_ipv6() => Some(b),
+            Ok(b) => {
+                c.err(
+                    format!("{key}.bindto"),
+                    format!("{b} and the check target {ip} are of different families; bind an address of the target's family"),
+                );
+                None
+            }
+            Err(_) => {
+                c.err(
+                    format!("{key}.bindto"),
+                    format!("{a:?} is not an IP address of this host"),
+                );
+                None
+            }
+        },
+    };
+    let target = SocketAddr::new(ip, port);
+    if kind == "tcp" {
+        return Some(CheckSpec {
+            probe: Probe::Tcp { target, bindto },
+            timing,
+        });
+    }
+    let default_status = if k.status_code.is_empty() {
+        vec![(200, 299)]
+    } else {
+        status_ranges(c, &format!("{key}.status_code"), &k.status_code)
+    };
+    let mut urls = Vec::new();
+    if let Some(p) = &k.path {
+        if !k.url.is_empty() {
+            c.err(
+                format!("{key}.path"),
+                "given together with [[...url]] tables; put every path in a url table",
+            );
+        }
+        urls.push(Url {
+            path: p.clone(),
+            status: default_status.clone(),
+            digest: digest(c, &format!("{key}.digest"), &k.digest),
+        });
+    } else if k.digest.is_some() && !k.url.is_empty() {
+        c.err(
+            format!("{key}.digest"),
+            "belongs to a url: set digest inside each [[...url]] table",
+        );
+    }
+    for (j, u) in k.url.iter().enumerate() {
+        let uk = format!("{key}.url[{j}]");
+        let Some(p) = &u.path else {
+            c.err(
+                format!("{uk}.path"),
+                "missing; give the path, e.g. path = \"/health\"",
+            );
+            continue;
+        };
+        let status = if u.status_code.is_empty() {
+            default_status.clone()
+        } else {
+            status_ranges(c, &format!("{uk}.status_code"), &u.status_code)
+        };
+        urls.push(Url {
+            path: p.clone(),
+            status,
+            digest: digest(c, &format!("{uk}.digest"), &u.digest),
+        });
+    }
+    for (j, u) in urls.iter().enumerate() {
+        if !u.path.starts_with('/') || u.path.bytes().any(|b| b.is_ascii_whitespace()) {
+            c.err(
+                format!("{key}.url[{j}].path"),
+                format!(
+                    "{:?} is not a request path; write it as \"/health\" (no host, no spaces)",
+                    u.path
+                ),
+            );
+        }
+    }
+    if urls.is_empty() {
+        urls.push(Url {
+            path: "/".into(),
+            status: default_status,
+            digest: None,
+        });
+    }
+    let http11 = match k.http_protocol.as_deref().map(str::trim) {
+        None | Some("1.0") | Some("1.0C") => false,
+        Some("1.1") => true,
+        Some(other) => {
+            c.err(
+                format!("{key}.http_protocol"),
+                format!("{other:?}: use \"1.0\" (default) or \"1.1\""),
+            );
+            false
+        }
+    };
+    Some(CheckSpec {
+        probe: Probe::Http {
+            target,
+            bindto,
+            urls,
+            virtualhost: k.virtualhost.clone(),
+            http11,
+        },
+        timing,
+    })
+}
+
+/// One entry per real server in `RsId` order (services in order, their
+/// servers in order); `None` for a server without checkers.
+pub(super) fn checks(
+    c: &mut Check,
+    raw: &[RawServiceHealth],
+    services: &[ServiceSpec],
+) -> Vec<Option<ServerChecks>> {
+    let mut out = Vec::new();
+    for (i, (spec, (svc_h, srv_hs))) in services.iter().zip(raw).enumerate() {
+        let svc_port = match spec.addr {
+            ServiceAddr::Addr { port, .. } if port != 0 => Some(port),
+            _ => None,
+        };
+        let svc_h = svc_h.as_ref();
+        for (j, rs) in spec.servers.iter().enumerate() {
+            let srv_h = srv_hs.get(j).and_then(Option::as_ref);
+            let (base, list) = match srv_h {
+                Some(h) if !h.check.is_empty() => {
+                    (format!("service[{i}].server[{j}].health"), &h.check)
+                }
+                _ => match svc_h {
+                    Some(h) => (format!("service[{i}].health"), &h.check),
+                    None => {
+                        out.push(None);
+                        continue;
+                    }
+                },
+            };
+            if list.is_empty() {
+                if srv_h.is_some() || svc_h.is_some() {
+                    c.warn(
+                        format!("service[{i}].server[{j}].health"),
+                        "health options but no [[...health.check]]: the server is not checked",
+                    );
+                }
+                out.push(None);
+                continue;
+            }
+            let checks: Vec<CheckSpec> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(n, k)| {
+                    checker(
+                        c,
+                        &format!("{base}.check[{n}]"),
+                        k,
+                        srv_h,
+                        svc_h,
+                        rs.addr,
+                        svc_port,
+                    )
+                })
+                .collect();
+            let script = |f: fn(&RawHealth) -> Option<&String>| {
+                srv_h.and_then(f).or_else(|| svc_h.and_then(f)).cloned()
+            };
+            out.push(Some(ServerChecks {
+                checks,
+                alpha: pick(|h| h.alpha, srv_h, svc_h).unwrap_or(false),
+                inhibit_on_failure: pick(|h| h.inhibit_on_failure, srv_h, svc_h).unwrap_or(false),
+                notify_up: script(|h| h.notify_up.as_ref()),
+                notify_down: script(|h| h.notify_down.as_ref()),
+            }));
+        }
+    }
+    out
+}

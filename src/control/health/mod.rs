@@ -1,0 +1,267 @@
+//! Health checks with keepalived's semantics, confined to the control
+//! plane (DESIGN.md §5): a scheduler thread (`runner`) keeps one state
+//! machine per real server (`machine`), starts each due check on a
+//! short-lived thread of its own (`probe`), runs `notify_up`/`notify_down`
+//! and sends every result and state change over a channel the control loop
+//! drains each tick. The control loop applies the effect ([`Effects`]):
+//! with `inhibit_on_failure` weight 0 (quiescent), else the server's
+//! health-down flag, which the schedulers honour for new clients only.
+//! Checks use the kernel's network stack (a management interface routed to
+//! the real servers), never a worker.
+#![forbid(unsafe_code)]
+
+pub mod machine;
+pub mod probe;
+pub mod runner;
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::control::metrics::HealthSample;
+use crate::lb::realserver::Snapshot;
+use crate::lb::types::RsId;
+
+pub use machine::Timing;
+pub use probe::{Outcome, Probe, Url};
+pub use runner::{HealthEvent, Runner};
+
+/// One configured checker of a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckSpec {
+    /// What it does.
+    pub probe: Probe,
+    /// When and how long.
+    pub timing: Timing,
+}
+
+/// The health checks of one real server (validated configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerChecks {
+    /// Its checkers (at least one).
+    pub checks: Vec<CheckSpec>,
+    /// Start down until the first pass.
+    pub alpha: bool,
+    /// On failure set weight 0 instead of taking it out.
+    pub inhibit_on_failure: bool,
+    /// Run (by `sh -c`) when it comes up.
+    pub notify_up: Option<String>,
+    /// Run when it goes down.
+    pub notify_down: Option<String>,
+}
+
+/// A server's health as the operator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// No checker configured.
+    Unchecked,
+    /// Every checker up.
+    Up,
+    /// At least one checker down.
+    Down,
+}
+
+impl Health {
+    /// `up`, `down`, `unchecked`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Unchecked => "unchecked",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// The control plane's record of one checked server.
+#[derive(Clone, Debug)]
+pub struct ServerView {
+    /// Configured weight.
+    pub configured: u32,
+    /// Weight set with `pmdlb ctl weight` (wins over the configured one).
+    pub admin: Option<u32>,
+    /// Weight from a misc_dynamic check.
+    pub dynamic: Option<u32>,
+    /// Quiesce (weight 0) rather than take out.
+    pub inhibit: bool,
+    /// Alive.
+    pub up: bool,
+    /// Last result: passed, which checker, why.
+    pub last: Option<(bool, String)>,
+    /// When `up` last changed (start time until then).
+    pub changed: SystemTime,
+    /// Checks run.
+    pub run: u64,
+    /// Checks failed.
+    pub failed: u64,
+}
+
+impl ServerView {
+    /// The weight the server should have now.
+    pub fn effective_weight(&self) -> u32 {
+        if !self.up && self.inhibit {
+            0
+        } else {
+            self.dynamic.or(self.admin).unwrap_or(self.configured)
+        }
+    }
+}
+
+/// The control plane's side: what the health checks have decided, and its
+/// effect on the snapshot's atomics.
+#[derive(Debug)]
+pub struct Effects {
+    views: Vec<Option<ServerView>>,
+}
+
+impl Effects {
+    /// One entry per real server (`RsId` order; `None` = unchecked) with
+    /// its configured weight. Servers whose checks start down (alpha) get
+    /// their effect at once.
+    pub fn new(snap: &Snapshot, checks: &[Option<ServerChecks>]) -> Effects {
+        let now = SystemTime::now();
+        let views = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let c = c.as_ref()?;
+                let configured = snap.server(RsId(i as u32)).map_or(0, |s| s.weight());
+                Some(ServerView {
+                    configured,
+                    admin: None,
+                    dynamic: None,
+                    inhibit: c.inhibit_on_failure,
+                    up: !c.alpha,
+                    last: None,
+                    changed: now,
+                    run: 0,
+                    failed: 0,
+                })
+            })
+            .collect();
+        let e = Effects { views };
+        for i in 0..e.views.len() {
+            e.apply(snap, RsId(i as u32));
+        }
+        e
+    }
+
+    fn apply(&self, snap: &Snapshot, rs: RsId) {
+        let Some(Some(v)) = self.views.get(rs.0 as usize) else {
+            return;
+        };
+        let w = v.effective_weight();
+        if snap.server(rs).is_some_and(|s| s.weight() != w) {
+            snap.set_weight(rs, w);
+        }
+        snap.set_health_down(rs, !v.up && !v.inhibit);
+    }
+
+    /// Applies one event from the runner.
+    pub fn on_event(&mut self, snap: &Snapshot, ev: HealthEvent) {
+        match ev {
+            HealthEvent::Result {
+                rs,
+                checker,
+                kind,
+                outcome,
+            } => {
+                if let Some(Some(v)) = self.views.get_mut(rs.0 as usize) {
+                    v.run += 1;
+                    if !outcome.ok {
+                        v.failed += 1;
+                    }
+                    if outcome.weight.is_some() {
+                        v.dynamic = outcome.weight;
+                    }
+                    v.last = Some((outcome.ok, format!("{kind}#{checker}: {}", outcome.reason)));
+                }
+                self.apply(snap, rs);
+            }
+            HealthEvent::Server { rs, up } => {
+                if let Some(Some(v)) = self.views.get_mut(rs.0 as usize) {
+                    v.up = up;
+                    v.changed = SystemTime::now();
+                }
+                self.apply(snap, rs);
+            }
+        }
+    }
+
+    /// `pmdlb ctl weight`: the weight to keep (and restore after a
+    /// failure). An inhibited down server stays at 0 until it is back.
+    pub fn set_admin_weight(&mut self, snap: &Snapshot, rs: RsId, weight: u32) {
+        match self.views.get_mut(rs.0 as usize) {
+            Some(Some(v)) => {
+                v.admin = Some(weight);
+                v.dynamic = None;
+                self.apply(snap, rs);
+            }
+            _ => {
+                snap.set_weight(rs, weight);
+            }
+        }
+    }
+
+    /// A server's health.
+    pub fn health(&self, rs: RsId) -> Health {
+        match self.views.get(rs.0 as usize) {
+            Some(Some(v)) if v.up => Health::Up,
+            Some(Some(_)) => Health::Down,
+            _ => Health::Unchecked,
+        }
+    }
+
+    /// A server's record, if checked.
+    pub fn view(&self, rs: RsId) -> Option<&ServerView> {
+        self.views.get(rs.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// For the exposition: per server, its health if checked.
+    pub fn samples(&self) -> Vec<Option<HealthSample>> {
+        self.views
+            .iter()
+            .map(|v| {
+                v.as_ref().map(|v| HealthSample {
+                    up: v.up,
+                    run: v.run,
+                    failed: v.failed,
+                })
+            })
+            .collect()
+    }
+
+    /// Checked servers that are down.
+    pub fn down(&self) -> usize {
+        self.views.iter().flatten().filter(|v| !v.up).count()
+    }
+
+    /// The `ctl servers` columns of a server: health, checks run/failed,
+    /// seconds since the last change, the last result.
+    pub fn columns(&self, rs: RsId) -> String {
+        let mut s = String::new();
+        match self.view(rs) {
+            None => s.push_str("unchecked"),
+            Some(v) => {
+                let ago = SystemTime::now()
+                    .duration_since(v.changed)
+                    .map_or(0, |d| d.as_secs());
+                let since = v
+                    .changed
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let _ = write!(
+                    s,
+                    "{} checks={} failed={} changed={} ({}s ago)",
+                    self.health(rs).name(),
+                    v.run,
+                    v.failed,
+                    since,
+                    ago
+                );
+                if let Some((ok, why)) = &v.last {
+                    let _ = write!(s, " last={} {why}", if *ok { "ok" } else { "fail" });
+                }
+            }
+        }
+        s
+    }
+}
