@@ -271,23 +271,23 @@ fn checker(
         status_ranges(c, &format!("{key}.status_code"), &k.status_code)
     };
     let mut urls = Vec::new();
-    if let Some(p) = &k.path {
-        if !k.url.is_empty() {
-            c.err(
-                format!("{key}.path"),
-                "given together with [[...url]] tables; put every path in a url table",
-            );
-        }
-        urls.push(Url {
-            path: p.clone(),
-            status: default_status.clone(),
-            digest: digest(c, &format!("{key}.digest"), &k.digest),
-        });
+    if k.path.is_some() && !k.url.is_empty() {
+        c.err(
+            format!("{key}.path"),
+            "given together with [[...url]] tables; put every path in a url table",
+        );
     } else if k.digest.is_some() && !k.url.is_empty() {
         c.err(
             format!("{key}.digest"),
             "belongs to a url: set digest inside each [[...url]] table",
         );
+    } else if k.url.is_empty() {
+        // The shorthand: one url, `/` unless `path` says otherwise.
+        urls.push(Url {
+            path: k.path.clone().unwrap_or_else(|| "/".into()),
+            status: default_status.clone(),
+            digest: digest(c, &format!("{key}.digest"), &k.digest),
+        });
     }
     for (j, u) in k.url.iter().enumerate() {
         let uk = format!("{key}.url[{j}]");
@@ -319,13 +319,6 @@ fn checker(
                 ),
             );
         }
-    }
-    if urls.is_empty() {
-        urls.push(Url {
-            path: "/".into(),
-            status: default_status,
-            digest: None,
-        });
     }
     let http11 = match k.http_protocol.as_deref().map(str::trim) {
         None | Some("1.0") | Some("1.0C") => false,
@@ -416,4 +409,176 @@ pub(super) fn checks(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::*;
+
+    const HEAD: &str =
+        "[eal]\nlcores = \"0-1\"\n[ports]\nrx = \"net_null0\"\ntx_addr = \"10.0.1.1\"\n";
+
+    fn load(svc: &str) -> Result<Config, String> {
+        Config::from_str(&format!("{HEAD}{svc}"), "t.toml")
+            .map(|(c, _)| c)
+            .map_err(|e| e.to_string())
+    }
+
+    const TWO: &str =
+        "[[service.server]]\naddr = \"10.0.1.11\"\n[[service.server]]\naddr = \"10.0.1.12\"\n";
+
+    #[test]
+    fn defaults_are_keepalived_s_and_servers_inherit() {
+        let c = load(&format!(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\n[[service.health.check]]\ntype = \"http\"\n\
+             [[service.health.check]]\ntype = \"tcp\"\n{TWO}\
+             [[service]]\nvip = \"10.0.0.1\"\nport = 81\n[[service.server]]\naddr = \"10.0.1.11\"\n"
+        ))
+        .unwrap();
+        let h = c.health();
+        assert_eq!(h.len(), 3);
+        assert!(h[2].is_none(), "a service without health is unchecked");
+        let s = h[1].as_ref().unwrap();
+        assert!(!s.alpha && !s.inhibit_on_failure);
+        let http = &s.checks[0];
+        assert_eq!(
+            http.timing,
+            Timing {
+                delay_loop: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(5),
+                retry: 1,
+                delay_before_retry: Duration::from_secs(3),
+            }
+        );
+        match &http.probe {
+            Probe::Http {
+                target,
+                urls,
+                http11,
+                ..
+            } => {
+                assert_eq!(target.to_string(), "10.0.1.12:80");
+                assert_eq!(urls[0].path, "/");
+                assert_eq!(urls[0].status, vec![(200, 299)]);
+                assert!(!http11);
+            }
+            p => panic!("{p:?}"),
+        }
+        assert_eq!(
+            s.checks[1].timing.delay_before_retry,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn server_values_win_and_its_own_checks_replace_the_service_s() {
+        let c = load(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\ndelay_loop = 10\nretry = 3\n\
+             [[service.health.check]]\ntype = \"tcp\"\n\
+             [[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nretry = 0\ninhibit_on_failure = true\nalpha = true\n\
+             [[service.server]]\naddr = \"10.0.1.12\"\n[service.server.health]\n\
+             [[service.server.health.check]]\ntype = \"misc\"\nmisc_path = \"true\"\nmisc_dynamic = true\n\
+             [[service.server.health.check]]\ntype = \"http\"\nconnect_port = 8080\ndelay_loop = 2\n\
+             [[service.server.health.check.url]]\npath = \"/a\"\nstatus_code = [\"200-204\", 301]\n\
+             [[service.server.health.check.url]]\npath = \"/b\"\ndigest = \"9B3A0C85A887A256D6939DA88AABD8CD\"\n",
+        )
+        .unwrap();
+        let a = c.health()[0].as_ref().unwrap();
+        assert!(a.alpha && a.inhibit_on_failure);
+        assert_eq!(a.checks.len(), 1);
+        assert_eq!(a.checks[0].timing.retry, 0);
+        assert_eq!(a.checks[0].timing.delay_loop, Duration::from_secs(10));
+        let b = c.health()[1].as_ref().unwrap();
+        assert_eq!(b.checks.len(), 2);
+        assert_eq!(b.checks[0].timing.retry, 3, "the service's retry");
+        assert_eq!(
+            b.checks[0].timing.connect_timeout,
+            Duration::from_secs(10),
+            "misc_timeout = delay_loop"
+        );
+        assert_eq!(
+            b.checks[0].probe,
+            Probe::Misc {
+                path: "true".into(),
+                dynamic: true
+            }
+        );
+        match &b.checks[1].probe {
+            Probe::Http { target, urls, .. } => {
+                assert_eq!(target.port(), 8080);
+                assert_eq!(urls[0].status, vec![(200, 204), (301, 301)]);
+                assert_eq!(
+                    urls[1].digest.as_deref(),
+                    Some("9b3a0c85a887a256d6939da88aabd8cd")
+                );
+            }
+            p => panic!("{p:?}"),
+        }
+        assert_eq!(b.checks[1].timing.delay_loop, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_what_to_write() {
+        let cases: &[(&str, &[&str])] = &[
+            (
+                "type = \"smtp\"",
+                &[
+                    "service[0].health.check[0].type",
+                    "unknown checker",
+                    "\"tcp\"",
+                ],
+            ),
+            ("type = \"ssl_get\"", &["check[0].type", "TLS"]),
+            (
+                "connect_timeout = 0\ntype = \"tcp\"",
+                &["check[0].connect_timeout", "1..=86400"],
+            ),
+            (
+                "type = \"http\"\nstatus_code = [\"200-99\"]",
+                &["check[0].status_code[0]", "range"],
+            ),
+            (
+                "type = \"http\"\ndigest = \"abc\"",
+                &["check[0].digest", "MD5"],
+            ),
+            ("type = \"http\"\npath = \"health\"", &["path", "/health"]),
+            (
+                "type = \"tcp\"\npath = \"/\"",
+                &["does not apply to a tcp check"],
+            ),
+            ("type = \"misc\"", &["check[0].misc_path", "missing"]),
+            (
+                "type = \"tcp\"\nbindto = \"::1\"",
+                &["check[0].bindto", "families"],
+            ),
+            (
+                "type = \"http\"\nhttp_protocol = \"2\"",
+                &["http_protocol", "1.1"],
+            ),
+        ];
+        for (check, want) in cases {
+            let e = load(&format!(
+                "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\n[[service.health.check]]\n{check}\n{TWO}"
+            ))
+            .err()
+            .unwrap_or_else(|| panic!("{check:?} was accepted"));
+            for w in *want {
+                assert!(e.contains(w), "{check:?}: {e}");
+            }
+        }
+        let e = load(&format!(
+            "[[service]]\nfwmark = 1\n[service.health]\n[[service.health.check]]\ntype = \"tcp\"\n{TWO}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("check[0].connect_port") && e.contains("set connect_port"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\nretries = 1\n{TWO}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown field `retries`"), "{e}");
+    }
 }

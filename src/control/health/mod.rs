@@ -265,3 +265,150 @@ impl Effects {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::spec::{RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
+    use crate::wire::ethernet::MacAddr;
+    use std::time::Duration;
+
+    fn snap() -> Snapshot {
+        Snapshot::new(&[ServiceSpec {
+            addr: ServiceAddr::Fwmark(1),
+            scheduler: SchedulerKind::Rr,
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            servers: (0..3)
+                .map(|i| RealServerSpec {
+                    addr: format!("10.0.0.{}", i + 1).parse().unwrap(),
+                    weight: 5,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
+                })
+                .collect(),
+        }])
+    }
+
+    fn checks(alpha: bool, inhibit: bool) -> Option<ServerChecks> {
+        Some(ServerChecks {
+            checks: vec![CheckSpec {
+                probe: Probe::Misc {
+                    path: "true".into(),
+                    dynamic: true,
+                },
+                timing: Timing {
+                    delay_loop: Duration::from_secs(1),
+                    connect_timeout: Duration::from_secs(1),
+                    retry: 0,
+                    delay_before_retry: Duration::from_secs(1),
+                },
+            }],
+            alpha,
+            inhibit_on_failure: inhibit,
+            notify_up: None,
+            notify_down: None,
+        })
+    }
+
+    fn result(rs: u32, ok: bool, weight: Option<u32>) -> HealthEvent {
+        HealthEvent::Result {
+            rs: RsId(rs),
+            checker: 0,
+            kind: "misc",
+            outcome: Outcome {
+                ok,
+                weight,
+                reason: "test".into(),
+            },
+        }
+    }
+
+    fn server(rs: u32, up: bool) -> HealthEvent {
+        HealthEvent::Server { rs: RsId(rs), up }
+    }
+
+    #[test]
+    fn inhibit_sets_weight_zero_removal_takes_it_out() {
+        let s = snap();
+        let mut e = Effects::new(&s, &[checks(false, true), checks(false, false), None]);
+        e.on_event(&s, server(0, false));
+        e.on_event(&s, server(1, false));
+        let (r0, r1) = (s.server(RsId(0)).unwrap(), s.server(RsId(1)).unwrap());
+        assert_eq!(r0.weight(), 0, "inhibit: quiescent");
+        assert!(!r0.is_health_down() && !r0.available());
+        assert_eq!(r1.weight(), 5, "removal keeps the weight");
+        assert!(r1.is_health_down() && !r1.available());
+        assert_eq!(e.down(), 2);
+        assert_eq!(e.health(RsId(2)), Health::Unchecked);
+        e.on_event(&s, server(0, true));
+        e.on_event(&s, server(1, true));
+        assert_eq!(r0.weight(), 5);
+        assert!(r0.available() && r1.available());
+        assert_eq!(e.down(), 0);
+    }
+
+    #[test]
+    fn alpha_servers_start_out_of_service() {
+        let s = snap();
+        let e = Effects::new(
+            &s,
+            &[
+                checks(true, false),
+                checks(true, true),
+                checks(false, false),
+            ],
+        );
+        assert!(s.server(RsId(0)).unwrap().is_health_down());
+        assert_eq!(s.server(RsId(1)).unwrap().weight(), 0);
+        assert!(s.server(RsId(2)).unwrap().available());
+        assert_eq!(e.down(), 2);
+    }
+
+    #[test]
+    fn admin_weight_is_restored_after_a_failure() {
+        let s = snap();
+        let mut e = Effects::new(&s, &[checks(false, true), None, None]);
+        e.set_admin_weight(&s, RsId(0), 9);
+        assert_eq!(s.server(RsId(0)).unwrap().weight(), 9);
+        e.on_event(&s, server(0, false));
+        e.set_admin_weight(&s, RsId(0), 7);
+        assert_eq!(
+            s.server(RsId(0)).unwrap().weight(),
+            0,
+            "stays quiesced while down"
+        );
+        e.on_event(&s, server(0, true));
+        assert_eq!(s.server(RsId(0)).unwrap().weight(), 7);
+        e.set_admin_weight(&s, RsId(1), 3);
+        assert_eq!(
+            s.server(RsId(1)).unwrap().weight(),
+            3,
+            "unchecked: set directly"
+        );
+    }
+
+    #[test]
+    fn misc_dynamic_weights_and_counters() {
+        let s = snap();
+        let mut e = Effects::new(&s, &[checks(false, false), None, None]);
+        e.on_event(&s, result(0, true, Some(40)));
+        assert_eq!(s.server(RsId(0)).unwrap().weight(), 40);
+        e.on_event(&s, result(0, true, Some(0)));
+        assert_eq!(s.server(RsId(0)).unwrap().weight(), 0, "exit 2: weight 0");
+        e.on_event(&s, result(0, false, None));
+        let v = e.view(RsId(0)).unwrap();
+        assert_eq!((v.run, v.failed), (3, 1));
+        assert!(e.columns(RsId(0)).contains("checks=3 failed=1"));
+        assert!(e.columns(RsId(0)).contains("last=fail misc#0: test"));
+        assert_eq!(
+            e.samples()[0],
+            Some(HealthSample {
+                up: true,
+                run: 3,
+                failed: 1
+            })
+        );
+    }
+}
