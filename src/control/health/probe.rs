@@ -229,10 +229,11 @@ pub fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
             if buf.is_empty() {
                 "empty response".to_owned()
             } else {
-                "no HTTP header".to_owned()
+                "not an HTTP response (no header end)".to_owned()
             }
         })?;
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "header is not text".to_owned())?;
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| "not an HTTP response (the header is not text)".to_owned())?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.split_whitespace();
