@@ -404,3 +404,150 @@ fn two_workers_share_persistence() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("unaccounted=0"), "{log}");
 }
+
+/// Health checks (keepalived's HTTP_GET semantics) take a stopped server
+/// out of scheduling and put it back: under a continuous curl loop rs2's
+/// HTTP server is stopped → within delay_loop × (retry + 1) +
+/// connect_timeout plus one interval no new client lands on rs2; started
+/// again → rs2 receives new clients within one delay_loop (plus slack).
+/// The checks reach the servers through the lb namespace's kernel on a
+/// management veth (bare metal: a management NIC routed to the servers).
+#[test]
+fn health_check_takes_a_stopped_server_out_and_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let _g = lock();
+    let mut t = Topology::up("h", 3, 4);
+    t.add_management("10.100.1.3/24");
+    let (delay_loop, retry, connect_timeout) = (1u64, 1u64, 1u64);
+    let cfg = config_text(
+        "pmdlb-e2e-h",
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+             [service.health]\ndelay_loop = {delay_loop}\nconnect_timeout = {connect_timeout}\n\
+             retry = {retry}\ndelay_before_retry = 1\n\
+             [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n{}",
+            servers_block(false)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-h", &cfg);
+    // Every server checked up at least once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = lb.ctl("servers").unwrap();
+        if s.matches(" up checks=").count() == 3 && !s.contains("checks=0 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers not checked up:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The curl loop: (when it was sent, who answered; "" = failed).
+    let log: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (log, stop, ns) = (Arc::clone(&log), Arc::clone(&stop), t.ns("cl"));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "curl", "-s", "-m", "2"])
+                    .args(["--interface", &client(i % 4), &format!("http://{VIP}/")])
+                    .output()
+                    .unwrap();
+                let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                log.lock().unwrap().push((sent, who));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let t_stop = Instant::now();
+    t.stop_server(2, "80");
+    // Detection as the control plane reports it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lb.ctl("servers").unwrap().contains(" down checks=") {
+        assert!(
+            Instant::now() < deadline,
+            "rs2 never reported down\n{}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let detected = t_stop.elapsed();
+    let bound = Duration::from_secs(delay_loop * (retry + 1) + connect_timeout + delay_loop);
+    std::thread::sleep(bound.saturating_sub(detected) + Duration::from_secs(2));
+    let servers_down = lb.ctl("servers").unwrap();
+    assert!(
+        servers_down.contains("last=fail http#0: /index.html: connect"),
+        "{servers_down}"
+    );
+
+    let t_start = Instant::now();
+    t.start_server(2, "80");
+    let listening = t_start.elapsed();
+    let t_up = Instant::now();
+    let deadline = t_up + Duration::from_secs(10);
+    let back = loop {
+        if let Some((at, _)) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, who)| *at >= t_up && who == "rs2")
+        {
+            break at.duration_since(t_up);
+        }
+        assert!(Instant::now() < deadline, "rs2 got no new client again");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    looper.join().unwrap();
+
+    let log = log.lock().unwrap();
+    let after_stop: Vec<&(Instant, String)> = log.iter().filter(|(at, _)| *at >= t_stop).collect();
+    let last_failure = after_stop
+        .iter()
+        .filter(|(at, who)| who.is_empty() && *at < t_up)
+        .map(|(at, _)| at.duration_since(t_stop))
+        .max()
+        .unwrap_or_default();
+    let late: Vec<String> = after_stop
+        .iter()
+        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && !who.starts_with("rs"))
+        .map(|(at, who)| format!("{:?}:{who:?}", at.duration_since(t_stop)))
+        .collect();
+    let during: usize = after_stop
+        .iter()
+        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && who.starts_with("rs"))
+        .count();
+    println!(
+        "health e2e: down reported after {detected:?}, last failed request {last_failure:?} after the stop \
+         (bound {bound:?}); {during} requests answered while rs2 was out; rs2 listening again after \
+         {listening:?}, first new client on rs2 {back:?} later (delay_loop {delay_loop} s)"
+    );
+    assert!(detected <= bound, "detection {detected:?} over {bound:?}");
+    assert!(late.is_empty(), "requests failed after the bound: {late:?}");
+    assert!(during >= 5, "too few requests to show anything: {during}");
+    assert!(
+        !after_stop
+            .iter()
+            .any(|(at, who)| *at >= t_stop + bound && *at < t_start && who == "rs2"),
+        "rs2 answered while stopped?"
+    );
+    assert!(
+        back <= Duration::from_secs(delay_loop) + Duration::from_millis(1500),
+        "rs2 back after {back:?}"
+    );
+    let stats = lb.log();
+    assert!(
+        stats.contains("rs_down=1"),
+        "the statistics line shows rs2 down"
+    );
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
