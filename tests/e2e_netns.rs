@@ -425,7 +425,8 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     let cfg = config_text(
         "pmdlb-e2e-h",
         &format!(
-            "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+            "[metrics]\nlisten = \"127.0.0.1:9479\"\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
              [service.health]\ndelay_loop = {delay_loop}\nconnect_timeout = {connect_timeout}\n\
              retry = {retry}\ndelay_before_retry = 1\n\
              [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n{}",
@@ -487,6 +488,58 @@ fn health_check_takes_a_stopped_server_out_and_back() {
         "{servers_down}"
     );
 
+    // The exposition says so too (rendered once a second), and promtool
+    // accepts it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.ns("lb"), "curl", "-s", "-m", "2"])
+            .arg("http://127.0.0.1:9479/metrics")
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        let health: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("pmdlb_backend_health{"))
+            .collect();
+        if health.len() == 3
+            && health.iter().all(|l| {
+                l.ends_with(if l.contains("\"10.100.1.12\"") {
+                    " 0"
+                } else {
+                    " 1"
+                })
+            })
+        {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "pmdlb_backend_health:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(metrics.contains("pmdlb_backend_health_check_failures_total{"));
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    {
+        use std::io::Write;
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+    }
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let t_start = Instant::now();
     t.start_server(2, "80");
     let listening = t_start.elapsed();
@@ -540,7 +593,7 @@ fn health_check_takes_a_stopped_server_out_and_back() {
         "rs2 answered while stopped?"
     );
     assert!(
-        back <= Duration::from_secs(delay_loop) + Duration::from_millis(1500),
+        back <= Duration::from_secs(delay_loop) + Duration::from_secs(2),
         "rs2 back after {back:?}"
     );
     let stats = lb.log();

@@ -197,6 +197,9 @@ impl Exposition<'_> {
     }
 
     fn health_part(&self, out: &mut String) {
+        if !self.health.iter().any(Option::is_some) {
+            return;
+        }
         let checked = |f: fn(&HealthSample) -> u64| {
             let mut v = Vec::new();
             for svc in self.snap.services() {

@@ -129,15 +129,19 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>6} {:>9} {:>9}  mac  health",
-        "service / real server", "weight", "active", "inactive"
+        "{:<34} {:>6} {:>9} {:>9}  mac{}",
+        "service / real server",
+        "weight",
+        "active",
+        "inactive",
+        if health.any() { "  health" } else { "" }
     );
     for (svc, spec) in snap.services().iter().zip(specs) {
         let _ = writeln!(out, "{}", service_line(spec));
         for (k, rs) in snap.servers_of(svc).iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}  {}",
+                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}{}",
                 rs.addr,
                 rs.weight(),
                 rs.active(),

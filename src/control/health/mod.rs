@@ -234,13 +234,21 @@ impl Effects {
         self.views.iter().flatten().filter(|v| !v.up).count()
     }
 
-    /// The `ctl servers` columns of a server: health, checks run/failed,
-    /// seconds since the last change, the last result.
+    /// Whether any server is checked.
+    pub fn any(&self) -> bool {
+        self.views.iter().any(Option::is_some)
+    }
+
+    /// The `ctl servers` columns of a server (after two spaces): health,
+    /// checks run/failed, when it last changed, the last result; `unchecked`
+    /// when other servers are checked; nothing when no server is.
     pub fn columns(&self, rs: RsId) -> String {
         let mut s = String::new();
         match self.view(rs) {
-            None => s.push_str("unchecked"),
+            None if self.any() => s.push_str("  unchecked"),
+            None => {}
             Some(v) => {
+                s.push_str("  ");
                 let ago = SystemTime::now()
                     .duration_since(v.changed)
                     .map_or(0, |d| d.as_secs());
