@@ -314,3 +314,53 @@ fn a_thousand_tcp_checks_complete_within_their_interval() {
     );
     assert_eq!(passed, 500, "the listeners pass, the refused port fails");
 }
+
+#[test]
+fn notify_scripts_run_on_state_changes() {
+    let dir = std::env::temp_dir().join(format!("pmdlb-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |n: &str| dir.join(n);
+    let misc = |p: &str| Probe::Misc {
+        path: p.into(),
+        dynamic: false,
+    };
+    let with = |probe: Probe, alpha: bool| {
+        let mut s = server(probe, timing(60, 2000)).unwrap();
+        s.alpha = alpha;
+        s.notify_up = Some(format!("echo up >> {}", file("up").display()));
+        s.notify_down = Some(format!("echo down >> {}", file("down").display()));
+        Some(s)
+    };
+    // An alpha server that passes comes up; a plain one that fails goes down.
+    let servers = vec![with(misc("exit 0"), true), with(misc("exit 1"), false)];
+    let r = Runner::start(&servers).unwrap().unwrap();
+    let t0 = Instant::now();
+    let mut events = Vec::new();
+    let read = |n: &str| std::fs::read_to_string(file(n)).unwrap_or_default();
+    while (read("up") != "up\n" || read("down") != "down\n")
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        r.drain(|ev| {
+            if let HealthEvent::Server { rs, up } = ev {
+                events.push((rs.0, up));
+            }
+        });
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The events were sent before the scripts ran.
+    r.drain(|ev| {
+        if let HealthEvent::Server { rs, up } = ev {
+            events.push((rs.0, up));
+        }
+    });
+    drop(r);
+    let (up, down) = (read("up"), read("down"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("up\n", "down\n"),
+        "{events:?}"
+    );
+    events.sort();
+    assert_eq!(events, [(0, true), (1, false)]);
+}
