@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use crate::control::health::ServerChecks;
+use crate::control::health::{QuorumSpec, ServerChecks};
 use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
 pub use crate::lb::sched::mh::TableSize as MhTableSize;
@@ -222,6 +222,7 @@ pub struct Config {
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
     health: Vec<Option<ServerChecks>>,
+    quorums: Vec<Option<QuorumSpec>>,
 }
 
 /// One thing wrong with a configuration.
@@ -385,6 +386,12 @@ impl Config {
     /// servers without checkers.
     pub fn health(&self) -> &[Option<ServerChecks>] {
         &self.health
+    }
+
+    /// Each service's quorum and sorry server (`None`, or a short list,
+    /// where not set). A sorry server is the last of its service's servers.
+    pub fn quorums(&self) -> &[Option<QuorumSpec>] {
+        &self.quorums
     }
 
     /// The EAL argument list, program name first: lcores, main lcore,

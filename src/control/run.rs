@@ -263,7 +263,7 @@ fn run_inner(
     );
     let snap = Arc::new(Snapshot::with_mh_size(cfg.services(), cfg.tables().mh_size));
     // Before any worker runs: alpha servers start out of service.
-    let mut health = Effects::new(&snap, cfg.health());
+    let mut health = Effects::new(&snap, cfg.health(), cfg.quorums());
     let persist = Arc::new(PersistTable::new(
         cfg.tables().persistence as usize,
         PERSIST_SHARDS,

@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use super::raw::{RawCheck, RawHealth, StrOrInt};
 use super::validate::Check;
-use crate::control::health::{CheckSpec, Probe, ServerChecks, Timing, Url};
-use crate::lb::spec::{ServiceAddr, ServiceSpec};
+use super::values::server_mac;
+use crate::control::health::{CheckSpec, Probe, QuorumSpec, ServerChecks, Timing, Url};
+use crate::lb::spec::{RealServerSpec, SchedulerKind, ServiceAddr, ServiceSpec};
+use crate::lb::types::RsId;
 
 /// keepalived's `delay_loop` default, seconds.
 pub const DEFAULT_DELAY_LOOP_S: i64 = 60;
@@ -343,15 +345,127 @@ fn checker(
     })
 }
 
-/// One entry per real server in `RsId` order (services in order, their
-/// servers in order); `None` for a server without checkers.
+/// The quorum keys of a service; appends its sorry server (if any) to its
+/// servers, so it is resolved by ARP/ND like them (or has its
+/// `sorry_server_mac`). `first` is the service's first `RsId`.
+fn quorum(
+    c: &mut Check,
+    key: &str,
+    h: &RawHealth,
+    spec: &mut ServiceSpec,
+    first: u32,
+) -> Option<QuorumSpec> {
+    let any = h.quorum.is_some()
+        || h.hysteresis.is_some()
+        || h.sorry_server.is_some()
+        || h.sorry_server_mac.is_some()
+        || h.sorry_server_inhibit.is_some()
+        || h.quorum_up.is_some()
+        || h.quorum_down.is_some();
+    if !any {
+        return None;
+    }
+    let quorum = c.int(
+        &format!("{key}.quorum"),
+        h.quorum,
+        1,
+        1,
+        i64::from(u32::MAX),
+    ) as u64;
+    let hysteresis = c.int(
+        &format!("{key}.hysteresis"),
+        h.hysteresis,
+        0,
+        0,
+        i64::from(u32::MAX),
+    ) as u64;
+    let mut sorry = None;
+    if let Some(a) = &h.sorry_server {
+        let k = format!("{key}.sorry_server");
+        match a.trim().parse::<IpAddr>() {
+            Err(_) => c.err(&k, format!("{a:?} is not an IP address; give the sorry server's address")),
+            Ok(ip) if spec.servers.iter().any(|r| r.addr == ip) => c.err(
+                &k,
+                format!("{ip} is also a real server of this service; the sorry server stands in for them, give another address"),
+            ),
+            Ok(ip) if spec.servers.first().is_some_and(|r| r.addr.is_ipv6() != ip.is_ipv6()) => c.err(
+                &k,
+                format!("{ip} is not of the family of the service's servers; DR cannot change the family"),
+            ),
+            Ok(ip) => {
+                if matches!(spec.scheduler, SchedulerKind::Sh | SchedulerKind::Dh | SchedulerKind::Mh) {
+                    c.err(
+                        &k,
+                        "needs a scheduler that does not hash (rr, wrr, lc, wlc, sed, nq, fo, ovf): sh, dh and mh tables are fixed at start and never pick a standby server",
+                    );
+                }
+                let mac = match &h.sorry_server_mac {
+                    None => None,
+                    Some(m) => match server_mac(m) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            c.err(format!("{key}.sorry_server_mac"), e);
+                            None
+                        }
+                    },
+                };
+                // Without a mac it is resolved like the servers (cross_checks
+                // asks for ports.tx_addr then).
+                sorry = Some(RsId(first + spec.servers.len() as u32));
+                spec.servers.push(RealServerSpec {
+                    addr: ip,
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    mac,
+                });
+            }
+        }
+    } else if h.sorry_server_mac.is_some() || h.sorry_server_inhibit.is_some() {
+        c.err(
+            format!("{key}.sorry_server"),
+            "missing, but sorry_server_mac or sorry_server_inhibit is set; give the address or remove them",
+        );
+    }
+    Some(QuorumSpec {
+        quorum,
+        hysteresis,
+        sorry,
+        sorry_inhibit: h.sorry_server_inhibit.unwrap_or(false),
+        quorum_up: h.quorum_up.clone(),
+        quorum_down: h.quorum_down.clone(),
+    })
+}
+
+/// What the health keys give: one entry per real server in `RsId` order
+/// (services in order, their servers in order; `None` for a server
+/// without checkers) and one per service (its quorum, if set). A sorry
+/// server is appended to its service's servers (unchecked).
 pub(super) fn checks(
     c: &mut Check,
     raw: &[RawServiceHealth],
-    services: &[ServiceSpec],
-) -> Vec<Option<ServerChecks>> {
+    services: &mut [ServiceSpec],
+) -> (Vec<Option<ServerChecks>>, Vec<Option<QuorumSpec>>) {
     let mut out = Vec::new();
-    for (i, (spec, (svc_h, srv_hs))) in services.iter().zip(raw).enumerate() {
+    let mut quorums = Vec::new();
+    for (i, (spec, (svc_h, srv_hs))) in services.iter_mut().zip(raw).enumerate() {
+        for (j, h) in srv_hs.iter().enumerate() {
+            if let Some(h) = h {
+                if h.quorum.is_some()
+                    || h.hysteresis.is_some()
+                    || h.sorry_server.is_some()
+                    || h.sorry_server_mac.is_some()
+                    || h.sorry_server_inhibit.is_some()
+                    || h.quorum_up.is_some()
+                    || h.quorum_down.is_some()
+                {
+                    c.err(
+                        format!("service[{i}].server[{j}].health"),
+                        "quorum, hysteresis, sorry_server* and quorum_up/down belong to the service: move them to [service.health]",
+                    );
+                }
+            }
+        }
         let svc_port = match spec.addr {
             ServiceAddr::Addr { port, .. } if port != 0 => Some(port),
             _ => None,
@@ -407,8 +521,14 @@ pub(super) fn checks(
                 notify_down: script(|h| h.notify_down.as_ref()),
             }));
         }
+        let first = (out.len() - spec.servers.len()) as u32;
+        let q = svc_h.and_then(|h| quorum(c, &format!("service[{i}].health"), h, spec, first));
+        if q.as_ref().is_some_and(|q| q.sorry.is_some()) {
+            out.push(None);
+        }
+        quorums.push(q);
     }
-    out
+    (out, quorums)
 }
 
 #[cfg(test)]
@@ -516,6 +636,60 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert_eq!(b.checks[1].timing.delay_loop, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn quorum_and_the_sorry_server() {
+        let c = load(&format!(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\nscheduler = \"rr\"\n[service.health]\nquorum = 2\nhysteresis = 1\n\
+             sorry_server = \"10.0.1.99\"\nsorry_server_mac = \"02:00:00:00:00:99\"\nsorry_server_inhibit = true\n\
+             quorum_down = \"logger lost\"\n[[service.health.check]]\ntype = \"tcp\"\n{TWO}\
+             [[service]]\nvip = \"10.0.0.1\"\nport = 81\n[[service.server]]\naddr = \"10.0.1.11\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.services()[0].servers.len(),
+            3,
+            "the sorry server is the last"
+        );
+        assert_eq!(c.services()[0].servers[2].addr.to_string(), "10.0.1.99");
+        assert!(c.health()[2].is_none() && c.health()[3].is_none());
+        assert_eq!(c.health().len(), 4);
+        let q = c.quorums()[0].as_ref().unwrap();
+        assert_eq!(
+            (q.quorum, q.hysteresis, q.sorry, q.sorry_inhibit),
+            (2, 1, Some(RsId(2)), true)
+        );
+        assert_eq!(q.quorum_down.as_deref(), Some("logger lost"));
+        assert!(c.quorums()[1].is_none());
+        for (keys, want) in [
+            ("sorry_server = \"10.0.1.11\"", "also a real server"),
+            ("sorry_server = \"fd00::9\"", "family"),
+            ("sorry_server_inhibit = true", "sorry_server: missing"),
+            ("quorum = 0", "quorum: 0 is out of range"),
+        ] {
+            let e = load(&format!(
+                "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\n{keys}\n{TWO}"
+            ))
+            .unwrap_err();
+            assert!(
+                e.contains("service[0].health.") && e.contains(want),
+                "{keys}: {e}"
+            );
+        }
+        let e = load(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\nscheduler = \"mh\"\n[service.health]\nsorry_server = \"10.0.1.9\"\n[[service.server]]\naddr = \"10.0.1.11\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("does not hash"), "{e}");
+        let e = load(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nquorum = 2\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("service[0].server[0].health") && e.contains("[service.health]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -302,6 +302,13 @@ pub struct RawHealth {
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<String>,
     pub notify_down: Option<String>,
+    pub quorum: Option<i64>,
+    pub hysteresis: Option<i64>,
+    pub sorry_server: Option<String>,
+    pub sorry_server_mac: Option<String>,
+    pub sorry_server_inhibit: Option<bool>,
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
     #[serde(default)]
     pub check: Vec<RawCheck>,
 }

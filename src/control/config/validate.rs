@@ -220,18 +220,18 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
         })
         .collect();
     let shape: Vec<usize> = health_raw.iter().map(|h| h.1.len()).collect();
-    let services = services::services(&mut c, raw.service, &marks, &ports);
+    let mut services = services::services(&mut c, raw.service, &marks, &ports);
     // Health keys are checked against the servers they belong to; when a
     // service or server was rejected the indices no longer line up, and the
     // health checks wait for the other problems to be fixed.
-    let health = if services
+    let (health, quorums) = if services
         .iter()
         .map(|s| s.servers.len())
         .eq(shape.iter().copied())
     {
-        health::checks(&mut c, &health_raw, &services)
+        health::checks(&mut c, &health_raw, &mut services)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
     services::cross_checks(&mut c, &services, &marks, &ports);
@@ -267,6 +267,7 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
             marks,
             services,
             health,
+            quorums,
         },
         warnings,
     ))

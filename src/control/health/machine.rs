@@ -122,6 +122,18 @@ impl Server {
     }
 }
 
+/// keepalived's `update_quorum_state`: a service with quorum loses it when
+/// the sum of its live servers' weights drops below `quorum − hysteresis`,
+/// and one without regains it at `quorum + hysteresis` or more. Returns
+/// the new state.
+pub fn quorum_step(has_quorum: bool, weight_sum: u64, quorum: u64, hysteresis: u64) -> bool {
+    if has_quorum {
+        weight_sum >= quorum.saturating_sub(hysteresis)
+    } else {
+        weight_sum >= quorum.saturating_add(hysteresis)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +201,30 @@ mod tests {
         assert_eq!(srv.on_result(0, true, t0 + s(63)), Some(true));
         let plain = Server::new(&[t(1)], false, t0);
         assert!(plain.is_alive(), "without alpha a server starts up");
+    }
+
+    #[test]
+    fn quorum_with_hysteresis() {
+        // quorum 4, hysteresis 1: lost below 3, regained at 5.
+        let mut q = true;
+        let mut trace = Vec::new();
+        for sum in [6, 4, 3, 2, 3, 4, 5, 4, 3, 2] {
+            q = quorum_step(q, sum, 4, 1);
+            trace.push(q);
+        }
+        assert_eq!(
+            trace,
+            [true, true, true, false, false, false, true, true, true, false]
+        );
+        assert!(
+            quorum_step(true, 0, 1, 1),
+            "quorum - hysteresis = 0: never lost"
+        );
+        assert!(
+            !quorum_step(true, 0, 1, 0),
+            "the default quorum 1: lost at 0"
+        );
+        assert!(quorum_step(false, 1, 1, 0));
     }
 
     #[test]

@@ -49,6 +49,25 @@ pub struct ServerChecks {
     pub notify_down: Option<String>,
 }
 
+/// A service's quorum (keepalived's `quorum`, `hysteresis`,
+/// `sorry_server`), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumSpec {
+    /// Sum of live weights needed (default 1).
+    pub quorum: u64,
+    /// Lost below `quorum − hysteresis`, regained at `quorum + hysteresis`.
+    pub hysteresis: u64,
+    /// The sorry server: the last server of the service in the snapshot,
+    /// which gets every new client while quorum is lost.
+    pub sorry: Option<RsId>,
+    /// A standby sorry server has weight 0 rather than being out.
+    pub sorry_inhibit: bool,
+    /// Run (by `sh -c`) when quorum is regained.
+    pub quorum_up: Option<String>,
+    /// Run when quorum is lost.
+    pub quorum_down: Option<String>,
+}
+
 /// A server's health as the operator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -110,13 +129,22 @@ impl ServerView {
 #[derive(Debug)]
 pub struct Effects {
     views: Vec<Option<ServerView>>,
+    /// Per service: its quorum and whether it has it now.
+    quorums: Vec<Option<(QuorumSpec, bool)>>,
+    /// Per server: its service index.
+    svc_of: Vec<usize>,
+    scripts: Vec<std::process::Child>,
 }
 
 impl Effects {
     /// One entry per real server (`RsId` order; `None` = unchecked) with
     /// its configured weight. Servers whose checks start down (alpha) get
     /// their effect at once.
-    pub fn new(snap: &Snapshot, checks: &[Option<ServerChecks>]) -> Effects {
+    pub fn new(
+        snap: &Snapshot,
+        checks: &[Option<ServerChecks>],
+        quorums: &[Option<QuorumSpec>],
+    ) -> Effects {
         let now = SystemTime::now();
         let views = checks
             .iter()
@@ -137,22 +165,132 @@ impl Effects {
                 })
             })
             .collect();
-        let e = Effects { views };
-        for i in 0..e.views.len() {
+        let mut e = Effects {
+            views,
+            quorums: (0..snap.services().len())
+                .map(|i| quorums.get(i).cloned().flatten().map(|q| (q, true)))
+                .collect(),
+            svc_of: snap.servers().iter().map(|s| s.svc.0 as usize).collect(),
+            scripts: Vec::new(),
+        };
+        for i in 0..snap.services().len() {
+            e.update_quorum(snap, i);
+        }
+        for i in 0..snap.servers().len() {
             e.apply(snap, RsId(i as u32));
         }
         e
     }
 
+    /// `Some(quorum lost)` for a service with a sorry server.
+    fn sorry_state(&self, svc: usize) -> Option<(RsId, bool, bool)> {
+        match self.quorums.get(svc) {
+            Some(Some((q, has))) => q.sorry.map(|rs| (rs, !*has, q.sorry_inhibit)),
+            _ => None,
+        }
+    }
+
     fn apply(&self, snap: &Snapshot, rs: RsId) {
-        let Some(Some(v)) = self.views.get(rs.0 as usize) else {
+        let Some(srv) = snap.server(rs) else {
             return;
         };
-        let w = v.effective_weight();
-        if snap.server(rs).is_some_and(|s| s.weight() != w) {
-            snap.set_weight(rs, w);
+        let sorry = self.sorry_state(srv.svc.0 as usize);
+        let set_weight = |w: u32| {
+            if srv.weight() != w {
+                snap.set_weight(rs, w);
+            }
+        };
+        match sorry {
+            // The sorry server itself: in while quorum is lost.
+            Some((s, lost, inhibit)) if s == rs => {
+                if lost {
+                    set_weight(1);
+                    snap.set_health_down(rs, false);
+                } else if inhibit {
+                    set_weight(0);
+                    snap.set_health_down(rs, false);
+                } else {
+                    snap.set_health_down(rs, true);
+                }
+                return;
+            }
+            _ => {}
         }
-        snap.set_health_down(rs, !v.up && !v.inhibit);
+        // Quorum lost with a sorry server: the live servers go too
+        // (quiesced with inhibit_on_failure).
+        let lost = sorry.is_some_and(|(_, lost, _)| lost);
+        match self.views.get(rs.0 as usize) {
+            Some(Some(v)) => {
+                let w = if lost && v.inhibit {
+                    0
+                } else {
+                    v.effective_weight()
+                };
+                set_weight(w);
+                snap.set_health_down(rs, !v.inhibit && (lost || !v.up));
+            }
+            _ => {
+                snap.set_health_down(rs, lost);
+            }
+        }
+    }
+
+    /// Re-evaluates a service's quorum; on a change applies it to all its
+    /// servers and runs quorum_up / quorum_down.
+    fn update_quorum(&mut self, snap: &Snapshot, svc: usize) {
+        let Some(Some((q, has))) = self.quorums.get(svc) else {
+            return;
+        };
+        let Some(st) = snap.services().get(svc) else {
+            return;
+        };
+        let mut sum = 0u64;
+        for i in st.first..st.first + st.count {
+            let rs = RsId(i);
+            if Some(rs) == q.sorry {
+                continue;
+            }
+            sum += match self.views.get(i as usize) {
+                Some(Some(v)) if v.up => u64::from(v.effective_weight()),
+                Some(Some(_)) => 0,
+                _ => snap.server(rs).map_or(0, |s| u64::from(s.weight())),
+            };
+        }
+        let now = machine::quorum_step(*has, sum, q.quorum, q.hysteresis);
+        if now == *has {
+            return;
+        }
+        let script = if now { &q.quorum_up } else { &q.quorum_down };
+        if let Some(cmd) = script {
+            match std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(c) => self.scripts.push(c),
+                Err(e) => eprintln!("pmdlb: health: cannot run {cmd:?}: {e}"),
+            }
+        }
+        if let Some(Some((_, has))) = self.quorums.get_mut(svc) {
+            *has = now;
+        }
+        for i in st.first..st.first + st.count {
+            self.apply(snap, RsId(i));
+        }
+    }
+
+    /// Whether a service has its quorum (`None`: no quorum configured).
+    pub fn has_quorum(&self, svc: usize) -> Option<bool> {
+        self.quorums.get(svc)?.as_ref().map(|q| q.1)
+    }
+
+    fn after(&mut self, snap: &Snapshot, rs: RsId) {
+        self.apply(snap, rs);
+        if let Some(&svc) = self.svc_of.get(rs.0 as usize) {
+            self.update_quorum(snap, svc);
+        }
+        self.scripts
+            .retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
 
     /// Applies one event from the runner.
@@ -174,14 +312,14 @@ impl Effects {
                     }
                     v.last = Some((outcome.ok, format!("{kind}#{checker}: {}", outcome.reason)));
                 }
-                self.apply(snap, rs);
+                self.after(snap, rs);
             }
             HealthEvent::Server { rs, up } => {
                 if let Some(Some(v)) = self.views.get_mut(rs.0 as usize) {
                     v.up = up;
                     v.changed = SystemTime::now();
                 }
-                self.apply(snap, rs);
+                self.after(snap, rs);
             }
         }
     }
@@ -193,12 +331,12 @@ impl Effects {
             Some(Some(v)) => {
                 v.admin = Some(weight);
                 v.dynamic = None;
-                self.apply(snap, rs);
             }
             _ => {
                 snap.set_weight(rs, weight);
             }
         }
+        self.after(snap, rs);
     }
 
     /// A server's health.
@@ -244,6 +382,17 @@ impl Effects {
     /// when other servers are checked; nothing when no server is.
     pub fn columns(&self, rs: RsId) -> String {
         let mut s = String::new();
+        let svc = self
+            .svc_of
+            .get(rs.0 as usize)
+            .copied()
+            .unwrap_or(usize::MAX);
+        if let Some((sorry, lost, _)) = self.sorry_state(svc) {
+            if sorry == rs {
+                let what = if lost { "in (quorum lost)" } else { "standby" };
+                return format!("  sorry server {what}");
+            }
+        }
         match self.view(rs) {
             None if self.any() => s.push_str("  unchecked"),
             None => {}
@@ -282,7 +431,11 @@ mod tests {
     use std::time::Duration;
 
     fn snap() -> Snapshot {
-        Snapshot::new(&[ServiceSpec {
+        Snapshot::new(&[snap_spec()])
+    }
+
+    fn snap_spec() -> ServiceSpec {
+        ServiceSpec {
             addr: ServiceAddr::Fwmark(1),
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),
@@ -296,7 +449,7 @@ mod tests {
                     mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
                 })
                 .collect(),
-        }])
+        }
     }
 
     fn checks(alpha: bool, inhibit: bool) -> Option<ServerChecks> {
@@ -340,7 +493,7 @@ mod tests {
     #[test]
     fn inhibit_sets_weight_zero_removal_takes_it_out() {
         let s = snap();
-        let mut e = Effects::new(&s, &[checks(false, true), checks(false, false), None]);
+        let mut e = Effects::new(&s, &[checks(false, true), checks(false, false), None], &[]);
         e.on_event(&s, server(0, false));
         e.on_event(&s, server(1, false));
         let (r0, r1) = (s.server(RsId(0)).unwrap(), s.server(RsId(1)).unwrap());
@@ -367,6 +520,7 @@ mod tests {
                 checks(true, true),
                 checks(false, false),
             ],
+            &[],
         );
         assert!(s.server(RsId(0)).unwrap().is_health_down());
         assert_eq!(s.server(RsId(1)).unwrap().weight(), 0);
@@ -374,10 +528,135 @@ mod tests {
         assert_eq!(e.down(), 2);
     }
 
+    /// Three servers of weight 5 and a sorry server (the fourth).
+    fn with_sorry(
+        quorum: u64,
+        hysteresis: u64,
+        inhibit: bool,
+        down: Option<String>,
+    ) -> (Snapshot, Vec<Option<QuorumSpec>>) {
+        let mut spec = snap_spec();
+        spec.servers.push(RealServerSpec {
+            addr: "10.0.0.99".parse().unwrap(),
+            weight: 1,
+            u_threshold: 0,
+            l_threshold: 0,
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 99])),
+        });
+        let q = QuorumSpec {
+            quorum,
+            hysteresis,
+            sorry: Some(RsId(3)),
+            sorry_inhibit: inhibit,
+            quorum_up: None,
+            quorum_down: down,
+        };
+        (Snapshot::new(&[spec]), vec![Some(q)])
+    }
+
+    fn avail(s: &Snapshot) -> Vec<bool> {
+        s.servers().iter().map(|r| r.available()).collect()
+    }
+
+    #[test]
+    fn quorum_lost_sends_new_clients_to_the_sorry_server() {
+        let (s, q) = with_sorry(10, 0, false, None);
+        let c = [
+            checks(false, false),
+            checks(false, false),
+            checks(false, false),
+            None,
+        ];
+        let mut e = Effects::new(&s, &c, &q);
+        assert_eq!(
+            avail(&s),
+            [true, true, true, false],
+            "sorry server on standby"
+        );
+        assert!(e.columns(RsId(3)).contains("sorry server standby"));
+        e.on_event(&s, server(0, false));
+        assert_eq!(e.has_quorum(0), Some(true), "10 live of quorum 10");
+        e.on_event(&s, server(1, false));
+        assert_eq!(e.has_quorum(0), Some(false));
+        assert_eq!(
+            avail(&s),
+            [false, false, false, true],
+            "all new clients to the sorry server"
+        );
+        assert!(e.columns(RsId(3)).contains("in (quorum lost)"));
+        e.on_event(&s, server(0, true));
+        assert_eq!(e.has_quorum(0), Some(true));
+        assert_eq!(avail(&s), [true, false, true, false]);
+    }
+
+    #[test]
+    fn quorum_hysteresis_and_sorry_server_inhibit() {
+        let (s, q) = with_sorry(10, 5, true, None);
+        let c = [
+            checks(false, false),
+            checks(false, true),
+            checks(false, false),
+            None,
+        ];
+        let mut e = Effects::new(&s, &c, &q);
+        let sorry = s.server(RsId(3)).unwrap();
+        assert!(
+            !sorry.is_health_down() && sorry.weight() == 0,
+            "inhibited standby: weight 0"
+        );
+        e.on_event(&s, server(0, false));
+        e.on_event(&s, server(2, false));
+        assert_eq!(e.has_quorum(0), Some(true), "5 is not below 10 - 5");
+        e.on_event(&s, server(1, false));
+        assert_eq!(e.has_quorum(0), Some(false), "0 < 5");
+        assert_eq!(sorry.weight(), 1);
+        assert_eq!(avail(&s), [false, false, false, true]);
+        e.on_event(&s, server(0, true));
+        e.on_event(&s, server(1, true));
+        assert_eq!(e.has_quorum(0), Some(false), "10 < 10 + 5");
+        assert_eq!(
+            s.server(RsId(1)).unwrap().weight(),
+            0,
+            "inhibit: quiesced while quorum is lost"
+        );
+        e.on_event(&s, server(2, true));
+        assert_eq!(e.has_quorum(0), Some(true), "15 >= 15");
+        assert_eq!(avail(&s), [true, true, true, false]);
+        assert_eq!(
+            (sorry.weight(), s.server(RsId(1)).unwrap().weight()),
+            (0, 5)
+        );
+    }
+
+    #[test]
+    fn alpha_starts_without_quorum_and_quorum_down_runs() {
+        let f = std::env::temp_dir().join(format!("pmdlb-quorum-{}", std::process::id()));
+        let _ = std::fs::remove_file(&f);
+        let (s, q) = with_sorry(1, 0, false, Some(format!("echo lost > {}", f.display())));
+        let c = [
+            checks(true, false),
+            checks(true, false),
+            checks(true, false),
+            None,
+        ];
+        let e = Effects::new(&s, &c, &q);
+        assert_eq!(e.has_quorum(0), Some(false));
+        assert_eq!(avail(&s), [false, false, false, true]);
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(&f).unwrap_or_default() != "lost\n" {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "quorum_down did not run"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&f);
+    }
+
     #[test]
     fn admin_weight_is_restored_after_a_failure() {
         let s = snap();
-        let mut e = Effects::new(&s, &[checks(false, true), None, None]);
+        let mut e = Effects::new(&s, &[checks(false, true), None, None], &[]);
         e.set_admin_weight(&s, RsId(0), 9);
         assert_eq!(s.server(RsId(0)).unwrap().weight(), 9);
         e.on_event(&s, server(0, false));
@@ -400,7 +679,7 @@ mod tests {
     #[test]
     fn misc_dynamic_weights_and_counters() {
         let s = snap();
-        let mut e = Effects::new(&s, &[checks(false, false), None, None]);
+        let mut e = Effects::new(&s, &[checks(false, false), None, None], &[]);
         e.on_event(&s, result(0, true, Some(40)));
         assert_eq!(s.server(RsId(0)).unwrap().weight(), 40);
         e.on_event(&s, result(0, true, Some(0)));
