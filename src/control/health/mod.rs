@@ -49,6 +49,45 @@ pub struct ServerChecks {
     pub notify_down: Option<String>,
 }
 
+impl ServerChecks {
+    /// For `pmdlb check`: one line per checker, then the options.
+    pub fn describe(&self) -> String {
+        let mut o = String::new();
+        for c in &self.checks {
+            let t = &c.timing;
+            let what = match &c.probe {
+                Probe::Tcp { target, .. } => format!("tcp {target}"),
+                Probe::Http { target, urls, .. } => {
+                    let paths: Vec<&str> = urls.iter().map(|u| u.path.as_str()).collect();
+                    format!("http {target} {}", paths.join(","))
+                }
+                Probe::Misc { path, dynamic } => {
+                    format!("misc {path:?}{}", if *dynamic { " dynamic" } else { "" })
+                }
+            };
+            let _ = writeln!(
+                o,
+                "     check {what}  every {}s  timeout {}s  retry {} after {}s",
+                t.delay_loop.as_secs(),
+                t.connect_timeout.as_secs(),
+                t.retry,
+                t.delay_before_retry.as_secs()
+            );
+        }
+        let _ = write!(
+            o,
+            "     on failure: {}{}",
+            if self.inhibit_on_failure {
+                "weight 0 (inhibit)"
+            } else {
+                "out of scheduling"
+            },
+            if self.alpha { "  alpha" } else { "" }
+        );
+        o
+    }
+}
+
 /// A service's quorum (keepalived's `quorum`, `hysteresis`,
 /// `sorry_server`), validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
