@@ -429,8 +429,9 @@ fn health_check_takes_a_stopped_server_out_and_back() {
              [[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
              [service.health]\ndelay_loop = {delay_loop}\nconnect_timeout = {connect_timeout}\n\
              retry = {retry}\ndelay_before_retry = 1\n\
-             [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n{}",
-            servers_block(false)
+             sorry_server = \"10.100.1.13\"\n\
+             [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n\
+             [[service.server]]\naddr = \"10.100.1.11\"\n[[service.server]]\naddr = \"10.100.1.12\"\n"
         ),
     );
     let lb = Lb::start(&t, "pmdlb-e2e-h", &cfg);
@@ -438,7 +439,10 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = lb.ctl("servers").unwrap();
-        if s.matches(" up checks=").count() == 3 && !s.contains("checks=0 ") {
+        if s.matches(" up checks=").count() == 2
+            && !s.contains("checks=0 ")
+            && s.contains("sorry server standby")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "servers not checked up:\n{s}");
@@ -455,11 +459,22 @@ fn health_check_takes_a_stopped_server_out_and_back() {
             while !stop.load(Ordering::Relaxed) {
                 let sent = Instant::now();
                 let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "curl", "-s", "-m", "2"])
+                    .args(["netns", "exec", &ns, "curl", "-sS", "-m", "2"])
                     .args(["--interface", &client(i % 4), &format!("http://{VIP}/")])
                     .output()
                     .unwrap();
-                let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let mut who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if who.is_empty() {
+                    // curl's exit 7 (cannot connect: refused, reset), 52
+                    // (empty reply) or 56 (reset while receiving): the SYN
+                    // reached a server with nothing on port 80 — a client
+                    // landed on a stopped server. 28 is a timeout, which
+                    // says nothing about where it landed.
+                    who = match out.status.code() {
+                        Some(7 | 52 | 56) => "REFUSED".into(),
+                        c => format!("TIMEOUT exit {c:?}"),
+                    };
+                }
                 log.lock().unwrap().push((sent, who));
                 i += 1;
                 std::thread::sleep(Duration::from_millis(20));
@@ -502,7 +517,7 @@ fn health_check_takes_a_stopped_server_out_and_back() {
             .lines()
             .filter(|l| l.starts_with("pmdlb_backend_health{"))
             .collect();
-        if health.len() == 3
+        if health.len() == 2
             && health.iter().all(|l| {
                 l.ends_with(if l.contains("\"10.100.1.12\"") {
                     " 0"
@@ -557,7 +572,42 @@ fn health_check_takes_a_stopped_server_out_and_back() {
         assert!(Instant::now() < deadline, "rs2 got no new client again");
         std::thread::sleep(Duration::from_millis(20));
     };
+
+    // All real servers down → quorum (1) lost: the sorry server rs3 gets
+    // every new client; rs1 back → quorum restored, rs3 on standby again.
     std::thread::sleep(Duration::from_millis(500));
+    t.stop_server(1, "80");
+    t.stop_server(2, "80");
+    let t_all_down = Instant::now();
+    let deadline = t_all_down + Duration::from_secs(15);
+    while !lb.ctl("servers").unwrap().contains("sorry server in") {
+        assert!(
+            Instant::now() < deadline,
+            "quorum never lost\n{}",
+            lb.ctl("servers").unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sorry_in = t_all_down.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let t_sorry = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    t.start_server(1, "80");
+    let t_rs1 = Instant::now();
+    let deadline = t_rs1 + Duration::from_secs(10);
+    let rs1_back = loop {
+        if let Some((at, _)) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, who)| *at >= t_rs1 && who == "rs1")
+        {
+            break *at;
+        }
+        assert!(Instant::now() < deadline, "rs1 got no new client again");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     looper.join().unwrap();
 
@@ -565,13 +615,13 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     let after_stop: Vec<&(Instant, String)> = log.iter().filter(|(at, _)| *at >= t_stop).collect();
     let last_failure = after_stop
         .iter()
-        .filter(|(at, who)| who.is_empty() && *at < t_up)
+        .filter(|(at, who)| who == "REFUSED" && *at < t_up)
         .map(|(at, _)| at.duration_since(t_stop))
         .max()
         .unwrap_or_default();
     let late: Vec<String> = after_stop
         .iter()
-        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && !who.starts_with("rs"))
+        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && who == "REFUSED")
         .map(|(at, who)| format!("{:?}:{who:?}", at.duration_since(t_stop)))
         .collect();
     let during: usize = after_stop
@@ -595,6 +645,42 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     assert!(
         back <= Duration::from_secs(delay_loop) + Duration::from_secs(2),
         "rs2 back after {back:?}"
+    );
+    let timeouts: Vec<String> = log
+        .iter()
+        .filter(|(_, who)| who.starts_with("TIMEOUT"))
+        .map(|(at, who)| format!("{:?} {who}", at.duration_since(t_stop)))
+        .take(10)
+        .collect();
+    let landed = |from: Instant, to: Option<Instant>| -> Vec<&String> {
+        log.iter()
+            .filter(|(at, who)| {
+                *at >= from && to.map_or(true, |t| *at < t) && !who.starts_with("TIMEOUT")
+            })
+            .map(|(_, who)| who)
+            .collect()
+    };
+    let sorry_phase = landed(t_sorry, Some(t_rs1));
+    let after_rs1 = landed(rs1_back + Duration::from_millis(1), None);
+    println!("health e2e: {} of {} requests timed out (lost, not scheduled anywhere observable): {timeouts:?}", timeouts.len(), log.len());
+    assert!(
+        timeouts.len() <= 3,
+        "too many timeouts to judge: {timeouts:?}"
+    );
+    println!(
+        "health e2e: all real servers down → sorry server in after {sorry_in:?}; {} requests to it; \
+         rs1 back {:?} after listening, then {} requests",
+        sorry_phase.len(),
+        rs1_back.duration_since(t_rs1),
+        after_rs1.len()
+    );
+    assert!(
+        sorry_phase.len() >= 3 && sorry_phase.iter().all(|w| *w == "rs3"),
+        "quorum lost: only the sorry server answers: {sorry_phase:?}"
+    );
+    assert!(
+        after_rs1.len() >= 3 && after_rs1.iter().all(|w| *w == "rs1"),
+        "quorum back: the sorry server gets no new client: {after_rs1:?}"
     );
     let stats = lb.log();
     assert!(
