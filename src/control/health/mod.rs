@@ -233,6 +233,13 @@ impl Effects {
         let Some(srv) = snap.server(rs) else {
             return;
         };
+        // Written only on a change: workers read these lines when they
+        // schedule.
+        let set_out = |down: bool| {
+            if srv.is_health_down() != down {
+                snap.set_health_down(rs, down);
+            }
+        };
         let sorry = self.sorry_state(srv.svc.0 as usize);
         let set_weight = |w: u32| {
             if srv.weight() != w {
@@ -244,12 +251,12 @@ impl Effects {
             Some((s, lost, inhibit)) if s == rs => {
                 if lost {
                     set_weight(1);
-                    snap.set_health_down(rs, false);
+                    set_out(false);
                 } else if inhibit {
                     set_weight(0);
-                    snap.set_health_down(rs, false);
+                    set_out(false);
                 } else {
-                    snap.set_health_down(rs, true);
+                    set_out(true);
                 }
                 return;
             }
@@ -266,10 +273,10 @@ impl Effects {
                     v.effective_weight()
                 };
                 set_weight(w);
-                snap.set_health_down(rs, !v.inhibit && (lost || !v.up));
+                set_out(!v.inhibit && (lost || !v.up));
             }
             _ => {
-                snap.set_health_down(rs, lost);
+                set_out(lost);
             }
         }
     }
