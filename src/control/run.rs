@@ -465,10 +465,20 @@ fn run_inner(
                 if weight > 65535 {
                     return "error: weight must be 0..=65535\n".into();
                 }
+                let mut held = false;
                 for id in &ids {
                     health.set_admin_weight(&snap, *id, weight);
+                    held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
                 }
-                format!("ok: {} {server} weight {weight}\n", service_name(&service))
+                format!(
+                    "ok: {} {server} weight {weight}{}\n",
+                    service_name(&service),
+                    if held {
+                        " (now 0: health checks failing or quorum lost; set when it is back)"
+                    } else {
+                        ""
+                    }
+                )
             }
             Ok(Command::Remove { service, server }) => {
                 let ids = find_servers(&snap, &service, server);
