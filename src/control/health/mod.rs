@@ -745,3 +745,91 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::tests_support::snap3;
+    use super::*;
+    use crate::control::metrics::Exposition;
+    use crate::control::traffic::TrafficBook;
+    use std::time::Instant;
+
+    #[test]
+    fn health_families_only_for_checked_backends() {
+        let snap = snap3();
+        let book = TrafficBook::new(&snap, Vec::new(), Instant::now());
+        let render = |health: &[Option<HealthSample>]| {
+            Exposition {
+                workers: &[],
+                snap: &snap,
+                traffic: &book,
+                conn_capacity: 0,
+                templates: 0,
+                template_capacity: 0,
+                mbufs_in_use: 0,
+                mbufs: 0,
+                stale: &[],
+                health,
+            }
+            .render()
+        };
+        assert!(
+            !render(&[]).contains("pmdlb_backend_health"),
+            "nothing checked"
+        );
+        let text = render(&[
+            Some(HealthSample {
+                up: false,
+                run: 7,
+                failed: 2,
+            }),
+            None,
+            Some(HealthSample {
+                up: true,
+                run: 3,
+                failed: 0,
+            }),
+        ]);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("pmdlb_backend_health"))
+            .collect();
+        assert_eq!(lines.len(), 6, "{lines:#?}");
+        assert!(lines[0].contains("remote_address=\"10.0.0.1\"") && lines[0].ends_with(" 0"));
+        assert!(lines[1].contains("remote_address=\"10.0.0.3\"") && lines[1].ends_with(" 1"));
+        assert!(
+            lines[2].starts_with("pmdlb_backend_health_checks_total{") && lines[2].ends_with(" 7")
+        );
+        assert!(
+            lines[5].starts_with("pmdlb_backend_health_check_failures_total{")
+                && lines[5].ends_with(" 0")
+        );
+        assert!(text.contains("# TYPE pmdlb_backend_health gauge"));
+        assert!(text.contains("# TYPE pmdlb_backend_health_checks_total counter"));
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use crate::lb::realserver::Snapshot;
+    use crate::lb::spec::{RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
+
+    /// One fwmark service with servers 10.0.0.1..=3.
+    pub fn snap3() -> Snapshot {
+        Snapshot::new(&[ServiceSpec {
+            addr: ServiceAddr::Fwmark(1),
+            scheduler: SchedulerKind::Rr,
+            sched_flags: SchedFlags::default(),
+            persistence: None,
+            servers: (1..=3)
+                .map(|i| RealServerSpec {
+                    addr: format!("10.0.0.{i}").parse().unwrap(),
+                    weight: 1,
+                    u_threshold: 0,
+                    l_threshold: 0,
+                    mac: None,
+                })
+                .collect(),
+        }])
+    }
+}
