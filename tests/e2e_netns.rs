@@ -404,3 +404,289 @@ fn two_workers_share_persistence() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("unaccounted=0"), "{log}");
 }
+
+/// Health checks (keepalived's HTTP_GET semantics) take a stopped server
+/// out of scheduling and put it back: under a continuous curl loop rs2's
+/// HTTP server is stopped → within delay_loop × (retry + 1) +
+/// connect_timeout plus one interval no new client lands on rs2; started
+/// again → rs2 receives new clients within one delay_loop (plus slack).
+/// The checks reach the servers through the lb namespace's kernel on a
+/// management veth (bare metal: a management NIC routed to the servers).
+#[test]
+fn health_check_takes_a_stopped_server_out_and_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let _g = lock();
+    let mut t = Topology::up("h", 3, 4);
+    t.add_management("10.100.1.3/24");
+    let (delay_loop, retry, connect_timeout) = (1u64, 1u64, 1u64);
+    let cfg = config_text(
+        "pmdlb-e2e-h",
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:9479\"\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+             [service.health]\ndelay_loop = {delay_loop}\nconnect_timeout = {connect_timeout}\n\
+             retry = {retry}\ndelay_before_retry = 1\n\
+             sorry_server = \"10.100.1.13\"\n\
+             [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n\
+             [[service.server]]\naddr = \"10.100.1.11\"\n[[service.server]]\naddr = \"10.100.1.12\"\n"
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-h", &cfg);
+    // Every server checked up at least once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = lb.ctl("servers").unwrap();
+        if s.matches(" up checks=").count() == 2
+            && !s.contains("checks=0 ")
+            && s.contains("sorry server standby")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "servers not checked up:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The curl loop: (when it was sent, who answered; "" = failed).
+    let log: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let looper = {
+        let (log, stop, ns) = (Arc::clone(&log), Arc::clone(&stop), t.ns("cl"));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = Instant::now();
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "curl", "-sS", "-m", "2"])
+                    .args(["--interface", &client(i % 4), &format!("http://{VIP}/")])
+                    .output()
+                    .unwrap();
+                let mut who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if who.is_empty() {
+                    // curl's exit 7 (cannot connect: refused, reset), 52
+                    // (empty reply) or 56 (reset while receiving): the SYN
+                    // reached a server with nothing on port 80 — a client
+                    // landed on a stopped server. 28 is a timeout, which
+                    // says nothing about where it landed.
+                    who = match out.status.code() {
+                        Some(7 | 52 | 56) => "REFUSED".into(),
+                        c => format!("TIMEOUT exit {c:?}"),
+                    };
+                }
+                log.lock().unwrap().push((sent, who));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let t_stop = Instant::now();
+    t.stop_server(2, "80");
+    // Detection as the control plane reports it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !lb.ctl("servers").unwrap().contains(" down checks=") {
+        assert!(
+            Instant::now() < deadline,
+            "rs2 never reported down\n{}",
+            lb.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let detected = t_stop.elapsed();
+    let bound = Duration::from_secs(delay_loop * (retry + 1) + connect_timeout + delay_loop);
+    std::thread::sleep(bound.saturating_sub(detected) + Duration::from_secs(2));
+    let servers_down = lb.ctl("servers").unwrap();
+    assert!(
+        servers_down.contains("last=fail http#0: /index.html: connect"),
+        "{servers_down}"
+    );
+
+    // The exposition says so too (rendered once a second), and promtool
+    // accepts it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.ns("lb"), "curl", "-s", "-m", "2"])
+            .arg("http://127.0.0.1:9479/metrics")
+            .output()
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        let health: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("pmdlb_backend_health{"))
+            .collect();
+        if health.len() == 2
+            && health.iter().all(|l| {
+                l.ends_with(if l.contains("\"10.100.1.12\"") {
+                    " 0"
+                } else {
+                    " 1"
+                })
+            })
+        {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "pmdlb_backend_health:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(metrics.contains("pmdlb_backend_health_check_failures_total{"));
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus)");
+    {
+        use std::io::Write;
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+    }
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let t_start = Instant::now();
+    t.start_server(2, "80");
+    let listening = t_start.elapsed();
+    let t_up = Instant::now();
+    let deadline = t_up + Duration::from_secs(10);
+    let back = loop {
+        if let Some((at, _)) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, who)| *at >= t_up && who == "rs2")
+        {
+            break at.duration_since(t_up);
+        }
+        assert!(Instant::now() < deadline, "rs2 got no new client again");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    // All real servers down → quorum (1) lost: the sorry server rs3 gets
+    // every new client; rs1 back → quorum restored, rs3 on standby again.
+    std::thread::sleep(Duration::from_millis(500));
+    t.stop_server(1, "80");
+    t.stop_server(2, "80");
+    let t_all_down = Instant::now();
+    let deadline = t_all_down + Duration::from_secs(15);
+    while !lb.ctl("servers").unwrap().contains("sorry server in") {
+        assert!(
+            Instant::now() < deadline,
+            "quorum never lost\n{}",
+            lb.ctl("servers").unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sorry_in = t_all_down.elapsed();
+    std::thread::sleep(Duration::from_millis(200));
+    let t_sorry = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    t.start_server(1, "80");
+    let t_rs1 = Instant::now();
+    let deadline = t_rs1 + Duration::from_secs(10);
+    let rs1_back = loop {
+        if let Some((at, _)) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(at, who)| *at >= t_rs1 && who == "rs1")
+        {
+            break *at;
+        }
+        assert!(Instant::now() < deadline, "rs1 got no new client again");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    looper.join().unwrap();
+
+    let log = log.lock().unwrap();
+    let after_stop: Vec<&(Instant, String)> = log.iter().filter(|(at, _)| *at >= t_stop).collect();
+    let last_failure = after_stop
+        .iter()
+        .filter(|(at, who)| who == "REFUSED" && *at < t_up)
+        .map(|(at, _)| at.duration_since(t_stop))
+        .max()
+        .unwrap_or_default();
+    let late: Vec<String> = after_stop
+        .iter()
+        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && who == "REFUSED")
+        .map(|(at, who)| format!("{:?}:{who:?}", at.duration_since(t_stop)))
+        .collect();
+    let during: usize = after_stop
+        .iter()
+        .filter(|(at, who)| *at >= t_stop + bound && *at < t_start && who.starts_with("rs"))
+        .count();
+    println!(
+        "health e2e: down reported after {detected:?}, last failed request {last_failure:?} after the stop \
+         (bound {bound:?}); {during} requests answered while rs2 was out; rs2 listening again after \
+         {listening:?}, first new client on rs2 {back:?} later (delay_loop {delay_loop} s)"
+    );
+    assert!(detected <= bound, "detection {detected:?} over {bound:?}");
+    assert!(late.is_empty(), "requests failed after the bound: {late:?}");
+    assert!(during >= 5, "too few requests to show anything: {during}");
+    assert!(
+        !after_stop
+            .iter()
+            .any(|(at, who)| *at >= t_stop + bound && *at < t_start && who == "rs2"),
+        "rs2 answered while stopped?"
+    );
+    assert!(
+        back <= Duration::from_secs(delay_loop) + Duration::from_secs(2),
+        "rs2 back after {back:?}"
+    );
+    let timeouts: Vec<String> = log
+        .iter()
+        .filter(|(_, who)| who.starts_with("TIMEOUT"))
+        .map(|(at, who)| format!("{:?} {who}", at.duration_since(t_stop)))
+        .take(10)
+        .collect();
+    let landed = |from: Instant, to: Option<Instant>| -> Vec<&String> {
+        log.iter()
+            .filter(|(at, who)| {
+                *at >= from && to.map_or(true, |t| *at < t) && !who.starts_with("TIMEOUT")
+            })
+            .map(|(_, who)| who)
+            .collect()
+    };
+    let sorry_phase = landed(t_sorry, Some(t_rs1));
+    let after_rs1 = landed(rs1_back + Duration::from_millis(1), None);
+    println!("health e2e: {} of {} requests timed out (lost, not scheduled anywhere observable): {timeouts:?}", timeouts.len(), log.len());
+    assert!(
+        timeouts.len() <= 3,
+        "too many timeouts to judge: {timeouts:?}"
+    );
+    println!(
+        "health e2e: all real servers down → sorry server in after {sorry_in:?}; {} requests to it; \
+         rs1 back {:?} after listening, then {} requests",
+        sorry_phase.len(),
+        rs1_back.duration_since(t_rs1),
+        after_rs1.len()
+    );
+    assert!(
+        sorry_phase.len() >= 3 && sorry_phase.iter().all(|w| *w == "rs3"),
+        "quorum lost: only the sorry server answers: {sorry_phase:?}"
+    );
+    assert!(
+        after_rs1.len() >= 3 && after_rs1.iter().all(|w| *w == "rs1"),
+        "quorum back: the sorry server gets no new client: {after_rs1:?}"
+    );
+    let stats = lb.log();
+    assert!(
+        stats.contains("rs_down=1"),
+        "the statistics line shows rs2 down"
+    );
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}

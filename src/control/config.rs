@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod health;
 mod raw;
 mod services;
 mod settings;
@@ -19,6 +20,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use crate::control::health::{QuorumSpec, ServerChecks};
 use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
 pub use crate::lb::sched::mh::TableSize as MhTableSize;
@@ -219,6 +221,8 @@ pub struct Config {
     vips: Vec<VipSpec>,
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
+    health: Vec<Option<ServerChecks>>,
+    quorums: Vec<Option<QuorumSpec>>,
 }
 
 /// One thing wrong with a configuration.
@@ -375,6 +379,19 @@ impl Config {
     /// The virtual services, in file order.
     pub fn services(&self) -> &[ServiceSpec] {
         &self.services
+    }
+
+    /// The health checks of each real server, in `RsId` order (services
+    /// in order, their servers in order); `None` (or a short list) for
+    /// servers without checkers.
+    pub fn health(&self) -> &[Option<ServerChecks>] {
+        &self.health
+    }
+
+    /// Each service's quorum and sorry server (`None`, or a short list,
+    /// where not set). A sorry server is the last of its service's servers.
+    pub fn quorums(&self) -> &[Option<QuorumSpec>] {
+        &self.quorums
     }
 
     /// The EAL argument list, program name first: lcores, main lcore,

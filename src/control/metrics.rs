@@ -68,6 +68,20 @@ pub struct Exposition<'a> {
     pub mbufs: u64,
     /// Addresses that stopped answering ARP/ND while keeping their MAC.
     pub stale: &'a [IpAddr],
+    /// Per real server (`RsId` order) with health checks: `(up, checks
+    /// run, checks failed)`; `None` for unchecked servers.
+    pub health: &'a [Option<HealthSample>],
+}
+
+/// One checked server's health for the exposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthSample {
+    /// Every checker up.
+    pub up: bool,
+    /// Checks run.
+    pub run: u64,
+    /// Checks failed.
+    pub failed: u64,
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
@@ -178,7 +192,47 @@ impl Exposition<'_> {
         self.workers_part(&mut out);
         self.tables_part(&mut out);
         self.traffic_part(&mut out);
+        self.health_part(&mut out);
         out
+    }
+
+    fn health_part(&self, out: &mut String) {
+        if !self.health.iter().any(Option::is_some) {
+            return;
+        }
+        let checked = |f: fn(&HealthSample) -> u64| {
+            let mut v = Vec::new();
+            for svc in self.snap.services() {
+                for (k, rs) in self.snap.servers_of(svc).iter().enumerate() {
+                    let id = svc.first as usize + k;
+                    if let Some(Some(h)) = self.health.get(id) {
+                        v.push((backend_labels(&svc.addr, &rs.addr), f(h)));
+                    }
+                }
+            }
+            v
+        };
+        family(
+            out,
+            "pmdlb_backend_health",
+            "gauge",
+            "1 while every health checker of the backend passes, 0 while one fails (checked backends only).",
+            &checked(|h| u64::from(h.up)),
+        );
+        family(
+            out,
+            "pmdlb_backend_health_checks_total",
+            "counter",
+            "Health checks run against the backend.",
+            &checked(|h| h.run),
+        );
+        family(
+            out,
+            "pmdlb_backend_health_check_failures_total",
+            "counter",
+            "Health checks of the backend that failed.",
+            &checked(|h| h.failed),
+        );
     }
 
     fn node_ipvs(&self, out: &mut String) {

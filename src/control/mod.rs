@@ -6,6 +6,7 @@
 pub mod config;
 pub mod ctl;
 pub mod estimator;
+pub mod health;
 pub mod http;
 pub mod layout;
 pub mod metrics;

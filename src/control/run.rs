@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Command, CtlServer};
+use crate::control::health::{runner::HealthError, Effects, Runner};
 use crate::control::layout::{self, LayoutError};
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total};
@@ -80,6 +81,9 @@ pub enum RunError {
     /// The metrics listener could not start.
     #[error(transparent)]
     Metrics(#[from] crate::control::http::HttpError),
+    /// The health checks could not start.
+    #[error(transparent)]
+    Health(#[from] HealthError),
     /// A worker stopped by itself (panic).
     #[error("{0}")]
     Worker(String),
@@ -119,28 +123,33 @@ impl Drop for DoneGuard {
     }
 }
 
-/// The `ipvsadm -Ln`-like server table.
+/// The `ipvsadm -Ln`-like server table, with each server's health.
 /// `specs` are the services the snapshot was built from (same order).
-pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec]) -> String {
+pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>6} {:>9} {:>9}  mac",
-        "service / real server", "weight", "active", "inactive"
+        "{:<34} {:>6} {:>9} {:>9}  mac{}",
+        "service / real server",
+        "weight",
+        "active",
+        "inactive",
+        if health.any() { "  health" } else { "" }
     );
     for (svc, spec) in snap.services().iter().zip(specs) {
         let _ = writeln!(out, "{}", service_line(spec));
-        for rs in snap.servers_of(svc) {
+        for (k, rs) in snap.servers_of(svc).iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}",
+                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}{}",
                 rs.addr,
                 rs.weight(),
                 rs.active(),
                 rs.inactive(),
                 rs.mac()
                     .map_or_else(|| "unresolved".to_owned(), |m| m.to_string()),
-                if rs.is_removed() { " removed" } else { "" }
+                if rs.is_removed() { " removed" } else { "" },
+                health.columns(RsId(svc.first + k as u32))
             );
         }
     }
@@ -253,6 +262,8 @@ fn run_inner(
             .map_err(|e| RunError::Services(e.to_string()))?,
     );
     let snap = Arc::new(Snapshot::with_mh_size(cfg.services(), cfg.tables().mh_size));
+    // Before any worker runs: alpha servers start out of service.
+    let mut health = Effects::new(&snap, cfg.health(), cfg.quorums());
     let persist = Arc::new(PersistTable::new(
         cfg.tables().persistence as usize,
         PERSIST_SHARDS,
@@ -355,6 +366,8 @@ fn run_inner(
     if let Some(a) = watch.listening() {
         println!("pmdlb: metrics at http://{a}/metrics");
     }
+    // The checks run on their own threads; their results arrive each tick.
+    let checks = Runner::start(cfg.health())?;
     let mut last_stats = Instant::now();
     let mut prev = WorkerStats::default();
     let mut garp_rounds = 0u32;
@@ -429,12 +442,12 @@ fn run_inner(
                     "{}persistence templates live: {}\n{}\n{}\n{}",
                     full_table(&per),
                     persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
-                    servers_table(&snap, cfg.services()),
+                    servers_table(&snap, cfg.services(), &health),
                     watch.stats_table(false),
                     watch.rate_table()
                 )
             }
-            Ok(Command::Servers) => servers_table(&snap, cfg.services()),
+            Ok(Command::Servers) => servers_table(&snap, cfg.services(), &health),
             Ok(Command::ServerStats { exact }) => watch.stats_table(exact),
             Ok(Command::ServerRates) => watch.rate_table(),
             Ok(Command::Weight {
@@ -452,10 +465,20 @@ fn run_inner(
                 if weight > 65535 {
                     return "error: weight must be 0..=65535\n".into();
                 }
+                let mut held = false;
                 for id in &ids {
-                    snap.set_weight(*id, weight);
+                    health.set_admin_weight(&snap, *id, weight);
+                    held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
                 }
-                format!("ok: {} {server} weight {weight}\n", service_name(&service))
+                format!(
+                    "ok: {} {server} weight {weight}{}\n",
+                    service_name(&service),
+                    if held {
+                        " (now 0: health checks failing or quorum lost; set when it is back)"
+                    } else {
+                        ""
+                    }
+                )
             }
             Ok(Command::Remove { service, server }) => {
                 let ids = find_servers(&snap, &service, server);
@@ -475,6 +498,9 @@ fn run_inner(
             worker_failed = Some(i);
             break;
         }
+        if let Some(r) = &checks {
+            r.drain(|ev| health.on_event(&snap, ev));
+        }
         watch.tick(now, &published, || Gauges {
             conn_capacity: u64::from(cfg.tables().connections),
             templates: persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)) as u64,
@@ -482,16 +508,18 @@ fn run_inner(
             mbufs_in_use: u64::from(pool.in_use()),
             mbufs: u64::from(pool.size()),
             stale: resolver.stale(now),
+            health: health.samples(),
         });
         if !interval.is_zero() && now.duration_since(last_stats) >= interval {
             let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
             let t = total(&per);
             let secs = now.duration_since(last_stats).as_secs_f64();
             let extra = format!(
-                " templates={} rs_unresolved={} rs_stale={}",
+                " templates={} rs_unresolved={} rs_stale={} rs_down={}",
                 persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
                 snap.servers_without_mac(),
-                resolver.stale(now).len()
+                resolver.stale(now).len(),
+                health.down()
             );
             println!("pmdlb: {}", compact_line(&t, &prev, secs, &extra));
             prev = t;
@@ -532,7 +560,8 @@ fn run_inner(
         rs.ignored,
         rs.not_neighbour
     );
-    print!("{}", servers_table(&snap, cfg.services()));
+    drop(checks);
+    print!("{}", servers_table(&snap, cfg.services(), &health));
     print!("{}", watch.stats_table(false));
     drop(watch);
     if let Ok(s) = rx_port.stats() {

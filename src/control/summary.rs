@@ -173,7 +173,13 @@ pub fn summary(cfg: &Config) -> String {
     );
 
     let _ = writeln!(o, "\nServices ({})", cfg.services().len());
-    for s in cfg.services() {
+    let mut rs_id = 0usize;
+    for (si, s) in cfg.services().iter().enumerate() {
+        let sorry = cfg
+            .quorums()
+            .get(si)
+            .and_then(Option::as_ref)
+            .and_then(|q| q.sorry);
         let _ = writeln!(o, "{}", service_line(s));
         let port = match s.addr {
             ServiceAddr::Addr { port, .. } => port,
@@ -196,7 +202,17 @@ pub fn summary(cfg: &Config) -> String {
                 "  mac {}",
                 r.mac.map_or("resolve".to_owned(), |m| m.to_string())
             );
+            if sorry.is_some_and(|id| id.0 as usize == rs_id) {
+                line.push_str("  (sorry server)");
+            }
             let _ = writeln!(o, "{line}");
+            if let Some(Some(h)) = cfg.health().get(rs_id) {
+                let _ = writeln!(o, "{}", h.describe());
+            }
+            rs_id += 1;
+        }
+        if let Some(Some(q)) = cfg.quorums().get(si) {
+            let _ = writeln!(o, "  quorum {} hysteresis {}", q.quorum, q.hysteresis);
         }
     }
 

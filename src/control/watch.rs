@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::http::{HttpError, MetricsBody, MetricsServer};
-use crate::control::metrics::Exposition;
+use crate::control::metrics::{Exposition, HealthSample};
 use crate::control::traffic::{rate_table, stats_table, TrafficBook};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::traffic::PublishedTraffic;
@@ -35,6 +35,8 @@ pub struct Gauges {
     pub mbufs: u64,
     /// Addresses that stopped answering ARP/ND.
     pub stale: Vec<IpAddr>,
+    /// Health of each checked server (`RsId` order).
+    pub health: Vec<Option<HealthSample>>,
 }
 
 /// The observers' side of the control loop.
@@ -101,6 +103,7 @@ impl Watch {
             mbufs_in_use: g.mbufs_in_use,
             mbufs: g.mbufs,
             stale: &g.stale,
+            health: &g.health,
         }
         .render();
         self.body.publish(text);

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -21,6 +21,12 @@ use crate::lb::sched::HashTables;
 use crate::lb::spec::{Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
 use crate::lb::types::{Addr, RsId, ServiceId};
 use crate::wire::ethernet::MacAddr;
+
+/// `RealServer::out` bit: removed by the control plane (final).
+const OUT_REMOVED: u8 = 1;
+/// `RealServer::out` bit: taken out by a failed health check (without
+/// `inhibit_on_failure`); cleared when the server is back.
+const OUT_HEALTH: u8 = 2;
 
 /// The valid bit of a MAC slot (bits 0..48 hold the address).
 const MAC_VALID: u64 = 1 << 48;
@@ -55,7 +61,8 @@ pub struct RealServer {
     pub l_threshold: u32,
     weight: AtomicU32,
     mac: AtomicU64,
-    removed: AtomicBool,
+    /// `OUT_*` bits: one load tells whether the server takes new clients.
+    out: AtomicU8,
     overloaded: AtomicBool,
     active: AtomicU32,
     inactive: AtomicU32,
@@ -78,7 +85,21 @@ impl RealServer {
     /// Whether the control plane removed this server.
     #[inline]
     pub fn is_removed(&self) -> bool {
-        self.removed.load(Ordering::Relaxed)
+        self.out.load(Ordering::Relaxed) & OUT_REMOVED != 0
+    }
+
+    /// Whether a failed health check took this server out (not set with
+    /// `inhibit_on_failure`, which sets weight 0 instead).
+    #[inline]
+    pub fn is_health_down(&self) -> bool {
+        self.out.load(Ordering::Relaxed) & OUT_HEALTH != 0
+    }
+
+    /// Removed or health-down: no new clients, its templates are invalid,
+    /// and with `expire_nodest_conn` its connections are dropped. One load.
+    #[inline]
+    pub fn is_out(&self) -> bool {
+        self.out.load(Ordering::Relaxed) != 0
     }
 
     /// Whether the server is over its upper threshold (IPVS OVERLOAD flag).
@@ -100,7 +121,7 @@ impl RealServer {
     }
 
     /// Whether a scheduler may give this server a new client: weight > 0,
-    /// MAC known, not removed, not overloaded.
+    /// MAC known, not removed or health-down, not overloaded.
     #[inline]
     pub fn available(&self) -> bool {
         self.weight() > 0 && self.usable_ignoring_weight()
@@ -109,9 +130,7 @@ impl RealServer {
     /// Available except for the weight test (ovf/wrr test weight themselves).
     #[inline]
     pub fn usable_ignoring_weight(&self) -> bool {
-        self.mac.load(Ordering::Relaxed) & MAC_VALID != 0
-            && !self.is_removed()
-            && !self.is_overloaded()
+        self.mac.load(Ordering::Relaxed) & MAC_VALID != 0 && !self.is_out() && !self.is_overloaded()
     }
 
     /// A connection bound to this server was created.
@@ -211,7 +230,7 @@ impl Snapshot {
                     l_threshold: rs.l_threshold,
                     weight: AtomicU32::new(rs.weight),
                     mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
-                    removed: AtomicBool::new(false),
+                    out: AtomicU8::new(0),
                     overloaded: AtomicBool::new(false),
                     active: AtomicU32::new(0),
                     inactive: AtomicU32::new(0),
@@ -307,7 +326,25 @@ impl Snapshot {
     pub fn remove(&self, rs: RsId) -> bool {
         match self.server(rs) {
             Some(s) => {
-                s.removed.store(true, Ordering::Relaxed);
+                s.out.fetch_or(OUT_REMOVED, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Control plane (health checks): take a server out of scheduling for
+    /// new clients (`down`), or put it back. Existing connections follow
+    /// `expire_nodest_conn` as for a removed server; templates pointing at
+    /// it are not used while it is down.
+    pub fn set_health_down(&self, rs: RsId, down: bool) -> bool {
+        match self.server(rs) {
+            Some(s) => {
+                if down {
+                    s.out.fetch_or(OUT_HEALTH, Ordering::Relaxed);
+                } else {
+                    s.out.fetch_and(!OUT_HEALTH, Ordering::Relaxed);
+                }
                 true
             }
             None => false,
@@ -367,6 +404,16 @@ mod tests {
         s.set_weight(RsId(1), 5);
         s.remove(RsId(1));
         assert!(!s.server(RsId(1)).unwrap().available());
+        assert!(s.server(RsId(1)).unwrap().is_removed());
+        s.set_mac(RsId(2), Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        s.set_health_down(RsId(2), true);
+        let r2 = s.server(RsId(2)).unwrap();
+        assert!(r2.is_health_down() && r2.is_out() && !r2.available() && !r2.is_removed());
+        assert_eq!(r2.weight(), 1, "health-down leaves the weight alone");
+        s.set_health_down(RsId(2), false);
+        assert!(r2.available());
+        s.set_health_down(RsId(1), false);
+        assert!(s.server(RsId(1)).unwrap().is_removed(), "removal is final");
         assert!(!s.set_weight(RsId(9), 1));
     }
 

@@ -425,8 +425,7 @@ impl WorkerState {
         let n = self.conns.sweep(
             conn_buckets,
             |e| {
-                now >= exp.deadline(e)
-                    || (nodest && snap.server(e.rs).map_or(true, |s| s.is_removed()))
+                now >= exp.deadline(e) || (nodest && snap.server(e.rs).map_or(true, |s| s.is_out()))
             },
             |e| {
                 if now < exp.deadline(e) {
@@ -445,7 +444,7 @@ impl WorkerState {
     fn template_valid(&self, rs: RsId) -> bool {
         let quiescent_expires = self.flags.expire_quiescent_template;
         self.snap.server(rs).is_some_and(|s| {
-            !s.is_removed() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
+            !s.is_out() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
         })
     }
 
@@ -494,7 +493,7 @@ impl WorkerState {
             self.drop_entry(idx);
             return Err(StateDrop::DestRemoved);
         };
-        if self.flags.expire_nodest_conn && srv.is_removed() {
+        if self.flags.expire_nodest_conn && srv.is_out() {
             self.drop_entry(idx);
             self.counters.conn_dest_removed += 1;
             return Err(StateDrop::DestRemoved);
@@ -544,7 +543,7 @@ impl WorkerState {
         let snap = &*self.snap;
         let valid = |rs: RsId| {
             snap.server(rs).is_some_and(|s| {
-                !s.is_removed() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
+                !s.is_out() && s.mac().is_some() && !(quiescent_expires && s.weight() == 0)
             })
         };
         let mut invalid = false;
@@ -815,7 +814,7 @@ impl FlowState for WorkerState {
             return None;
         }
         let s = self.snap.server(e.rs)?;
-        if self.flags.expire_nodest_conn && s.is_removed() {
+        if self.flags.expire_nodest_conn && s.is_out() {
             return None;
         }
         target(s, e.rs)

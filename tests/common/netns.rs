@@ -124,6 +124,109 @@ impl Topology {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Kills the HTTP server on `port` of real server `s` (1-based) and
+    /// waits (bounded) until nothing listens there.
+    pub fn stop_server(&mut self, s: usize, port: &str) {
+        let i = (s - 1) * 3
+            + ["80", "443", "8080"]
+                .iter()
+                .position(|p| *p == port)
+                .unwrap();
+        let _ = self.servers[i].kill();
+        let _ = self.servers[i].wait();
+        self.wait_listen(s, port, false);
+    }
+
+    /// Starts the HTTP server on `port` of real server `s` again (after
+    /// [`Topology::stop_server`]) and waits until it listens.
+    pub fn start_server(&mut self, s: usize, port: &str) {
+        let i = (s - 1) * 3
+            + ["80", "443", "8080"]
+                .iter()
+                .position(|p| *p == port)
+                .unwrap();
+        self.servers[i] = Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+            .args([
+                "python3",
+                "-m",
+                "http.server",
+                port,
+                "--bind",
+                "::",
+                "--directory",
+            ])
+            .arg(self.www.join(format!("rs{s}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start http.server");
+        self.wait_listen(s, port, true);
+    }
+
+    fn wait_listen(&self, s: usize, port: &str, listening: bool) {
+        let ns = self.ns(&format!("rs{s}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-ltn"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            if text.contains(&format!(":{port} ")) == listening {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{ns} port {port} listening != {listening}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Gives the lb namespace's kernel an address on the server segment
+    /// (a veth `lbmg` on brB), as a management NIC routed to the real
+    /// servers on bare metal: pmdlb's health checks go out through it.
+    pub fn add_management(&self, addr_cidr: &str) {
+        let run = |ns: &str, args: &[&str]| {
+            let st = Command::new("ip")
+                .args(["netns", "exec", ns])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "{ns}: {args:?}");
+        };
+        let st = Command::new("ip")
+            .args([
+                "link",
+                "add",
+                "lbmg",
+                "netns",
+                &self.ns("lb"),
+                "type",
+                "veth",
+            ])
+            .args(["peer", "name", "swlbmg", "netns", &self.ns("sw")])
+            .status()
+            .unwrap();
+        assert!(st.success(), "cannot add the management veth");
+        let (lb, sw) = (self.ns("lb"), self.ns("sw"));
+        run(&lb, &["sysctl", "-qw", "net.ipv6.conf.lbmg.disable_ipv6=1"]);
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &lb, "ethtool", "-K", "lbmg", "tx", "off", "rx", "off",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        run(&lb, &["ip", "addr", "add", addr_cidr, "dev", "lbmg"]);
+        run(&lb, &["ip", "link", "set", "lbmg", "up"]);
+        run(&sw, &["ip", "link", "set", "swlbmg", "master", "brB"]);
+        run(&sw, &["ip", "link", "set", "swlbmg", "up"]);
+    }
+
     /// The client namespace's neighbour table (to show nothing is static).
     pub fn client_neighbours(&self) -> String {
         let out = Command::new("ip")

@@ -272,6 +272,7 @@ pub struct RawService {
     pub flags: Vec<String>,
     pub persistent: Option<BoolOrInt>,
     pub netmask: Option<StrOrInt>,
+    pub health: Option<RawHealth>,
     #[serde(default)]
     pub server: Vec<RawServer>,
 }
@@ -285,4 +286,65 @@ pub struct RawServer {
     pub u_threshold: Option<i64>,
     pub l_threshold: Option<i64>,
     pub mac: Option<String>,
+    pub health: Option<RawHealth>,
+}
+
+/// `[service.health]` and `[service.server.health]`: checker defaults,
+/// the server effect options and the checkers (keepalived's keywords).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub delay_loop: Option<i64>,
+    pub connect_timeout: Option<i64>,
+    pub retry: Option<i64>,
+    pub delay_before_retry: Option<i64>,
+    pub alpha: Option<bool>,
+    pub inhibit_on_failure: Option<bool>,
+    pub notify_up: Option<String>,
+    pub notify_down: Option<String>,
+    pub quorum: Option<i64>,
+    pub hysteresis: Option<i64>,
+    pub sorry_server: Option<String>,
+    pub sorry_server_mac: Option<String>,
+    pub sorry_server_inhibit: Option<bool>,
+    pub quorum_up: Option<String>,
+    pub quorum_down: Option<String>,
+    #[serde(default)]
+    pub check: Vec<RawCheck>,
+}
+
+/// `[[service.health.check]]` / `[[service.server.health.check]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub connect_ip: Option<String>,
+    pub connect_port: Option<i64>,
+    pub bindto: Option<String>,
+    pub delay_loop: Option<i64>,
+    pub connect_timeout: Option<i64>,
+    pub retry: Option<i64>,
+    pub delay_before_retry: Option<i64>,
+    pub path: Option<String>,
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub status_code: Vec<StrOrInt>,
+    pub virtualhost: Option<String>,
+    pub http_protocol: Option<String>,
+    #[serde(default)]
+    pub url: Vec<RawUrl>,
+    pub misc_path: Option<String>,
+    pub misc_timeout: Option<i64>,
+    pub misc_dynamic: Option<bool>,
+}
+
+/// `[[...check.url]]`: one URL of an http check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUrl {
+    pub path: Option<String>,
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub status_code: Vec<StrOrInt>,
 }

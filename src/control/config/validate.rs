@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::raw::{RawConfig, StrOrInt};
-use super::{services, settings};
+use super::{health, services, settings};
 use super::{
     Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
     Warning,
@@ -134,7 +134,7 @@ impl Check {
 }
 
 /// Validates `raw`; `origin` names the file in messages.
-pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
+pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), ConfigError> {
     let mut c = Check {
         problems: Vec::new(),
         warnings: Vec::new(),
@@ -209,7 +209,30 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
         },
     };
     let marks = services::marks(&mut c, &raw.mark);
-    let services = services::services(&mut c, raw.service, &marks, &ports);
+    let health_raw: Vec<health::RawServiceHealth> = raw
+        .service
+        .iter_mut()
+        .map(|s| {
+            (
+                s.health.take(),
+                s.server.iter_mut().map(|r| r.health.take()).collect(),
+            )
+        })
+        .collect();
+    let shape: Vec<usize> = health_raw.iter().map(|h| h.1.len()).collect();
+    let mut services = services::services(&mut c, raw.service, &marks, &ports);
+    // Health keys are checked against the servers they belong to; when a
+    // service or server was rejected the indices no longer line up, and the
+    // health checks wait for the other problems to be fixed.
+    let (health, quorums) = if services
+        .iter()
+        .map(|s| s.servers.len())
+        .eq(shape.iter().copied())
+    {
+        health::checks(&mut c, &health_raw, &mut services)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
     services::cross_checks(&mut c, &services, &marks, &ports);
     services::mh_limits(&mut c, &services, tables.mh_size);
@@ -243,6 +266,8 @@ pub fn validate(raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning>), 
             vips,
             marks,
             services,
+            health,
+            quorums,
         },
         warnings,
     ))

@@ -1,0 +1,323 @@
+//! The checks themselves, each a blocking function bounded by its
+//! timeout, run on a short-lived thread of its own (see `super::runner`):
+//! a target that hangs, refuses, resets or answers garbage costs its own
+//! thread at most the timeout and never delays another check.
+//!
+//! - `tcp` (TCP_CHECK): the connect succeeds within `connect_timeout`.
+//! - `http` (HTTP_GET): a GET of every URL over plain TCP; each exchange
+//!   (connect, request, whole response) within `connect_timeout`; the
+//!   status must be in the URL's list and, with a `digest`, the MD5 of the
+//!   body (as keepalived's `genhash` prints it) must match.
+//! - `misc` (MISC_CHECK): `sh -c misc_path`; exit 0 up, 1 down, killed
+//!   after `misc_timeout`; with `misc_dynamic` exit 2..=255 is up with
+//!   weight exit−2.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Socket, Type};
+
+/// Largest response read (headers + body); more is a failure.
+pub const MAX_RESPONSE: usize = 4 << 20;
+
+/// A status-code range, inclusive.
+pub type StatusRange = (u16, u16);
+
+/// One URL of an HTTP check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    /// The path requested (`/`, `/health?x=1`).
+    pub path: String,
+    /// Accepted status codes (keepalived's default 200-299).
+    pub status: Vec<StatusRange>,
+    /// The body's MD5, lowercase hex, if checked.
+    pub digest: Option<String>,
+}
+
+/// What a checker does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Connect.
+    Tcp {
+        /// Where.
+        target: SocketAddr,
+        /// Source address.
+        bindto: Option<IpAddr>,
+    },
+    /// GET every URL.
+    Http {
+        /// Where.
+        target: SocketAddr,
+        /// Source address.
+        bindto: Option<IpAddr>,
+        /// The URLs, all of which must pass.
+        urls: Vec<Url>,
+        /// `Host:`; the target address when not set.
+        virtualhost: Option<String>,
+        /// HTTP/1.1 (else 1.0, keepalived's default).
+        http11: bool,
+    },
+    /// Run a script.
+    Misc {
+        /// The command line, run by `sh -c`.
+        path: String,
+        /// Weight from the exit status (2..=255 → status − 2).
+        dynamic: bool,
+    },
+}
+
+impl Probe {
+    /// `tcp`, `http` or `misc`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Probe::Tcp { .. } => "tcp",
+            Probe::Http { .. } => "http",
+            Probe::Misc { .. } => "misc",
+        }
+    }
+}
+
+/// The result of one check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Passed.
+    pub ok: bool,
+    /// A weight the check asks for (misc_dynamic).
+    pub weight: Option<u32>,
+    /// What happened, for the operator ("connect: refused", "status 503").
+    pub reason: String,
+}
+
+impl Outcome {
+    fn pass(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: true,
+            weight: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn fail(reason: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: false,
+            weight: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Runs `probe` with `timeout` (connect timeout, or the script's timeout).
+pub fn run(probe: &Probe, timeout: Duration) -> Outcome {
+    match probe {
+        Probe::Tcp { target, bindto } => match connect(*target, *bindto, timeout) {
+            Ok(_) => Outcome::pass("connected"),
+            Err(e) => Outcome::fail(format!("connect: {e}")),
+        },
+        Probe::Http {
+            target,
+            bindto,
+            urls,
+            virtualhost,
+            http11,
+        } => {
+            for u in urls {
+                let host = virtualhost.clone().unwrap_or_else(|| match target.ip() {
+                    IpAddr::V4(a) => a.to_string(),
+                    IpAddr::V6(a) => format!("[{a}]"),
+                });
+                if let Err(e) = http_get(*target, *bindto, &host, u, *http11, timeout) {
+                    return Outcome::fail(format!("{}: {e}", u.path));
+                }
+            }
+            Outcome::pass(format!("{} url(s) ok", urls.len()))
+        }
+        Probe::Misc { path, dynamic } => misc(path, *dynamic, timeout),
+    }
+}
+
+fn connect(
+    target: SocketAddr,
+    bindto: Option<IpAddr>,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let s = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    if let Some(b) = bindto {
+        s.bind(&SocketAddr::new(b, 0).into())?;
+    }
+    s.connect_timeout(&target.into(), timeout)?;
+    Ok(s.into())
+}
+
+fn io_kind(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn http_get(
+    target: SocketAddr,
+    bindto: Option<IpAddr>,
+    host: &str,
+    url: &Url,
+    http11: bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut s = connect(target, bindto, timeout).map_err(|e| format!("connect: {e}"))?;
+    let left = |what: &str| -> Result<Duration, String> {
+        let d = deadline.saturating_duration_since(Instant::now());
+        if d.is_zero() {
+            Err(format!("{what}: timed out"))
+        } else {
+            Ok(d)
+        }
+    };
+    let req = format!(
+        "GET {} HTTP/1.{}\r\nHost: {host}\r\nUser-Agent: pmdlb-health\r\nConnection: close\r\n\r\n",
+        url.path,
+        u8::from(http11)
+    );
+    s.set_write_timeout(Some(left("send")?))
+        .map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("send: {}", io_kind(&e)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        s.set_read_timeout(Some(left("response")?))
+            .map_err(|e| e.to_string())?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > MAX_RESPONSE {
+                    return Err(format!("response over {MAX_RESPONSE} bytes"));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("response: {}", io_kind(&e))),
+        }
+    }
+    let (status, body) = parse_response(&buf)?;
+    if !url
+        .status
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&status))
+    {
+        return Err(format!("status {status}"));
+    }
+    if let Some(want) = &url.digest {
+        let got = format!("{:x}", md5::compute(body));
+        if &got != want {
+            return Err(format!("digest {got}, expected {want}"));
+        }
+    }
+    Ok(())
+}
+
+/// The status code and body of a whole (connection-closed) response;
+/// chunked bodies are decoded.
+pub fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| {
+            if buf.is_empty() {
+                "empty response".to_owned()
+            } else {
+                "not an HTTP response (no header end)".to_owned()
+            }
+        })?;
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| "not an HTTP response (the header is not text)".to_owned())?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.split_whitespace();
+    let version = parts.next().unwrap_or_default();
+    let status: u16 = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP status line: {:?}",
+                &status_line[..status_line.len().min(40)]
+            )
+        })?;
+    let chunked = lines.any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let raw = &buf[end + 4..];
+    let body = if chunked { dechunk(raw)? } else { raw.to_vec() };
+    Ok((status, body))
+}
+
+fn dechunk(mut raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let nl = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("truncated chunk")?;
+        let size_text = std::str::from_utf8(&raw[..nl]).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
+        raw = &raw[nl + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if raw.len() < size {
+            return Err("truncated chunk".into());
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = raw.get(size + 2..).ok_or("truncated chunk")?;
+    }
+}
+
+fn misc(path: &str, dynamic: bool, timeout: Duration) -> Outcome {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut child = match Command::new("sh")
+        .args(["-c", path])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Outcome::fail(format!("cannot run sh: {e}")),
+    };
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if Instant::now() >= deadline => {
+                // The whole process group: the script and what it started.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(Stdio::null())
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::fail(format!("timed out after {:?}", timeout));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Outcome::fail(format!("wait: {e}")),
+        }
+    };
+    match status.code() {
+        Some(0) => Outcome::pass("exit 0"),
+        Some(c) if dynamic && (2..=255).contains(&c) => Outcome {
+            ok: true,
+            weight: Some(c as u32 - 2),
+            reason: format!("exit {c}: weight {}", c - 2),
+        },
+        Some(c) => Outcome::fail(format!("exit {c}")),
+        None => Outcome::fail(format!("killed by signal {}", status.signal().unwrap_or(0))),
+    }
+}

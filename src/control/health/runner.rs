@@ -1,0 +1,224 @@
+//! The scheduler thread: owns the state machines, starts each due check on
+//! a thread of its own (so a hanging target delays nothing else), feeds
+//! the results to the machines, runs the notify scripts, and reports every
+//! result and change to the control loop over a channel.
+#![forbid(unsafe_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::machine::{Server, Timing};
+use super::probe::{self, Outcome, Probe};
+use super::ServerChecks;
+use crate::lb::types::RsId;
+
+/// Stack of a check thread: a check needs little.
+const CHECK_STACK: usize = 128 << 10;
+/// The scheduler wakes at least this often (to see a stop).
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+/// What the runner tells the control loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// One check finished.
+    Result {
+        /// The server.
+        rs: RsId,
+        /// Which of its checkers.
+        checker: usize,
+        /// `tcp`, `http`, `misc`.
+        kind: &'static str,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// The server came up or went down.
+    Server {
+        /// The server.
+        rs: RsId,
+        /// Alive now.
+        up: bool,
+    },
+}
+
+/// Why the runner could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// No thread.
+    #[error(
+        "cannot start the health-check thread: {0}; raise the process's thread limit (ulimit -u)"
+    )]
+    Thread(std::io::Error),
+}
+
+struct Entry {
+    rs: RsId,
+    machine: Server,
+    probes: Vec<(Probe, Timing)>,
+    in_flight: Vec<bool>,
+    notify_up: Option<String>,
+    notify_down: Option<String>,
+}
+
+/// The running health checks; stops (and joins the scheduler) on drop.
+#[derive(Debug)]
+pub struct Runner {
+    events: Receiver<HealthEvent>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    /// Starts checking every server with checks (`checks[i]` is `RsId(i)`).
+    /// Returns `None` when nothing is checked.
+    pub fn start(checks: &[Option<ServerChecks>]) -> Result<Option<Runner>, HealthError> {
+        let now = Instant::now();
+        let entries: Vec<Entry> = checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let c = c.as_ref()?;
+                let timings: Vec<Timing> = c.checks.iter().map(|k| k.timing).collect();
+                Some(Entry {
+                    rs: RsId(i as u32),
+                    machine: Server::new(&timings, c.alpha, now),
+                    probes: c
+                        .checks
+                        .iter()
+                        .map(|k| (k.probe.clone(), k.timing))
+                        .collect(),
+                    in_flight: vec![false; c.checks.len()],
+                    notify_up: c.notify_up.clone(),
+                    notify_down: c.notify_down.clone(),
+                })
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let (tx, events) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("pmdlb-health".into())
+            .spawn(move || schedule(entries, tx, &flag))
+            .map_err(HealthError::Thread)?;
+        Ok(Some(Runner {
+            events,
+            stop,
+            thread: Some(thread),
+        }))
+    }
+
+    /// Everything that happened since the last call (never blocks).
+    pub fn drain(&self, mut f: impl FnMut(HealthEvent)) {
+        while let Ok(ev) = self.events.try_recv() {
+            f(ev);
+        }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn notify(children: &mut Vec<Child>, script: &Option<String>) {
+    if let Some(s) = script {
+        match Command::new("sh")
+            .args(["-c", s])
+            .stdin(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => children.push(c),
+            Err(e) => eprintln!("pmdlb: health: cannot run notify script {s:?}: {e}"),
+        }
+    }
+}
+
+fn schedule(mut entries: Vec<Entry>, out: Sender<HealthEvent>, stop: &AtomicBool) {
+    let (done_tx, done_rx) = mpsc::channel::<(usize, usize, Outcome)>();
+    let mut notifiers: Vec<Child> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let mut next = now + MAX_SLEEP;
+        for (e, entry) in entries.iter_mut().enumerate() {
+            for c in 0..entry.probes.len() {
+                if entry.in_flight[c] {
+                    continue;
+                }
+                let due = entry.machine.checkers()[c].next_due();
+                if due > now {
+                    next = next.min(due);
+                    continue;
+                }
+                let (probe, timing) = entry.probes[c].clone();
+                let tx = done_tx.clone();
+                let started = std::thread::Builder::new()
+                    .name("pmdlb-check".into())
+                    .stack_size(CHECK_STACK)
+                    .spawn(move || {
+                        let o = probe::run(&probe, timing.connect_timeout);
+                        let _ = tx.send((e, c, o));
+                    });
+                match started {
+                    Ok(_) => entry.in_flight[c] = true,
+                    // Counted as a failed check; tried again per the machine.
+                    Err(err) => {
+                        let _ = done_tx.send((
+                            e,
+                            c,
+                            Outcome {
+                                ok: false,
+                                weight: None,
+                                reason: format!("no thread for the check: {err}"),
+                            },
+                        ));
+                        entry.in_flight[c] = true;
+                    }
+                }
+            }
+        }
+        let wait = next.saturating_duration_since(Instant::now());
+        let mut first = match done_rx.recv_timeout(wait) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        while let Some((e, c, outcome)) = first.take().or_else(|| done_rx.try_recv().ok()) {
+            let entry = &mut entries[e];
+            entry.in_flight[c] = false;
+            let ok = outcome.ok;
+            let kind = entry.probes[c].0.kind();
+            let rs = entry.rs;
+            if out
+                .send(HealthEvent::Result {
+                    rs,
+                    checker: c,
+                    kind,
+                    outcome,
+                })
+                .is_err()
+            {
+                return;
+            }
+            if let Some(up) = entry.machine.on_result(c, ok, Instant::now()) {
+                let _ = out.send(HealthEvent::Server { rs, up });
+                let script = if up {
+                    &entry.notify_up
+                } else {
+                    &entry.notify_down
+                };
+                notify(&mut notifiers, script);
+            }
+        }
+        notifiers.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
+    }
+}

@@ -1,0 +1,366 @@
+//! The health checkers against local listeners on 127.0.0.1: targets that
+//! hang, refuse, reset, answer garbage, a wrong status or a wrong digest
+//! fail within their timeouts; a hanging target never delays another
+//! check; and a thousand checks complete well within their interval.
+//! Time bounds are generous (the machine is shared); elapsed times are
+//! printed for the record.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pmdlb::control::health::probe::{run, Outcome, Probe, Url};
+use pmdlb::control::health::{CheckSpec, HealthEvent, Runner, ServerChecks, Timing};
+
+/// Slack added to every "fails within its timeout" bound.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A listener on 127.0.0.1 that answers every connection with `serve`,
+/// on a thread of its own per connection; streams are kept open (so a
+/// hanging target stays hanging) until the test process ends.
+fn listener(serve: fn(TcpStream)) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            thread::spawn(move || serve(s));
+        }
+    });
+    addr
+}
+
+fn read_request(s: &mut TcpStream) {
+    let mut buf = [0u8; 2048];
+    let mut got = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn answer(mut s: TcpStream, text: &[u8]) {
+    read_request(&mut s);
+    let _ = s.write_all(text);
+}
+
+fn hang(s: TcpStream) {
+    static KEPT: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
+    KEPT.lock().unwrap().push(s);
+}
+
+fn refused() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+    // dropped: nothing listens there any more
+}
+
+fn http(target: SocketAddr, path: &str, digest: Option<&str>) -> Probe {
+    Probe::Http {
+        target,
+        bindto: None,
+        urls: vec![Url {
+            path: path.into(),
+            status: vec![(200, 299)],
+            digest: digest.map(str::to_owned),
+        }],
+        virtualhost: None,
+        http11: false,
+    }
+}
+
+fn timed(p: &Probe, timeout: Duration) -> (Outcome, Duration) {
+    let t0 = Instant::now();
+    let o = run(p, timeout);
+    (o, t0.elapsed())
+}
+
+const HELLO_MD5: &str = "5d41402abc4b2a76b9719d911017c592";
+
+#[test]
+fn http_passes_with_the_right_status_and_digest() {
+    let ok = listener(|s| answer(s, b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello"));
+    let (o, _) = timed(&http(ok, "/", Some(HELLO_MD5)), Duration::from_secs(2));
+    assert!(o.ok, "{o:?}");
+    let chunked = listener(|s| {
+        answer(
+            s,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
+        )
+    });
+    let (o, _) = timed(&http(chunked, "/", Some(HELLO_MD5)), Duration::from_secs(2));
+    assert!(o.ok, "chunked body digested whole: {o:?}");
+    let (o, _) = timed(
+        &Probe::Tcp {
+            target: ok,
+            bindto: Some("127.0.0.1".parse().unwrap()),
+        },
+        Duration::from_secs(2),
+    );
+    assert!(o.ok, "tcp with bindto: {o:?}");
+}
+
+#[test]
+fn bad_targets_fail_within_their_timeouts() {
+    let timeout = Duration::from_millis(700);
+    let hanging = listener(hang);
+    let reset = listener(|s| {
+        let s = socket2::Socket::from(s);
+        let _ = s.set_linger(Some(Duration::ZERO));
+        drop(s);
+    });
+    let garbage = listener(|s| answer(s, b"\x00\x01garbage\xff\r\n\r\nmore"));
+    let status = listener(|s| answer(s, b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy"));
+    let digest = listener(|s| answer(s, b"HTTP/1.0 200 OK\r\n\r\nbye"));
+    let silent_close = listener(|mut s| read_request(&mut s));
+    let no = refused();
+    let cases: Vec<(&str, Probe, &str)> = vec![
+        (
+            "tcp refused",
+            Probe::Tcp {
+                target: no,
+                bindto: None,
+            },
+            "connect",
+        ),
+        ("http refused", http(no, "/", None), "connect"),
+        ("http hang", http(hanging, "/", None), "timed out"),
+        ("http reset", http(reset, "/", None), ""),
+        ("http garbage", http(garbage, "/", None), "HTTP"),
+        ("http 503", http(status, "/", None), "status 503"),
+        ("http digest", http(digest, "/", Some(HELLO_MD5)), "digest"),
+        (
+            "http closed",
+            http(silent_close, "/", None),
+            "empty response",
+        ),
+    ];
+    // All at once: none waits for another.
+    let t0 = Instant::now();
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(name, p, want)| thread::spawn(move || (name, want, timed(&p, timeout))))
+        .collect();
+    for h in handles {
+        let (name, want, (o, took)) = h.join().unwrap();
+        println!("{name}: {took:?} {o:?}");
+        assert!(!o.ok, "{name} passed: {o:?}");
+        assert!(o.reason.contains(want), "{name}: {o:?}");
+        assert!(took <= timeout + SLACK, "{name} took {took:?}");
+    }
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "run together: {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn tcp_to_an_unrouted_address_times_out() {
+    // TEST-NET-1 is never routed; the connect hangs until the timeout (or
+    // fails at once where there is no route at all).
+    let p = Probe::Tcp {
+        target: "192.0.2.1:80".parse().unwrap(),
+        bindto: None,
+    };
+    let (o, took) = timed(&p, Duration::from_millis(500));
+    assert!(
+        !o.ok && took <= Duration::from_millis(500) + SLACK,
+        "{took:?} {o:?}"
+    );
+}
+
+#[test]
+fn misc_exit_codes_dynamic_weight_and_timeout() {
+    let misc = |path: &str, dynamic: bool| Probe::Misc {
+        path: path.into(),
+        dynamic,
+    };
+    let t = Duration::from_secs(5);
+    assert!(run(&misc("exit 0", false), t).ok);
+    assert!(!run(&misc("exit 1", true), t).ok);
+    assert!(
+        !run(&misc("exit 7", false), t).ok,
+        "7 without misc_dynamic is down"
+    );
+    let o = run(&misc("exit 7", true), t);
+    assert!(o.ok && o.weight == Some(5), "{o:?}");
+    let o = run(&misc("exit 2", true), t);
+    assert_eq!(o.weight, Some(0));
+    let (o, took) = timed(&misc("sleep 30", false), Duration::from_millis(300));
+    assert!(!o.ok && o.reason.contains("timed out"), "{o:?}");
+    assert!(took <= Duration::from_millis(300) + SLACK, "{took:?}");
+}
+
+fn timing(delay_loop: u64, timeout_ms: u64) -> Timing {
+    Timing {
+        delay_loop: Duration::from_secs(delay_loop),
+        connect_timeout: Duration::from_millis(timeout_ms),
+        retry: 0,
+        delay_before_retry: Duration::from_secs(1),
+    }
+}
+
+fn server(probe: Probe, t: Timing) -> Option<ServerChecks> {
+    Some(ServerChecks {
+        checks: vec![CheckSpec { probe, timing: t }],
+        alpha: false,
+        inhibit_on_failure: false,
+        notify_up: None,
+        notify_down: None,
+    })
+}
+
+/// The time each server's first result arrived (and whether it passed);
+/// `None` where none came before the deadline.
+type Firsts = Vec<Option<(Duration, bool)>>;
+
+/// Collects the runner's first result per server until all `n` came, or
+/// the deadline; also counts the servers reported down.
+fn first_results(r: &Runner, n: usize, deadline: Duration) -> (Firsts, usize) {
+    let t0 = Instant::now();
+    let mut got = vec![None; n];
+    let mut left = n;
+    let mut downs = 0;
+    while left > 0 && t0.elapsed() < deadline {
+        r.drain(|ev| match ev {
+            HealthEvent::Result { rs, outcome, .. } => {
+                let slot = &mut got[rs.0 as usize];
+                if slot.is_none() {
+                    *slot = Some((t0.elapsed(), outcome.ok));
+                    left -= 1;
+                }
+            }
+            HealthEvent::Server { up, .. } => downs += usize::from(!up),
+        });
+        thread::sleep(Duration::from_millis(5));
+    }
+    (got, downs)
+}
+
+#[test]
+fn hanging_targets_do_not_delay_other_checks() {
+    let hanging = listener(hang);
+    let ok = listener(|s| answer(s, b"HTTP/1.0 200 OK\r\n\r\nhello"));
+    let mut servers: Vec<Option<ServerChecks>> = (0..20)
+        .map(|_| server(http(hanging, "/", None), timing(60, 3000)))
+        .collect();
+    servers.push(server(http(ok, "/", None), timing(60, 3000)));
+    servers.push(server(
+        Probe::Tcp {
+            target: ok,
+            bindto: None,
+        },
+        timing(60, 3000),
+    ));
+    let r = Runner::start(&servers).unwrap().unwrap();
+    let (got, mut downs) = first_results(&r, servers.len(), Duration::from_secs(10));
+    println!("{:?}", &got[18..]);
+    for (i, g) in got.iter().enumerate().skip(20) {
+        let (at, ok) = g.expect("the healthy checks answered");
+        assert!(ok && at < Duration::from_millis(1500), "check {i}: {at:?}");
+    }
+    for g in &got[..20] {
+        let (at, ok) = g.expect("the hanging checks end at their timeout");
+        assert!(
+            !ok && at >= Duration::from_millis(2900) && at < Duration::from_millis(3000) + SLACK
+        );
+    }
+    // The runner also reports the state change of the failed servers.
+    let t0 = Instant::now();
+    while downs < 20 && t0.elapsed() < Duration::from_secs(5) {
+        r.drain(|ev| downs += usize::from(matches!(ev, HealthEvent::Server { up: false, .. })));
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(downs, 20, "retry 0: every hanging server goes down");
+}
+
+#[test]
+fn a_thousand_tcp_checks_complete_within_their_interval() {
+    let up: Vec<SocketAddr> = (0..4).map(|_| listener(drop)).collect();
+    let no = refused();
+    let delay_loop = 10;
+    let servers: Vec<Option<ServerChecks>> = (0..1000)
+        .map(|i| {
+            let target = if i % 2 == 0 { up[i / 2 % 4] } else { no };
+            server(
+                Probe::Tcp {
+                    target,
+                    bindto: None,
+                },
+                timing(delay_loop, 5000),
+            )
+        })
+        .collect();
+    let t0 = Instant::now();
+    let r = Runner::start(&servers).unwrap().unwrap();
+    let (got, _) = first_results(&r, 1000, Duration::from_secs(delay_loop));
+    let all = t0.elapsed();
+    let arrived: Vec<(Duration, bool)> = got.iter().flatten().copied().collect();
+    let last = arrived.iter().map(|a| a.0).max().unwrap_or_default();
+    let passed = arrived.iter().filter(|a| a.1).count();
+    println!(
+        "1000 tcp checks: {} results, {passed} passed, last after {last:?} (collected in {all:?})",
+        arrived.len()
+    );
+    assert_eq!(
+        arrived.len(),
+        1000,
+        "every check reported within delay_loop"
+    );
+    assert_eq!(passed, 500, "the listeners pass, the refused port fails");
+}
+
+#[test]
+fn notify_scripts_run_on_state_changes() {
+    let dir = std::env::temp_dir().join(format!("pmdlb-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |n: &str| dir.join(n);
+    let misc = |p: &str| Probe::Misc {
+        path: p.into(),
+        dynamic: false,
+    };
+    let with = |probe: Probe, alpha: bool| {
+        let mut s = server(probe, timing(60, 2000)).unwrap();
+        s.alpha = alpha;
+        s.notify_up = Some(format!("echo up >> {}", file("up").display()));
+        s.notify_down = Some(format!("echo down >> {}", file("down").display()));
+        Some(s)
+    };
+    // An alpha server that passes comes up; a plain one that fails goes down.
+    let servers = vec![with(misc("exit 0"), true), with(misc("exit 1"), false)];
+    let r = Runner::start(&servers).unwrap().unwrap();
+    let t0 = Instant::now();
+    let mut events = Vec::new();
+    let read = |n: &str| std::fs::read_to_string(file(n)).unwrap_or_default();
+    while (read("up") != "up\n" || read("down") != "down\n")
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        r.drain(|ev| {
+            if let HealthEvent::Server { rs, up } = ev {
+                events.push((rs.0, up));
+            }
+        });
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The events were sent before the scripts ran.
+    r.drain(|ev| {
+        if let HealthEvent::Server { rs, up } = ev {
+            events.push((rs.0, up));
+        }
+    });
+    drop(r);
+    let (up, down) = (read("up"), read("down"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        (up.as_str(), down.as_str()),
+        ("up\n", "down\n"),
+        "{events:?}"
+    );
+    events.sort();
+    assert_eq!(events, [(0, true), (1, false)]);
+}
