@@ -144,6 +144,8 @@ fn fixture(table: usize, mode: DefenceMode) -> Fixture {
             u_threshold: 0,
             l_threshold: 0,
             mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
+            forward: Default::default(),
+            via: None,
         })
         .collect();
     let vip = IpAddr::V4(VIP.into());

@@ -22,7 +22,8 @@ use crate::wire::ethernet::MacAddr;
 pub struct Neighbour {
     /// The address.
     pub addr: IpAddr,
-    /// Real-server ids with this address (one per service it serves).
+    /// Real-server ids whose next hop this is (one per service a server
+    /// serves; every tunnel server behind a gateway shares its entry).
     pub ids: Vec<RsId>,
     /// The MAC learned, if any.
     pub mac: Option<MacAddr>,
@@ -83,9 +84,9 @@ impl Resolver {
             if rs.mac().is_some() {
                 continue;
             }
-            let slot = *index.entry(rs.addr).or_insert_with(|| {
+            let slot = *index.entry(rs.next_hop).or_insert_with(|| {
                 entries.push(Neighbour {
-                    addr: rs.addr,
+                    addr: rs.next_hop,
                     ids: Vec::new(),
                     mac: None,
                     last_request: None,
@@ -211,6 +212,8 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             mac,
+            forward: Default::default(),
+            via: None,
         }
     }
 
