@@ -141,6 +141,7 @@ fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixtur
             rx_mac: MacAddr(RX_MAC),
             tx_mac: MacAddr(TX_MAC),
             tx_vlan: TxVlan::Keep,
+            tunnel_mtu: 1500,
         },
     }
 }

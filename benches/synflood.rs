@@ -189,6 +189,7 @@ fn fixture(table: usize, mode: DefenceMode) -> Fixture {
             rx_mac: MacAddr(RX_MAC),
             tx_mac: MacAddr(TX_MAC),
             tx_vlan: TxVlan::Keep,
+            tunnel_mtu: 1500,
         },
     }
 }

@@ -27,7 +27,7 @@ use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
 use crate::dataplane::traffic::PublishedTraffic;
-use crate::dataplane::worker::{ControlTx, Worker};
+use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
 use crate::dpdk::{
     self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
     RxBurst,
@@ -262,6 +262,11 @@ fn run_inner(
         rx_mac,
         tx_mac,
         tx_vlan: ps.tx_vlan,
+        tunnel_mtu: ps.tx_mtu(),
+    };
+    let tunnel_src = TunnelSrc {
+        v4: ps.tunnel_src4().map(|a| a.octets()),
+        v6: ps.tunnel_src6().map(|a| a.octets()),
     };
     let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
     let control_tx = Arc::new(ControlTx {
@@ -299,6 +304,7 @@ fn run_inner(
             cycles_per_ms: hz / 1000,
             sweep_buckets: w.sweep_per_loop as usize,
             ctx,
+            tunnel_src,
             services: Arc::clone(&services),
             state,
             to_control: Arc::clone(&to_control),

@@ -35,6 +35,9 @@ counter_set! {
         tx_refused,
         /// Forwards that needed a VLAN tag inserted but had no headroom.
         vlan_no_headroom,
+        /// Forwards to a tunnel server that could not be encapsulated (no
+        /// headroom, or no tunnel source address of the server's family).
+        tunnel_failed,
         /// Connection entries in this worker's table (occupancy, not a count
         /// of events).
         conns,

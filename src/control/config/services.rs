@@ -693,6 +693,31 @@ pub(super) fn cross_checks(
             );
         }
     }
+    // The inner MTU a tunnel leaves must be one the family allows (IPVS
+    // refuses to tunnel below it, `__ip_vs_get_out_rt`).
+    for (i, s) in services.iter().enumerate() {
+        for (j, r) in s.servers.iter().enumerate() {
+            let Forwarding::Tunnel(t) = r.forward else {
+                continue;
+            };
+            let v6 = r.addr.is_ipv6();
+            let inner =
+                i64::from(ports.tx_mtu()) - crate::dataplane::tunnel::overhead(t.kind, v6) as i64;
+            let min = if v6 { 1280 } else { 68 };
+            if inner < min {
+                c.err(
+                    "ports.mtu",
+                    format!(
+                        "{} leaves {inner} bytes inside the {} tunnel of service[{i}].server[{j}] ({}), below the {} minimum of {min}; raise mtu",
+                        ports.tx_mtu(),
+                        t.kind,
+                        r.addr,
+                        family_name(&r.addr)
+                    ),
+                );
+            }
+        }
+    }
     // One next hop, one MAC.
     let mut macs: HashMap<IpAddr, (String, MacAddr)> = HashMap::new();
     for (i, s) in services.iter().enumerate() {

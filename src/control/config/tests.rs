@@ -1161,4 +1161,10 @@ fn tunnel_errors() {
         &format!("{MIN}{svc}forward = \"tunnel\"\nmac = \"02:00:00:00:00:01\"\n"),
         &["ports.tunnel_addr", "missing"],
     );
+    assert_err(
+        &with(
+            "mtu = 1300\n[[service]]\nvip = \"2001:db8::64\"\nport = 80\n[[service.server]]\naddr = \"fd00:9::1\"\nforward = \"tunnel\"\n",
+        ),
+        &["ports.mtu", "leaves 1260 bytes inside the ipip tunnel", "IPv6 minimum of 1280"],
+    );
 }
