@@ -198,15 +198,17 @@ impl Worker {
                             }
                         }
                         Verdict::Reply { len } | Verdict::TooBig { len } => {
-                            if let Verdict::TooBig { .. } = verdict {
-                                st.drops.inc(DropReason::TunnelTooBig);
-                            }
                             let Some(mut m) = rx.take(i) else { continue };
                             let extra = m.len().saturating_sub(len);
                             if extra > 0 {
                                 m.trim(extra as u16);
                             }
-                            st.io.replies += 1;
+                            if let Verdict::TooBig { .. } = verdict {
+                                st.drops.inc(DropReason::TunnelTooBig);
+                                st.io.too_big_sent += 1;
+                            } else {
+                                st.io.replies += 1;
+                            }
                             let f = if one_armed {
                                 tx_dr.push(m)
                             } else {
