@@ -52,6 +52,16 @@
 //! error unchanged to that connection's server. Their checksum is left to
 //! the real server's kernel.
 //!
+//! # Tunnel servers
+//! A target whose `forward` is a tunnel gets the same rewrite (the MAC is
+//! its next hop's, the gateway's when it is behind one) after an MTU check:
+//! the packet plus the tunnel overhead must fit `tunnel_mtu`, or the
+//! decision builds the ICMP fragmentation-needed / packet-too-big in place
+//! ([`Verdict::TooBig`]) or drops it ([`crate::dataplane::tunnel`]). The
+//! worker then writes the outer headers in the headroom. The outer family
+//! is taken to be the packet's (the configuration keeps servers in their
+//! service's family).
+//!
 //! # Neighbours
 //! ARP requests and neighbour solicitations for a VIP with `answer_arp` are
 //! answered in place from the RX port's MAC. ARP replies, gratuitous ARP and

@@ -15,7 +15,14 @@
 //!   service the table gives that flow; the frame keeps its length, gets
 //!   the server's MAC and the TX port's MAC, and after the worker applies
 //!   the VLAN action its IP packet is byte for byte the received one, with
-//!   the tag the TX policy asks for;
+//!   the tag the TX policy asks for; for a tunnel server the packet fits
+//!   the MTU once encapsulated, and the frame the worker then builds
+//!   (`tunnel::encapsulate`) decodes with etherparse to exact outer headers
+//!   (addresses, protocol, TTL/DF/TOS copied, checksums, GUE header and
+//!   ports) around the received IP packet, byte for byte;
+//! - `TooBig { len }` answers a packet too big for a tunnel server's MTU
+//!   with a valid ICMP fragmentation-needed / packet-too-big from the VIP
+//!   to the client, reporting MTU minus overhead, quoting the packet;
 //! - `Reply { len }` fits the frame, keeps the tag, comes from the RX
 //!   port's MAC, and is an ARP reply, an echo reply or a neighbour
 //!   advertisement built from the request, with valid checksums.
