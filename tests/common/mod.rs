@@ -89,3 +89,4 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 pub mod netns;
+pub mod tunnel;
