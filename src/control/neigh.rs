@@ -299,4 +299,49 @@ mod tests {
         assert!(r.on_frame(&[0u8; 20], &snap, t0).is_none());
         assert_eq!(r.stats().not_neighbour, 1);
     }
+
+    #[test]
+    fn tunnel_servers_behind_a_gateway_share_its_mac() {
+        use crate::lb::spec::{Forwarding, Tunnel, TunnelKind};
+        let tunnel = |addr: &str| RealServerSpec {
+            forward: Forwarding::Tunnel(Tunnel {
+                kind: TunnelKind::Ipip,
+                port: 0,
+                csum: false,
+            }),
+            via: Some("10.0.1.254".parse().unwrap()),
+            ..rs(addr, None)
+        };
+        let snap = Snapshot::new(&[svc(vec![
+            rs("10.0.1.11", None),
+            tunnel("10.9.0.1"),
+            tunnel("10.9.0.2"),
+        ])]);
+        let mut r = Resolver::new(
+            &snap,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            Some("10.0.1.1".parse().unwrap()),
+            None,
+            None,
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
+        let addrs: Vec<IpAddr> = r.entries().iter().map(|e| e.addr).collect();
+        assert_eq!(
+            addrs,
+            [
+                "10.0.1.11".parse::<IpAddr>().unwrap(),
+                "10.0.1.254".parse().unwrap()
+            ],
+            "the gateway is resolved once, the tunnel servers never"
+        );
+        let gw = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+        let mut buf = [0u8; 128];
+        let n = arp_request(&mut buf, gw, [10, 0, 1, 254], [10, 0, 1, 1], None).unwrap();
+        r.on_frame(&buf[..n], &snap, Instant::now()).unwrap();
+        assert_eq!(snap.server(RsId(0)).unwrap().mac(), None);
+        assert_eq!(snap.server(RsId(1)).unwrap().mac(), Some(gw));
+        assert_eq!(snap.server(RsId(2)).unwrap().mac(), Some(gw));
+        assert!(snap.server(RsId(2)).unwrap().available());
+    }
 }

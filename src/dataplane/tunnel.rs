@@ -543,4 +543,34 @@ mod tests {
         icmp[9] = 1;
         assert_eq!(too_big(&mut icmp, 0, 1000, 1480), TooBig::Silent);
     }
+
+    #[test]
+    fn too_big_v6() {
+        let mut ip = vec![0u8; 1480];
+        ip[0] = 0x60;
+        ip[4..6].copy_from_slice(&1440u16.to_be_bytes());
+        ip[6] = 6;
+        ip[7] = 50;
+        ip[8..24].copy_from_slice(&[0x20; 16]);
+        ip[24..40].copy_from_slice(&[0x30; 16]);
+        let orig = ip.clone();
+        let TooBig::Reply(n) = too_big(&mut ip, 0, 1480, 1460) else {
+            panic!("no reply")
+        };
+        assert_eq!(n, 1280);
+        assert_eq!(&ip[8..24], &[0x30; 16], "from the VIP");
+        assert_eq!(&ip[24..40], &[0x20; 16], "to the client");
+        assert_eq!((ip[6], ip[7]), (58, 64));
+        assert_eq!(ip[40], 2, "packet too big");
+        assert_eq!(&ip[44..48], &1460u32.to_be_bytes());
+        let s = checksum::add(
+            checksum::pseudo_v6(&[0x30; 16], &[0x20; 16], 58, 1240),
+            checksum::sum(&ip[40..1280]),
+        );
+        assert_eq!(checksum::fold(s), 0xffff, "ICMPv6 checksum");
+        assert_eq!(&ip[48..1280], &orig[..1232]);
+        let mut icmp = orig.clone();
+        icmp[6] = 58;
+        assert_eq!(too_big(&mut icmp, 0, 1480, 1460), TooBig::Silent);
+    }
 }

@@ -963,7 +963,8 @@ fn all_example_files_load() {
             "baremetal.toml",
             "memif.toml",
             "pcap.toml",
-            "reference.toml"
+            "reference.toml",
+            "tunnel.toml"
         ]
     );
 }
