@@ -386,6 +386,23 @@ fn run(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, String) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The running server table names the method, as ipvsadm's Forward
+    // column does.
+    let o = pmdlb()
+        .args(["ctl", "--config"])
+        .arg(&cfg)
+        .arg("servers")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    for (_, addr, m) in SERVERS {
+        let line = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("-> {addr} ")))
+            .unwrap_or_else(|| panic!("no line for {addr}:\n{table}"));
+        let want = if *m == Method::Dr { "Route" } else { "Tunnel" };
+        assert_eq!(line.split_whitespace().nth(2), Some(want), "{line}");
+    }
     assert!(Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

@@ -125,16 +125,17 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>6} {:>9} {:>9}  mac",
-        "service / real server", "weight", "active", "inactive"
+        "{:<34} {:<7} {:>6} {:>9} {:>9}  mac",
+        "service / real server", "forward", "weight", "active", "inactive"
     );
     for (svc, spec) in snap.services().iter().zip(specs) {
         let _ = writeln!(out, "{}", service_line(spec));
         for rs in snap.servers_of(svc) {
             let _ = writeln!(
                 out,
-                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}",
+                "  -> {:<29} {:<7} {:>6} {:>9} {:>9}  {}{}",
                 rs.addr,
+                rs.forward.ipvsadm_name(),
                 rs.weight(),
                 rs.active(),
                 rs.inactive(),
