@@ -59,6 +59,8 @@ fn specs(persist_s: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) 
             u_threshold: 0,
             l_threshold: 0,
             mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
+            forward: Default::default(),
+            via: None,
         })
         .collect();
     let vip = IpAddr::V4(VIP.into());
@@ -139,6 +141,7 @@ fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixtur
             rx_mac: MacAddr(RX_MAC),
             tx_mac: MacAddr(TX_MAC),
             tx_vlan: TxVlan::Keep,
+            tunnel_mtu: 1500,
         },
     }
 }

@@ -144,6 +144,8 @@ fn fixture(table: usize, mode: DefenceMode) -> Fixture {
             u_threshold: 0,
             l_threshold: 0,
             mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
+            forward: Default::default(),
+            via: None,
         })
         .collect();
     let vip = IpAddr::V4(VIP.into());
@@ -187,6 +189,7 @@ fn fixture(table: usize, mode: DefenceMode) -> Fixture {
             rx_mac: MacAddr(RX_MAC),
             tx_mac: MacAddr(TX_MAC),
             tx_vlan: TxVlan::Keep,
+            tunnel_mtu: 1500,
         },
     }
 }

@@ -203,6 +203,8 @@ fn worker(c: &mut Criterion) {
                 u_threshold: 0,
                 l_threshold: 0,
                 mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
+                forward: Default::default(),
+                via: None,
             })
             .collect(),
     };

@@ -11,11 +11,13 @@
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
-#                         [--pdump-ab]
+#                         [--pdump-ab] [--tunnel-ab]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --tcp     also TCP (SYN then ACK per client) at the largest client count.
 #   --pdump-ab  pmdlb only, eal.pdump = true against false, interleaved:
 #             the cost of serving live capture while nobody captures.
+#   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
+#             servers, interleaved: the cost of the encapsulation.
 # Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd.
 set -euo pipefail
 
@@ -28,6 +30,8 @@ TCP=0
 BUILD=1
 PDUMP_AB=0
 PDUMP=true
+TUNNEL_AB=0
+FORWARD=dr
 while (($#)); do
   case "$1" in
     --quick) REPS=1; SECS=4; CLIENTS="65536" ;;
@@ -38,6 +42,7 @@ while (($#)); do
     --tcp) TCP=1 ;;
     --no-build) BUILD=0 ;;
     --pdump-ab) PDUMP_AB=1 ;;
+    --tunnel-ab) TUNNEL_AB=1 ;;
     -h|--help) sed -n 2,20p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -98,6 +103,7 @@ vdevs = ["net_pcap0,rx_pcap=$2,infinite_rx=1", "net_null0,no-rx=1"]
 rx = "net_pcap0"
 tx = "net_null0"
 mbufs = $(mbufs_for "$3")
+tx_addr = "10.0.1.1"
 
 [workers]
 count = 1
@@ -159,6 +165,10 @@ EOF
 servers() {
   for i in 1 2 3 4; do
     printf '[[service.server]]\naddr = "10.0.1.1%d"\nmac = "02:00:00:00:01:1%d"\n' "$i" "$i"
+    case $FORWARD in
+      ipip) printf 'forward = "tunnel"\n' ;;
+      gue) printf 'forward = "tunnel"\ntun_type = "gue"\ntun_port = 6080\n' ;;
+    esac
   done
 }
 
@@ -213,7 +223,7 @@ if ((TCP)); then
   CASES+=("tcp $n nonpersistent" "tcp $n persistent")
 fi
 
-declare -A R
+declare -A R M
 pcap_of() { # proto clients kind -> path (generated once)
   local dport=${DPORT[$3]}
   if [[ $1 == tcp ]]; then
@@ -224,6 +234,34 @@ pcap_of() { # proto clients kind -> path (generated once)
   echo "$f"
 }
 frames_of() { if [[ $1 == tcp ]]; then echo $(( $2 * 2 )); else echo "$2"; fi; }
+
+if ((TUNNEL_AB)); then
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for c in "${CASES[@]}"; do
+      read -r proto n kind <<<"$c"
+      pcap=$(pcap_of "$proto" "$n" "$kind")
+      frames=$(frames_of "$proto" "$n")
+      for FORWARD in dr ipip gue; do
+        write_config "$WORK/pmdlb.toml" "$pcap" "$frames"
+        R["$c $FORWARD $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+        echo "rep $rep: $c $FORWARD pmdlb ${R["$c $FORWARD $rep"]} Mpps" >&2
+      done
+    done
+  done
+  printf '\n%-5s %8s %-14s %8s %8s %8s %8s %8s\n' proto clients service dr ipip gue ipip/dr gue/dr
+  for c in "${CASES[@]}"; do
+    read -r proto n kind <<<"$c"
+    for f in dr ipip gue; do
+      M[$f]=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c $f $rep"]}"; done | median)
+    done
+    printf '%-5s %8s %-14s %8.2f %8.2f %8.2f %8.3f %8.3f\n' "$proto" "$n" "$kind" \
+      "${M[dr]}" "${M[ipip]}" "${M[gue]}" \
+      "$(awk -v a="${M[ipip]}" -v b="${M[dr]}" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
+      "$(awk -v a="${M[gue]}" -v b="${M[dr]}" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+  done
+  echo "(Mpps, medians of $REPS interleaved runs)"
+  exit 0
+fi
 
 if ((PDUMP_AB)); then
   for ((rep = 1; rep <= REPS; rep++)); do

@@ -79,6 +79,7 @@ impl FlowState for TestState {
                 Target {
                     rs: RsId(i as u32),
                     mac: self.servers[i],
+                    forward: Default::default(),
                 }
             }
         };
@@ -164,6 +165,7 @@ fn ctx(tx_vlan: TxVlan) -> DecideCtx {
         rx_mac: MacAddr(RX_MAC),
         tx_mac: MacAddr(TX_MAC),
         tx_vlan,
+        tunnel_mtu: 1500,
     }
 }
 

@@ -690,3 +690,83 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     let (code, log) = lb.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// Tunnel servers in other subnets behind the router, next to a DR server
+/// on the TX segment: curl through the VIP reaches all three over real TCP
+/// (ipip and GUE decapsulated in the servers' namespaces, see
+/// `tests/common/tunnel.rs`), and an upload in 1460-byte segments, too big
+/// for the ipip tunnel, completes after the client's kernel took pmdlb's
+/// fragmentation-needed (path-MTU discovery).
+#[test]
+fn tunnel_servers_behind_a_router() {
+    use common::tunnel::TunnelServer;
+    let _g = lock();
+    let t = Topology::up("t", 1, 2);
+    let ipip = TunnelServer::up(&t, 8, "ipip", 0);
+    let gue = TunnelServer::up(&t, 9, "gue", 6080);
+    let services = format!(
+        "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+         [[service.server]]\naddr = \"10.100.1.11\"\n\
+         [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\n\
+         [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\ntun_type = \"gue\"\ntun_port = 6080\n\n\
+         [[service]]\nvip = \"{VIP}\"\nport = 9000\nscheduler = \"rr\"\n\
+         [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\n",
+        ipip.addr, gue.addr, ipip.addr
+    );
+    let cfg = config_text("pmdlb-e2e-t", &services).replace(
+        "tx_addr6 = \"fd00:101::2\"\n",
+        "tx_addr6 = \"fd00:101::2\"\ngateway = \"10.100.1.1\"\n",
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-t", &cfg);
+    let got: Vec<String> = (0..9)
+        .map(|i| t.get(&client(i % 2), &format!("http://{VIP}/")))
+        .collect();
+    let c = count(&got);
+    assert_eq!(
+        c.keys().cloned().collect::<Vec<_>>(),
+        ["rs1", "rs8", "rs9"],
+        "rr over one DR and two tunnel servers: {c:?}\n{}",
+        lb.log()
+    );
+
+    // 1 MiB upload: the client's first full-size segments (1500-byte
+    // packets with DF) do not fit the ipip tunnel; pmdlb answers with
+    // fragmentation-needed (MTU 1480), the client's kernel lowers its path
+    // MTU to the VIP and the upload completes.
+    let up = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("cl"),
+            "timeout",
+            "20",
+            "python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket\ns = socket.create_connection(('{VIP}', 9000), timeout=15)\n\
+             s.sendall(b'u' * (1 << 20))\ns.shutdown(socket.SHUT_WR)\nprint(s.recv(100).decode())"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&up.stdout).trim(),
+        (1u32 << 20).to_string(),
+        "upload through the tunnel: {}\n{}",
+        String::from_utf8_lossy(&up.stderr),
+        lb.log()
+    );
+    let stats = lb.ctl("stats").unwrap();
+    let too_big = stats
+        .lines()
+        .find(|l| l.starts_with("too_big_sent"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(too_big >= 1, "no fragmentation-needed was sent:\n{stats}");
+    eprintln!("tunnel e2e: servers {c:?}, upload of 1 MiB after {too_big} fragmentation-needed");
+    drop((ipip, gue));
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("unaccounted=0"), "{log}");
+}

@@ -47,7 +47,14 @@ mac = "02:00:00:00:01:0b"
 
 #[test]
 fn check_accepts_examples_and_names_bad_keys() {
-    for f in ["af_packet", "baremetal", "memif", "pcap", "reference"] {
+    for f in [
+        "af_packet",
+        "baremetal",
+        "memif",
+        "pcap",
+        "reference",
+        "tunnel",
+    ] {
         let out = pmdlb()
             .args([
                 "check",

@@ -25,6 +25,7 @@ use crate::control::layout::NicQueues;
 use crate::dpdk::port::PortConfig;
 pub use crate::lb::sched::mh::TableSize as MhTableSize;
 use crate::lb::spec::{MarkRuleSpec, ServiceSpec, StateFlags, Timeouts, VipSpec};
+use crate::wire::ethernet::MacAddr;
 
 /// The program name pmdlb passes to EAL as `argv[0]`.
 pub const PROGRAM_NAME: &str = "pmdlb";
@@ -113,9 +114,43 @@ pub struct PortSettings {
     pub tx_addr: Option<Ipv4Addr>,
     /// The director's IPv6 address on the TX segment (ND source address).
     pub tx_addr6: Option<Ipv6Addr>,
+    /// Outer IPv4 source of tunnelled packets, if not `tx_addr`.
+    pub tunnel_addr: Option<Ipv4Addr>,
+    /// Outer IPv6 source of tunnelled packets, if not `tx_addr6`.
+    pub tunnel_addr6: Option<Ipv6Addr>,
+    /// The IPv4 gateway on the TX segment towards tunnel servers in other
+    /// subnets (`None`: IPv4 tunnel servers are on the TX segment).
+    pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 gateway towards tunnel servers (`None`: on-link).
+    pub gateway6: Option<Ipv6Addr>,
+    /// A static MAC for `gateway` (else resolved by ARP).
+    pub gateway_mac: Option<MacAddr>,
+    /// A static MAC for `gateway6` (else resolved by ND).
+    pub gateway6_mac: Option<MacAddr>,
 }
 
+/// The MTU assumed on the TX NIC when `ports.mtu` is not set.
+pub const DEFAULT_MTU: u16 = 1500;
+
 impl PortSettings {
+    /// The outer IPv4 source of tunnelled packets: `tunnel_addr`, else
+    /// `tx_addr`.
+    pub fn tunnel_src4(&self) -> Option<Ipv4Addr> {
+        self.tunnel_addr.or(self.tx_addr)
+    }
+
+    /// The outer IPv6 source of tunnelled packets: `tunnel_addr6`, else
+    /// `tx_addr6`.
+    pub fn tunnel_src6(&self) -> Option<Ipv6Addr> {
+        self.tunnel_addr6.or(self.tx_addr6)
+    }
+
+    /// The MTU a tunnelled packet must fit after encapsulation: `mtu`, else
+    /// [`DEFAULT_MTU`].
+    pub fn tx_mtu(&self) -> u16 {
+        self.mtu.unwrap_or(DEFAULT_MTU)
+    }
+
     /// One NIC for both directions ("one-armed" DR).
     pub fn one_armed(&self) -> bool {
         self.rx == self.tx

@@ -22,7 +22,8 @@ use crate::wire::ethernet::MacAddr;
 pub struct Neighbour {
     /// The address.
     pub addr: IpAddr,
-    /// Real-server ids with this address (one per service it serves).
+    /// Real-server ids whose next hop this is (one per service a server
+    /// serves; every tunnel server behind a gateway shares its entry).
     pub ids: Vec<RsId>,
     /// The MAC learned, if any.
     pub mac: Option<MacAddr>,
@@ -83,9 +84,9 @@ impl Resolver {
             if rs.mac().is_some() {
                 continue;
             }
-            let slot = *index.entry(rs.addr).or_insert_with(|| {
+            let slot = *index.entry(rs.next_hop).or_insert_with(|| {
                 entries.push(Neighbour {
-                    addr: rs.addr,
+                    addr: rs.next_hop,
                     ids: Vec::new(),
                     mac: None,
                     last_request: None,
@@ -211,6 +212,8 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             mac,
+            forward: Default::default(),
+            via: None,
         }
     }
 
@@ -295,5 +298,50 @@ mod tests {
         assert!(r.stale(t0 + Duration::from_secs(100)).len() == 2);
         assert!(r.on_frame(&[0u8; 20], &snap, t0).is_none());
         assert_eq!(r.stats().not_neighbour, 1);
+    }
+
+    #[test]
+    fn tunnel_servers_behind_a_gateway_share_its_mac() {
+        use crate::lb::spec::{Forwarding, Tunnel, TunnelKind};
+        let tunnel = |addr: &str| RealServerSpec {
+            forward: Forwarding::Tunnel(Tunnel {
+                kind: TunnelKind::Ipip,
+                port: 0,
+                csum: false,
+            }),
+            via: Some("10.0.1.254".parse().unwrap()),
+            ..rs(addr, None)
+        };
+        let snap = Snapshot::new(&[svc(vec![
+            rs("10.0.1.11", None),
+            tunnel("10.9.0.1"),
+            tunnel("10.9.0.2"),
+        ])]);
+        let mut r = Resolver::new(
+            &snap,
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            Some("10.0.1.1".parse().unwrap()),
+            None,
+            None,
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+        );
+        let addrs: Vec<IpAddr> = r.entries().iter().map(|e| e.addr).collect();
+        assert_eq!(
+            addrs,
+            [
+                "10.0.1.11".parse::<IpAddr>().unwrap(),
+                "10.0.1.254".parse().unwrap()
+            ],
+            "the gateway is resolved once, the tunnel servers never"
+        );
+        let gw = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+        let mut buf = [0u8; 128];
+        let n = arp_request(&mut buf, gw, [10, 0, 1, 254], [10, 0, 1, 1], None).unwrap();
+        r.on_frame(&buf[..n], &snap, Instant::now()).unwrap();
+        assert_eq!(snap.server(RsId(0)).unwrap().mac(), None);
+        assert_eq!(snap.server(RsId(1)).unwrap().mac(), Some(gw));
+        assert_eq!(snap.server(RsId(2)).unwrap().mac(), Some(gw));
+        assert!(snap.server(RsId(2)).unwrap().available());
     }
 }

@@ -28,7 +28,7 @@ use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
 use crate::dataplane::traffic::PublishedTraffic;
-use crate::dataplane::worker::{ControlTx, Worker};
+use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
 use crate::dpdk::{
     self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
     RxBurst,
@@ -129,8 +129,9 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<34} {:>6} {:>9} {:>9}  mac{}",
+        "{:<34} {:<7} {:>6} {:>9} {:>9}  mac{}",
         "service / real server",
+        "forward",
         "weight",
         "active",
         "inactive",
@@ -141,8 +142,9 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -
         for (k, rs) in snap.servers_of(svc).iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  -> {:<29} {:>6} {:>9} {:>9}  {}{}{}",
+                "  -> {:<29} {:<7} {:>6} {:>9} {:>9}  {}{}{}",
                 rs.addr,
+                rs.forward.ipvsadm_name(),
                 rs.weight(),
                 rs.active(),
                 rs.inactive(),
@@ -273,6 +275,11 @@ fn run_inner(
         rx_mac,
         tx_mac,
         tx_vlan: ps.tx_vlan,
+        tunnel_mtu: ps.tx_mtu(),
+    };
+    let tunnel_src = TunnelSrc {
+        v4: ps.tunnel_src4().map(|a| a.octets()),
+        v6: ps.tunnel_src6().map(|a| a.octets()),
     };
     let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
     let control_tx = Arc::new(ControlTx {
@@ -310,6 +317,7 @@ fn run_inner(
             cycles_per_ms: hz / 1000,
             sweep_buckets: w.sweep_per_loop as usize,
             ctx,
+            tunnel_src,
             services: Arc::clone(&services),
             state,
             to_control: Arc::clone(&to_control),

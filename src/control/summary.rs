@@ -10,7 +10,7 @@ use crate::control::config::values::{
     format_netmask, format_port_ranges, format_sockaddr, proto_name,
 };
 use crate::control::config::Config;
-use crate::lb::spec::{SchedulerKind, ServiceAddr, ServiceSpec};
+use crate::lb::spec::{Forwarding, SchedulerKind, ServiceAddr, ServiceSpec, TunnelKind};
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -116,6 +116,30 @@ pub fn summary(cfg: &Config) -> String {
         p.tx_addr.map_or("-".to_owned(), |a| a.to_string()),
         p.tx_addr6.map_or("-".to_owned(), |a| a.to_string())
     );
+    let tunnels = cfg
+        .services()
+        .iter()
+        .flat_map(|s| &s.servers)
+        .any(|r| matches!(r.forward, Forwarding::Tunnel(_)));
+    if tunnels {
+        let opt = |a: Option<String>| a.unwrap_or_else(|| "-".to_owned());
+        let gw = |a: Option<String>, m: Option<crate::wire::ethernet::MacAddr>| match a {
+            None => "on-link".to_owned(),
+            Some(a) => format!(
+                "{a} mac {}",
+                m.map_or("resolve".to_owned(), |m| m.to_string())
+            ),
+        };
+        let _ = writeln!(
+            o,
+            "           tunnel src {} src6 {}  gateway {}  gateway6 {}  mtu {}",
+            opt(p.tunnel_src4().map(|a| a.to_string())),
+            opt(p.tunnel_src6().map(|a| a.to_string())),
+            gw(p.gateway.map(|a| a.to_string()), p.gateway_mac),
+            gw(p.gateway6.map(|a| a.to_string()), p.gateway6_mac),
+            p.tx_mtu()
+        );
+    }
     let w = cfg.workers();
     let lcores: Vec<String> = w.lcores.iter().map(|l| l.to_string()).collect();
     let _ = writeln!(
@@ -196,6 +220,17 @@ pub fn summary(cfg: &Config) -> String {
             }
             if r.l_threshold > 0 {
                 let _ = write!(line, "  l_threshold {}", r.l_threshold);
+            }
+            let _ = write!(line, "  forward {}", r.forward.ipvsadm_name());
+            if let Forwarding::Tunnel(t) = r.forward {
+                let _ = write!(line, " {}", t.kind);
+                if t.kind == TunnelKind::Gue {
+                    let csum = if t.csum { "csum" } else { "nocsum" };
+                    let _ = write!(line, " port {} {csum}", t.port);
+                }
+                if let Some(gw) = r.via {
+                    let _ = write!(line, " via {gw}");
+                }
             }
             let _ = write!(
                 line,
@@ -317,10 +352,10 @@ Neighbours refresh 30 s  retry 1000 ms  gratuitous_arp on
 
 Services (2)
 FWM  1 mh (mh-fallback,mh-port) persistent 300 mask 255.255.255.0
-  -> 10.0.1.11:0  weight 1  mac resolve
-  -> 10.0.1.12:0  weight 3  u_threshold 100  l_threshold 50  mac 02:00:00:00:01:0c
+  -> 10.0.1.11:0  weight 1  forward Route  mac resolve
+  -> 10.0.1.12:0  weight 3  u_threshold 100  l_threshold 50  forward Route  mac 02:00:00:00:01:0c
 UDP  [2001:db8::100]:53 rr persistent 300 mask 64
-  -> [2001:db8:1::11]:53  weight 1  mac 02:00:00:00:01:0d
+  -> [2001:db8:1::11]:53  weight 1  forward Route  mac 02:00:00:00:01:0d
 
 Mark rules (1)
   dst 10.0.0.100/32 proto tcp ports 80,443,8000-8100 -> mark 1
@@ -343,7 +378,7 @@ VIPs (2)
         assert_eq!(service_line(&cfg.services()[0]), "TCP  10.0.0.100:80 wlc");
         let text = summary(&cfg);
         assert!(
-            text.contains("  -> 10.0.1.11:80  weight 1  mac resolve\n"),
+            text.contains("  -> 10.0.1.11:80  weight 1  forward Route  mac resolve\n"),
             "{text}"
         );
     }

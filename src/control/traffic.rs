@@ -263,6 +263,8 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             mac: Some(crate::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1])),
+            forward: Default::default(),
+            via: None,
         };
         vec![
             ServiceSpec {

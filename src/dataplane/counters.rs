@@ -35,6 +35,13 @@ counter_set! {
         tx_refused,
         /// Forwards that needed a VLAN tag inserted but had no headroom.
         vlan_no_headroom,
+        /// Forwards to a tunnel server that could not be encapsulated (no
+        /// headroom, or no tunnel source address of the server's family).
+        tunnel_failed,
+        /// ICMP fragmentation-needed / packet-too-big errors sent back for
+        /// packets too big for their tunnel (each packet is counted as
+        /// dropped, `tunnel_too_big`, not as a reply).
+        too_big_sent,
         /// Connection entries in this worker's table (occupancy, not a count
         /// of events).
         conns,
@@ -85,6 +92,7 @@ impl WorkerStats {
             - c.to_control as i128
             - c.control_ring_full as i128
             - c.vlan_no_headroom as i128
+            - c.tunnel_failed as i128
             - self.dropped() as i128
     }
 

@@ -52,6 +52,16 @@
 //! error unchanged to that connection's server. Their checksum is left to
 //! the real server's kernel.
 //!
+//! # Tunnel servers
+//! A target whose `forward` is a tunnel gets the same rewrite (the MAC is
+//! its next hop's, the gateway's when it is behind one) after an MTU check:
+//! the packet plus the tunnel overhead must fit `tunnel_mtu`, or the
+//! decision builds the ICMP fragmentation-needed / packet-too-big in place
+//! ([`Verdict::TooBig`]) or drops it ([`crate::dataplane::tunnel`]). The
+//! worker then writes the outer headers in the headroom. The outer family
+//! is taken to be the packet's (the configuration keeps servers in their
+//! service's family).
+//!
 //! # Neighbours
 //! ARP requests and neighbour solicitations for a VIP with `answer_arp` are
 //! answered in place from the RX port's MAC. ARP replies, gratuitous ARP and
@@ -60,9 +70,11 @@
 
 use crate::dataplane::neighbour::{write_na, ALL_NODES, ALL_NODES_MAC};
 use crate::dataplane::rewrite::{rewrite_macs, TxVlan};
+use crate::dataplane::tunnel::{self, TooBig};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::lb::flow::{FlowState, Target};
 use crate::lb::service::ServiceTable;
+use crate::lb::spec::{Forwarding, Tunnel};
 use crate::lb::types::{ip_proto, Addr, Family, FlowKey, ServiceId, TcpFlags};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, sctp, tcp, udp, Error};
@@ -77,6 +89,8 @@ pub struct DecideCtx {
     pub tx_mac: MacAddr,
     /// VLAN policy of the TX port.
     pub tx_vlan: TxVlan,
+    /// The TX MTU tunnelled packets must fit once encapsulated.
+    pub tunnel_mtu: u16,
 }
 
 const ETH_P_IPV4: u16 = 0x0800;
@@ -305,9 +319,17 @@ struct L2 {
     to_us: bool,
 }
 
-/// DR rewrite of a frame going to `target`.
+/// DR rewrite of a frame going to `target` (for a tunnel server, after the
+/// MTU check: the worker encapsulates what this leaves).
 #[inline(always)]
 fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdict {
+    if let Forwarding::Tunnel(t) = target.forward {
+        let len = ip_len(frame, l2.l3) as usize;
+        let v6 = frame.get(l2.l3).is_some_and(|b| b >> 4 == 6);
+        if len + tunnel::overhead(t.kind, v6) > usize::from(ctx.tunnel_mtu) {
+            return tunnel_too_big(frame, l2, ctx, len, t, v6);
+        }
+    }
     rewrite_macs(frame, &target.mac, &ctx.tx_mac);
     let vlan = match (ctx.tx_vlan, l2.tci) {
         (TxVlan::Keep, _) | (TxVlan::Untagged, None) => VlanAction::None,
@@ -325,6 +347,31 @@ fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdic
         target,
         vlan,
         ip_len: ip_len(frame, l2.l3),
+    }
+}
+
+/// A packet for a tunnel server that would exceed the MTU: the ICMP error
+/// back to its sender, or a drop.
+#[cold]
+fn tunnel_too_big(
+    frame: &mut [u8],
+    l2: &L2,
+    ctx: &DecideCtx,
+    len: usize,
+    t: Tunnel,
+    v6: bool,
+) -> Verdict {
+    let mtu = ctx
+        .tunnel_mtu
+        .saturating_sub(tunnel::overhead(t.kind, v6) as u16);
+    match tunnel::too_big(frame, l2.l3, len, mtu) {
+        TooBig::Reply(len) => {
+            let client_mac = src_mac(frame);
+            reply_l2(frame, ctx, client_mac);
+            Verdict::TooBig { len }
+        }
+        TooBig::Silent => Verdict::Drop(DropReason::TunnelTooBig),
+        TooBig::NeedsFragment => Verdict::Drop(DropReason::TunnelNeedsFragment),
     }
 }
 
@@ -483,7 +530,7 @@ fn later_fragment<S: FlowState>(
         if let Some(t) = state.lookup_template(svc, src) {
             match found {
                 None => found = Some(t),
-                Some(f) if f.mac != t.mac => {
+                Some(f) if !same_server(&f, &t) => {
                     return Verdict::Drop(DropReason::NonFirstFragment);
                 }
                 Some(_) => {}
@@ -493,6 +540,17 @@ fn later_fragment<S: FlowState>(
     match found {
         Some(t) => forward(frame, l2, ctx, t),
         None => vip_or(services, family, &dst, DropReason::NonFirstFragment),
+    }
+}
+
+/// Whether two targets are one server: the same MAC for DR (one server in
+/// several services has one id per service), the same id when a tunnel is
+/// involved (every tunnel server behind a gateway has the gateway's MAC).
+#[inline]
+fn same_server(a: &Target, b: &Target) -> bool {
+    match (a.forward, b.forward) {
+        (Forwarding::Dr, Forwarding::Dr) => a.mac == b.mac,
+        _ => a.rs == b.rs,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod decide;
 pub mod neighbour;
 pub mod rewrite;
 pub mod traffic;
+pub mod tunnel;
 pub mod verdict;
 pub mod worker;
 

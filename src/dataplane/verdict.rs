@@ -22,7 +22,10 @@ pub enum VlanAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Send the frame on the TX port to `target`. The MAC addresses are
-    /// already rewritten; the IP packet is untouched; apply `vlan` first.
+    /// already rewritten (to the next hop's); the IP packet is untouched;
+    /// apply `vlan` first. When `target.forward` is a tunnel, the worker
+    /// then encapsulates (the packet is known to fit the TX MTU once
+    /// encapsulated): [`crate::dataplane::tunnel::encapsulate`].
     Forward {
         /// The real server.
         target: Target,
@@ -38,6 +41,15 @@ pub enum Verdict {
     /// it.
     Reply {
         /// New frame length in bytes.
+        len: usize,
+    },
+    /// The packet is for a tunnel server but would not fit the TX MTU once
+    /// encapsulated: an ICMP fragmentation-needed / packet-too-big for its
+    /// sender was built in place (see [`crate::dataplane::tunnel`]). Send it
+    /// back out of the RX port as a `Reply` of `len` bytes, and count
+    /// [`DropReason::TunnelTooBig`]: the packet itself is not forwarded.
+    TooBig {
+        /// New frame length in bytes (never more than the received length).
         len: usize,
     },
     /// An ARP reply, gratuitous ARP or neighbour advertisement: information
@@ -147,6 +159,13 @@ drop_reasons! {
     DestRemoved = "dest_removed",
     /// State layer: connection or persistence table full.
     TableFull = "table_full",
+    /// For a tunnel server, too big for the TX MTU once encapsulated: an
+    /// ICMP error went back instead ([`Verdict::TooBig`]), or none is due
+    /// (the packet is an ICMP error or a non-first fragment).
+    TunnelTooBig = "tunnel_too_big",
+    /// For a tunnel server, too big once encapsulated and IPv4 without DF:
+    /// IPVS would fragment the outer packet; pmdlb does not fragment.
+    TunnelNeedsFragment = "tunnel_needs_fragment",
 }
 
 impl From<StateDrop> for DropReason {

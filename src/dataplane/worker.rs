@@ -9,6 +9,7 @@
 //! makes no system call and does not log.
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -16,9 +17,11 @@ use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::traffic::{PublishedTraffic, TrafficCounters};
-use crate::dataplane::verdict::{Verdict, VlanAction};
+use crate::dataplane::tunnel::{self, Outer};
+use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
 use crate::lb::service::ServiceTable;
+use crate::lb::spec::{Forwarding, Tunnel};
 use crate::lb::state::WorkerState;
 use crate::sys::rdtsc;
 
@@ -53,6 +56,8 @@ pub struct Worker {
     pub sweep_buckets: usize,
     /// Decision context (port MACs, VLAN policy).
     pub ctx: DecideCtx,
+    /// Outer source addresses of tunnelled packets.
+    pub tunnel_src: TunnelSrc,
     /// Service lookup.
     pub services: Arc<ServiceTable>,
     /// Connection table, schedulers and the shared persistence table.
@@ -67,6 +72,16 @@ pub struct Worker {
     pub traffic: Arc<PublishedTraffic>,
     /// Set by the control plane to stop the loop.
     pub stop: Arc<AtomicBool>,
+}
+
+/// The director's outer source addresses for tunnel servers (`None`: no
+/// tunnel server of that family, the configuration made sure of it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TunnelSrc {
+    /// For IPv4 tunnel servers.
+    pub v4: Option<[u8; 4]>,
+    /// For IPv6 tunnel servers.
+    pub v6: Option<[u8; 16]>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -154,7 +169,26 @@ impl Worker {
                             ip_len,
                         } => {
                             let Some(m) = rx.take(i) else { continue };
-                            match apply_vlan(m, vlan) {
+                            let m = match target.forward {
+                                Forwarding::Dr => apply_vlan(m, vlan),
+                                Forwarding::Tunnel(t) => {
+                                    let snap = self.state.snapshot();
+                                    let dst = snap.server(target.rs).map(|s| s.addr);
+                                    match apply_vlan(m, vlan) {
+                                        Some(m) => {
+                                            match encap(m, t, dst, self.tunnel_src, ip_len) {
+                                                Some(m) => Some(m),
+                                                None => {
+                                                    st.io.tunnel_failed += 1;
+                                                    continue;
+                                                }
+                                            }
+                                        }
+                                        None => None,
+                                    }
+                                }
+                            };
+                            match m {
                                 Some(m) => {
                                     st.io.forwarded += 1;
                                     traffic.forwarded(target.rs, ip_len);
@@ -163,13 +197,18 @@ impl Worker {
                                 None => st.io.vlan_no_headroom += 1,
                             }
                         }
-                        Verdict::Reply { len } => {
+                        Verdict::Reply { len } | Verdict::TooBig { len } => {
                             let Some(mut m) = rx.take(i) else { continue };
                             let extra = m.len().saturating_sub(len);
                             if extra > 0 {
                                 m.trim(extra as u16);
                             }
-                            st.io.replies += 1;
+                            if let Verdict::TooBig { .. } = verdict {
+                                st.drops.inc(DropReason::TunnelTooBig);
+                                st.io.too_big_sent += 1;
+                            } else {
+                                st.io.replies += 1;
+                            }
                             let f = if one_armed {
                                 tx_dr.push(m)
                             } else {
@@ -237,4 +276,33 @@ fn apply_vlan(mut m: Mbuf, action: VlanAction) -> Option<Mbuf> {
             Some(m)
         }
     }
+}
+
+/// Encapsulates a forwarded frame for tunnel `t` to `dst` (see
+/// [`crate::dataplane::tunnel`]); `None` (frame freed) without headroom,
+/// without a source address of the server's family, or for a frame that
+/// does not hold its IP packet.
+#[inline]
+fn encap(mut m: Mbuf, t: Tunnel, dst: Option<IpAddr>, src: TunnelSrc, ip_len: u32) -> Option<Mbuf> {
+    let outer = match (dst?, src) {
+        (IpAddr::V4(d), TunnelSrc { v4: Some(s), .. }) => Outer::V4 {
+            src: s,
+            dst: d.octets(),
+        },
+        (IpAddr::V6(d), TunnelSrc { v6: Some(s), .. }) => Outer::V6 {
+            src: s,
+            dst: d.octets(),
+        },
+        _ => return None,
+    };
+    let h = tunnel::overhead(t.kind, outer.is_v6());
+    if !m.prepend(h as u16) {
+        return None;
+    }
+    let len = tunnel::encapsulate(m.data_mut(), &outer, t, ip_len as usize).ok()?;
+    let extra = m.len().saturating_sub(len);
+    if extra > 0 && !m.trim(extra as u16) {
+        return None;
+    }
+    Some(m)
 }

@@ -3,16 +3,21 @@
 //! finds its service and then asks a [`FlowState`] which real server gets it;
 //! the state layer never sees bytes and the decision never sees tables.
 
+use crate::lb::spec::Forwarding;
 use crate::lb::types::{Addr, FlowKey, RsId, ServiceId, TcpFlags};
 use crate::wire::ethernet::MacAddr;
 
-/// Where a packet goes: a real server and its Ethernet address.
+/// Where a packet goes: a real server, the Ethernet address of its next
+/// hop and how the packet reaches it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
     /// The chosen real server.
     pub rs: RsId,
-    /// Its MAC address (static or resolved by ARP/ND).
+    /// The next hop's MAC address (static or resolved by ARP/ND): the
+    /// server's own, or its gateway's for a tunnel server in another subnet.
     pub mac: MacAddr,
+    /// Direct routing, or the tunnel to encapsulate the packet in.
+    pub forward: Forwarding,
 }
 
 /// Why the state layer refused a packet. Each maps to its own drop counter.

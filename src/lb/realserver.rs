@@ -18,7 +18,9 @@ use crossbeam_utils::CachePadded;
 
 use crate::lb::sched::mh::TableSize;
 use crate::lb::sched::HashTables;
-use crate::lb::spec::{Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
+use crate::lb::spec::{
+    Forwarding, Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
+};
 use crate::lb::types::{Addr, RsId, ServiceId};
 use crate::wire::ethernet::MacAddr;
 
@@ -59,6 +61,15 @@ pub struct RealServer {
     pub u_threshold: u32,
     /// Lower connection threshold (0 = 3/4 of the upper one).
     pub l_threshold: u32,
+    /// How packets reach it (immutable for the snapshot's life, so the
+    /// worker reads it without any synchronisation).
+    pub forward: Forwarding,
+    /// The address whose MAC the MAC slot holds: the server itself, or the
+    /// gateway towards a tunnel server in another subnet. Every server
+    /// behind one gateway gets that gateway's MAC in its own slot, so the
+    /// per-packet path reads one slot as for a DR server, and an
+    /// unresolved gateway makes its servers unavailable.
+    pub next_hop: IpAddr,
     weight: AtomicU32,
     mac: AtomicU64,
     /// `OUT_*` bits: one load tells whether the server takes new clients.
@@ -75,7 +86,7 @@ impl RealServer {
         self.weight.load(Ordering::Relaxed)
     }
 
-    /// The MAC address, if known.
+    /// The next hop's MAC address (see [`RealServer::next_hop`]), if known.
     #[inline]
     pub fn mac(&self) -> Option<MacAddr> {
         let w = self.mac.load(Ordering::Relaxed);
@@ -228,6 +239,8 @@ impl Snapshot {
                     svc: ServiceId(i as u32),
                     u_threshold: rs.u_threshold,
                     l_threshold: rs.l_threshold,
+                    forward: rs.forward,
+                    next_hop: rs.via.unwrap_or(rs.addr),
                     weight: AtomicU32::new(rs.weight),
                     mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
                     out: AtomicU8::new(0),
@@ -379,6 +392,8 @@ mod tests {
                     } else {
                         Some(MacAddr([2, 0, 0, 0, 0, i as u8]))
                     },
+                    forward: Default::default(),
+                    via: None,
                 })
                 .collect(),
         }

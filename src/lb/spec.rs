@@ -82,8 +82,68 @@ pub struct RealServerSpec {
     pub u_threshold: u32,
     /// Lower connection threshold (0 = none), as `ipvsadm -y`.
     pub l_threshold: u32,
-    /// A static MAC; when absent pmdlb resolves it by ARP/ND.
+    /// A static MAC of the next hop (the server itself, or for a tunnel
+    /// server its gateway); when absent pmdlb resolves it by ARP/ND.
     pub mac: Option<MacAddr>,
+    /// How packets reach the server: direct routing or a tunnel.
+    pub forward: Forwarding,
+    /// The next hop when it is not the server itself: the gateway towards
+    /// a tunnel server in another subnet (`None` = on the TX segment).
+    pub via: Option<IpAddr>,
+}
+
+/// How a real server is reached (ipvsadm's forwarding method).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Forwarding {
+    /// Direct routing (`ipvsadm -g`, the default): only the destination MAC
+    /// changes; the server is on the TX segment.
+    #[default]
+    Dr,
+    /// IP tunnelling (`ipvsadm -i`): the packet is encapsulated to the
+    /// server's address.
+    Tunnel(Tunnel),
+}
+
+impl Forwarding {
+    /// ipvsadm's name in the Forward column: `Route` or `Tunnel`.
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Forwarding::Dr => "Route",
+            Forwarding::Tunnel(_) => "Tunnel",
+        }
+    }
+}
+
+/// The encapsulation of a tunnel server (`--tun-type`, `--tun-port`,
+/// `--tun-nocsum` / `--tun-csum`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    /// IPIP or GUE.
+    pub kind: TunnelKind,
+    /// GUE: the server's UDP port (0 for IPIP).
+    pub port: u16,
+    /// GUE: fill the outer UDP checksum over IPv4 (IPv6 always has one).
+    pub csum: bool,
+}
+
+/// The tunnel types pmdlb builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelKind {
+    /// IPv4-in-IPv4 (protocol 4) or IPv6-in-IPv6 (next header 41), as
+    /// IPVS's `ipip` type.
+    Ipip,
+    /// Generic UDP Encapsulation: UDP, a 4-byte GUE header (version 0),
+    /// the inner IP packet.
+    Gue,
+}
+
+impl fmt::Display for TunnelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TunnelKind::Ipip => "ipip",
+            TunnelKind::Gue => "gue",
+        })
+    }
 }
 
 /// One virtual service.

@@ -262,7 +262,11 @@ impl Books<'_> {
 
 #[inline(always)]
 fn target(s: &RealServer, rs: RsId) -> Option<Target> {
-    s.mac().map(|mac| Target { rs, mac })
+    s.mac().map(|mac| Target {
+        rs,
+        mac,
+        forward: s.forward,
+    })
 }
 
 impl WorkerState {
@@ -856,6 +860,8 @@ mod tests {
                 u_threshold: 0,
                 l_threshold: 0,
                 mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8 + 1])),
+                forward: Default::default(),
+                via: None,
             })
             .collect()
     }

@@ -90,3 +90,4 @@ pub fn scratch(tag: &str) -> PathBuf {
 }
 pub mod netns;
 pub mod running;
+pub mod tunnel;

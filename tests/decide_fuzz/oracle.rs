@@ -15,7 +15,14 @@
 //!   service the table gives that flow; the frame keeps its length, gets
 //!   the server's MAC and the TX port's MAC, and after the worker applies
 //!   the VLAN action its IP packet is byte for byte the received one, with
-//!   the tag the TX policy asks for;
+//!   the tag the TX policy asks for; for a tunnel server the packet fits
+//!   the MTU once encapsulated, and the frame the worker then builds
+//!   (`tunnel::encapsulate`) decodes with etherparse to exact outer headers
+//!   (addresses, protocol, TTL/DF/TOS copied, checksums, GUE header and
+//!   ports) around the received IP packet, byte for byte;
+//! - `TooBig { len }` answers a packet too big for a tunnel server's MTU
+//!   with a valid ICMP fragmentation-needed / packet-too-big from the VIP
+//!   to the client, reporting MTU minus overhead, quoting the packet;
 //! - `Reply { len }` fits the frame, keeps the tag, comes from the RX
 //!   port's MAC, and is an ARP reply, an echo reply or a neighbour
 //!   advertisement built from the request, with valid checksums.
@@ -31,12 +38,13 @@ use std::sync::OnceLock;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice};
 use pmdlb::dataplane::decide::decide_burst;
+use pmdlb::dataplane::tunnel::{encapsulate, Outer};
 use pmdlb::dataplane::{apply_vlan, decide, DecideCtx, DropReason, TxVlan, Verdict, VlanAction};
 use pmdlb::lb::flow::{FlowState, StateDrop, Target};
 use pmdlb::lb::service::ServiceTable;
 use pmdlb::lb::spec::{
-    MarkRuleSpec, Persistence, PortRange, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
-    VipSpec,
+    Forwarding, MarkRuleSpec, Persistence, PortRange, SchedFlags, SchedulerKind, ServiceAddr,
+    ServiceSpec, Tunnel, TunnelKind, VipSpec,
 };
 use pmdlb::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
 use pmdlb::wire::ethernet::MacAddr;
@@ -141,16 +149,67 @@ pub fn ctx(tx_vlan: TxVlan) -> DecideCtx {
         rx_mac: MacAddr(RX_MAC),
         tx_mac: MacAddr(TX_MAC),
         tx_vlan,
+        tunnel_mtu: mtu(tx_vlan),
     }
 }
 
 /// The servers of `svc`: service `i` has `i % 3 + 1` servers, `RsId(16 i + j)`
-/// at MAC 02:52:53:i:00:j. No two services share a server.
+/// at MAC 02:52:53:i:00:j. No two services share a server. Server 0 is a
+/// DR server, server 1 an ipip tunnel server, server 2 a GUE one (port
+/// 6080, with a UDP checksum in odd services).
 pub fn servers(svc: ServiceId) -> impl Iterator<Item = Target> {
     (0..svc.0 % 3 + 1).map(move |j| Target {
         rs: RsId(svc.0 * 16 + j),
         mac: MacAddr([0x02, 0x52, 0x53, svc.0 as u8, 0, j as u8]),
+        forward: match j {
+            0 => Forwarding::Dr,
+            1 => Forwarding::Tunnel(Tunnel {
+                kind: TunnelKind::Ipip,
+                port: 0,
+                csum: false,
+            }),
+            _ => Forwarding::Tunnel(Tunnel {
+                kind: TunnelKind::Gue,
+                port: GUE_PORT,
+                csum: svc.0 % 2 == 1,
+            }),
+        },
     })
+}
+
+/// The GUE port of the oracle's GUE servers.
+pub const GUE_PORT: u16 = 6080;
+/// The director's tunnel source addresses.
+pub const TUN_SRC4: [u8; 4] = [10, 0, 1, 1];
+/// The director's IPv6 tunnel source address.
+pub const TUN_SRC6: [u8; 16] = [0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// The TX MTU under a TX VLAN policy: 1500 when frames keep their tag
+/// (the seeds' policy), 68 (the IPv4 minimum) otherwise, so that the
+/// fuzz's small frames reach both the encapsulation and the too-big reply.
+pub fn mtu(tx: TxVlan) -> u16 {
+    match tx {
+        TxVlan::Keep => 1500,
+        _ => 68,
+    }
+}
+
+/// The outer addresses of a tunnelled packet to `rs` of family `v6`:
+/// the server is 10.9.svc.j / fd00:9::svc:j.
+pub fn outer(rs: RsId, v6: bool) -> Outer {
+    let (svc, j) = ((rs.0 / 16) as u8, (rs.0 % 16) as u8);
+    if v6 {
+        let mut dst = [0u8; 16];
+        dst[0..4].copy_from_slice(&[0xfd, 0, 0, 9]);
+        dst[13] = svc;
+        dst[15] = j;
+        Outer::V6 { src: TUN_SRC6, dst }
+    } else {
+        Outer::V4 {
+            src: TUN_SRC4,
+            dst: [10, 9, svc, j],
+        }
+    }
 }
 
 /// The service a server belongs to.
@@ -471,6 +530,200 @@ pub fn check_verdict(before: &[u8], after: &[u8], v: Verdict, tx: TxVlan, asked:
             ip_len,
         } => check_forward(before, after, target, vlan, ip_len, tx, asked),
         Verdict::Reply { len } => check_reply(before, after, len),
+        Verdict::TooBig { len } => check_too_big(before, after, len, tx, asked),
+    }
+}
+
+/// The tunnel overhead by etherparse-independent arithmetic: outer IP
+/// header (same family as the packet), plus UDP and GUE for gue.
+fn tunnel_overhead(t: Tunnel, v6: bool) -> usize {
+    (if v6 { 40 } else { 20 }) + if t.kind == TunnelKind::Gue { 12 } else { 0 }
+}
+
+/// A frame for tunnel server `target` leaves, once the worker encapsulated
+/// what the decision left (`out`, the DR frame after the VLAN action), as
+/// Ethernet + outer IP (+ UDP + GUE) + the received IP packet, byte for
+/// byte, fitting the MTU; every outer field checked with etherparse.
+fn check_encap(before: &[u8], out: &[u8], target: Target, t: Tunnel, ip_len: u32, tx: TxVlan) {
+    let (et, l3) = l2(out).expect("the DR frame has an EtherType");
+    let v6 = et == 0x86dd;
+    let h = tunnel_overhead(t, v6);
+    let ip_len = ip_len as usize;
+    assert!(
+        ip_len + h <= usize::from(mtu(tx)),
+        "forwarded {ip_len} bytes into a {h}-byte tunnel under MTU {}",
+        mtu(tx)
+    );
+    let (_, in_l3) = l2(before).unwrap();
+    let inner = &before[in_l3..in_l3 + ip_len];
+    let mut buf = vec![0u8; h];
+    buf.extend_from_slice(out);
+    let n = encapsulate(&mut buf, &outer(target.rs, v6), t, ip_len).expect("it encapsulates");
+    let f = &buf[..n];
+    assert_eq!(n, l3 + h + ip_len);
+    assert_eq!(&f[..l3], &out[..l3], "the Ethernet header and tag are DR's");
+    assert_eq!(&f[l3 + h..], inner, "the inner packet is byte-identical");
+    let p =
+        etherparse::SlicedPacket::from_ethernet(f).expect("etherparse decodes the tunnel frame");
+    let (want_proto, inner_v6) = (if inner[0] >> 4 == 6 { 41 } else { 4 }, inner[0] >> 4 == 6);
+    let proto = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let o = ip.header();
+            let Outer::V4 { src, dst } = outer(target.rs, false) else {
+                unreachable!()
+            };
+            assert_eq!((o.source(), o.destination()), (src, dst));
+            assert_eq!(usize::from(o.total_len()), h + ip_len);
+            assert_eq!(ones_sum(o.slice(), 0), 0xffff, "outer IPv4 checksum");
+            assert_eq!(
+                (o.fragments_offset().value(), o.more_fragments()),
+                (0, false)
+            );
+            let ih = etherparse::Ipv4HeaderSlice::from_slice(inner).expect("inner IPv4");
+            assert_eq!(o.ttl(), ih.ttl(), "TTL copied");
+            assert_eq!(o.dont_fragment(), ih.dont_fragment(), "DF copied");
+            assert_eq!(o.slice()[1], inner[1], "TOS copied");
+            o.protocol().0
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let o = ip.header();
+            let Outer::V6 { src, dst } = outer(target.rs, true) else {
+                unreachable!()
+            };
+            assert_eq!((o.source(), o.destination()), (src, dst));
+            assert_eq!(usize::from(o.payload_length()) + 40, h + ip_len);
+            let ih = etherparse::Ipv6HeaderSlice::from_slice(inner).expect("inner IPv6");
+            assert_eq!(o.hop_limit(), ih.hop_limit(), "hop limit copied");
+            assert_eq!(
+                o.traffic_class(),
+                ih.traffic_class(),
+                "traffic class copied"
+            );
+            o.next_header().0
+        }
+        other => panic!("the outer header is no IP: {other:?}"),
+    };
+    assert!(!inner_v6 || v6, "an IPv6 packet in an IPv4 tunnel");
+    match t.kind {
+        TunnelKind::Ipip => assert_eq!(proto, want_proto, "ipip protocol"),
+        TunnelKind::Gue => {
+            assert_eq!(proto, 17, "gue is UDP");
+            let Some(TransportSlice::Udp(u)) = &p.transport else {
+                panic!("no UDP in a GUE frame: {:?}", p.transport)
+            };
+            assert_eq!(u.destination_port(), t.port);
+            assert!(u.source_port() >= 49152, "source port {}", u.source_port());
+            assert_eq!(usize::from(u.length()), 12 + ip_len);
+            let udp = &f[l3 + h - 12..];
+            assert_eq!(&udp[8..12], &[0, want_proto, 0, 0], "GUE header v0");
+            let sum = |pseudo: u32| ones_sum(udp, pseudo);
+            match &p.net {
+                Some(NetSlice::Ipv4(ip)) if !t.csum => {
+                    let _ = ip;
+                    assert_eq!(u.checksum(), 0, "no UDP checksum without tun_csum")
+                }
+                Some(NetSlice::Ipv4(ip)) => {
+                    let o = ip.header();
+                    let mut ph = o.source().to_vec();
+                    ph.extend_from_slice(&o.destination());
+                    ph.extend_from_slice(&[0, 17]);
+                    ph.extend_from_slice(&u.length().to_be_bytes());
+                    assert_ne!(u.checksum(), 0);
+                    assert_eq!(sum(u32::from(ones_sum(&ph, 0))), 0xffff, "UDP checksum");
+                }
+                Some(NetSlice::Ipv6(ip)) => {
+                    let o = ip.header();
+                    assert_ne!(u.checksum(), 0, "IPv6 always has a UDP checksum");
+                    let ph = pseudo6(&o.source(), &o.destination(), 17, u32::from(u.length()));
+                    assert_eq!(sum(ph), 0xffff, "UDP checksum over IPv6");
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+}
+
+/// A packet for a tunnel server too big for the MTU once encapsulated got
+/// an ICMP error back: from the RX port to its sender's MAC, tag kept, from
+/// the packet's destination to its source, reporting MTU minus overhead,
+/// quoting the start of the packet, checksums valid; and the state layer
+/// did answer with a tunnel server.
+fn check_too_big(before: &[u8], after: &[u8], len: usize, tx: TxVlan, asked: &[Asked]) {
+    let (et, l3) = l2(before).expect("a too-big frame has an EtherType");
+    let tunnel = asked
+        .iter()
+        .filter_map(|a| a.answer())
+        .find_map(|t| match t.forward {
+            Forwarding::Tunnel(tu) => Some(tu),
+            Forwarding::Dr => None,
+        })
+        .unwrap_or_else(|| panic!("too big without a tunnel server: {asked:?}"));
+    let v6 = et == 0x86dd;
+    let want_mtu = usize::from(mtu(tx)) - tunnel_overhead(tunnel, v6);
+    assert!(len <= after.len() && len > l3);
+    let r = &after[..len];
+    assert_eq!(&r[0..6], &before[6..12], "back to the sender's MAC");
+    assert_eq!(&r[6..12], &RX_MAC, "from the RX port");
+    assert_eq!(&r[12..l3], &before[12..l3], "the tag is kept");
+    let q = &before[l3..];
+    let p = SlicedPacket::from_ethernet(r).expect("etherparse decodes the ICMP error");
+    match (&p.net, &p.transport) {
+        (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Icmpv4(icmp))) => {
+            let qh = etherparse::Ipv4HeaderSlice::from_slice(q).expect("the packet was IPv4");
+            assert!(qh.dont_fragment(), "too-big reply for a packet without DF");
+            let h = ip.header();
+            assert_eq!(
+                (h.source(), h.destination()),
+                (qh.destination(), qh.source())
+            );
+            assert_eq!(ones_sum(h.slice(), 0), 0xffff, "IPv4 header checksum");
+            assert_eq!(
+                icmp.icmp_type(),
+                etherparse::Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                        next_hop_mtu: want_mtu as u16
+                    }
+                )
+            );
+            let m = ip.payload().payload;
+            assert_eq!(ones_sum(m, 0), 0xffff, "ICMP checksum");
+            let quote = &m[8..];
+            assert!(quote.len() >= 28 && quote.len() <= 548);
+            assert_eq!(quote, &q[..quote.len()], "quotes the packet");
+            assert!(
+                usize::from(qh.total_len()) + tunnel_overhead(tunnel, false) > usize::from(mtu(tx))
+            );
+        }
+        (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) => {
+            let qh = etherparse::Ipv6HeaderSlice::from_slice(q).expect("the packet was IPv6");
+            let h = ip.header();
+            assert_eq!(
+                (h.source(), h.destination()),
+                (qh.destination(), qh.source())
+            );
+            assert_eq!(
+                icmp.icmp_type(),
+                etherparse::Icmpv6Type::PacketTooBig {
+                    mtu: want_mtu as u32
+                }
+            );
+            let m = icmp.slice();
+            assert_eq!(
+                ones_sum(
+                    m,
+                    pseudo6(&h.source(), &h.destination(), 58, m.len() as u32)
+                ),
+                0xffff,
+                "ICMPv6 checksum"
+            );
+            let quote = &m[8..];
+            assert_eq!(quote, &q[..quote.len()], "quotes the packet");
+            assert!(
+                usize::from(qh.payload_length()) + 40 + tunnel_overhead(tunnel, true)
+                    > usize::from(mtu(tx))
+            );
+        }
+        other => panic!("a too-big reply that is no ICMP error: {other:?}"),
     }
 }
 
@@ -567,6 +820,9 @@ fn check_forward(
     }
     want.extend_from_slice(&before[l3 - 2..]);
     assert_eq!(out, &want[..], "the frame on the wire under {tx:?}");
+    if let Forwarding::Tunnel(t) = target.forward {
+        check_encap(before, out, target, t, ip_len, tx);
+    }
 }
 
 fn check_reply(before: &[u8], after: &[u8], len: usize) {

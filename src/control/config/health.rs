@@ -418,6 +418,8 @@ fn quorum(
                     u_threshold: 0,
                     l_threshold: 0,
                     mac,
+                    forward: Default::default(),
+                    via: None,
                 });
             }
         }

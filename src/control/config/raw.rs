@@ -177,6 +177,12 @@ pub struct RawPorts {
     pub tx_vlan: Option<StrOrInt>,
     pub tx_addr: Option<String>,
     pub tx_addr6: Option<String>,
+    pub tunnel_addr: Option<String>,
+    pub tunnel_addr6: Option<String>,
+    pub gateway: Option<String>,
+    pub gateway6: Option<String>,
+    pub gateway_mac: Option<String>,
+    pub gateway6_mac: Option<String>,
 }
 
 /// `[workers]`.
@@ -286,6 +292,10 @@ pub struct RawServer {
     pub u_threshold: Option<i64>,
     pub l_threshold: Option<i64>,
     pub mac: Option<String>,
+    pub forward: Option<String>,
+    pub tun_type: Option<String>,
+    pub tun_port: Option<i64>,
+    pub tun_csum: Option<bool>,
     pub health: Option<RawHealth>,
 }
 

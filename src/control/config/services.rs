@@ -14,8 +14,8 @@ use super::values::{
 };
 use super::{MhTableSize, PortSettings};
 use crate::lb::spec::{
-    MarkRuleSpec, Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
-    VipSpec,
+    Forwarding, MarkRuleSpec, Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
+    ServiceSpec, Tunnel, TunnelKind, VipSpec,
 };
 use crate::wire::ethernet::MacAddr;
 
@@ -447,15 +447,110 @@ fn servers(
                 }
             },
         };
+        let forward = forwarding(c, &k, label, r);
+        let mut via = None;
+        let mut mac = mac;
+        if let Forwarding::Tunnel(_) = forward {
+            let (gw, gw_mac, key) = match ip {
+                IpAddr::V4(_) => (ports.gateway.map(IpAddr::V4), ports.gateway_mac, "gateway"),
+                IpAddr::V6(_) => (
+                    ports.gateway6.map(IpAddr::V6),
+                    ports.gateway6_mac,
+                    "gateway6",
+                ),
+            };
+            if let Some(gw) = gw {
+                if mac.is_some() {
+                    c.err(
+                        format!("{k}.mac"),
+                        format!("({label}): tunnel server {ip} is reached through ports.{key} {gw}, whose MAC this would be; set ports.{key}_mac instead"),
+                    );
+                }
+                via = Some(gw);
+                mac = gw_mac;
+            }
+        }
         out.push(RealServerSpec {
             addr: ip,
             weight,
             u_threshold,
             l_threshold,
             mac,
+            forward,
+            via,
         });
     }
     out
+}
+
+/// `forward`, `tun_type`, `tun_port`, `tun_csum` of one server.
+fn forwarding(c: &mut Check, k: &str, label: &str, r: &super::raw::RawServer) -> Forwarding {
+    let tunnel = match r.forward.as_deref().map(str::trim) {
+        None | Some("dr") => false,
+        Some("tunnel") => true,
+        Some(other) => {
+            c.err(
+                format!("{k}.forward"),
+                format!("({label}): \"{other}\" is not a forwarding method; use \"dr\" (direct routing, the default) or \"tunnel\""),
+            );
+            false
+        }
+    };
+    if !tunnel {
+        for (key, set) in [
+            ("tun_type", r.tun_type.is_some()),
+            ("tun_port", r.tun_port.is_some()),
+            ("tun_csum", r.tun_csum.is_some()),
+        ] {
+            if set {
+                c.err(
+                    format!("{k}.{key}"),
+                    format!("({label}): only for forward = \"tunnel\"; remove it or set forward"),
+                );
+            }
+        }
+        return Forwarding::Dr;
+    }
+    let kind = match r.tun_type.as_deref().map(str::trim) {
+        None | Some("ipip") => TunnelKind::Ipip,
+        Some("gue") => TunnelKind::Gue,
+        Some(other) => {
+            c.err(
+                format!("{k}.tun_type"),
+                format!("({label}): \"{other}\" is not a tunnel type pmdlb builds; use \"ipip\" (the default) or \"gue\""),
+            );
+            TunnelKind::Ipip
+        }
+    };
+    let port = match (kind, r.tun_port) {
+        (TunnelKind::Gue, None) => {
+            c.err(
+                format!("{k}.tun_port"),
+                format!("({label}): missing; a gue tunnel needs the server's GUE UDP port (its fou listener), e.g. 6080"),
+            );
+            0
+        }
+        (TunnelKind::Gue, Some(p)) => c.int(&format!("{k}.tun_port"), Some(p), 0, 1, 65535) as u16,
+        (TunnelKind::Ipip, Some(_)) => {
+            c.err(
+                format!("{k}.tun_port"),
+                format!("({label}): only for tun_type = \"gue\"; ipip has no port"),
+            );
+            0
+        }
+        (TunnelKind::Ipip, None) => 0,
+    };
+    if kind == TunnelKind::Ipip && r.tun_csum.is_some() {
+        c.err(
+            format!("{k}.tun_csum"),
+            format!("({label}): only for tun_type = \"gue\"; ipip has no UDP checksum"),
+        );
+    }
+    Forwarding::Tunnel(Tunnel {
+        kind,
+        port,
+        csum: kind == TunnelKind::Gue && r.tun_csum.unwrap_or(false),
+    })
 }
 
 pub(super) fn vips(
@@ -574,13 +669,62 @@ pub(super) fn cross_checks(
             );
         }
     }
-    // One address, one MAC.
+    // Tunnelled packets need an outer source address.
+    let tunnels = |six: bool| {
+        services.iter().position(|s| {
+            s.servers
+                .iter()
+                .any(|r| matches!(r.forward, Forwarding::Tunnel(_)) && r.addr.is_ipv6() == six)
+        })
+    };
+    if ports.tunnel_src4().is_none() {
+        if let Some(i) = tunnels(false) {
+            c.err(
+                "ports.tunnel_addr",
+                format!("missing, but service[{i}] has IPv4 tunnel servers; set tunnel_addr (or tx_addr) to the director's IPv4 address the servers accept tunnelled packets from"),
+            );
+        }
+    }
+    if ports.tunnel_src6().is_none() {
+        if let Some(i) = tunnels(true) {
+            c.err(
+                "ports.tunnel_addr6",
+                format!("missing, but service[{i}] has IPv6 tunnel servers; set tunnel_addr6 (or tx_addr6) to the director's IPv6 address the servers accept tunnelled packets from"),
+            );
+        }
+    }
+    // The inner MTU a tunnel leaves must be one the family allows (IPVS
+    // refuses to tunnel below it, `__ip_vs_get_out_rt`).
+    for (i, s) in services.iter().enumerate() {
+        for (j, r) in s.servers.iter().enumerate() {
+            let Forwarding::Tunnel(t) = r.forward else {
+                continue;
+            };
+            let v6 = r.addr.is_ipv6();
+            let inner =
+                i64::from(ports.tx_mtu()) - crate::dataplane::tunnel::overhead(t.kind, v6) as i64;
+            let min = if v6 { 1280 } else { 68 };
+            if inner < min {
+                c.err(
+                    "ports.mtu",
+                    format!(
+                        "{} leaves {inner} bytes inside the {} tunnel of service[{i}].server[{j}] ({}), below the {} minimum of {min}; raise mtu",
+                        ports.tx_mtu(),
+                        t.kind,
+                        r.addr,
+                        family_name(&r.addr)
+                    ),
+                );
+            }
+        }
+    }
+    // One next hop, one MAC.
     let mut macs: HashMap<IpAddr, (String, MacAddr)> = HashMap::new();
     for (i, s) in services.iter().enumerate() {
         for (j, r) in s.servers.iter().enumerate() {
             if let Some(m) = r.mac {
                 let here = format!("service[{i}].server[{j}]");
-                match macs.get(&r.addr) {
+                match macs.get(&r.via.unwrap_or(r.addr)) {
                     Some((there, other)) if *other != m => c.err(
                         format!("{here}.mac"),
                         format!(
@@ -590,7 +734,7 @@ pub(super) fn cross_checks(
                     ),
                     Some(_) => {}
                     None => {
-                        macs.insert(r.addr, (here, m));
+                        macs.insert(r.via.unwrap_or(r.addr), (here, m));
                     }
                 }
             }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use super::raw::{LcoreList, RawEal, RawPorts, StrOrInt};
 use super::validate::{Check, DEFAULT_MBUFS};
-use super::values::{format_lcore_list, normalize_pci, parse_coremask, parse_lcore_list};
+use super::values::{
+    format_lcore_list, normalize_pci, parse_coremask, parse_lcore_list, server_mac,
+};
 use super::{min_mbufs, CoreSelection, EalSettings, PortSettings, TxVlan, WorkerSettings};
 
 pub(super) fn eal(c: &mut Check, e: RawEal) -> EalSettings {
@@ -433,6 +435,40 @@ pub(super) fn ports(
                 None
             }
         });
+    let v4 = |c: &mut Check, key: &str, v: &Option<String>| match addr_of(c, key, v, false) {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let v6 = |c: &mut Check, key: &str, v: &Option<String>| match addr_of(c, key, v, true) {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
+    };
+    let tunnel_addr = v4(c, "ports.tunnel_addr", &p.tunnel_addr);
+    let tunnel_addr6 = v6(c, "ports.tunnel_addr6", &p.tunnel_addr6);
+    let gateway = v4(c, "ports.gateway", &p.gateway);
+    let gateway6 = v6(c, "ports.gateway6", &p.gateway6);
+    let mac_of = |c: &mut Check, key: &str, v: &Option<String>, gw: bool| {
+        let m = v.as_deref()?;
+        if !gw {
+            c.err(
+                key,
+                format!(
+                    "set, but {} is not; a gateway MAC needs its gateway address",
+                    key.trim_end_matches("_mac")
+                ),
+            );
+            return None;
+        }
+        match server_mac(m) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                c.err(key, e.replace("server", "gateway"));
+                None
+            }
+        }
+    };
+    let gateway_mac = mac_of(c, "ports.gateway_mac", &p.gateway_mac, gateway.is_some());
+    let gateway6_mac = mac_of(c, "ports.gateway6_mac", &p.gateway6_mac, gateway6.is_some());
     PortSettings {
         rx,
         tx,
@@ -445,6 +481,44 @@ pub(super) fn ports(
         tx_vlan,
         tx_addr,
         tx_addr6,
+        tunnel_addr,
+        tunnel_addr6,
+        gateway,
+        gateway6,
+        gateway_mac,
+        gateway6_mac,
+    }
+}
+
+/// An address key of one family (`v6`): a unicast address, or an error
+/// naming the key.
+fn addr_of(c: &mut Check, key: &str, value: &Option<String>, v6: bool) -> Option<IpAddr> {
+    let s = value.as_deref()?;
+    let (want, example) = if v6 {
+        ("IPv6", "fd00:1::1")
+    } else {
+        ("IPv4", "10.100.1.1")
+    };
+    match s.trim().parse::<IpAddr>() {
+        Ok(a) if a.is_ipv6() != v6 => {
+            c.err(
+                key,
+                format!("{s} is not an {want} address; the other family has its own key"),
+            );
+            None
+        }
+        Ok(a) if a.is_unspecified() || a.is_multicast() => {
+            c.err(key, format!("{s} is not a unicast address"));
+            None
+        }
+        Ok(a) => Some(a),
+        Err(_) => {
+            c.err(
+                key,
+                format!("\"{s}\" is not an {want} address; write e.g. \"{example}\""),
+            );
+            None
+        }
     }
 }
 

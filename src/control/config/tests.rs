@@ -963,7 +963,8 @@ fn all_example_files_load() {
             "baremetal.toml",
             "memif.toml",
             "pcap.toml",
-            "reference.toml"
+            "reference.toml",
+            "tunnel.toml"
         ]
     );
 }
@@ -1043,4 +1044,128 @@ fn telemetry_and_pdump_keys() {
         "{w:?}"
     );
     assert!(err(&base.replace("[ports]", "pdump = 1\n[ports]")).contains("pdump"));
+}
+
+#[test]
+fn tunnel_servers() {
+    use crate::lb::spec::{Forwarding, Tunnel, TunnelKind};
+    let svc = "[[service]]\nvip = \"10.0.0.100\"\nport = 80\n";
+    let (c, _) = ok(&with(&format!(
+        "gateway = \"10.0.1.254\"\ngateway_mac = \"02:00:00:00:00:fe\"\ntunnel_addr = \"10.0.1.2\"\n\
+         {svc}[[service.server]]\naddr = \"10.0.1.11\"\n\
+         [[service.server]]\naddr = \"10.9.0.1\"\nforward = \"tunnel\"\n\
+         [[service.server]]\naddr = \"10.9.0.2\"\nforward = \"tunnel\"\ntun_type = \"gue\"\ntun_port = 6080\ntun_csum = true\n"
+    )));
+    let p = c.ports();
+    assert_eq!(p.tunnel_src4(), Some("10.0.1.2".parse().unwrap()));
+    assert_eq!(
+        p.tunnel_src6(),
+        Some("fd00::1".parse().unwrap()),
+        "tx_addr6 by default"
+    );
+    assert_eq!(p.tx_mtu(), 1500);
+    let s = &c.services()[0].servers;
+    assert_eq!((s[0].forward, s[0].via), (Forwarding::Dr, None));
+    assert_eq!(
+        s[1].forward,
+        Forwarding::Tunnel(Tunnel {
+            kind: TunnelKind::Ipip,
+            port: 0,
+            csum: false
+        })
+    );
+    assert_eq!(s[1].via, Some("10.0.1.254".parse().unwrap()));
+    assert_eq!(s[1].mac, Some("02:00:00:00:00:fe".parse().unwrap()));
+    assert_eq!(
+        s[2].forward,
+        Forwarding::Tunnel(Tunnel {
+            kind: TunnelKind::Gue,
+            port: 6080,
+            csum: true
+        })
+    );
+    // No gateway: the tunnel server is its own next hop.
+    let (c, _) = ok(&with(&format!(
+        "{svc}[[service.server]]\naddr = \"10.0.1.11\"\nforward = \"tunnel\"\n"
+    )));
+    assert_eq!(c.services()[0].servers[0].via, None);
+    assert!(summary_has(&c, "forward Tunnel ipip  mac resolve"));
+}
+
+fn summary_has(c: &Config, text: &str) -> bool {
+    let s = crate::control::summary::summary(c);
+    s.contains(text) || panic!("summary lacks {text:?}:\n{s}")
+}
+
+#[test]
+fn tunnel_errors() {
+    let svc =
+        "[[service]]\nvip = \"10.0.0.100\"\nport = 80\n[[service.server]]\naddr = \"10.9.0.1\"\n";
+    assert_err(
+        &with(&format!("{svc}forward = \"nat\"\n")),
+        &[
+            "service[0].server[0].forward",
+            "\"nat\" is not a forwarding method",
+        ],
+    );
+    assert_err(
+        &with(&format!("{svc}tun_type = \"gue\"\n")),
+        &[
+            "service[0].server[0].tun_type",
+            "only for forward = \"tunnel\"",
+        ],
+    );
+    assert_err(
+        &with(&format!("{svc}forward = \"tunnel\"\ntun_type = \"gre\"\n")),
+        &[
+            "service[0].server[0].tun_type",
+            "\"gre\" is not a tunnel type",
+        ],
+    );
+    assert_err(
+        &with(&format!("{svc}forward = \"tunnel\"\ntun_type = \"gue\"\n")),
+        &["service[0].server[0].tun_port", "missing"],
+    );
+    assert_err(
+        &with(&format!(
+            "{svc}forward = \"tunnel\"\ntun_type = \"gue\"\ntun_port = 70000\n"
+        )),
+        &["service[0].server[0].tun_port"],
+    );
+    assert_err(
+        &with(&format!("{svc}forward = \"tunnel\"\ntun_port = 6080\n")),
+        &["service[0].server[0].tun_port", "ipip has no port"],
+    );
+    assert_err(
+        &with(&format!("{svc}forward = \"tunnel\"\ntun_csum = true\n")),
+        &["service[0].server[0].tun_csum"],
+    );
+    assert_err(
+        &with(&format!(
+            "gateway = \"10.0.1.254\"\n{svc}forward = \"tunnel\"\nmac = \"02:00:00:00:00:01\"\n"
+        )),
+        &["service[0].server[0].mac", "ports.gateway_mac"],
+    );
+    assert_err(
+        &with("gateway_mac = \"02:00:00:00:00:01\"\n"),
+        &["ports.gateway_mac", "ports.gateway is not"],
+    );
+    assert_err(
+        &with("gateway = \"fd00::fe\"\n"),
+        &["ports.gateway", "not an IPv4 address"],
+    );
+    assert_err(
+        &with("gateway6 = \"ff02::1\"\n"),
+        &["ports.gateway6", "not a unicast address"],
+    );
+    assert_err(
+        &format!("{MIN}{svc}forward = \"tunnel\"\nmac = \"02:00:00:00:00:01\"\n"),
+        &["ports.tunnel_addr", "missing"],
+    );
+    assert_err(
+        &with(
+            "mtu = 1300\n[[service]]\nvip = \"2001:db8::64\"\nport = 80\n[[service.server]]\naddr = \"fd00:9::1\"\nforward = \"tunnel\"\n",
+        ),
+        &["ports.mtu", "leaves 1260 bytes inside the ipip tunnel", "IPv6 minimum of 1280"],
+    );
 }

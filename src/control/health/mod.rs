@@ -493,6 +493,8 @@ mod tests {
                     u_threshold: 0,
                     l_threshold: 0,
                     mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
+                    forward: Default::default(),
+                    via: None,
                 })
                 .collect(),
         }
@@ -588,6 +590,8 @@ mod tests {
             u_threshold: 0,
             l_threshold: 0,
             mac: Some(MacAddr([2, 0, 0, 0, 0, 99])),
+            forward: Default::default(),
+            via: None,
         });
         let q = QuorumSpec {
             quorum,
@@ -828,6 +832,8 @@ mod tests_support {
                     u_threshold: 0,
                     l_threshold: 0,
                     mac: None,
+                    forward: Default::default(),
+                    via: None,
                 })
                 .collect(),
         }])

@@ -536,6 +536,8 @@ mod tests {
                 u_threshold: 0,
                 l_threshold: 0,
                 mac: None,
+                forward: Default::default(),
+                via: None,
             }],
         };
         let size = TableSize::new(4093).unwrap();

@@ -218,6 +218,8 @@ pub(crate) mod testutil {
                     u_threshold: 0,
                     l_threshold: 0,
                     mac: Some(MacAddr([2, 0, 0, 0, 0, i as u8])),
+                    forward: Default::default(),
+                    via: None,
                 })
                 .collect(),
         }])

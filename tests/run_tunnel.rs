@@ -1,0 +1,734 @@
+//! Tunnel forwarding through the real `pmdlb run` binary on `net_pcap`:
+//! crafted traffic in (etherparse), `out.pcap` decoded with etherparse only
+//! (never pmdlb's `wire` code).
+//!
+//! One run with DR, ipip, ip6ip6 and GUE servers side by side. Asserted:
+//! - tunnel frames go to the gateway's MAC (IPv4, behind `ports.gateway`)
+//!   or the server's own (IPv6, on-link), from the TX MAC; the outer header
+//!   is exact (source = tunnel_addr, destination = the server, protocol
+//!   4 / 41 / 17, TTL and DF copied, a valid header checksum); GUE has the
+//!   server's port, a version-0 header naming the inner protocol, a UDP
+//!   source port in 49152..=65535 that is stable per flow and varies across
+//!   flows, a checksum only with `tun_csum` (valid then);
+//! - the inner packet is byte-identical to what the client sent;
+//! - a persistent fwmark service mixing DR and tunnel servers keeps one
+//!   client on one server across both ports, and its DR server still gets
+//!   plain DR frames;
+//! - a packet too big for the MTU once encapsulated gets an ICMP
+//!   fragmentation-needed (IPv4 with DF) or packet-too-big (IPv6) back with
+//!   MTU minus the overhead, counted as `tunnel_too_big`; IPv4 without DF
+//!   is dropped as `tunnel_needs_fragment`; nothing is unaccounted.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etherparse::{
+    Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder,
+    SlicedPacket, UdpHeaderSlice,
+};
+
+/// MAC of the first net_pcap device (fixed in DPDK 22.11).
+const PORT_MAC: [u8; 6] = [0x02, 0x70, 0x63, 0x61, 0x70, 0x00];
+const ROUTER_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xfe, 0xfe];
+const DR_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 13];
+const V6_MAC: [u8; 6] = [0x02, 0, 0, 0, 5, 51];
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
+const TUN_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+const TUN_SRC6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 1);
+const GUE_PORT: u16 = 6080;
+
+/// How a server is reached, as the test expects to see it on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Dr,
+    Ipip,
+    Gue { csum: bool },
+}
+
+const SERVERS: &[(&str, &str, Method)] = &[
+    ("fwm1", "10.0.1.13", Method::Dr),
+    ("fwm1", "10.9.1.11", Method::Ipip),
+    ("fwm1", "10.9.1.12", Method::Gue { csum: false }),
+    ("udp53", "10.9.2.21", Method::Gue { csum: true }),
+    ("big-ipip", "10.9.3.31", Method::Ipip),
+    ("big-gue", "10.9.3.32", Method::Gue { csum: false }),
+    ("v6", "2001:db8:9::51", Method::Ipip),
+];
+
+fn method_of(addr: IpAddr) -> Method {
+    SERVERS
+        .iter()
+        .find(|s| s.1.parse::<IpAddr>().unwrap() == addr)
+        .map(|s| s.2)
+        .unwrap_or_else(|| panic!("{addr} is no server"))
+}
+
+fn mac_str(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn servers_toml(svc: &str) -> String {
+    SERVERS
+        .iter()
+        .filter(|s| s.0 == svc)
+        .map(|(_, addr, m)| match m {
+            Method::Dr => format!(
+                "[[service.server]]\naddr = \"{addr}\"\nmac = \"{}\"\n",
+                mac_str(&DR_MAC)
+            ),
+            Method::Ipip if addr.contains(':') => format!(
+                "[[service.server]]\naddr = \"{addr}\"\nforward = \"tunnel\"\nmac = \"{}\"\n",
+                mac_str(&V6_MAC)
+            ),
+            Method::Ipip => {
+                format!("[[service.server]]\naddr = \"{addr}\"\nforward = \"tunnel\"\n")
+            }
+            Method::Gue { csum } => format!(
+                "[[service.server]]\naddr = \"{addr}\"\nforward = \"tunnel\"\ntun_type = \"gue\"\ntun_port = {GUE_PORT}\ntun_csum = {csum}\n"
+            ),
+        })
+        .collect()
+}
+
+fn config(prefix: &str, inp: &Path, outp: &Path) -> String {
+    format!(
+        r#"[eal]
+lcores = "0-1"
+hugepages = false
+memory_mb = 256
+file_prefix = "{prefix}"
+vdevs = ["net_pcap0,rx_pcap={},tx_pcap={}"]
+extra_args = ["--no-telemetry"]
+
+[ports]
+rx = "net_pcap0"
+rx_desc = 256
+tx_desc = 256
+mbufs = 2047
+mbuf_cache = 64
+tx_addr = "10.0.1.1"
+tunnel_addr = "{TUN_SRC}"
+tx_addr6 = "{TUN_SRC6}"
+gateway = "10.0.1.254"
+gateway_mac = "{gw}"
+
+[workers]
+count = 1
+stats_interval_s = 0
+
+[tables]
+connections = 4096
+persistence = 4096
+
+[neighbours]
+gratuitous_arp = false
+
+[[mark]]
+dst = "{VIP}"
+proto = "tcp"
+ports = [80, 443]
+mark = 1
+
+[[service]]
+fwmark = 1
+scheduler = "rr"
+persistent = 60
+{fwm1}
+[[service]]
+vip = "{VIP}"
+port = 53
+proto = "udp"
+scheduler = "rr"
+{udp53}
+[[service]]
+vip = "{VIP}"
+port = 8080
+scheduler = "rr"
+{big_ipip}
+[[service]]
+vip = "{VIP}"
+port = 8081
+scheduler = "rr"
+{big_gue}
+[[service]]
+vip = "{VIP6}"
+port = 80
+scheduler = "rr"
+{v6}"#,
+        inp.display(),
+        outp.display(),
+        gw = mac_str(&GW_MAC),
+        fwm1 = servers_toml("fwm1"),
+        udp53 = servers_toml("udp53"),
+        big_ipip = servers_toml("big-ipip"),
+        big_gue = servers_toml("big-gue"),
+        v6 = servers_toml("v6"),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Input.
+
+fn eth(ethertype: u16, ip: &[u8]) -> Vec<u8> {
+    let mut f = PORT_MAC.to_vec();
+    f.extend_from_slice(&ROUTER_MAC);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+/// A TCP segment from `client:sport` to the VIP, SYN or ACK, with `data`;
+/// `df` sets IPv4's don't-fragment bit. TTL 57 (a hop or two away).
+fn tcp4(client: [u8; 4], sport: u16, dport: u16, syn: bool, data: &[u8], df: bool) -> Vec<u8> {
+    let mut h = Ipv4Header::new(0, 57, IpNumber::TCP, client, VIP.octets()).unwrap();
+    h.dont_fragment = df;
+    h.identification = sport;
+    h.dscp = etherparse::Ipv4Dscp::try_new(10).unwrap();
+    let t = PacketBuilder::ip(etherparse::IpHeaders::Ipv4(h, Default::default()))
+        .tcp(sport, dport, 1000, 64240);
+    let t = if syn { t.syn() } else { t.ack(1) };
+    let mut ip = Vec::new();
+    t.write(&mut ip, data).unwrap();
+    ip
+}
+
+fn udp4(client: [u8; 4], sport: u16, data: &[u8]) -> Vec<u8> {
+    let mut ip = Vec::new();
+    PacketBuilder::ipv4(client, VIP.octets(), 60)
+        .udp(sport, 53)
+        .write(&mut ip, data)
+        .unwrap();
+    ip
+}
+
+fn tcp6(sport: u16, syn: bool, data: &[u8]) -> Vec<u8> {
+    let client = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 7).octets();
+    let t = PacketBuilder::ipv6(client, VIP6.octets(), 50).tcp(sport, 80, 1000, 64240);
+    let t = if syn { t.syn() } else { t.ack(1) };
+    let mut ip = Vec::new();
+    t.write(&mut ip, data).unwrap();
+    ip
+}
+
+/// What one input frame must become.
+#[derive(Debug)]
+enum Expect {
+    /// Forwarded to a server of `svc`; `group` names frames that must share
+    /// their server, `flow` frames that must share a GUE source port.
+    Fwd {
+        svc: &'static str,
+        group: String,
+        flow: String,
+    },
+    /// An ICMP error back with this MTU.
+    TooBig { mtu: u16 },
+    /// Dropped and counted.
+    Drop(&'static str),
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary.
+
+struct Cleanup {
+    child: Option<Child>,
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        common::cleanup_prefix(&self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pmdlb() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pmdlb"))
+}
+
+/// `name → total` rows of a counter table.
+fn parse_counters(text: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("counter ") && line.trim_end().ends_with("total") {
+            inside = true;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
+            m.insert(name.to_string(), v);
+        }
+        if line.starts_with("drop.total") {
+            break;
+        }
+    }
+    m
+}
+
+/// Runs `pmdlb run` over `frames`; returns out.pcap's frames, the final
+/// counters and stdout.
+fn run(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, String) {
+    let prefix = common::file_prefix("tunnel");
+    let dir = common::scratch("run-tunnel");
+    let mut guard = Cleanup {
+        child: None,
+        dir: dir.clone(),
+        prefix: prefix.clone(),
+    };
+    let (inp, outp, cfg) = (
+        dir.join("in.pcap"),
+        dir.join("out.pcap"),
+        dir.join("pmdlb.toml"),
+    );
+    {
+        let file = std::fs::File::create(&inp).unwrap();
+        let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
+        for (i, f) in frames.iter().enumerate() {
+            let pkt = pcap_file::pcap::PcapPacket::new(
+                Duration::from_micros(i as u64),
+                f.len() as u32,
+                f,
+            );
+            w.write_packet(&pkt).unwrap();
+        }
+    }
+    std::fs::write(&cfg, config(&prefix, &inp, &outp)).unwrap();
+
+    // The check summary shows the methods.
+    let o = pmdlb()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "pmdlb check: {summary}");
+    for want in [
+        "-> 10.0.1.13:0  weight 1  forward Route  mac 02:00:00:00:01:0d",
+        "-> 10.9.1.11:0  weight 1  forward Tunnel ipip via 10.0.1.254  mac 02:00:00:00:fe:fe",
+        "forward Tunnel gue port 6080 nocsum via 10.0.1.254",
+        "forward Tunnel gue port 6080 csum via 10.0.1.254",
+        "-> [2001:db8:9::51]:80  weight 1  forward Tunnel ipip  mac 02:00:00:00:05:33",
+        "tunnel src 10.0.1.2 src6 fd00:1::1  gateway 10.0.1.254 mac 02:00:00:00:fe:fe  gateway6 on-link  mtu 1500",
+    ] {
+        assert!(summary.contains(want), "summary lacks {want:?}:\n{summary}");
+    }
+
+    let child = pmdlb()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pmdlb run");
+    let pid = child.id();
+    guard.child = Some(child);
+    let c = guard.child.as_mut().unwrap();
+    let mut so = c.stdout.take().unwrap();
+    let mut se = c.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let want = frames.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            panic!(
+                "pmdlb exited early ({st}):\n{}\n{}",
+                out_reader.join().unwrap(),
+                err_reader.join().unwrap()
+            );
+        }
+        let o = pmdlb()
+            .args(["ctl", "--config"])
+            .arg(&cfg)
+            .arg("stats")
+            .output()
+            .unwrap();
+        if o.status.success()
+            && parse_counters(&String::from_utf8_lossy(&o.stdout))
+                .get("rx")
+                .is_some_and(|&n| n >= want)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pmdlb did not receive {want} frames within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The running server table names the method, as ipvsadm's Forward
+    // column does.
+    let o = pmdlb()
+        .args(["ctl", "--config"])
+        .arg(&cfg)
+        .arg("servers")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&o.stdout);
+    for (_, addr, m) in SERVERS {
+        let line = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("-> {addr} ")))
+            .unwrap_or_else(|| panic!("no line for {addr}:\n{table}"));
+        let want = if *m == Method::Dr { "Route" } else { "Tunnel" };
+        assert_eq!(line.split_whitespace().nth(2), Some(want), "{line}");
+    }
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "pmdlb did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out_reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "exit {status}\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("accounting: rx={want} unaccounted=0")),
+        "accounting:\n{stdout}"
+    );
+    assert!(stdout.contains("pmdlb: stopped cleanly"), "{stdout}");
+    let counters = parse_counters(&stdout);
+    let file = std::fs::File::open(&outp).expect("out.pcap written");
+    let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.unwrap().data.into_owned());
+    }
+    drop(guard);
+    eprintln!(
+        "run_tunnel: {} frames in, {} out; forwarded {:?}, too_big_sent {:?}",
+        frames.len(),
+        out.len(),
+        counters.get("forwarded"),
+        counters.get("too_big_sent")
+    );
+    assert!(
+        !Path::new("/var/run/dpdk").join(&prefix).exists(),
+        "EAL runtime dir left behind"
+    );
+    (out, counters, stdout)
+}
+
+// ---------------------------------------------------------------------------
+// Decoding the output.
+
+/// The server a forwarded frame went to, after checking its outer headers
+/// against the inner packet `inner`; the GUE source port, if any.
+fn decode_forward(f: &[u8], inner: &[u8]) -> (IpAddr, Option<u16>) {
+    assert_eq!(&f[6..12], &PORT_MAC, "from the TX port");
+    let et = u16::from_be_bytes([f[12], f[13]]);
+    let ip = &f[14..];
+    if f[0..6] == DR_MAC {
+        assert_eq!(ip, inner, "a DR frame carries the packet as received");
+        return ("10.0.1.13".parse().unwrap(), None);
+    }
+    let (server, proto, hlen) = match et {
+        0x0800 => {
+            assert_eq!(&f[0..6], &GW_MAC, "IPv4 tunnel frames go to the gateway");
+            let o = Ipv4HeaderSlice::from_slice(ip).expect("outer IPv4");
+            let i = Ipv4HeaderSlice::from_slice(inner).expect("inner IPv4");
+            assert_eq!(o.source_addr(), TUN_SRC, "outer source = tunnel_addr");
+            assert_eq!(o.ttl(), i.ttl(), "TTL copied");
+            assert_eq!(o.dont_fragment(), i.dont_fragment(), "DF copied");
+            assert_eq!(o.dcp(), i.dcp(), "DSCP copied");
+            assert_eq!(o.header_checksum(), o.to_header().calc_header_checksum());
+            assert_eq!(usize::from(o.total_len()), ip.len());
+            (IpAddr::V4(o.destination_addr()), o.protocol(), 20)
+        }
+        0x86dd => {
+            assert_eq!(&f[0..6], &V6_MAC, "on-link IPv6 tunnel server's own MAC");
+            let o = Ipv6HeaderSlice::from_slice(ip).expect("outer IPv6");
+            let i = Ipv6HeaderSlice::from_slice(inner).expect("inner IPv6");
+            assert_eq!(o.source_addr(), TUN_SRC6);
+            assert_eq!(o.hop_limit(), i.hop_limit(), "hop limit copied");
+            assert_eq!(usize::from(o.payload_length()) + 40, ip.len());
+            (IpAddr::V6(o.destination_addr()), o.next_header(), 40)
+        }
+        e => panic!("forwarded EtherType {e:#06x}"),
+    };
+    let want_inner = if inner[0] >> 4 == 4 {
+        IpNumber::IPV4
+    } else {
+        IpNumber::IPV6
+    };
+    match method_of(server) {
+        Method::Dr => panic!("a DR server {server} got a tunnel frame"),
+        Method::Ipip => {
+            assert_eq!(proto, want_inner, "ipip protocol");
+            assert_eq!(&ip[hlen..], inner, "the inner packet is byte-identical");
+            (server, None)
+        }
+        Method::Gue { csum } => {
+            assert_eq!(proto, IpNumber::UDP);
+            let u = UdpHeaderSlice::from_slice(&ip[hlen..]).expect("UDP");
+            assert_eq!(u.destination_port(), GUE_PORT);
+            assert!(u.source_port() >= 49152);
+            assert_eq!(usize::from(u.length()), ip.len() - hlen);
+            let gue = &ip[hlen + 8..hlen + 12];
+            assert_eq!(gue, &[0, want_inner.0, 0, 0], "GUE header v0");
+            assert_eq!(
+                &ip[hlen + 12..],
+                inner,
+                "the inner packet is byte-identical"
+            );
+            let payload = &ip[hlen + 8..];
+            if csum {
+                let o = Ipv4HeaderSlice::from_slice(ip).unwrap().to_header();
+                let want = u.to_header().calc_checksum_ipv4(&o, payload).unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
+                assert_ne!(want, 0);
+            } else {
+                assert_eq!(u.checksum(), 0, "no UDP checksum without tun_csum");
+            }
+            (server, Some(u.source_port()))
+        }
+    }
+}
+
+/// Checks an ICMP error for `inner` reporting `mtu`.
+fn check_too_big(f: &[u8], inner: &[u8], mtu: u16) {
+    assert_eq!(&f[0..6], &ROUTER_MAC, "back to the router");
+    assert_eq!(&f[6..12], &PORT_MAC);
+    let p = SlicedPacket::from_ethernet(f).expect("etherparse decodes the error");
+    match (&p.net, &p.transport) {
+        (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Icmpv4(icmp))) => {
+            let i = Ipv4HeaderSlice::from_slice(inner).unwrap();
+            let h = ip.header();
+            assert_eq!(h.source_addr(), i.destination_addr(), "from the VIP");
+            assert_eq!(h.destination_addr(), i.source_addr(), "to the client");
+            assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+            assert_eq!(
+                icmp.icmp_type(),
+                Icmpv4Type::DestinationUnreachable(
+                    etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                        next_hop_mtu: mtu
+                    }
+                )
+            );
+            assert_eq!(
+                icmp.checksum(),
+                icmp.header().icmp_type.calc_checksum(icmp.payload())
+            );
+            let quote = icmp.payload();
+            assert_eq!(quote.len(), 548, "576 bytes in all");
+            assert_eq!(quote, &inner[..548]);
+        }
+        (Some(etherparse::NetSlice::Ipv6(ip)), Some(etherparse::TransportSlice::Icmpv6(icmp))) => {
+            let i = Ipv6HeaderSlice::from_slice(inner).unwrap();
+            let h = ip.header();
+            assert_eq!(h.source_addr(), i.destination_addr());
+            assert_eq!(h.destination_addr(), i.source_addr());
+            assert_eq!(
+                icmp.icmp_type(),
+                Icmpv6Type::PacketTooBig { mtu: mtu.into() }
+            );
+            let want = icmp
+                .header()
+                .icmp_type
+                .calc_checksum(h.source(), h.destination(), icmp.payload())
+                .unwrap();
+            assert_eq!(icmp.checksum(), want, "ICMPv6 checksum");
+            let quote = icmp.payload();
+            assert_eq!(quote.len(), 1280 - 48, "1280 bytes in all");
+            assert_eq!(quote, &inner[..quote.len()]);
+        }
+        other => panic!("no ICMP error: {other:?}"),
+    }
+}
+
+#[test]
+fn tunnel_forwarding_end_to_end_on_pcap() {
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    let mut expect: Vec<Expect> = Vec::new();
+    let mut inner: Vec<Vec<u8>> = Vec::new();
+    let mut add = |ip: Vec<u8>, e: Expect| {
+        let et = if ip[0] >> 4 == 4 { 0x0800 } else { 0x86dd };
+        frames.push(eth(et, &ip));
+        inner.push(ip);
+        expect.push(e);
+    };
+    let fwd = |svc, group: &str, flow: &str| Expect::Fwd {
+        svc,
+        group: group.to_string(),
+        flow: flow.to_string(),
+    };
+    // fwmark 1 (rr, persistent): three clients, each on ports 80 and 443,
+    // get the three servers (DR, ipip, GUE), one each, for both ports.
+    for c in 1..=3u8 {
+        let client = [192, 0, 2, c];
+        let g = format!("client{c}");
+        for (sport, dport) in [(40000 + u16::from(c), 80), (41000 + u16::from(c), 443)] {
+            let flow = format!("{c}:{sport}");
+            add(
+                tcp4(client, sport, dport, true, b"", true),
+                fwd("fwm1", &g, &flow),
+            );
+            add(
+                tcp4(client, sport, dport, false, &[c; 300], true),
+                fwd("fwm1", &g, &flow),
+            );
+        }
+    }
+    // UDP 53 to a GUE server with checksums: 16 flows, two datagrams each
+    // of different lengths.
+    for i in 0..16u16 {
+        let flow = format!("udp{i}");
+        for len in [20, 200] {
+            add(
+                udp4([198, 51, 100, 9], 5000 + i, &vec![i as u8; len]),
+                fwd("udp53", "udp", &flow),
+            );
+        }
+    }
+    // Too big once encapsulated: 1500-byte packets (fit 1500 as DR).
+    let big = vec![0x5a; 1500 - 40];
+    let client = [203, 0, 113, 5];
+    add(
+        tcp4(client, 50001, 8080, true, b"", true),
+        fwd("big-ipip", "b1", "b1"),
+    );
+    add(
+        tcp4(client, 50001, 8080, false, &big, true),
+        Expect::TooBig { mtu: 1480 },
+    );
+    add(
+        tcp4(client, 50001, 8080, false, &big[..1400], true),
+        fwd("big-ipip", "b1", "b1"),
+    );
+    add(
+        tcp4(client, 50001, 8080, false, &big, false),
+        Expect::Drop("tunnel_needs_fragment"),
+    );
+    add(
+        tcp4(client, 50002, 8081, true, b"", true),
+        fwd("big-gue", "b2", "b2"),
+    );
+    add(
+        tcp4(client, 50002, 8081, false, &big, true),
+        Expect::TooBig { mtu: 1468 },
+    );
+    add(
+        tcp4(client, 50002, 8081, false, &big[..1400], true),
+        fwd("big-gue", "b2", "b2"),
+    );
+    // IPv6: ip6ip6 to an on-link server; 1480 bytes is too big (MTU 1460),
+    // 1460 fits.
+    add(tcp6(50003, true, b""), fwd("v6", "v6", "v6"));
+    add(tcp6(50003, false, &[7; 100]), fwd("v6", "v6", "v6"));
+    add(
+        tcp6(50003, false, &[7; 1480 - 60]),
+        Expect::TooBig { mtu: 1460 },
+    );
+    add(tcp6(50003, false, &[7; 1460 - 60]), fwd("v6", "v6", "v6"));
+
+    let (out, counters, stdout) = run(&frames);
+    let mut out_iter = out.iter();
+    let mut server_of_group: HashMap<String, IpAddr> = HashMap::new();
+    let mut port_of_flow: HashMap<String, u16> = HashMap::new();
+    let mut servers_of_svc: HashMap<&str, HashSet<IpAddr>> = HashMap::new();
+    for (i, e) in expect.iter().enumerate() {
+        match e {
+            Expect::Drop(_) => continue,
+            Expect::TooBig { mtu } => {
+                let f = out_iter
+                    .next()
+                    .unwrap_or_else(|| panic!("frame {i}: no output"));
+                check_too_big(f, &inner[i], *mtu);
+            }
+            Expect::Fwd { svc, group, flow } => {
+                let f = out_iter
+                    .next()
+                    .unwrap_or_else(|| panic!("frame {i}: no output"));
+                let (server, sport) = decode_forward(f, &inner[i]);
+                let of_svc: Vec<IpAddr> = SERVERS
+                    .iter()
+                    .filter(|s| s.0 == *svc)
+                    .map(|s| s.1.parse().unwrap())
+                    .collect();
+                assert!(of_svc.contains(&server), "frame {i}: {server} not in {svc}");
+                let first = *server_of_group.entry(group.clone()).or_insert(server);
+                assert_eq!(first, server, "frame {i}: group {group} changed server");
+                servers_of_svc.entry(svc).or_default().insert(server);
+                if let Some(p) = sport {
+                    let first = *port_of_flow.entry(flow.clone()).or_insert(p);
+                    assert_eq!(first, p, "frame {i}: flow {flow} changed GUE source port");
+                }
+            }
+        }
+    }
+    assert!(out_iter.next().is_none(), "more output than expected");
+    assert_eq!(
+        servers_of_svc["fwm1"].len(),
+        3,
+        "rr gave the three clients the three servers: {:?}",
+        servers_of_svc["fwm1"]
+    );
+    let udp_ports: HashSet<u16> = (0..16)
+        .filter_map(|i| port_of_flow.get(&format!("udp{i}")).copied())
+        .collect();
+    assert!(
+        udp_ports.len() >= 8,
+        "16 flows over only {} GUE source ports",
+        udp_ports.len()
+    );
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    // Every drop under its reason; a too-big packet counts as dropped and
+    // its ICMP error as a reply.
+    let mut drops: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in &expect {
+        match e {
+            Expect::Drop(r) => *drops.entry(r).or_insert(0) += 1,
+            Expect::TooBig { .. } => *drops.entry("tunnel_too_big").or_insert(0) += 1,
+            Expect::Fwd { .. } => {}
+        }
+    }
+    for (r, n) in &drops {
+        assert_eq!(get(&format!("drop.{r}")), *n, "drop.{r}\n{stdout}");
+    }
+    assert_eq!(get("drop.total"), drops.values().sum::<u64>(), "{stdout}");
+    assert_eq!(get("too_big_sent"), drops["tunnel_too_big"]);
+    assert_eq!(get("replies"), 0);
+    assert_eq!(get("tunnel_failed"), 0);
+    let fwd_count = expect
+        .iter()
+        .filter(|e| matches!(e, Expect::Fwd { .. }))
+        .count() as u64;
+    assert_eq!(get("forwarded"), fwd_count);
+}
