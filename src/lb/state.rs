@@ -488,6 +488,22 @@ impl WorkerState {
         self.conns.remove(idx);
     }
 
+    /// Whether a TCP SYN (without ACK) that found entry `e` opens a new
+    /// connection to be scheduled anew instead of following the entry, as
+    /// IPVS's `conn_reuse_mode` 1 does: the old connection is over (CLOSE,
+    /// TIME_WAIT) and no template controls it, or its server takes no new
+    /// connections any more (removed, or down by its health checks). A
+    /// client that reuses a source port must not land on a dead server.
+    #[inline]
+    fn syn_reschedules(&self, e: &ConnEntry, tcp: Option<TcpFlags>) -> bool {
+        let Some(f) = tcp else { return false };
+        if !f.has(TcpFlags::SYN) || f.has(TcpFlags::ACK) {
+            return false;
+        }
+        let closed = matches!(e.state, ConnState::Close | ConnState::TimeWait);
+        (closed && !e.has_template()) || !self.snap.server(e.rs).is_some_and(|s| !s.is_out())
+    }
+
     /// Existing entry: advance state, refresh, return the target.
     #[inline(always)]
     fn existing(&mut self, idx: usize, tcp: Option<TcpFlags>) -> Result<Target, StateDrop> {
@@ -794,10 +810,11 @@ impl FlowState for WorkerState {
             let e = self.conns.entry(idx);
             let exp = self.defence.expiry;
             let now = self.clock.now_ms();
-            if now < exp.deadline(e) && e.svc == svc {
+            if now < exp.deadline(e) && e.svc == svc && !self.syn_reschedules(e, tcp) {
                 return self.existing(idx, tcp);
             }
-            // expired (lazy) or re-keyed to another service: retire it
+            // expired (lazy), re-keyed to another service, or a new
+            // connection on a reused 4-tuple: retire it
             let e = *e;
             let mut books = Books {
                 snap: &self.snap,
@@ -1223,6 +1240,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_syn_on_a_reused_tuple_of_a_server_that_is_out_is_rescheduled() {
+        // Removed or down by health checks; expire_nodest_conn off, so the
+        // old connection's own packets would still follow it.
+        for health in [false, true] {
+            let (mut w, snap) = setup(
+                &[svc(vip(80), SchedulerKind::Rr, None, 2)],
+                StateFlags::default(),
+            );
+            let k = tcp([10, 0, 0, 1], 1000, 80);
+            let a = w.assign(S0, &k, SYN).unwrap();
+            w.assign(S0, &k, ACK).unwrap();
+            w.assign(S0, &k, FIN).unwrap();
+            if health {
+                assert!(snap.set_health_down(a.rs, true));
+            } else {
+                snap.remove(a.rs);
+            }
+            assert_eq!(
+                w.assign(S0, &k, ACK),
+                Ok(a),
+                "the old connection follows its entry"
+            );
+            let b = w.assign(S0, &k, SYN).unwrap();
+            assert_ne!(
+                b.rs, a.rs,
+                "a new connection never lands on a server that is out"
+            );
+            assert_eq!(
+                w.assign(S0, &k, ACK),
+                Ok(b),
+                "and then follows its new entry"
+            );
+        }
+    }
+
+    #[test]
+    fn a_syn_on_a_closed_entry_is_scheduled_anew() {
+        let (mut w, _snap) = setup(
+            &[svc(vip(80), SchedulerKind::Rr, None, 2)],
+            StateFlags::default(),
+        );
+        let k = tcp([10, 0, 0, 1], 1000, 80);
+        let a = w.assign(S0, &k, SYN).unwrap();
+        w.assign(S0, &k, ACK).unwrap();
+        w.assign(S0, &k, RST).unwrap();
+        // CLOSE: the next SYN is a new connection; rr picks the other server.
+        let b = w.assign(S0, &k, SYN).unwrap();
+        assert_ne!(b.rs, a.rs);
+        // A SYN retransmission of a live handshake keeps its server.
+        assert_eq!(w.assign(S0, &k, SYN), Ok(b));
+        // So does a SYN on an entry in FIN_WAIT (conn_reuse_mode 1).
+        w.assign(S0, &k, ACK).unwrap();
+        w.assign(S0, &k, FIN).unwrap();
+        assert_eq!(w.assign(S0, &k, SYN), Ok(b));
     }
 
     #[test]
