@@ -7,6 +7,7 @@ PKGS=(
   libdpdk-dev dpdk-dev dpdk      # headers + PMD plugins, dpdk-testpmd, dpdk-devbind.py
   libclang-dev pkg-config gcc    # bindgen + C shim
   libpcap-dev                    # net_pcap
+  libssl-dev openssl             # https health checks (native-tls); test certificates
   iproute2 ethtool nftables      # network-namespace end-to-end tests
   curl python3 tshark            # clients, HTTP servers, independent decoder
   prometheus                     # promtool check metrics (tests/run_metrics.rs)

@@ -2,16 +2,21 @@
 //! hang, refuse, reset, answer garbage, a wrong status or a wrong digest
 //! fail within their timeouts; a hanging target never delays another
 //! check; and a thousand checks complete well within their interval.
+//! The https listeners serve a self-signed certificate made at test time
+//! with the `openssl` CLI (native-tls's acceptor, on threads).
 //! Time bounds are generous (the machine is shared); elapsed times are
 //! printed for the record.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pmdlb::control::health::probe::{run, Outcome, Probe, Url};
+use native_tls::{Identity, TlsAcceptor};
+use pmdlb::control::health::probe::{run, Outcome, Probe, Tls, Url};
 use pmdlb::control::health::{CheckSpec, HealthEvent, Runner, ServerChecks, Timing};
 
 /// Slack added to every "fails within its timeout" bound.
@@ -31,10 +36,9 @@ fn listener(serve: fn(TcpStream)) -> SocketAddr {
     addr
 }
 
-fn read_request(s: &mut TcpStream) {
+fn read_request(s: &mut impl Read) {
     let mut buf = [0u8; 2048];
     let mut got = Vec::new();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
@@ -44,6 +48,7 @@ fn read_request(s: &mut TcpStream) {
 }
 
 fn answer(mut s: TcpStream, text: &[u8]) {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     read_request(&mut s);
     let _ = s.write_all(text);
 }
@@ -70,6 +75,7 @@ fn http(target: SocketAddr, path: &str, digest: Option<&str>) -> Probe {
         }],
         virtualhost: None,
         http11: false,
+        tls: None,
     }
 }
 
@@ -116,7 +122,10 @@ fn bad_targets_fail_within_their_timeouts() {
     let garbage = listener(|s| answer(s, b"\x00\x01garbage\xff\r\n\r\nmore"));
     let status = listener(|s| answer(s, b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy"));
     let digest = listener(|s| answer(s, b"HTTP/1.0 200 OK\r\n\r\nbye"));
-    let silent_close = listener(|mut s| read_request(&mut s));
+    let silent_close = listener(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        read_request(&mut s)
+    });
     let no = refused();
     let cases: Vec<(&str, Probe, &str)> = vec![
         (
@@ -156,6 +165,209 @@ fn bad_targets_fail_within_their_timeouts() {
         t0.elapsed() <= timeout + SLACK,
         "run together: {:?}",
         t0.elapsed()
+    );
+}
+
+/// A self-signed certificate for CN=rs and its key (PEM), made once per
+/// test process by the `openssl` CLI in a scratch directory.
+fn identity() -> Identity {
+    static PEMS: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
+    let (cert, key) = PEMS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("pmdlb-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes"])
+            .args(["-subj", "/CN=rs", "-days", "1", "-keyout"])
+            .arg(dir.join("k.pem"))
+            .arg("-out")
+            .arg(dir.join("c.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("the openssl CLI (scripts/install-deps.sh installs it)");
+        assert!(st.success(), "openssl req: {st}");
+        let pems = (
+            std::fs::read(dir.join("c.pem")).unwrap(),
+            std::fs::read(dir.join("k.pem")).unwrap(),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        pems
+    });
+    Identity::from_pkcs8(cert, key).unwrap()
+}
+
+/// An HTTPS listener on 127.0.0.1 that answers every request with `text`,
+/// then closes with a TLS close_notify or, as many servers do, without.
+fn https_listener(text: &'static [u8], close_notify: bool) -> SocketAddr {
+    let acceptor = Arc::new(TlsAcceptor::new(identity()).unwrap());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let acceptor = Arc::clone(&acceptor);
+            thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let Ok(mut s) = acceptor.accept(s) else {
+                    return;
+                };
+                read_request(&mut s);
+                let _ = s.write_all(text);
+                if close_notify {
+                    let _ = s.shutdown();
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTPS listener that completes the handshake, reads the request and
+/// never answers.
+fn https_mute() -> SocketAddr {
+    let acceptor = Arc::new(TlsAcceptor::new(identity()).unwrap());
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let acceptor = Arc::clone(&acceptor);
+            thread::spawn(move || {
+                if let Ok(mut s) = acceptor.accept(s) {
+                    read_request(&mut s);
+                    thread::sleep(Duration::from_secs(30));
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn https(target: SocketAddr, digest: Option<&str>) -> Probe {
+    match http(target, "/", digest) {
+        Probe::Http {
+            target,
+            bindto,
+            urls,
+            virtualhost,
+            http11,
+            ..
+        } => Probe::Http {
+            target,
+            bindto,
+            urls,
+            virtualhost,
+            http11,
+            tls: Some(Tls::default()),
+        },
+        p => p,
+    }
+}
+
+#[test]
+fn https_passes_with_the_right_status_and_digest() {
+    let ok = https_listener(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", true);
+    let (o, took) = timed(&https(ok, Some(HELLO_MD5)), Duration::from_secs(2));
+    println!("https: {took:?} {o:?}");
+    assert!(o.ok, "{o:?}");
+    let abrupt = https_listener(b"HTTP/1.0 200 OK\r\n\r\nhello", false);
+    let (o, _) = timed(&https(abrupt, Some(HELLO_MD5)), Duration::from_secs(2));
+    assert!(o.ok, "a close without close_notify ends the body: {o:?}");
+    // verify = true: a self-signed certificate (for CN=rs, not the
+    // address) is refused.
+    let mut strict = https(ok, None);
+    if let Probe::Http { tls, .. } = &mut strict {
+        *tls = Some(Tls { verify: true });
+    }
+    let (o, _) = timed(&strict, Duration::from_secs(2));
+    println!("verify: {o:?}");
+    assert!(
+        !o.ok && o.reason.contains("tls handshake") && o.reason.contains("certificate"),
+        "{o:?}"
+    );
+    assert_eq!(strict.kind(), "https");
+}
+
+#[test]
+fn bad_https_targets_fail_within_their_timeouts() {
+    let timeout = Duration::from_millis(700);
+    let hanging = listener(hang);
+    let mute = https_mute();
+    let status = https_listener(b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy", true);
+    let digest = https_listener(b"HTTP/1.0 200 OK\r\n\r\nbye", true);
+    // A plain HTTP server answers the ClientHello as a bad request.
+    let plain = listener(|mut s| {
+        let _ = s.read(&mut [0u8; 2048]);
+        let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+    });
+    let cases: Vec<(&str, Probe, &str)> = vec![
+        ("https refused", https(refused(), None), "connect"),
+        (
+            "https silent tcp",
+            https(hanging, None),
+            "tls handshake: timed out",
+        ),
+        ("https mute", https(mute, None), "response: timed out"),
+        ("https 503", https(status, None), "status 503"),
+        ("https digest", https(digest, Some(HELLO_MD5)), "digest"),
+        (
+            "https to plain http",
+            https(plain, None),
+            "tls handshake: error",
+        ),
+    ];
+    let t0 = Instant::now();
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(name, p, want)| thread::spawn(move || (name, want, timed(&p, timeout))))
+        .collect();
+    for h in handles {
+        let (name, want, (o, took)) = h.join().unwrap();
+        println!("{name}: {took:?} {o:?}");
+        assert!(!o.ok, "{name} passed: {o:?}");
+        assert!(o.reason.contains(want), "{name}: {o:?}");
+        assert!(took <= timeout + SLACK, "{name} took {took:?}");
+    }
+    assert!(
+        t0.elapsed() <= timeout + SLACK,
+        "run together: {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn https_sends_the_virtualhost_as_sni() {
+    // A plain listener that keeps the ClientHello and closes: the SNI
+    // name travels in it in the clear.
+    let hello = |virtualhost: Option<&str>| -> Vec<u8> {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = l.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            buf.truncate(n);
+            tx.send(buf).unwrap();
+        });
+        let mut p = https(target, None);
+        if let Probe::Http { virtualhost: v, .. } = &mut p {
+            *v = virtualhost.map(str::to_owned);
+        }
+        let (o, _) = timed(&p, Duration::from_secs(2));
+        assert!(!o.ok);
+        rx.recv_timeout(Duration::from_secs(2)).unwrap()
+    };
+    let named = hello(Some("rs.example.test"));
+    assert_eq!(named.first(), Some(&0x16), "a TLS handshake record");
+    assert!(
+        named.windows(15).any(|w| w == b"rs.example.test"),
+        "the SNI name is in the ClientHello"
+    );
+    let bare = hello(None);
+    assert!(
+        !bare.windows(9).any(|w| w == b"127.0.0.1"),
+        "an address is not sent as SNI"
     );
 }
 

@@ -1,5 +1,5 @@
 //! Validation of `[service.health]` and `[service.server.health]`:
-//! keepalived's checkers (TCP_CHECK, HTTP_GET, MISC_CHECK) and their
+//! keepalived's checkers (TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK) and their
 //! options. A server's value wins over its service's, a checker's own
 //! timing over both; a server with no checker of its own gets its
 //! service's checkers.
@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::raw::{RawCheck, RawHealth, StrOrInt};
 use super::validate::Check;
 use super::values::server_mac;
-use crate::control::health::{CheckSpec, Probe, QuorumSpec, ServerChecks, Timing, Url};
+use crate::control::health::{CheckSpec, Probe, QuorumSpec, ServerChecks, Timing, Tls, Url};
 use crate::lb::spec::{RealServerSpec, SchedulerKind, ServiceAddr, ServiceSpec};
 use crate::lb::types::RsId;
 
@@ -94,25 +94,19 @@ fn checker(
     {
         Some(t) if matches!(t.as_str(), "tcp" | "tcp_check") => "tcp",
         Some(t) if matches!(t.as_str(), "http" | "http_get") => "http",
+        Some(t) if matches!(t.as_str(), "https" | "ssl_get") => "https",
         Some(t) if matches!(t.as_str(), "misc" | "misc_check") => "misc",
-        Some(t) if matches!(t.as_str(), "https" | "ssl_get") => {
-            c.err(
-                format!("{key}.type"),
-                format!("{t:?}: TLS checks are not built into pmdlb; check the plain-HTTP port, or use a misc check running curl"),
-            );
-            return None;
-        }
         Some(t) => {
             c.err(
                 format!("{key}.type"),
-                format!("unknown checker {t:?}; use \"tcp\", \"http\" or \"misc\""),
+                format!("unknown checker {t:?}; use \"tcp\", \"http\", \"https\" or \"misc\""),
             );
             return None;
         }
         None => {
             c.err(
                 format!("{key}.type"),
-                "missing; set type = \"tcp\", \"http\" or \"misc\"",
+                "missing; set type = \"tcp\", \"http\", \"https\" or \"misc\"",
             );
             return None;
         }
@@ -143,7 +137,11 @@ fn checker(
         &format!("{key}.delay_before_retry"),
         k.delay_before_retry
             .or(pick(|h| h.delay_before_retry, srv, svc)),
-        if kind == "http" { 3 } else { 1 },
+        if matches!(kind, "http" | "https") {
+            3
+        } else {
+            1
+        },
         0,
     );
     let mut timing = Timing {
@@ -166,20 +164,23 @@ fn checker(
         || k.virtualhost.is_some()
         || k.http_protocol.is_some()
         || !k.url.is_empty();
-    if kind != "http" {
+    if !matches!(kind, "http" | "https") {
         only(
             c,
             "path/url/status_code/digest/virtualhost/http_protocol",
             http_only,
-            "http",
+            "http and https",
         );
+    }
+    if kind != "https" {
+        only(c, "verify", k.verify.is_some(), "https");
     }
     if kind == "misc" {
         only(
             c,
             "connect_ip/connect_port/bindto",
             k.connect_ip.is_some() || k.connect_port.is_some() || k.bindto.is_some(),
-            "tcp and http",
+            "tcp, http and https",
         );
         let Some(path) = k.misc_path.as_ref().filter(|p| !p.trim().is_empty()) else {
             c.err(
@@ -322,6 +323,17 @@ fn checker(
             );
         }
     }
+    if let Some(v) = &k.virtualhost {
+        if v.is_empty()
+            || v.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            c.err(
+                format!("{key}.virtualhost"),
+                format!("{v:?} is not a host name; write it as \"www.example.com\" (sent as Host: and, for https, as the TLS server name)"),
+            );
+        }
+    }
     let http11 = match k.http_protocol.as_deref().map(str::trim) {
         None | Some("1.0") | Some("1.0C") => false,
         Some("1.1") => true,
@@ -340,6 +352,9 @@ fn checker(
             urls,
             virtualhost: k.virtualhost.clone(),
             http11,
+            tls: (kind == "https").then(|| Tls {
+                verify: k.verify.unwrap_or(false),
+            }),
         },
         timing,
     })
@@ -641,6 +656,58 @@ mod tests {
     }
 
     #[test]
+    fn https_is_http_over_tls_with_keepalived_s_defaults() {
+        let c = load(
+            "[[service]]\nvip = \"10.0.0.1\"\nport = 443\n[service.health]\n\
+             [[service.health.check]]\ntype = \"SSL_GET\"\nvirtualhost = \"www.example.com\"\n\
+             [[service.health.check.url]]\npath = \"/health\"\nstatus_code = [204]\n\
+             digest = \"9b3a0c85a887a256d6939da88aabd8cd\"\n\
+             [[service.health.check]]\ntype = \"https\"\nconnect_port = 8443\nverify = true\n\
+             [[service.server]]\naddr = \"10.0.1.11\"\n",
+        )
+        .unwrap();
+        let s = c.health()[0].as_ref().unwrap();
+        let (a, b) = (&s.checks[0], &s.checks[1]);
+        assert_eq!(a.probe.kind(), "https");
+        assert_eq!(
+            a.timing,
+            Timing {
+                delay_loop: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(5),
+                retry: 1,
+                delay_before_retry: Duration::from_secs(3),
+            }
+        );
+        assert_eq!(
+            a.probe,
+            Probe::Http {
+                target: "10.0.1.11:443".parse().unwrap(),
+                bindto: None,
+                urls: vec![Url {
+                    path: "/health".into(),
+                    status: vec![(204, 204)],
+                    digest: Some("9b3a0c85a887a256d6939da88aabd8cd".into()),
+                }],
+                virtualhost: Some("www.example.com".into()),
+                http11: false,
+                tls: Some(Tls { verify: false }),
+            },
+            "the service's port; certificates not verified"
+        );
+        match &b.probe {
+            Probe::Http {
+                target, urls, tls, ..
+            } => {
+                assert_eq!(target.port(), 8443);
+                assert_eq!(urls[0].path, "/");
+                assert_eq!(*tls, Some(Tls { verify: true }));
+            }
+            p => panic!("{p:?}"),
+        }
+        assert!(s.describe().contains("https 10.0.1.11:8443 / verify"));
+    }
+
+    #[test]
     fn quorum_and_the_sorry_server() {
         let c = load(&format!(
             "[[service]]\nvip = \"10.0.0.1\"\nport = 80\nscheduler = \"rr\"\n[service.health]\nquorum = 2\nhysteresis = 1\n\
@@ -705,7 +772,21 @@ mod tests {
                     "\"tcp\"",
                 ],
             ),
-            ("type = \"ssl_get\"", &["check[0].type", "TLS"]),
+            (
+                "type = \"http\"\nverify = true",
+                &["check[0].verify", "does not apply to a http check", "https"],
+            ),
+            (
+                "type = \"ssl_get\"\nmisc_path = \"true\"",
+                &[
+                    "check[0].misc_path/misc_timeout/misc_dynamic",
+                    "https check",
+                ],
+            ),
+            (
+                "type = \"https\"\nvirtualhost = \"a b\"",
+                &["check[0].virtualhost", "host name"],
+            ),
             (
                 "connect_timeout = 0\ntype = \"tcp\"",
                 &["check[0].connect_timeout", "1..=86400"],

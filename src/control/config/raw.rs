@@ -342,6 +342,7 @@ pub struct RawCheck {
     pub status_code: Vec<StrOrInt>,
     pub virtualhost: Option<String>,
     pub http_protocol: Option<String>,
+    pub verify: Option<bool>,
     #[serde(default)]
     pub url: Vec<RawUrl>,
     pub misc_path: Option<String>,

@@ -22,7 +22,7 @@ use crate::lb::realserver::Snapshot;
 use crate::lb::types::RsId;
 
 pub use machine::Timing;
-pub use probe::{Outcome, Probe, Url};
+pub use probe::{Outcome, Probe, Tls, Url};
 pub use runner::{HealthEvent, Runner};
 
 /// One configured checker of a server.
@@ -57,9 +57,16 @@ impl ServerChecks {
             let t = &c.timing;
             let what = match &c.probe {
                 Probe::Tcp { target, .. } => format!("tcp {target}"),
-                Probe::Http { target, urls, .. } => {
+                Probe::Http {
+                    target, urls, tls, ..
+                } => {
                     let paths: Vec<&str> = urls.iter().map(|u| u.path.as_str()).collect();
-                    format!("http {target} {}", paths.join(","))
+                    let verify = if tls.is_some_and(|t| t.verify) {
+                        " verify"
+                    } else {
+                        ""
+                    };
+                    format!("{} {target} {}{verify}", c.probe.kind(), paths.join(","))
                 }
                 Probe::Misc { path, dynamic } => {
                     format!("misc {path:?}{}", if *dynamic { " dynamic" } else { "" })

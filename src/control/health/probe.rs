@@ -8,16 +8,22 @@
 //!   (connect, request, whole response) within `connect_timeout`; the
 //!   status must be in the URL's list and, with a `digest`, the MD5 of the
 //!   body (as keepalived's `genhash` prints it) must match.
+//! - `https` (SSL_GET): the same over TLS (native-tls, the system's
+//!   OpenSSL); the handshake counts in the exchange's `connect_timeout`.
+//!   The virtualhost is also the SNI name. Certificates are not verified
+//!   (keepalived's behaviour) unless `verify` is set.
 //! - `misc` (MISC_CHECK): `sh -c misc_path`; exit 0 up, 1 down, killed
 //!   after `misc_timeout`; with `misc_dynamic` exit 2..=255 is up with
 //!   weight exit−2.
 #![forbid(unsafe_code)]
 
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use native_tls::{HandshakeError, TlsConnector};
 use socket2::{Domain, Socket, Type};
 
 /// Largest response read (headers + body); more is a failure.
@@ -37,6 +43,16 @@ pub struct Url {
     pub digest: Option<String>,
 }
 
+/// The TLS of an `https` check (keepalived's SSL_GET).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// Verify the server's certificate: a chain to a CA the system trusts
+    /// (OpenSSL's default store), valid now, and naming the virtualhost (the
+    /// target address when there is none). Off by default: keepalived's
+    /// SSL_GET accepts any certificate.
+    pub verify: bool,
+}
+
 /// What a checker does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
@@ -47,7 +63,7 @@ pub enum Probe {
         /// Source address.
         bindto: Option<IpAddr>,
     },
-    /// GET every URL.
+    /// GET every URL, over TLS when `tls` is set (`https`).
     Http {
         /// Where.
         target: SocketAddr,
@@ -55,10 +71,12 @@ pub enum Probe {
         bindto: Option<IpAddr>,
         /// The URLs, all of which must pass.
         urls: Vec<Url>,
-        /// `Host:`; the target address when not set.
+        /// `Host:` (and the TLS SNI name); the target address when not set.
         virtualhost: Option<String>,
         /// HTTP/1.1 (else 1.0, keepalived's default).
         http11: bool,
+        /// Over TLS: an `https` check.
+        tls: Option<Tls>,
     },
     /// Run a script.
     Misc {
@@ -70,11 +88,12 @@ pub enum Probe {
 }
 
 impl Probe {
-    /// `tcp`, `http` or `misc`.
+    /// `tcp`, `http`, `https` or `misc`.
     pub fn kind(&self) -> &'static str {
         match self {
             Probe::Tcp { .. } => "tcp",
-            Probe::Http { .. } => "http",
+            Probe::Http { tls: None, .. } => "http",
+            Probe::Http { tls: Some(_), .. } => "https",
             Probe::Misc { .. } => "misc",
         }
     }
@@ -122,13 +141,21 @@ pub fn run(probe: &Probe, timeout: Duration) -> Outcome {
             urls,
             virtualhost,
             http11,
+            tls,
         } => {
-            for u in urls {
-                let host = virtualhost.clone().unwrap_or_else(|| match target.ip() {
+            let host = Host {
+                header: virtualhost.clone().unwrap_or_else(|| match target.ip() {
                     IpAddr::V4(a) => a.to_string(),
                     IpAddr::V6(a) => format!("[{a}]"),
-                });
-                if let Err(e) = http_get(*target, *bindto, &host, u, *http11, timeout) {
+                }),
+                // An address is never sent as SNI; with `verify` it is
+                // matched against the certificate's IP addresses.
+                tls_name: virtualhost
+                    .clone()
+                    .unwrap_or_else(|| target.ip().to_string()),
+            };
+            for u in urls {
+                if let Err(e) = http_get(*target, *bindto, &host, u, *http11, *tls, timeout) {
                     return Outcome::fail(format!("{}: {e}", u.path));
                 }
             }
@@ -158,50 +185,109 @@ fn io_kind(e: &std::io::Error) -> String {
     }
 }
 
-fn http_get(
-    target: SocketAddr,
-    bindto: Option<IpAddr>,
-    host: &str,
-    url: &Url,
-    http11: bool,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut s = connect(target, bindto, timeout).map_err(|e| format!("connect: {e}"))?;
-    let left = |what: &str| -> Result<Duration, String> {
-        let d = deadline.saturating_duration_since(Instant::now());
+/// The names an HTTP(S) check gives the server.
+struct Host {
+    /// `Host:`.
+    header: String,
+    /// The TLS server name: SNI, and what `verify` matches.
+    tls_name: String,
+}
+
+/// A TCP stream each of whose reads and writes ends by `deadline`: the
+/// whole exchange (TLS handshake, request, response) is bounded however
+/// the peer paces its bytes. A timeout is `TimedOut`, never `WouldBlock`
+/// (which TLS would take for "try again").
+struct Bounded {
+    s: TcpStream,
+    deadline: Instant,
+}
+
+impl Bounded {
+    fn left(&self) -> io::Result<Duration> {
+        let d = self.deadline.saturating_duration_since(Instant::now());
         if d.is_zero() {
-            Err(format!("{what}: timed out"))
+            Err(io::ErrorKind::TimedOut.into())
         } else {
             Ok(d)
         }
-    };
-    let req = format!(
-        "GET {} HTTP/1.{}\r\nHost: {host}\r\nUser-Agent: pmdlb-health\r\nConnection: close\r\n\r\n",
-        url.path,
-        u8::from(http11)
-    );
-    s.set_write_timeout(Some(left("send")?))
-        .map_err(|e| e.to_string())?;
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("send: {}", io_kind(&e)))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        s.set_read_timeout(Some(left("response")?))
-            .map_err(|e| e.to_string())?;
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > MAX_RESPONSE {
-                    return Err(format!("response over {MAX_RESPONSE} bytes"));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("response: {}", io_kind(&e))),
-        }
     }
+}
+
+fn timed_out(e: io::Error) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut.into(),
+        _ => e,
+    }
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.s.set_read_timeout(Some(self.left()?))?;
+        self.s.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.s.set_write_timeout(Some(self.left()?))?;
+        self.s.write(buf).map_err(timed_out)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.s.flush()
+    }
+}
+
+/// The process's TLS client of each kind, built once (OpenSSL context,
+/// the trusted CAs loaded once).
+fn connector(tls: Tls) -> Result<&'static TlsConnector, String> {
+    static LAX: OnceLock<Result<TlsConnector, String>> = OnceLock::new();
+    static VERIFYING: OnceLock<Result<TlsConnector, String>> = OnceLock::new();
+    let cell = if tls.verify { &VERIFYING } else { &LAX };
+    cell.get_or_init(|| {
+        TlsConnector::builder()
+            .danger_accept_invalid_certs(!tls.verify)
+            .danger_accept_invalid_hostnames(!tls.verify)
+            .build()
+            .map_err(|e| format!("cannot set up TLS: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn http_get(
+    target: SocketAddr,
+    bindto: Option<IpAddr>,
+    host: &Host,
+    url: &Url,
+    http11: bool,
+    tls: Option<Tls>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let s = connect(target, bindto, timeout).map_err(|e| format!("connect: {e}"))?;
+    let s = Bounded { s, deadline };
+    let req = format!(
+        "GET {} HTTP/1.{}\r\nHost: {}\r\nUser-Agent: pmdlb-health\r\nConnection: close\r\n\r\n",
+        url.path,
+        u8::from(http11),
+        host.header,
+    );
+    let buf = match tls {
+        None => exchange(s, &req, false)?,
+        Some(t) => {
+            let tls = connector(t)?
+                .connect(&host.tls_name, s)
+                .map_err(|e| match e {
+                    HandshakeError::Failure(_) if Instant::now() >= deadline => {
+                        "tls handshake: timed out".to_owned()
+                    }
+                    HandshakeError::Failure(e) => format!("tls handshake: {e}"),
+                    HandshakeError::WouldBlock(_) => "tls handshake: timed out".to_owned(),
+                })?;
+            exchange(tls, &req, true)?
+        }
+    };
     let (status, body) = parse_response(&buf)?;
     if !url
         .status
@@ -217,6 +303,33 @@ fn http_get(
         }
     }
     Ok(())
+}
+
+/// Sends `req` and reads the whole response, until the server closes.
+/// Over TLS a close without close_notify ends the response as well, once
+/// some of it came (as keepalived, and most servers, do).
+fn exchange(mut s: impl Read + Write, req: &str, tls: bool) -> Result<Vec<u8>, String> {
+    s.write_all(req.as_bytes())
+        .and_then(|()| s.flush())
+        .map_err(|e| format!("send: {}", io_kind(&e)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return Ok(buf),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > MAX_RESPONSE {
+                    return Err(format!("response over {MAX_RESPONSE} bytes"));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if tls && !buf.is_empty() && e.kind() != io::ErrorKind::TimedOut => {
+                return Ok(buf)
+            }
+            Err(e) => return Err(format!("response: {}", io_kind(&e))),
+        }
+    }
 }
 
 /// The status code and body of a whole (connection-closed) response;

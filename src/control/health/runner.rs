@@ -30,7 +30,7 @@ pub enum HealthEvent {
         rs: RsId,
         /// Which of its checkers.
         checker: usize,
-        /// `tcp`, `http`, `misc`.
+        /// `tcp`, `http`, `https`, `misc`.
         kind: &'static str,
         /// What happened.
         outcome: Outcome,
