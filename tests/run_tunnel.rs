@@ -22,11 +22,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
+
+use common::running::{pmdlb, read_pcap, write_pcap, Running};
 
 use etherparse::{
     Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder,
@@ -241,29 +241,6 @@ enum Expect {
 // ---------------------------------------------------------------------------
 // Running the binary.
 
-struct Cleanup {
-    child: Option<Child>,
-    dir: PathBuf,
-    prefix: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if c.try_wait().ok().flatten().is_none() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        common::cleanup_prefix(&self.prefix);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn pmdlb() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-}
-
 /// `name → total` rows of a counter table.
 fn parse_counters(text: &str) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
@@ -292,28 +269,12 @@ fn parse_counters(text: &str) -> BTreeMap<String, u64> {
 fn run(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, String) {
     let prefix = common::file_prefix("tunnel");
     let dir = common::scratch("run-tunnel");
-    let mut guard = Cleanup {
-        child: None,
-        dir: dir.clone(),
-        prefix: prefix.clone(),
-    };
     let (inp, outp, cfg) = (
         dir.join("in.pcap"),
         dir.join("out.pcap"),
         dir.join("pmdlb.toml"),
     );
-    {
-        let file = std::fs::File::create(&inp).unwrap();
-        let mut w = pcap_file::pcap::PcapWriter::new(file).unwrap();
-        for (i, f) in frames.iter().enumerate() {
-            let pkt = pcap_file::pcap::PcapPacket::new(
-                Duration::from_micros(i as u64),
-                f.len() as u32,
-                f,
-            );
-            w.write_packet(&pkt).unwrap();
-        }
-    }
+    write_pcap(&inp, frames);
     std::fs::write(&cfg, config(&prefix, &inp, &outp)).unwrap();
 
     // The check summary shows the methods.
@@ -335,66 +296,22 @@ fn run(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, String) {
         assert!(summary.contains(want), "summary lacks {want:?}:\n{summary}");
     }
 
-    let child = pmdlb()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pmdlb run");
-    let pid = child.id();
-    guard.child = Some(child);
-    let c = guard.child.as_mut().unwrap();
-    let mut so = c.stdout.take().unwrap();
-    let mut se = c.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
+    let mut lb = Running::spawn(cfg, prefix.clone(), dir);
     let want = frames.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            panic!(
-                "pmdlb exited early ({st}):\n{}\n{}",
-                out_reader.join().unwrap(),
-                err_reader.join().unwrap()
-            );
-        }
-        let o = pmdlb()
-            .args(["ctl", "--config"])
-            .arg(&cfg)
-            .arg("stats")
-            .output()
-            .unwrap();
-        if o.status.success()
-            && parse_counters(&String::from_utf8_lossy(&o.stdout))
+    lb.wait_until(
+        Duration::from_secs(20),
+        &format!("pmdlb receives all {want} frames"),
+        |lb| {
+            let stats = lb.ctl(&["stats"])?;
+            parse_counters(&stats)
                 .get("rx")
                 .is_some_and(|&n| n >= want)
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pmdlb did not receive {want} frames within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+                .then_some(())
+        },
+    );
     // The running server table names the method, as ipvsadm's Forward
     // column does.
-    let o = pmdlb()
-        .args(["ctl", "--config"])
-        .arg(&cfg)
-        .arg("servers")
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&o.stdout);
+    let table = lb.ctl(&["servers"]).expect("pmdlb ctl servers");
     for (_, addr, m) in SERVERS {
         let line = table
             .lines()
@@ -403,35 +320,23 @@ fn run(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, BTreeMap<String, u64>, String) {
         let want = if *m == Method::Dr { "Route" } else { "Tunnel" };
         assert_eq!(line.split_whitespace().nth(2), Some(want), "{line}");
     }
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "pmdlb did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out_reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
-    assert_eq!(status.code(), Some(0), "exit {status}\n{stdout}\n{stderr}");
+    let stopped = lb.stop();
+    let stdout = stopped.stdout.clone();
+    assert_eq!(
+        stopped.status.code(),
+        Some(0),
+        "exit {}\n{}",
+        stopped.status,
+        stopped.text()
+    );
     assert!(
         stdout.contains(&format!("accounting: rx={want} unaccounted=0")),
         "accounting:\n{stdout}"
     );
     assert!(stdout.contains("pmdlb: stopped cleanly"), "{stdout}");
     let counters = parse_counters(&stdout);
-    let file = std::fs::File::open(&outp).expect("out.pcap written");
-    let mut r = pcap_file::pcap::PcapReader::new(file).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    drop(guard);
+    let out = read_pcap(&outp);
+    drop(stopped);
     eprintln!(
         "run_tunnel: {} frames in, {} out; forwarded {:?}, too_big_sent {:?}",
         frames.len(),
