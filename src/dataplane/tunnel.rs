@@ -34,18 +34,18 @@
 #![forbid(unsafe_code)]
 
 use crate::lb::spec::{Tunnel, TunnelKind};
-use crate::wire::checksum;
+use crate::wire::{checksum, IpProtocol};
 
 /// UDP plus GUE header bytes.
 pub const GUE_LEN: usize = 8 + 4;
 
-/// IPVS's IP protocol numbers for what a tunnel carries.
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-const IPPROTO_FRAGMENT: u8 = 44;
+/// The protocol numbers a tunnel writes and reads, from wire's vocabulary.
+const IPPROTO_IPIP: u8 = IpProtocol::Ipip.number();
+const IPPROTO_IPV6: u8 = IpProtocol::Ipv6Encap.number();
+const IPPROTO_UDP: u8 = IpProtocol::Udp.number();
+const IPPROTO_ICMP: u8 = IpProtocol::Icmp.number();
+const IPPROTO_ICMPV6: u8 = IpProtocol::Icmpv6.number();
+const IPPROTO_FRAGMENT: u8 = IpProtocol::Ipv6Frag.number();
 
 /// Bytes a tunnel adds in front of the IP packet, for an outer IPv6
 /// header (`outer_v6`) or IPv4 one.

@@ -56,10 +56,14 @@ pub enum IpProtocol {
     HopByHop,
     /// ICMP (1).
     Icmp,
+    /// IPv4 encapsulated in IP, IPIP (4).
+    Ipip,
     /// TCP (6).
     Tcp,
     /// UDP (17).
     Udp,
+    /// IPv6 encapsulated in IP, ip6ip6 / 6in4 (41).
+    Ipv6Encap,
     /// IPv6 routing header (43).
     Ipv6Route,
     /// IPv6 fragment header (44).
@@ -86,8 +90,10 @@ impl From<u8> for IpProtocol {
         match v {
             0 => IpProtocol::HopByHop,
             1 => IpProtocol::Icmp,
+            4 => IpProtocol::Ipip,
             6 => IpProtocol::Tcp,
             17 => IpProtocol::Udp,
+            41 => IpProtocol::Ipv6Encap,
             43 => IpProtocol::Ipv6Route,
             44 => IpProtocol::Ipv6Frag,
             50 => IpProtocol::Esp,
@@ -101,14 +107,17 @@ impl From<u8> for IpProtocol {
     }
 }
 
-impl From<IpProtocol> for u8 {
+impl IpProtocol {
+    /// The protocol number (usable in constants).
     #[inline]
-    fn from(v: IpProtocol) -> u8 {
-        match v {
+    pub const fn number(self) -> u8 {
+        match self {
             IpProtocol::HopByHop => 0,
             IpProtocol::Icmp => 1,
+            IpProtocol::Ipip => 4,
             IpProtocol::Tcp => 6,
             IpProtocol::Udp => 17,
+            IpProtocol::Ipv6Encap => 41,
             IpProtocol::Ipv6Route => 43,
             IpProtocol::Ipv6Frag => 44,
             IpProtocol::Esp => 50,
@@ -119,6 +128,13 @@ impl From<IpProtocol> for u8 {
             IpProtocol::Sctp => 132,
             IpProtocol::Unknown(other) => other,
         }
+    }
+}
+
+impl From<IpProtocol> for u8 {
+    #[inline]
+    fn from(v: IpProtocol) -> u8 {
+        v.number()
     }
 }
 
