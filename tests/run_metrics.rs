@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::running::{read_pcap, write_pcap, Running};
+use common::running::{mac_str, read_pcap, write_pcap, Running};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 
 /// MAC of the first net_pcap device (fixed in DPDK 22.11).
@@ -36,13 +36,6 @@ const SERVERS: &[(&str, &str, [u8; 6])] = &[
     ("fwm", "10.0.3.31", [2, 0, 0, 0, 3, 31]),
     ("fwm", "10.0.3.32", [2, 0, 0, 0, 3, 32]),
 ];
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 fn config(prefix: &str, inp: &Path, outp: &Path, listen: &str) -> String {
     let servers = |svc: &str| -> String {

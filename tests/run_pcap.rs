@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::running::{pmdlb, read_pcap, write_pcap};
+use common::running::{mac_str, parse_counters, pmdlb, read_pcap, write_pcap};
 use etherparse::{
     IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpNumber, Ipv4Header, NetSlice, PacketBuilder,
     SlicedPacket, TransportSlice,
@@ -124,13 +124,6 @@ const SERVERS: &[Server] = &[
 
 fn server_by_mac(m: &[u8]) -> Option<&'static Server> {
     SERVERS.iter().find(|s| s.mac == m)
-}
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// `[[service.server]]` tables of service `svc`.
@@ -491,30 +484,6 @@ impl Drop for Cleanup {
         common::cleanup_prefix(&self.prefix);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// `name → total` rows of a counter table (`counter … total` up to
-/// `drop.total`).
-fn parse_counters(text: &str) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("counter ") && line.trim_end().ends_with("total") {
-            inside = true;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
-            m.insert(name.to_string(), v);
-        }
-        if line.starts_with("drop.total") {
-            break;
-        }
-    }
-    m
 }
 
 /// Runs `pmdlb run` on `frames` with the given `[ports]` extras and

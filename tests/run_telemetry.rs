@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::running::{reader, wait_bounded, write_pcap, Running};
+use common::running::{mac_str, parse_counters, reader, wait_bounded, write_pcap, Running};
 use etherparse::PacketBuilder;
 use serde_json::Value;
 
@@ -38,13 +38,6 @@ const RS: [(&str, [u8; 6]); 2] = [
 ];
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
 
 /// A UDP datagram from client `c` (10.1.0.c, port 1000 + c) to `dst:dport`.
 fn udp(c: u8, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
@@ -106,30 +99,6 @@ proto = "udp"
 scheduler = "rr"
 {servers}"#
     )
-}
-
-/// `name → total` rows of `pmdlb ctl stats` (`counter … total` up to
-/// `drop.total`).
-fn parse_counters(text: &str) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("counter ") && line.trim_end().ends_with("total") {
-            inside = true;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
-            m.insert(name.to_string(), v);
-        }
-        if line.starts_with("drop.total") {
-            break;
-        }
-    }
-    m
 }
 
 /// Starts `pmdlb run` on `frames` (as `in.pcap` in the scratch directory)

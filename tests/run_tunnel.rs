@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use common::running::{pmdlb, read_pcap, write_pcap, Running};
+use common::running::{mac_str, parse_counters, pmdlb, read_pcap, write_pcap, Running};
 
 use etherparse::{
     Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder,
@@ -70,13 +70,6 @@ fn method_of(addr: IpAddr) -> Method {
         .find(|s| s.1.parse::<IpAddr>().unwrap() == addr)
         .map(|s| s.2)
         .unwrap_or_else(|| panic!("{addr} is no server"))
-}
-
-fn mac_str(m: &[u8]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn servers_toml(svc: &str) -> String {
@@ -240,29 +233,6 @@ enum Expect {
 
 // ---------------------------------------------------------------------------
 // Running the binary.
-
-/// `name → total` rows of a counter table.
-fn parse_counters(text: &str) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    let mut inside = false;
-    for line in text.lines() {
-        if line.starts_with("counter ") && line.trim_end().ends_with("total") {
-            inside = true;
-            continue;
-        }
-        if !inside {
-            continue;
-        }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
-            m.insert(name.to_string(), v);
-        }
-        if line.starts_with("drop.total") {
-            break;
-        }
-    }
-    m
-}
 
 /// Runs `pmdlb run` over `frames`; returns out.pcap's frames, the final
 /// counters and stdout.

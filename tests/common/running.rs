@@ -337,3 +337,36 @@ impl Running {
         format!("--- stdout\n{out}\n--- stderr\n{err}")
     }
 }
+
+/// `name → total` rows of pmdlb's counter table (`counter … total` up to
+/// `drop.total`), as `pmdlb ctl stats` and the exit report print it.
+pub fn parse_counters(text: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("counter ") && line.trim_end().ends_with("total") {
+            inside = true;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
+            m.insert(name.to_string(), v);
+        }
+        if line.starts_with("drop.total") {
+            break;
+        }
+    }
+    m
+}
+
+/// A MAC address as pmdlb prints it (`02:00:00:00:01:0b`), written
+/// independently of pmdlb's own formatter.
+pub fn mac_str(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
