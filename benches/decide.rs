@@ -69,6 +69,7 @@ fn specs(persist_s: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) 
         prefix_len: 32,
     });
     let svc = |addr, persistence| ServiceSpec {
+        ops: false,
         addr,
         scheduler: SchedulerKind::Wlc,
         sched_flags: SchedFlags::default(),

@@ -50,6 +50,7 @@ fn table(n: u32) -> ServiceTable {
             }
         };
         services.push(ServiceSpec {
+            ops: false,
             addr,
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),

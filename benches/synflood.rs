@@ -150,6 +150,7 @@ fn fixture(table: usize, mode: DefenceMode) -> Fixture {
         .collect();
     let vip = IpAddr::V4(VIP.into());
     let s = vec![ServiceSpec {
+        ops: false,
         addr: ServiceAddr::Addr {
             proto: 6,
             vip,

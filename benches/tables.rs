@@ -192,6 +192,7 @@ fn persist(c: &mut Criterion) {
 
 fn worker(c: &mut Criterion) {
     let spec = |p: Option<Persistence>| ServiceSpec {
+        ops: false,
         addr: ServiceAddr::Fwmark(1),
         scheduler: SchedulerKind::Wlc,
         sched_flags: SchedFlags::default(),

@@ -101,6 +101,7 @@ impl FlowState for TestState {
 
 fn service(addr: ServiceAddr, persistent: bool) -> ServiceSpec {
     ServiceSpec {
+        ops: false,
         addr,
         scheduler: SchedulerKind::Rr,
         sched_flags: SchedFlags::default(),

@@ -219,6 +219,7 @@ mod tests {
 
     fn svc(servers: Vec<RealServerSpec>) -> ServiceSpec {
         ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),

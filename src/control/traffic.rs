@@ -268,6 +268,7 @@ mod tests {
         };
         vec![
             ServiceSpec {
+                ops: false,
                 addr: ServiceAddr::Addr {
                     proto: 6,
                     vip: "10.0.0.1".parse().unwrap(),
@@ -279,6 +280,7 @@ mod tests {
                 servers: vec![rs("10.0.1.1"), rs("10.0.1.2")],
             },
             ServiceSpec {
+                ops: false,
                 addr: ServiceAddr::Fwmark(1),
                 scheduler: SchedulerKind::Rr,
                 sched_flags: SchedFlags::default(),

@@ -377,6 +377,7 @@ mod tests {
 
     fn spec(n: usize, u: u32, l: u32) -> ServiceSpec {
         ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: SchedulerKind::Wlc,
             sched_flags: SchedFlags::default(),

@@ -504,6 +504,7 @@ mod tests {
 
     fn svc(addr: ServiceAddr, persistent: bool) -> ServiceSpec {
         ServiceSpec {
+            ops: false,
             addr,
             scheduler: SchedulerKind::Wlc,
             sched_flags: SchedFlags::default(),

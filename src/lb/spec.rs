@@ -157,6 +157,9 @@ pub struct ServiceSpec {
     pub sched_flags: SchedFlags,
     /// Persistence, if the service is persistent.
     pub persistence: Option<Persistence>,
+    /// One-packet scheduling (`ipvsadm -o`): every UDP datagram is
+    /// scheduled on its own and leaves no connection entry.
+    pub ops: bool,
     /// Real servers, in configuration order.
     pub servers: Vec<RealServerSpec>,
 }

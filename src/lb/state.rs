@@ -885,6 +885,7 @@ mod tests {
 
     fn svc(addr: ServiceAddr, sched: SchedulerKind, p: Option<(u32, u8)>, n: usize) -> ServiceSpec {
         ServiceSpec {
+            ops: false,
             addr,
             scheduler: sched,
             sched_flags: SchedFlags::default(),

@@ -88,6 +88,7 @@ pub fn table() -> &'static ServiceTable {
     static TABLE: OnceLock<ServiceTable> = OnceLock::new();
     TABLE.get_or_init(|| {
         let s = |addr, svc: u32| ServiceSpec {
+            ops: false,
             addr,
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),

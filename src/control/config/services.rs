@@ -320,6 +320,7 @@ pub(super) fn services(
             );
         }
         let spec = ServiceSpec {
+            ops: false,
             addr,
             scheduler,
             sched_flags,

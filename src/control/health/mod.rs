@@ -489,6 +489,7 @@ mod tests {
 
     fn snap_spec() -> ServiceSpec {
         ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),
@@ -828,6 +829,7 @@ mod tests_support {
     /// One fwmark service with servers 10.0.0.1..=3.
     pub fn snap3() -> Snapshot {
         Snapshot::new(&[ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: SchedulerKind::Rr,
             sched_flags: SchedFlags::default(),

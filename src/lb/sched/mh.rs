@@ -526,6 +526,7 @@ mod tests {
         use crate::lb::realserver::Snapshot;
         use crate::lb::spec::{RealServerSpec, ServiceAddr, ServiceSpec};
         let spec = |sched| ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: sched,
             sched_flags: SchedFlags::default(),

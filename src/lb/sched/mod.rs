@@ -205,6 +205,7 @@ pub(crate) mod testutil {
     /// A snapshot with one service of `weights.len()` servers (all with MACs).
     pub fn snap(kind: SchedulerKind, weights: &[u32], flags: SchedFlags) -> Snapshot {
         Snapshot::new(&[ServiceSpec {
+            ops: false,
             addr: ServiceAddr::Fwmark(1),
             scheduler: kind,
             sched_flags: flags,
