@@ -29,8 +29,8 @@ use pmdlb::dataplane::decide::{decide_burst, DecideCtx};
 use pmdlb::dataplane::rewrite::TxVlan;
 use pmdlb::dataplane::verdict::Verdict;
 use pmdlb::lb::persist::PersistTable;
-use pmdlb::lb::realserver::Snapshot;
 use pmdlb::lb::service::ServiceTable;
+use pmdlb::lb::snapshot::Snapshot;
 use pmdlb::lb::spec::{
     MarkRuleSpec, Persistence, PortRange, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
     ServiceSpec, StateFlags, Timeouts, VipSpec,

@@ -37,8 +37,8 @@ use pmdlb::dataplane::rewrite::TxVlan;
 use pmdlb::dataplane::verdict::{DropReason, Verdict};
 use pmdlb::lb::flow::FlowState;
 use pmdlb::lb::persist::PersistTable;
-use pmdlb::lb::realserver::Snapshot;
 use pmdlb::lb::service::ServiceTable;
+use pmdlb::lb::snapshot::Snapshot;
 use pmdlb::lb::spec::{
     DefenceMode, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec, StateFlags,
     Timeouts, VipSpec,

@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use pmdlb::lb::conn::{ConnEntry, ConnState, ConnTable};
 use pmdlb::lb::flow::FlowState;
 use pmdlb::lb::persist::{PersistTable, TemplateKey};
-use pmdlb::lb::realserver::Snapshot;
+use pmdlb::lb::snapshot::Snapshot;
 use pmdlb::lb::spec::{
     Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec, StateFlags,
     Timeouts,

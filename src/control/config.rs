@@ -220,6 +220,19 @@ pub struct TableSettings {
     pub persistence: u32,
     /// Slots of each mh service's Maglev lookup table.
     pub mh_size: MhTableSize,
+    /// Service slots (a power of two): services added at run time count.
+    pub max_services: u32,
+    /// Real-server slots (a power of two): servers added at run time
+    /// count, and a removed server keeps its slot until its last
+    /// connection ends.
+    pub max_servers: u32,
+}
+
+impl TableSettings {
+    /// The snapshot capacity.
+    pub fn capacity(&self) -> crate::lb::snapshot::Capacity {
+        crate::lb::snapshot::Capacity::new(self.max_services, self.max_servers)
+    }
 }
 
 /// `[neighbours]`: ARP/ND resolution of real servers and VIP announcements.

@@ -16,9 +16,11 @@ use crate::control::estimator::Totals;
 use crate::control::traffic::TrafficBook;
 use crate::dataplane::counters::WorkerStats;
 use crate::dataplane::verdict::DropReason;
-use crate::lb::realserver::{ServiceState, Snapshot};
+use crate::lb::realserver::ServiceState;
+use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::ServiceAddr;
 use crate::lb::state::StateCounters;
+use crate::lb::types::RsId;
 
 /// What a real server's neighbour entry looks like to the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,13 +174,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 /// Per service and per server of the snapshot: `(labels, value)`.
 fn per_backend(
     snap: &Snapshot,
-    mut value: impl FnMut(&ServiceState, usize) -> u64,
+    mut value: impl FnMut(&ServiceState, RsId) -> u64,
 ) -> Vec<(String, u64)> {
     let mut v = Vec::new();
     for svc in snap.services() {
-        for (k, rs) in snap.servers_of(svc).iter().enumerate() {
-            let id = svc.first as usize + k;
-            v.push((backend_labels(&svc.addr, &rs.addr), value(svc, id)));
+        for rs in snap.servers_of(svc) {
+            v.push((backend_labels(&svc.addr, &rs.addr), value(svc, rs.id)));
         }
     }
     v
@@ -203,9 +204,8 @@ impl Exposition<'_> {
         let checked = |f: fn(&HealthSample) -> u64| {
             let mut v = Vec::new();
             for svc in self.snap.services() {
-                for (k, rs) in self.snap.servers_of(svc).iter().enumerate() {
-                    let id = svc.first as usize + k;
-                    if let Some(Some(h)) = self.health.get(id) {
+                for rs in self.snap.servers_of(svc) {
+                    if let Some(Some(h)) = self.health.get(rs.id.0 as usize) {
                         v.push((backend_labels(&svc.addr, &rs.addr), f(h)));
                     }
                 }
@@ -269,7 +269,7 @@ impl Exposition<'_> {
             family(out, &format!("node_ipvs_{name}"), "counter", help, &one(v));
         }
         let snap = self.snap;
-        let server = |id: usize| snap.servers().get(id);
+        let server = |id: RsId| snap.server(id);
         family(
             out,
             "node_ipvs_backend_connections_active",
@@ -429,7 +429,7 @@ impl Exposition<'_> {
         // One series per server address and state, 1 for the state it is in.
         let mut seen: Vec<IpAddr> = Vec::new();
         let mut neigh = Vec::new();
-        for rs in self.snap.servers().iter() {
+        for rs in self.snap.servers() {
             if seen.contains(&rs.addr) {
                 continue;
             }
@@ -458,12 +458,11 @@ impl Exposition<'_> {
 
     fn traffic_part(&self, out: &mut String) {
         let book = self.traffic;
-        let services = self.snap.services();
+        let services: Vec<&ServiceState> = self.snap.services().collect();
         let per_svc = |f: fn(&Totals) -> u64| -> Vec<(String, u64)> {
             services
                 .iter()
-                .enumerate()
-                .map(|(i, s)| (svc_labels(&s.addr), f(&book.service(i))))
+                .map(|s| (svc_labels(&s.addr), f(&book.service(s.id))))
                 .collect()
         };
         let fams: [Column<Totals>; 3] = [

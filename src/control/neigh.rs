@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crate::dataplane::neighbour::{arp_request, learn, neighbour_solicit, Learned};
-use crate::lb::realserver::Snapshot;
+use crate::lb::snapshot::Snapshot;
 use crate::lb::types::RsId;
 use crate::wire::ethernet::MacAddr;
 
@@ -78,28 +78,9 @@ impl Resolver {
         retry: Duration,
         refresh: Duration,
     ) -> Resolver {
-        let mut entries: Vec<Neighbour> = Vec::new();
-        let mut index = HashMap::new();
-        for (i, rs) in snap.servers().iter().enumerate() {
-            if rs.mac().is_some() {
-                continue;
-            }
-            let slot = *index.entry(rs.next_hop).or_insert_with(|| {
-                entries.push(Neighbour {
-                    addr: rs.next_hop,
-                    ids: Vec::new(),
-                    mac: None,
-                    last_request: None,
-                    last_answer: None,
-                    requests: 0,
-                });
-                entries.len() - 1
-            });
-            entries[slot].ids.push(RsId(i as u32));
-        }
-        Resolver {
-            entries,
-            index,
+        let mut r = Resolver {
+            entries: Vec::new(),
+            index: HashMap::new(),
             tx_mac,
             tx_addr,
             tx_addr6,
@@ -107,6 +88,53 @@ impl Resolver {
             retry,
             refresh,
             stats: ResolverStats::default(),
+        };
+        r.sync(snap);
+        r
+    }
+
+    /// Follow a new snapshot: every server without a MAC is resolved (a
+    /// server added behind a neighbour already known gets its MAC at once),
+    /// servers with a static MAC are left alone, and neighbours no server
+    /// uses any more are forgotten.
+    pub fn sync(&mut self, snap: &Snapshot) {
+        for e in &mut self.entries {
+            e.ids.clear();
+        }
+        for rs in snap.servers() {
+            let known = self.index.get(&rs.next_hop).copied();
+            if rs.mac().is_some() && known.is_none() {
+                continue; // a static MAC
+            }
+            let slot = match known {
+                Some(i) => i,
+                None => {
+                    self.entries.push(Neighbour {
+                        addr: rs.next_hop,
+                        ids: Vec::new(),
+                        mac: None,
+                        last_request: None,
+                        last_answer: None,
+                        requests: 0,
+                    });
+                    self.index.insert(rs.next_hop, self.entries.len() - 1);
+                    self.entries.len() - 1
+                }
+            };
+            let e = &mut self.entries[slot];
+            e.ids.push(rs.id);
+            if rs.mac().is_none() && e.mac.is_some() {
+                snap.set_mac(rs.id, e.mac);
+            }
+        }
+        if self.entries.iter().any(|e| e.ids.is_empty()) {
+            self.entries.retain(|e| !e.ids.is_empty());
+            self.index = self
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.addr, i))
+                .collect();
         }
     }
 

@@ -33,9 +33,10 @@ use crate::dpdk::{
     self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
     RxBurst,
 };
+use crate::lb::live::{Live, SeenEpoch, Tables};
 use crate::lb::persist::PersistTable;
-use crate::lb::realserver::Snapshot;
 use crate::lb::service::ServiceTable;
+use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{ServiceAddr, ServiceSpec};
 use crate::lb::state::{StateConfig, WorkerState};
 use crate::lb::types::RsId;
@@ -137,9 +138,9 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -
         "inactive",
         if health.any() { "  health" } else { "" }
     );
-    for (svc, spec) in snap.services().iter().zip(specs) {
+    for (svc, spec) in snap.services().zip(specs) {
         let _ = writeln!(out, "{}", service_line(spec));
-        for (k, rs) in snap.servers_of(svc).iter().enumerate() {
+        for rs in snap.servers_of(svc) {
             let _ = writeln!(
                 out,
                 "  -> {:<29} {:<7} {:>6} {:>9} {:>9}  {}{}{}",
@@ -151,7 +152,7 @@ pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -
                 rs.mac()
                     .map_or_else(|| "unresolved".to_owned(), |m| m.to_string()),
                 if rs.is_removed() { " removed" } else { "" },
-                health.columns(RsId(svc.first + k as u32))
+                health.columns(rs.id)
             );
         }
     }
@@ -164,10 +165,8 @@ fn find_servers(snap: &Snapshot, svc: &ServiceAddr, server: IpAddr) -> Vec<RsId>
         if &s.addr != svc {
             continue;
         }
-        for i in s.first..s.first + s.count {
-            if snap.server(RsId(i)).is_some_and(|r| r.addr == server) {
-                out.push(RsId(i));
-            }
+        for r in s.servers.iter().filter(|r| r.addr == server) {
+            out.push(r.id);
         }
     }
     out
@@ -259,11 +258,21 @@ fn run_inner(
         &lcores[..nworkers]
     );
 
-    let services = Arc::new(
-        ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
-            .map_err(|e| RunError::Services(e.to_string()))?,
+    let services = ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
+        .map_err(|e| RunError::Services(e.to_string()))?;
+    let snap = Arc::new(
+        Snapshot::build(
+            cfg.services(),
+            cfg.tables().mh_size,
+            cfg.tables().capacity(),
+        )
+        .map_err(|e| RunError::Services(e.to_string()))?,
     );
-    let snap = Arc::new(Snapshot::with_mh_size(cfg.services(), cfg.tables().mh_size));
+    let tables = Arc::new(Tables {
+        services,
+        snap: Arc::clone(&snap),
+    });
+    let live = Arc::new(Live::new(Arc::clone(&tables)));
     // Before any worker runs: alpha servers start out of service.
     let mut health = Effects::new(&snap, cfg.health(), cfg.quorums());
     let persist = Arc::new(PersistTable::new(
@@ -296,7 +305,8 @@ fn run_inner(
     let worker_stop = Arc::new(AtomicBool::new(false));
     for (i, &lcore) in lcores.iter().take(nworkers).enumerate() {
         let pubd = Arc::new(Published::default());
-        let tpub = Arc::new(PublishedTraffic::new(snap.servers().len()));
+        let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
+        let seen = Arc::new(SeenEpoch::default());
         let done = Arc::new(AtomicBool::new(false));
         let state = WorkerState::new(
             Arc::clone(&snap),
@@ -318,7 +328,9 @@ fn run_inner(
             sweep_buckets: w.sweep_per_loop as usize,
             ctx,
             tunnel_src,
-            services: Arc::clone(&services),
+            live: Arc::clone(&live),
+            tables: Arc::clone(&tables),
+            seen: Arc::clone(&seen),
             state,
             to_control: Arc::clone(&to_control),
             control_tx: (i == 0).then(|| Arc::clone(&control_tx)),
@@ -339,8 +351,7 @@ fn run_inner(
     if cfg.eal().telemetry {
         telemetry::register(telemetry::Watched {
             published: published.clone(),
-            snap: Arc::clone(&snap),
-            specs: cfg.services().to_vec(),
+            live: Arc::clone(&live),
             rx_port: rx_port.name().to_owned(),
             tx_port: tx_port
                 .as_ref()
@@ -600,7 +611,8 @@ fn run_inner(
     drop(to_control);
     drop(tx_port);
     drop(rx_port);
-    drop(services);
+    drop(tables);
+    drop(live);
     let in_use = pool.in_use();
     if in_use != 0 {
         eprintln!("pmdlb: warning: {in_use} mbufs still in use at exit");

@@ -27,8 +27,7 @@ use crate::dataplane::counters::{Published, WorkerCounters, WorkerStats};
 use crate::dataplane::verdict::DropReason;
 use crate::dpdk::telemetry::{self as tel, TelemetryDict, TelemetryError, TelemetryWrite};
 use crate::dpdk::{DpdkError, Eal};
-use crate::lb::realserver::Snapshot;
-use crate::lb::spec::ServiceSpec;
+use crate::lb::live::Live;
 use crate::lb::state::StateCounters;
 
 /// What the telemetry commands read.
@@ -36,10 +35,8 @@ use crate::lb::state::StateCounters;
 pub struct Watched {
     /// Each worker's published counters, in worker order.
     pub published: Vec<Arc<Published>>,
-    /// The services and real servers with their shared atomics.
-    pub snap: Arc<Snapshot>,
-    /// The services as configured (same order as the snapshot's).
-    pub specs: Vec<ServiceSpec>,
+    /// The published tables: every request reads the current snapshot.
+    pub live: Arc<Live>,
     /// The RX NIC's device name.
     pub rx_port: String,
     /// The TX NIC's device name (the RX NIC's when one-armed).
@@ -118,8 +115,9 @@ fn info(_: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryError
     d.add_str("rx_port", &w.rx_port)?;
     d.add_str("tx_port", &w.tx_port)?;
     d.add_u64("workers", w.published.len() as u64)?;
-    d.add_u64("services", w.snap.services().len() as u64)?;
-    d.add_u64("servers", w.snap.servers().len() as u64)?;
+    let snap = &w.live.load().snap;
+    d.add_u64("services", snap.service_count() as u64)?;
+    d.add_u64("servers", snap.servers().count() as u64)?;
     d.add_str("live_capture", if w.pdump { "on" } else { "off" })
 }
 
@@ -166,15 +164,16 @@ fn stats_set_max_len() -> usize {
 
 fn services(_: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryError> {
     let w = watched()?;
-    for (i, (svc, spec)) in w.snap.services().iter().zip(&w.specs).enumerate() {
+    let snap = &w.live.load().snap;
+    for (i, svc) in snap.services().enumerate() {
         d.add_dict(&i.to_string(), |v| {
             v.add_str("name", &service_name(&svc.addr))?;
             v.add_str("scheduler", scheduler_name(svc.scheduler))?;
             v.add_u64(
                 "persistent_s",
-                spec.persistence.map_or(0, |p| u64::from(p.timeout_s)),
+                svc.persistence.map_or(0, |p| u64::from(p.timeout_s)),
             )?;
-            let rs = w.snap.servers_of(svc);
+            let rs = snap.servers_of(svc);
             v.add_u64("servers", rs.len() as u64)?;
             v.add_u64("active", rs.iter().map(|r| u64::from(r.active())).sum())?;
             v.add_u64("inactive", rs.iter().map(|r| u64::from(r.inactive())).sum())
@@ -185,24 +184,28 @@ fn services(_: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryE
 
 fn servers(params: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryError> {
     let w = watched()?;
+    let tables = w.live.load();
+    let snap = &tables.snap;
     let only = match params {
         None => None,
         Some(p) => {
             let i: usize = p.trim().parse().map_err(|_| TelemetryError::BadParams)?;
-            if i >= w.snap.services().len() {
+            if i >= snap.service_count() {
                 return Err(TelemetryError::BadParams);
             }
             Some(i)
         }
     };
-    for (id, rs) in w.snap.servers().iter().enumerate() {
-        let svc = rs.svc.0 as usize;
+    // Numbered in listing order: services as configured, their servers in
+    // order (draining servers of removed services are not listed).
+    let listed = snap
+        .services()
+        .enumerate()
+        .flat_map(|(i, st)| st.servers.iter().map(move |rs| (i, st, rs)));
+    for (id, (svc, state, rs)) in listed.enumerate() {
         if only.is_some_and(|s| s != svc) {
             continue;
         }
-        let Some(state) = w.snap.services().get(svc) else {
-            continue;
-        };
         d.add_dict(&id.to_string(), |v| {
             v.add_u64("service", svc as u64)?;
             v.add_str("service_name", &service_name(&state.addr))?;

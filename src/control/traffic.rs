@@ -13,8 +13,10 @@ use crate::control::config::values::format_sockaddr;
 use crate::control::estimator::{Estimator, Rates, Totals, SAMPLE_INTERVAL};
 use crate::control::summary::service_name;
 use crate::dataplane::traffic::{PublishedTraffic, RsTraffic};
-use crate::lb::realserver::{RealServer, ServiceState, Snapshot};
+use crate::lb::realserver::{RealServer, ServiceState};
+use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::ServiceAddr;
+use crate::lb::types::{RsId, ServiceId};
 
 fn totals(t: &RsTraffic) -> Totals {
     Totals {
@@ -25,44 +27,143 @@ fn totals(t: &RsTraffic) -> Totals {
     }
 }
 
-/// Sums and rate estimators of the director's traffic.
+/// Sums and rate estimators of the director's traffic, by slot (see
+/// `lb::snapshot`): the workers' counters of a slot only grow, so a slot
+/// that gets a new server (or is zeroed with `-Z`) keeps a baseline that
+/// is subtracted from what the workers publish, and its estimator starts
+/// over.
 #[derive(Debug)]
 pub struct TrafficBook {
     workers: Vec<Arc<PublishedTraffic>>,
-    /// `(first, count)` real-server range of each service.
-    ranges: Vec<(usize, usize)>,
-    per_rs: Vec<RsTraffic>,
-    rs_est: Vec<Estimator>,
-    svc_est: Vec<Estimator>,
+    /// Raw sums over the workers, by server slot.
+    raw: Vec<RsTraffic>,
+    /// Per server slot: its owner, baseline and estimator.
+    rs: Vec<(Option<RsId>, RsTraffic, Estimator)>,
+    /// Per service slot: its owner, baseline, estimator, and its servers'
+    /// slots in the current snapshot.
+    svc: Vec<(Option<ServiceId>, Totals, Estimator, Vec<usize>)>,
+    rs_mask: usize,
+    svc_mask: usize,
+    total_base: RsTraffic,
     total_est: Estimator,
     next_sample: Instant,
+}
+
+fn minus(a: &RsTraffic, b: &RsTraffic) -> RsTraffic {
+    RsTraffic {
+        conns: a.conns.saturating_sub(b.conns),
+        in_pkts: a.in_pkts.saturating_sub(b.in_pkts),
+        in_bytes: a.in_bytes.saturating_sub(b.in_bytes),
+    }
 }
 
 impl TrafficBook {
     /// A book over the servers of `snap`, read from the workers' blocks.
     pub fn new(snap: &Snapshot, workers: Vec<Arc<PublishedTraffic>>, now: Instant) -> Self {
-        let ranges = snap
-            .services()
-            .iter()
-            .map(|s| (s.first as usize, s.count as usize))
-            .collect::<Vec<_>>();
-        let n = snap.servers().len();
-        TrafficBook {
+        let cap = snap.capacity();
+        let mut b = TrafficBook {
             workers,
-            svc_est: vec![Estimator::default(); ranges.len()],
-            ranges,
-            per_rs: vec![RsTraffic::default(); n],
-            rs_est: vec![Estimator::default(); n],
+            raw: vec![RsTraffic::default(); cap.servers as usize],
+            rs: vec![(None, RsTraffic::default(), Estimator::default()); cap.servers as usize],
+            svc: vec![
+                (None, Totals::default(), Estimator::default(), Vec::new());
+                cap.services as usize
+            ],
+            rs_mask: cap.servers as usize - 1,
+            svc_mask: cap.services as usize - 1,
+            total_base: RsTraffic::default(),
             total_est: Estimator::default(),
             next_sample: now + SAMPLE_INTERVAL,
+        };
+        b.sync(snap);
+        // What the workers counted before the book existed counts.
+        for e in &mut b.rs {
+            e.1 = RsTraffic::default();
+        }
+        for e in &mut b.svc {
+            e.1 = Totals::default();
+        }
+        b
+    }
+
+    /// Follow a new snapshot: slots with a new owner start from zero.
+    pub fn sync(&mut self, snap: &Snapshot) {
+        self.refresh();
+        let mut owned = vec![false; self.rs.len()];
+        for r in snap.servers() {
+            let slot = snap.server_slot(r.id);
+            owned[slot] = true;
+            let e = &mut self.rs[slot];
+            if e.0 != Some(r.id) {
+                *e = (Some(r.id), self.raw[slot], Estimator::default());
+            }
+        }
+        for (slot, e) in self.rs.iter_mut().enumerate() {
+            if !owned[slot] {
+                e.0 = None;
+            }
+        }
+        for e in &mut self.svc {
+            e.3.clear();
+        }
+        let mut live = vec![false; self.svc.len()];
+        for st in snap.services() {
+            let slot = snap.service_slot(st.id);
+            live[slot] = true;
+            let servers: Vec<usize> = st.servers.iter().map(|r| snap.server_slot(r.id)).collect();
+            let fresh = self.svc[slot].0 != Some(st.id);
+            self.svc[slot].3 = servers;
+            if fresh {
+                self.svc[slot].0 = Some(st.id);
+                self.svc[slot].2 = Estimator::default();
+                self.svc[slot].1 = Totals::default();
+                let t = self.service_raw(slot);
+                self.svc[slot].1 = t;
+            }
+        }
+        for (slot, e) in self.svc.iter_mut().enumerate() {
+            if !live[slot] {
+                e.0 = None;
+            }
+        }
+    }
+
+    /// `ipvsadm -Z`: the counters of these servers and services, or with
+    /// both empty of everything, start from zero (rates too).
+    pub fn zero(&mut self, servers: &[RsId], services: &[ServiceId]) {
+        self.refresh();
+        let all = servers.is_empty() && services.is_empty();
+        for (slot, e) in self.rs.iter_mut().enumerate() {
+            if e.0.is_some_and(|id| all || servers.contains(&id)) {
+                e.1 = self.raw[slot];
+                e.2 = Estimator::default();
+            }
+        }
+        for slot in 0..self.svc.len() {
+            if self.svc[slot]
+                .0
+                .is_some_and(|id| all || services.contains(&id))
+            {
+                self.svc[slot].1 = Totals::default();
+                let t = self.service_raw(slot);
+                self.svc[slot].1 = t;
+                self.svc[slot].2 = Estimator::default();
+            }
+        }
+        if all {
+            self.total_base = self.raw.iter().fold(RsTraffic::default(), |mut a, r| {
+                a.add(r);
+                a
+            });
+            self.total_est = Estimator::default();
         }
     }
 
     /// Re-reads the workers' published counters.
     pub fn refresh(&mut self) {
-        self.per_rs.fill(RsTraffic::default());
+        self.raw.fill(RsTraffic::default());
         for w in &self.workers {
-            w.add_into(&mut self.per_rs);
+            w.add_into(&mut self.raw);
         }
     }
 
@@ -78,57 +179,80 @@ impl TrafficBook {
             self.next_sample = now + SAMPLE_INTERVAL;
         }
         self.refresh();
-        for (e, t) in self.rs_est.iter_mut().zip(&self.per_rs) {
-            e.sample(totals(t));
+        for slot in 0..self.rs.len() {
+            if self.rs[slot].0.is_some() {
+                let t = totals(&minus(&self.raw[slot], &self.rs[slot].1));
+                self.rs[slot].2.sample(t);
+            }
         }
-        for i in 0..self.ranges.len() {
-            let t = self.service(i);
-            self.svc_est[i].sample(t);
+        for slot in 0..self.svc.len() {
+            if self.svc[slot].0.is_some() {
+                let t = self.service_raw(slot);
+                self.svc[slot].2.sample(t);
+            }
         }
         let t = self.total();
         self.total_est.sample(t);
     }
 
-    /// Counters of real server `rs` (an index into the snapshot's servers).
-    pub fn server(&self, rs: usize) -> Totals {
-        self.per_rs.get(rs).map(totals).unwrap_or_default()
+    /// The sum of a service slot's servers' counters since each server's
+    /// baseline, minus the service's own baseline.
+    fn service_raw(&self, slot: usize) -> Totals {
+        let mut t = RsTraffic::default();
+        for &r in &self.svc[slot].3 {
+            t.add(&minus(&self.raw[r], &self.rs[r].1));
+        }
+        let t = totals(&t);
+        let b = self.svc[slot].1;
+        Totals {
+            conns: t.conns.saturating_sub(b.conns),
+            in_pkts: t.in_pkts.saturating_sub(b.in_pkts),
+            in_bytes: t.in_bytes.saturating_sub(b.in_bytes),
+            ..Totals::default()
+        }
     }
 
-    /// Counters of service `svc` (an index into the snapshot's services):
-    /// the sum of its servers.
-    pub fn service(&self, svc: usize) -> Totals {
-        let mut t = RsTraffic::default();
-        if let Some(&(first, count)) = self.ranges.get(svc) {
-            for r in self.per_rs.iter().skip(first).take(count) {
-                t.add(r);
-            }
+    /// Counters of real server `rs`.
+    pub fn server(&self, rs: RsId) -> Totals {
+        let slot = rs.0 as usize & self.rs_mask;
+        match &self.rs[slot] {
+            (Some(id), base, _) if *id == rs => totals(&minus(&self.raw[slot], base)),
+            _ => Totals::default(),
         }
-        totals(&t)
+    }
+
+    /// Counters of service `svc`: the sum of its servers.
+    pub fn service(&self, svc: ServiceId) -> Totals {
+        let slot = svc.0 as usize & self.svc_mask;
+        match self.svc[slot].0 {
+            Some(id) if id == svc => self.service_raw(slot),
+            _ => Totals::default(),
+        }
     }
 
     /// Counters of the whole director.
     pub fn total(&self) -> Totals {
         let mut t = RsTraffic::default();
-        for r in &self.per_rs {
+        for r in &self.raw {
             t.add(r);
         }
-        totals(&t)
+        totals(&minus(&t, &self.total_base))
     }
 
     /// Estimated rates of real server `rs`.
-    pub fn server_rates(&self, rs: usize) -> Rates {
-        self.rs_est
-            .get(rs)
-            .map(Estimator::rates)
-            .unwrap_or_default()
+    pub fn server_rates(&self, rs: RsId) -> Rates {
+        match &self.rs[rs.0 as usize & self.rs_mask] {
+            (Some(id), _, e) if *id == rs => e.rates(),
+            _ => Rates::default(),
+        }
     }
 
     /// Estimated rates of service `svc`.
-    pub fn service_rates(&self, svc: usize) -> Rates {
-        self.svc_est
-            .get(svc)
-            .map(Estimator::rates)
-            .unwrap_or_default()
+    pub fn service_rates(&self, svc: ServiceId) -> Rates {
+        match &self.svc[svc.0 as usize & self.svc_mask] {
+            (Some(id), _, e, _) if *id == svc => e.rates(),
+            _ => Rates::default(),
+        }
     }
 
     /// Estimated rates of the whole director.
@@ -194,11 +318,10 @@ pub fn stats_table(book: &TrafficBook, snap: &Snapshot, exact: bool) -> String {
         }
         out.push('\n');
     };
-    for (i, svc) in snap.services().iter().enumerate() {
-        row(&mut out, service_column(&svc.addr), book.service(i));
-        for (k, rs) in snap.servers_of(svc).iter().enumerate() {
-            let id = svc.first as usize + k;
-            row(&mut out, server_column(svc, rs), book.server(id));
+    for svc in snap.services() {
+        row(&mut out, service_column(&svc.addr), book.service(svc.id));
+        for rs in snap.servers_of(svc) {
+            row(&mut out, server_column(svc, rs), book.server(rs.id));
         }
     }
     out
@@ -212,15 +335,15 @@ pub fn rate_table(book: &TrafficBook, snap: &Snapshot) -> String {
         "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
         "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
     );
-    for (i, svc) in snap.services().iter().enumerate() {
-        let r = book.service_rates(i);
+    for svc in snap.services() {
+        let r = book.service_rates(svc.id);
         out.push_str(&service_column(&svc.addr));
         for v in [r.cps, r.in_pps, r.out_pps, r.in_bps, r.out_bps] {
             out.push_str(&largenum(v, false));
         }
         out.push('\n');
-        for (k, rs) in snap.servers_of(svc).iter().enumerate() {
-            let r = book.server_rates(svc.first as usize + k);
+        for rs in snap.servers_of(svc) {
+            let r = book.server_rates(rs.id);
             // As ipvsadm: a server's cps and pps raw, its bps abbreviated.
             let _ = writeln!(
                 out,
@@ -301,7 +424,7 @@ mod tests {
             t.forwarded(RsId(0), 100);
         }
         t.forwarded(RsId(1), 50);
-        p.publish(&t, &[2, 1, 0]);
+        p.publish(&t, &[2, 1, 0], 0..3);
         let start = Instant::now();
         let mut book = TrafficBook::new(&snap, vec![p], start);
         book.tick(start + SAMPLE_INTERVAL);

@@ -14,7 +14,7 @@ use crate::control::metrics::{Exposition, HealthSample};
 use crate::control::traffic::{rate_table, stats_table, TrafficBook};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::traffic::PublishedTraffic;
-use crate::lb::realserver::Snapshot;
+use crate::lb::snapshot::Snapshot;
 
 /// How often the exposition is rendered.
 pub const RENDER_INTERVAL: Duration = Duration::from_secs(1);

@@ -45,6 +45,8 @@ impl RsTraffic {
 pub struct TrafficCounters {
     pkts: Box<[u64]>,
     bytes: Box<[u64]>,
+    /// Slot of an id: `id & mask` (the snapshot's server capacity).
+    mask: u32,
 }
 
 impl TrafficCounters {
@@ -53,6 +55,7 @@ impl TrafficCounters {
         TrafficCounters {
             pkts: vec![0; servers].into_boxed_slice(),
             bytes: vec![0; servers].into_boxed_slice(),
+            mask: servers.max(1).next_power_of_two() as u32 - 1,
         }
     }
 
@@ -60,7 +63,7 @@ impl TrafficCounters {
     /// (never given by the state layer) is not counted.
     #[inline(always)]
     pub fn forwarded(&mut self, rs: RsId, ip_len: u32) {
-        let i = rs.0 as usize;
+        let i = (rs.0 & self.mask) as usize;
         if let (Some(p), Some(b)) = (self.pkts.get_mut(i), self.bytes.get_mut(i)) {
             *p += 1;
             *b += u64::from(ip_len);
@@ -105,8 +108,13 @@ impl PublishedTraffic {
 
     /// Called by the worker (slow path, every few loops): its packet and
     /// byte counts and the state layer's connection counts per server.
-    pub fn publish(&self, t: &TrafficCounters, conns_by_rs: &[u64]) {
-        for i in 0..self.servers {
+    pub fn publish(
+        &self,
+        t: &TrafficCounters,
+        conns_by_rs: &[u64],
+        slots: impl Iterator<Item = usize>,
+    ) {
+        for i in slots.filter(|&i| i < self.servers) {
             let vals = [
                 conns_by_rs.get(i).copied().unwrap_or(0),
                 t.pkts.get(i).copied().unwrap_or(0),
@@ -150,10 +158,10 @@ mod tests {
         a.forwarded(RsId(4), 60);
         a.forwarded(RsId(4), 40);
         b.forwarded(RsId(4), 1);
-        b.forwarded(RsId(9), 1000); // out of range: ignored
+        b.forwarded(RsId(13), 1000); // slot 5 of 8: out of range, ignored
         let (pa, pb) = (PublishedTraffic::new(n), PublishedTraffic::new(n));
-        pa.publish(&a, &[1, 0, 0, 0, 2]);
-        pb.publish(&b, &[0, 0, 0, 0, 1]);
+        pa.publish(&a, &[1, 0, 0, 0, 2], 0..n);
+        pb.publish(&b, &[0, 0, 0, 0, 1], 0..n);
         let mut sum = vec![RsTraffic::default(); n];
         pa.add_into(&mut sum);
         pb.add_into(&mut sum);

@@ -20,7 +20,7 @@ use crate::dataplane::traffic::{PublishedTraffic, TrafficCounters};
 use crate::dataplane::tunnel::{self, Outer};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
-use crate::lb::service::ServiceTable;
+use crate::lb::live::{Live, SeenEpoch, Tables};
 use crate::lb::spec::{Forwarding, Tunnel};
 use crate::lb::state::WorkerState;
 use crate::sys::rdtsc;
@@ -58,8 +58,12 @@ pub struct Worker {
     pub ctx: DecideCtx,
     /// Outer source addresses of tunnelled packets.
     pub tunnel_src: TunnelSrc,
-    /// Service lookup.
-    pub services: Arc<ServiceTable>,
+    /// The published tables; the worker follows swaps at burst boundaries.
+    pub live: Arc<Live>,
+    /// The tables in use (service lookup; `state` holds their snapshot).
+    pub tables: Arc<Tables>,
+    /// Where the worker announces the epoch it runs on.
+    pub seen: Arc<SeenEpoch>,
     /// Connection table, schedulers and the shared persistence table.
     pub state: WorkerState,
     /// Where neighbour frames go (the control plane drains it).
@@ -110,11 +114,15 @@ impl Worker {
         let mut tx_reply = TxBuffer::new(self.rx_port, q, self.burst);
         let mut rx = RxBurst::default();
         let mut st = WorkerStats::default();
-        let mut traffic = TrafficCounters::new(self.state.snapshot().servers().len());
+        let mut traffic = TrafficCounters::new(self.state.snapshot().capacity().servers as usize);
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
+        self.seen.set(self.tables.epoch());
 
         while !self.stop.load(Ordering::Relaxed) {
+            if self.live.epoch() != self.tables.epoch() {
+                self.pick_up();
+            }
             let now = rdtsc();
             if now.wrapping_sub(last_drain) >= self.drain_cycles {
                 last_drain = now;
@@ -157,7 +165,7 @@ impl Worker {
                         &mut frames[..k],
                         &mut verdicts[..k],
                         &self.ctx,
-                        &self.services,
+                        &self.tables.services,
                         &mut self.state,
                     );
                 }
@@ -237,7 +245,7 @@ impl Worker {
                 self.state.sweep(self.sweep_buckets);
                 fill_state_stats(&self.state, &mut st);
                 self.published.publish(&st);
-                self.traffic.publish(&traffic, self.state.conns_by_rs());
+                self.publish_traffic(&traffic);
             }
         }
 
@@ -245,7 +253,26 @@ impl Worker {
         count_flush(&mut st, tx_reply.flush());
         fill_state_stats(&self.state, &mut st);
         self.published.publish(&st);
-        self.traffic.publish(&traffic, self.state.conns_by_rs());
+        self.publish_traffic(&traffic);
+    }
+
+    /// A burst boundary after a swap: run on the new tables from now on.
+    /// The old ones are dropped here, but the control plane still holds
+    /// them (`lb::live::Retired`), so nothing is freed on this core.
+    #[cold]
+    fn pick_up(&mut self) {
+        let t = self.live.load();
+        drop(self.state.switch(Arc::clone(&t.snap)));
+        self.tables = t;
+        self.seen.set(self.tables.epoch());
+    }
+
+    /// The traffic counters of every server that holds a slot.
+    fn publish_traffic(&self, traffic: &TrafficCounters) {
+        let snap = self.state.snapshot();
+        let slots = snap.servers().map(|s| snap.server_slot(s.id));
+        self.traffic
+            .publish(traffic, self.state.conns_by_rs(), slots);
     }
 }
 

@@ -1,5 +1,5 @@
-//! The state layer's view of the configured services: an immutable
-//! [`Snapshot`] built from `&[ServiceSpec]`, whose real servers carry the
+//! The state layer's view of one service and one real server: the parts of
+//! an immutable [`crate::lb::snapshot::Snapshot`]. Real servers carry the
 //! run-time mutable parts as atomics shared by all workers and the control
 //! plane — weight, MAC slot, removal flag and the active/inactive connection
 //! counters the lc-family schedulers read.
@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::lb::sched::mh::TableSize;
+use std::sync::Arc;
+
 use crate::lb::sched::HashTables;
 use crate::lb::spec::{
-    Forwarding, Persistence, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec,
+    Forwarding, Persistence, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
 };
-use crate::lb::types::{Addr, RsId, ServiceId};
+use crate::lb::types::{RsId, ServiceId};
 use crate::wire::ethernet::MacAddr;
 
 /// `RealServer::out` bit: removed by the control plane (final).
@@ -50,17 +51,23 @@ fn word_to_mac(w: u64) -> MacAddr {
     MacAddr(m)
 }
 
+/// A real server as every snapshot that lists it holds it: one object
+/// across swaps, so its atomics (and the identity entries point at) stay.
+pub type SharedServer = Arc<CachePadded<RealServer>>;
+
 /// One real server of one service, shared by all workers.
 #[derive(Debug)]
 pub struct RealServer {
+    /// Its identity (see [`crate::lb::snapshot`]).
+    pub id: RsId,
     /// The server's address.
     pub addr: IpAddr,
     /// The service it belongs to.
     pub svc: ServiceId,
     /// Upper connection threshold (0 = none).
-    pub u_threshold: u32,
+    u_threshold: AtomicU32,
     /// Lower connection threshold (0 = 3/4 of the upper one).
-    pub l_threshold: u32,
+    l_threshold: AtomicU32,
     /// How packets reach it (immutable for the snapshot's life, so the
     /// worker reads it without any synchronisation).
     pub forward: Forwarding,
@@ -80,6 +87,67 @@ pub struct RealServer {
 }
 
 impl RealServer {
+    /// A new server `id` of service `svc` from its spec: no MAC unless the
+    /// spec gives one, in service, no connections.
+    pub fn new(id: RsId, svc: ServiceId, rs: &RealServerSpec) -> Self {
+        RealServer {
+            id,
+            addr: rs.addr,
+            svc,
+            u_threshold: AtomicU32::new(rs.u_threshold),
+            l_threshold: AtomicU32::new(rs.l_threshold),
+            forward: rs.forward,
+            next_hop: rs.via.unwrap_or(rs.addr),
+            weight: AtomicU32::new(rs.weight),
+            mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
+            out: AtomicU8::new(0),
+            overloaded: AtomicBool::new(false),
+            active: AtomicU32::new(0),
+            inactive: AtomicU32::new(0),
+        }
+    }
+
+    /// `(u_threshold, l_threshold)` (0 = none).
+    pub fn thresholds(&self) -> (u32, u32) {
+        (
+            self.u_threshold.load(Ordering::Relaxed),
+            self.l_threshold.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn set_thresholds(&self, u: u32, l: u32) {
+        self.u_threshold.store(u, Ordering::Relaxed);
+        self.l_threshold.store(l, Ordering::Relaxed);
+        if u == 0 {
+            self.overloaded.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn store_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
+    }
+
+    pub(crate) fn store_mac(&self, mac: Option<MacAddr>) {
+        self.mac
+            .store(mac.map(mac_to_word).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub(crate) fn mark_removed(&self, removed: bool) {
+        if removed {
+            self.out.fetch_or(OUT_REMOVED, Ordering::Relaxed);
+        } else {
+            self.out.fetch_and(!OUT_REMOVED, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn mark_health_down(&self, down: bool) {
+        if down {
+            self.out.fetch_or(OUT_HEALTH, Ordering::Relaxed);
+        } else {
+            self.out.fetch_and(!OUT_HEALTH, Ordering::Relaxed);
+        }
+    }
+
     /// Current weight (0 = quiescent).
     #[inline]
     pub fn weight(&self) -> u32 {
@@ -151,7 +219,8 @@ impl RealServer {
         } else {
             self.inactive.fetch_add(1, Ordering::Relaxed);
         }
-        if self.u_threshold != 0 && self.active() + self.inactive() >= self.u_threshold {
+        let u = self.u_threshold.load(Ordering::Relaxed);
+        if u != 0 && self.active() + self.inactive() >= u {
             self.overloaded.store(true, Ordering::Relaxed);
         }
     }
@@ -176,10 +245,11 @@ impl RealServer {
         }
         if self.is_overloaded() {
             let total = self.active() + self.inactive();
-            let clear = if self.l_threshold != 0 {
-                total < self.l_threshold
+            let (u, l) = self.thresholds();
+            let clear = if l != 0 {
+                total < l
             } else {
-                (total as u64) * 4 < (self.u_threshold as u64) * 3
+                (total as u64) * 4 < (u as u64) * 3
             };
             if clear {
                 self.overloaded.store(false, Ordering::Relaxed);
@@ -199,181 +269,28 @@ pub struct ServiceState {
     pub flags: SchedFlags,
     /// Persistence, if any.
     pub persistence: Option<Persistence>,
-    /// First real server id of this service.
-    pub first: u32,
-    /// Number of real servers.
-    pub count: u32,
-    /// Static hash tables (sh/dh/mh, and the stateless fallback).
-    pub tables: HashTables,
-}
-
-/// An immutable set of services and real servers with atomically mutable
-/// run-time fields. Built by the control plane, shared by `Arc` with every
-/// worker; a new configuration is a new snapshot swapped at a burst boundary.
-#[derive(Debug)]
-pub struct Snapshot {
-    services: Vec<ServiceState>,
-    servers: Vec<CachePadded<RealServer>>,
-    weights_gen: AtomicU64,
-}
-
-impl Snapshot {
-    /// Build from validated specs with Maglev tables of the default size;
-    /// see [`Snapshot::with_mh_size`].
-    pub fn new(specs: &[ServiceSpec]) -> Self {
-        Snapshot::with_mh_size(specs, TableSize::DEFAULT)
-    }
-
-    /// Build from validated specs. `ServiceId(i)` is `specs[i]`; real server
-    /// ids are dense over all services in configuration order. Static MACs
-    /// are installed; other servers have no MAC until [`Snapshot::set_mac`].
-    /// mh services get Maglev tables of `mh_size` slots.
-    pub fn with_mh_size(specs: &[ServiceSpec], mh_size: TableSize) -> Self {
-        let mut services = Vec::with_capacity(specs.len());
-        let mut servers = Vec::new();
-        for (i, s) in specs.iter().enumerate() {
-            let first = servers.len() as u32;
-            for rs in &s.servers {
-                servers.push(CachePadded::new(RealServer {
-                    addr: rs.addr,
-                    svc: ServiceId(i as u32),
-                    u_threshold: rs.u_threshold,
-                    l_threshold: rs.l_threshold,
-                    forward: rs.forward,
-                    next_hop: rs.via.unwrap_or(rs.addr),
-                    weight: AtomicU32::new(rs.weight),
-                    mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
-                    out: AtomicU8::new(0),
-                    overloaded: AtomicBool::new(false),
-                    active: AtomicU32::new(0),
-                    inactive: AtomicU32::new(0),
-                }));
-            }
-            let hashed: Vec<(Addr, u32)> = s
-                .servers
-                .iter()
-                .map(|r| (Addr::from_ip(r.addr).1, r.weight))
-                .collect();
-            services.push(ServiceState {
-                addr: s.addr.clone(),
-                scheduler: s.scheduler,
-                flags: s.sched_flags,
-                persistence: s.persistence,
-                first,
-                count: s.servers.len() as u32,
-                tables: HashTables::build(s.scheduler, &hashed, mh_size),
-            });
-        }
-        Snapshot {
-            services,
-            servers,
-            weights_gen: AtomicU64::new(0),
-        }
-    }
-
-    /// The services, indexed by `ServiceId`.
-    pub fn services(&self) -> &[ServiceState] {
-        &self.services
-    }
-
-    /// One service.
-    #[inline]
-    pub fn service(&self, svc: ServiceId) -> Option<&ServiceState> {
-        self.services.get(svc.0 as usize)
-    }
-
-    /// All real servers, indexed by `RsId`.
-    #[inline]
-    pub fn servers(&self) -> &[CachePadded<RealServer>] {
-        &self.servers
-    }
-
-    /// One real server.
-    #[inline]
-    pub fn server(&self, rs: RsId) -> Option<&RealServer> {
-        self.servers.get(rs.0 as usize).map(|p| &**p)
-    }
-
-    /// The real servers of a service.
-    #[inline]
-    pub fn servers_of(&self, svc: &ServiceState) -> &[CachePadded<RealServer>] {
-        &self.servers[svc.first as usize..(svc.first + svc.count) as usize]
-    }
-
-    /// Bumped on every weight change; wrr recomputes its gcd/max on change.
-    #[inline]
-    pub fn weights_gen(&self) -> u64 {
-        self.weights_gen.load(Ordering::Acquire)
-    }
-
-    /// Control plane: change a server's weight (0 = quiescent). Returns
-    /// `false` for an unknown id. The sh/dh/mh tables keep the weights they
-    /// were built with; a weight of 0 makes the server unavailable in them.
-    pub fn set_weight(&self, rs: RsId, weight: u32) -> bool {
-        match self.server(rs) {
-            Some(s) => {
-                s.weight.store(weight, Ordering::Relaxed);
-                self.weights_gen.fetch_add(1, Ordering::Release);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Control plane: install (after ARP/ND) or forget a server's MAC.
-    /// A server without a MAC is never chosen.
-    pub fn set_mac(&self, rs: RsId, mac: Option<MacAddr>) -> bool {
-        match self.server(rs) {
-            Some(s) => {
-                s.mac
-                    .store(mac.map(mac_to_word).unwrap_or(0), Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Control plane: remove a server. It gets no new clients; its existing
-    /// flows are dropped at once with `expire_nodest_conn`, else kept until
-    /// they expire. Removal is final for this snapshot.
-    pub fn remove(&self, rs: RsId) -> bool {
-        match self.server(rs) {
-            Some(s) => {
-                s.out.fetch_or(OUT_REMOVED, Ordering::Relaxed);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Control plane (health checks): take a server out of scheduling for
-    /// new clients (`down`), or put it back. Existing connections follow
-    /// `expire_nodest_conn` as for a removed server; templates pointing at
-    /// it are not used while it is down.
-    pub fn set_health_down(&self, rs: RsId, down: bool) -> bool {
-        match self.server(rs) {
-            Some(s) => {
-                if down {
-                    s.out.fetch_or(OUT_HEALTH, Ordering::Relaxed);
-                } else {
-                    s.out.fetch_and(!OUT_HEALTH, Ordering::Relaxed);
-                }
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// How many real servers have no MAC yet (for the statistics).
-    pub fn servers_without_mac(&self) -> usize {
-        self.servers.iter().filter(|s| s.mac().is_none()).count()
-    }
+    /// Its identity (see [`crate::lb::snapshot`]).
+    pub id: ServiceId,
+    /// The epoch its tables were built in: workers reset their scheduler
+    /// state for it when this changes.
+    pub version: u64,
+    /// One-packet scheduling (`-o`).
+    pub ops: bool,
+    /// Its real servers, in configuration order (a scheduler's local index
+    /// is a position here).
+    pub servers: Box<[SharedServer]>,
+    /// The configured weights the tables were built with, by position.
+    pub table_weights: Box<[u32]>,
+    /// Static hash tables (sh/dh/mh, and the stateless fallback), shared
+    /// by snapshots while the service does not change.
+    pub tables: Arc<HashTables>,
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::lb::spec::RealServerSpec;
+    use crate::lb::snapshot::Snapshot;
+    use crate::lb::spec::ServiceSpec;
 
     fn spec(n: usize, u: u32, l: u32) -> ServiceSpec {
         ServiceSpec {
@@ -403,7 +320,7 @@ mod tests {
     #[test]
     fn mac_slots_and_setters() {
         let s = Snapshot::new(&[spec(2, 0, 0), spec(1, 0, 0)]);
-        assert_eq!(s.servers().len(), 3);
+        assert_eq!(s.servers().count(), 3);
         assert_eq!(s.server(RsId(2)).unwrap().svc, ServiceId(1));
         assert_eq!(s.servers_without_mac(), 2);
         assert!(!s.server(RsId(0)).unwrap().available());

@@ -85,8 +85,9 @@ use crate::lb::conn::{
 use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
 use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
-use crate::lb::realserver::{RealServer, Snapshot};
+use crate::lb::realserver::RealServer;
 use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
+use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{DefenceMode, StateFlags, Timeouts};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
@@ -163,7 +164,9 @@ pub const PRESSURE_SWEEP: usize = 4;
 #[derive(Debug)]
 pub struct WorkerState {
     conns: ConnTable,
-    scheds: Vec<SchedState>,
+    /// By service slot: the scheduler state and the (id, version) it was
+    /// made for; reset when a new snapshot rebuilt that service.
+    scheds: Box<[(ServiceId, u64, SchedState)]>,
     snap: Arc<Snapshot>,
     persist: Arc<PersistTable>,
     clock: Clock,
@@ -172,10 +175,18 @@ pub struct WorkerState {
     full_until: u64,
     defence: Defence,
     counters: StateCounters,
-    /// Connections created per real server (indexed by `RsId`), allocated
-    /// once: plain writes, published by the worker with its traffic.
+    /// Connections created per real server (indexed by server slot),
+    /// allocated once: plain writes, published by the worker with its
+    /// traffic.
     conns_by_rs: Box<[u64]>,
 }
+
+/// A scheduler-state slot no service uses.
+const NO_SCHED: (ServiceId, u64, SchedState) = (
+    ServiceId(u32::MAX),
+    u64::MAX,
+    SchedState::Lc(crate::lb::sched::lc::Lc),
+);
 
 /// The defences' state: occupancy marks and what is active now.
 #[derive(Clone, Copy, Debug, Default)]
@@ -273,12 +284,9 @@ impl WorkerState {
     /// A worker's state over a shared snapshot and persistence table; the
     /// connection table is allocated here, once.
     pub fn new(snap: Arc<Snapshot>, persist: Arc<PersistTable>, cfg: StateConfig) -> Self {
-        let scheds = snap
-            .services()
-            .iter()
-            .map(|s| SchedState::new(s.scheduler))
-            .collect();
-        let conns_by_rs = vec![0; snap.servers().len()].into_boxed_slice();
+        let cap = snap.capacity();
+        let scheds = (0..cap.services).map(|_| NO_SCHED).collect();
+        let conns_by_rs = vec![0; cap.servers as usize].into_boxed_slice();
         let mut w = WorkerState {
             conns: ConnTable::new(cfg.conn_capacity, cfg.seed),
             scheds,
@@ -293,7 +301,32 @@ impl WorkerState {
             conns_by_rs,
         };
         w.configure_defence();
+        w.reset_scheds();
         w
+    }
+
+    /// Fresh scheduler state for every service the snapshot built anew.
+    fn reset_scheds(&mut self) {
+        for st in self.snap.services() {
+            let slot = self.snap.service_slot(st.id);
+            let cur = &mut self.scheds[slot];
+            if cur.0 != st.id || cur.1 != st.version {
+                *cur = (st.id, st.version, SchedState::new(st.scheduler));
+            }
+        }
+    }
+
+    /// Switch to a newer snapshot of the same run (same capacity and
+    /// persistence table): at a burst boundary, never inside one. Entries
+    /// and templates keep their ids; services the snapshot rebuilt get a
+    /// fresh scheduler state, the others keep theirs (an rr cursor goes on
+    /// where it was). Allocates nothing; the old snapshot's `Arc` is
+    /// returned so the caller decides where it is dropped.
+    pub fn switch(&mut self, snap: Arc<Snapshot>) -> Arc<Snapshot> {
+        debug_assert_eq!(snap.capacity(), self.snap.capacity());
+        let old = std::mem::replace(&mut self.snap, snap);
+        self.reset_scheds();
+        old
     }
 
     /// Recompute the marks and the secure SYN_RECV cut from the flags and
@@ -460,8 +493,9 @@ impl WorkerState {
             flags: st.flags,
             weights_gen: self.snap.weights_gen(),
         };
-        let i = self.scheds.get_mut(svc.0 as usize)?.pick(&ctx, key)?;
-        Some(RsId(st.first + i as u32))
+        let slot = self.snap.service_slot(svc);
+        let i = self.scheds[slot].2.pick(&ctx, key)?;
+        Some(st.servers[i].id)
     }
 
     fn stateless(&self, svc: ServiceId, key: &FlowKey) -> Option<RsId> {
@@ -472,7 +506,7 @@ impl WorkerState {
             flags: st.flags,
             weights_gen: self.snap.weights_gen(),
         };
-        stateless_pick(&ctx, key).map(|i| RsId(st.first + i as u32))
+        stateless_pick(&ctx, key).map(|i| st.servers[i].id)
     }
 
     /// The connection is gone: drop it now (removed server).
@@ -751,9 +785,8 @@ impl WorkerState {
         self.conns.insert(slot, e);
         srv.conn_created(e.is_active());
         self.counters.conn_created += 1;
-        if let Some(c) = self.conns_by_rs.get_mut(rs.0 as usize) {
-            *c += 1;
-        }
+        let slot = self.snap.server_slot(rs);
+        self.conns_by_rs[slot] += 1;
         Ok(t)
     }
 
@@ -952,6 +985,39 @@ mod tests {
     fn counts(snap: &Snapshot, rs: u32) -> (u32, u32) {
         let s = snap.server(RsId(rs)).unwrap();
         (s.active(), s.inactive())
+    }
+
+    #[test]
+    fn a_swap_keeps_untouched_flows_templates_and_a_removed_servers_connections() {
+        let specs = vec![
+            svc(vip(80), SchedulerKind::Rr, Some((300, 32)), 2),
+            svc(vip(443), SchedulerKind::Rr, None, 2),
+        ];
+        let (mut w, s0) = setup(&specs, StateFlags::default());
+        let syn = Some(TcpFlags(TcpFlags::SYN));
+        let ack = Some(TcpFlags(TcpFlags::ACK));
+        let persistent = w.assign(S0, &tcp([10, 0, 0, 1], 1000, 80), syn).unwrap().rs;
+        let plain_key = tcp([10, 0, 0, 2], 1000, 443);
+        let plain = w.assign(ServiceId(1), &plain_key, syn).unwrap().rs;
+        // Remove the 443 service's server the flow is on; edit nothing else.
+        let mut next = specs.clone();
+        next[1]
+            .servers
+            .retain(|r| Some(r.addr) != s0.server(plain).map(|s| s.addr));
+        let (s1, _) = s0.next(&next, 0).unwrap();
+        drop(w.switch(Arc::new(s1)));
+        // The established flow on the removed server keeps flowing ...
+        assert_eq!(w.assign(ServiceId(1), &plain_key, ack).unwrap().rs, plain);
+        // ... but a new connection goes to the remaining server.
+        let other = w
+            .assign(ServiceId(1), &tcp([10, 0, 0, 3], 1, 443), syn)
+            .unwrap()
+            .rs;
+        assert_ne!(other, plain);
+        // The persistent client's template survives: a new connection
+        // lands on the same server.
+        let again = w.assign(S0, &tcp([10, 0, 0, 1], 2000, 80), syn).unwrap().rs;
+        assert_eq!(again, persistent);
     }
 
     #[test]

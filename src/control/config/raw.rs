@@ -203,6 +203,8 @@ pub struct RawTables {
     pub connections: Option<i64>,
     pub persistence: Option<i64>,
     pub mh_size: Option<i64>,
+    pub max_services: Option<i64>,
+    pub max_servers: Option<i64>,
 }
 
 /// `[timeouts]`.

@@ -75,6 +75,8 @@ fn defaults() {
             connections: 1 << 20,
             persistence: 1 << 20,
             mh_size: MhTableSize::DEFAULT,
+            max_services: 256,
+            max_servers: 4096,
         }
     );
     assert_eq!(c.timeouts(), crate::lb::spec::Timeouts::default());

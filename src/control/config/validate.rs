@@ -146,6 +146,20 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
         connections: c.table("tables.connections", raw.tables.connections),
         persistence: c.table("tables.persistence", raw.tables.persistence),
         mh_size: c.mh_size("tables.mh_size", raw.tables.mh_size),
+        max_services: c.int(
+            "tables.max_services",
+            raw.tables.max_services,
+            256,
+            1,
+            65536,
+        ) as u32,
+        max_servers: c.int(
+            "tables.max_servers",
+            raw.tables.max_servers,
+            4096,
+            1,
+            1 << 20,
+        ) as u32,
     };
     let t = &raw.timeouts;
     let d = Timeouts::default();
@@ -236,6 +250,27 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
     services::cross_checks(&mut c, &services, &marks, &ports);
     services::mh_limits(&mut c, &services, tables.mh_size);
+    let cap = tables.capacity();
+    let n_servers: usize = services.iter().map(|s| s.servers.len()).sum();
+    if services.len() > cap.services as usize {
+        c.err(
+            "tables.max_services",
+            format!(
+                "{} slots hold fewer than the {} services configured; raise it",
+                cap.services,
+                services.len()
+            ),
+        );
+    }
+    if n_servers > cap.servers as usize {
+        c.err(
+            "tables.max_servers",
+            format!(
+                "{} slots hold fewer than the {n_servers} real servers configured; raise it",
+                cap.servers
+            ),
+        );
+    }
 
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {

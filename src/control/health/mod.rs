@@ -18,8 +18,8 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::control::metrics::HealthSample;
-use crate::lb::realserver::Snapshot;
-use crate::lb::types::RsId;
+use crate::lb::snapshot::Snapshot;
+use crate::lb::types::{RsId, ServiceId};
 
 pub use machine::Timing;
 pub use probe::{Outcome, Probe, Tls, Url};
@@ -213,17 +213,18 @@ impl Effects {
             .collect();
         let mut e = Effects {
             views,
-            quorums: (0..snap.services().len())
+            quorums: (0..snap.service_count())
                 .map(|i| quorums.get(i).cloned().flatten().map(|q| (q, true)))
                 .collect(),
-            svc_of: snap.servers().iter().map(|s| s.svc.0 as usize).collect(),
+            svc_of: snap.servers().map(|s| s.svc.0 as usize).collect(),
             scripts: Vec::new(),
         };
-        for i in 0..snap.services().len() {
+        for i in 0..snap.service_count() {
             e.update_quorum(snap, i);
         }
-        for i in 0..snap.servers().len() {
-            e.apply(snap, RsId(i as u32));
+        let ids: Vec<RsId> = snap.servers().map(|s| s.id).collect();
+        for id in ids {
+            e.apply(snap, id);
         }
         e
     }
@@ -294,16 +295,15 @@ impl Effects {
         let Some(Some((q, has))) = self.quorums.get(svc) else {
             return;
         };
-        let Some(st) = snap.services().get(svc) else {
+        let Some(st) = snap.service(ServiceId(svc as u32)) else {
             return;
         };
         let mut sum = 0u64;
-        for i in st.first..st.first + st.count {
-            let rs = RsId(i);
+        for rs in st.servers.iter().map(|r| r.id) {
             if Some(rs) == q.sorry {
                 continue;
             }
-            sum += match self.views.get(i as usize) {
+            sum += match self.views.get(rs.0 as usize) {
                 Some(Some(v)) if v.up => u64::from(v.effective_weight()),
                 Some(Some(_)) => 0,
                 _ => snap.server(rs).map_or(0, |s| u64::from(s.weight())),
@@ -327,8 +327,8 @@ impl Effects {
         if let Some(Some((_, has))) = self.quorums.get_mut(svc) {
             *has = now;
         }
-        for i in st.first..st.first + st.count {
-            self.apply(snap, RsId(i));
+        for rs in st.servers.iter().map(|r| r.id) {
+            self.apply(snap, rs);
         }
     }
 
@@ -613,7 +613,7 @@ mod tests {
     }
 
     fn avail(s: &Snapshot) -> Vec<bool> {
-        s.servers().iter().map(|r| r.available()).collect()
+        s.servers().map(|r| r.available()).collect()
     }
 
     #[test]
@@ -823,7 +823,7 @@ mod exposition_tests {
 
 #[cfg(test)]
 mod tests_support {
-    use crate::lb::realserver::Snapshot;
+    use crate::lb::snapshot::Snapshot;
     use crate::lb::spec::{RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr, ServiceSpec};
 
     /// One fwmark service with servers 10.0.0.1..=3.

@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn snapshot_uses_the_configured_size() {
-        use crate::lb::realserver::Snapshot;
+        use crate::lb::snapshot::Snapshot;
         use crate::lb::spec::{RealServerSpec, ServiceAddr, ServiceSpec};
         let spec = |sched| ServiceSpec {
             ops: false,
@@ -543,7 +543,11 @@ mod tests {
         };
         let size = TableSize::new(4093).unwrap();
         let s = Snapshot::with_mh_size(&[spec(SchedulerKind::Mh), spec(SchedulerKind::Sh)], size);
-        let tables = |i: usize| &s.services()[i].tables;
+        let tables = |i: usize| {
+            &s.service(crate::lb::types::ServiceId(i as u32))
+                .unwrap()
+                .tables
+        };
         assert_eq!(tables(0).maglev.len(), 4093);
         assert!(
             tables(1).maglev.is_empty(),

@@ -10,10 +10,8 @@
 //! are the shared atomics of [`crate::lb::realserver::RealServer`].
 #![forbid(unsafe_code)]
 
-use crossbeam_utils::CachePadded;
-
 use crate::lb::hash::hash_addr;
-use crate::lb::realserver::RealServer;
+use crate::lb::realserver::SharedServer;
 use crate::lb::spec::{SchedFlags, SchedulerKind};
 use crate::lb::types::{Addr, FlowKey};
 
@@ -40,7 +38,7 @@ pub(crate) const SCHED_SEED: u64 = 0x5eed_0f5c_4ed0_1e55;
 #[derive(Clone, Copy)]
 pub struct SchedCtx<'a> {
     /// The service's real servers (local index = position).
-    pub servers: &'a [CachePadded<RealServer>],
+    pub servers: &'a [SharedServer],
     /// The service's static hash tables.
     pub tables: &'a HashTables,
     /// Scheduler flags (fallback, port).
@@ -152,7 +150,7 @@ impl HashTables {
 #[inline]
 pub(crate) fn table_pick(
     table: &[u32],
-    servers: &[CachePadded<RealServer>],
+    servers: &[SharedServer],
     hash: u64,
     fallback: bool,
 ) -> Option<usize> {
@@ -197,7 +195,7 @@ pub(crate) fn gcd(a: u32, b: u32) -> u32 {
 pub(crate) mod testutil {
     //! Building blocks for scheduler tests.
     use super::*;
-    use crate::lb::realserver::Snapshot;
+    use crate::lb::snapshot::Snapshot;
     use crate::lb::spec::{RealServerSpec, ServiceAddr, ServiceSpec};
     use crate::lb::types::{Family, ServiceId};
     use crate::wire::ethernet::MacAddr;
@@ -261,7 +259,7 @@ pub(crate) mod testutil {
 
     /// Set the counters of local server `i`.
     pub fn set_conns(s: &Snapshot, i: usize, active: u32, inactive: u32) {
-        let r = &s.servers()[i];
+        let r = s.server(crate::lb::types::RsId(i as u32)).unwrap();
         for _ in 0..active {
             r.conn_created(true);
         }
