@@ -88,7 +88,7 @@ use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
 use crate::lb::realserver::RealServer;
 use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
 use crate::lb::snapshot::Snapshot;
-use crate::lb::spec::{DefenceMode, StateFlags, Timeouts};
+use crate::lb::spec::{DefenceMode, Persistence, StateFlags, Timeouts};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
 counter_set! {
@@ -127,6 +127,9 @@ counter_set! {
         no_real_server,
         /// Flows whose server (from an entry or template) has no MAC: dropped.
         no_mac,
+        /// UDP datagrams of one-packet (`-o`) services scheduled on their
+        /// own, without a connection entry.
+        ops_scheduled,
         /// Persistence templates created by this worker.
         templates_created,
         /// Connections that reused an existing template (including races lost).
@@ -660,6 +663,9 @@ impl WorkerState {
             return Err(StateDrop::NoRealServer);
         };
         let persistence = st.persistence;
+        if st.ops && key.proto == ip_proto::UDP {
+            return self.one_packet(svc, key, persistence);
+        }
         self.update_defence();
         let is_tcp = key.proto == ip_proto::TCP;
         let flags = tcp.unwrap_or_default();
@@ -785,6 +791,36 @@ impl WorkerState {
         self.conns.insert(slot, e);
         srv.conn_created(e.is_active());
         self.counters.conn_created += 1;
+        let slot = self.snap.server_slot(rs);
+        self.conns_by_rs[slot] += 1;
+        Ok(t)
+    }
+
+    /// A datagram of a one-packet service (IPVS `IP_VS_CONN_F_ONE_PACKET`):
+    /// scheduled on its own (through the template when persistent), counted
+    /// as a connection of its server, and forgotten.
+    fn one_packet(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        persistence: Option<Persistence>,
+    ) -> Result<Target, StateDrop> {
+        let rs = match persistence {
+            Some(p) => {
+                let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                self.template_for(svc, key, &tk, true, false, secs(p.timeout_s))?
+                    .0
+            }
+            None => match self.schedule(svc, key) {
+                Some(rs) => rs,
+                None => {
+                    self.counters.no_real_server += 1;
+                    return Err(StateDrop::NoRealServer);
+                }
+            },
+        };
+        let t = self.finish_target(rs)?;
+        self.counters.ops_scheduled += 1;
         let slot = self.snap.server_slot(rs);
         self.conns_by_rs[slot] += 1;
         Ok(t)

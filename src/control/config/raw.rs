@@ -280,6 +280,7 @@ pub struct RawService {
     pub flags: Vec<String>,
     pub persistent: Option<BoolOrInt>,
     pub netmask: Option<StrOrInt>,
+    pub ops: Option<bool>,
     pub health: Option<RawHealth>,
     #[serde(default)]
     pub server: Vec<RawServer>,

@@ -319,8 +319,23 @@ pub(super) fn services(
                 format!("({label}) has no real server; its traffic is dropped (add [[service.server]] entries)"),
             );
         }
+        let ops = s.ops.unwrap_or(false);
+        if ops
+            && !matches!(
+                addr,
+                ServiceAddr::Addr {
+                    proto: crate::lb::types::ip_proto::UDP,
+                    ..
+                }
+            )
+        {
+            c.err(
+                format!("{key}.ops"),
+                format!("({label}): one-packet scheduling applies to UDP services only (as ipvsadm -o); remove ops"),
+            );
+        }
         let spec = ServiceSpec {
-            ops: false,
+            ops,
             addr,
             scheduler,
             sched_flags,
