@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::config::Config;
-use crate::control::ctl::{socket_path, Command, CtlServer};
+use crate::control::ctl::{socket_path, Answer, Command, CtlServer};
 use crate::control::health::{runner::HealthError, Effects, Runner};
 use crate::control::layout::{self, LayoutError};
 use crate::control::neigh::Resolver;
@@ -438,70 +438,81 @@ fn run_inner(
                 ctl_burst.clear();
             }
         }
-        ctl.poll(|c| match c {
-            Err(e) => format!("error: {e}\n"),
-            Ok(Command::Stop) => {
-                ctl_stop = true;
-                "stopping\n".into()
-            }
-            Ok(Command::Stats) => {
-                let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
-                format!(
-                    "{}persistence templates live: {}\n{}\n{}\n{}",
-                    full_table(&per),
-                    persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
-                    servers_table(&snap, cfg.services(), &health),
-                    watch.stats_table(false),
-                    watch.rate_table()
-                )
-            }
-            Ok(Command::Servers) => servers_table(&snap, cfg.services(), &health),
-            Ok(Command::ServerStats { exact }) => watch.stats_table(exact),
-            Ok(Command::ServerRates) => watch.rate_table(),
-            Ok(Command::Weight {
-                service,
-                server,
-                weight,
-            }) => {
-                let ids = find_servers(&snap, &service, server);
-                if ids.is_empty() {
-                    return format!(
-                        "error: no real server {server} in service {}\n",
-                        service_name(&service)
-                    );
+        let mut handle = |c: Command| -> String {
+            match c {
+                Command::Stop => {
+                    ctl_stop = true;
+                    "stopping\n".into()
                 }
-                if weight > 65535 {
-                    return "error: weight must be 0..=65535\n".into();
+                Command::Stats => {
+                    let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
+                    format!(
+                        "{}persistence templates live: {}\n{}\n{}\n{}",
+                        full_table(&per),
+                        persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
+                        servers_table(&snap, cfg.services(), &health),
+                        watch.stats_table(false),
+                        watch.rate_table()
+                    )
                 }
-                let mut held = false;
-                for id in &ids {
-                    health.set_admin_weight(&snap, *id, weight);
-                    held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
-                }
-                format!(
-                    "ok: {} {server} weight {weight}{}\n",
-                    service_name(&service),
-                    if held {
-                        " (now 0: health checks failing or quorum lost; set when it is back)"
-                    } else {
-                        ""
+                Command::Servers => servers_table(&snap, cfg.services(), &health),
+                Command::ServerStats { exact } => watch.stats_table(exact),
+                Command::ServerRates => watch.rate_table(),
+                Command::Weight {
+                    service,
+                    server,
+                    weight,
+                } => {
+                    let ids = find_servers(&snap, &service, server);
+                    if ids.is_empty() {
+                        return format!(
+                            "error: no real server {server} in service {}\n",
+                            service_name(&service)
+                        );
                     }
-                )
-            }
-            Ok(Command::Remove { service, server }) => {
-                let ids = find_servers(&snap, &service, server);
-                if ids.is_empty() {
-                    return format!(
-                        "error: no real server {server} in service {}\n",
-                        service_name(&service)
-                    );
+                    if weight > 65535 {
+                        return "error: weight must be 0..=65535\n".into();
+                    }
+                    let mut held = false;
+                    for id in &ids {
+                        health.set_admin_weight(&snap, *id, weight);
+                        held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
+                    }
+                    format!(
+                        "ok: {} {server} weight {weight}{}\n",
+                        service_name(&service),
+                        if held {
+                            " (now 0: health checks failing or quorum lost; set when it is back)"
+                        } else {
+                            ""
+                        }
+                    )
                 }
-                for id in &ids {
-                    snap.remove(*id);
+                Command::Remove { service, server } => {
+                    let ids = find_servers(&snap, &service, server);
+                    if ids.is_empty() {
+                        return format!(
+                            "error: no real server {server} in service {}\n",
+                            service_name(&service)
+                        );
+                    }
+                    for id in &ids {
+                        snap.remove(*id);
+                    }
+                    format!("ok: {} {server} removed\n", service_name(&service))
                 }
-                format!("ok: {} {server} removed\n", service_name(&service))
             }
-        });
+        };
+        while let Some(req) = ctl.try_next() {
+            let answer = match req.parse_command() {
+                Err(a) => a,
+                Ok(c) => match handle(c) {
+                    e if e.starts_with("error") => Answer { status: 1, body: e },
+                    a => Answer::ok(a),
+                },
+            };
+            req.reply(answer);
+        }
         if let Some(i) = done_flags.iter().position(|d| d.load(Ordering::Acquire)) {
             worker_failed = Some(i);
             break;
