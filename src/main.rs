@@ -185,8 +185,8 @@ fn main() -> ExitCode {
             };
             match ctl::request(&path, &command.join(" ")) {
                 Ok(answer) => {
-                    print!("{answer}");
-                    if answer.starts_with("error") {
+                    print!("{}", answer.body);
+                    if answer.status != 0 {
                         ExitCode::from(EXIT_FAILURE)
                     } else {
                         ExitCode::SUCCESS

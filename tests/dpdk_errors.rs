@@ -140,3 +140,61 @@ fn unknown_vdev_driver() {
     }
     child_must_pass("unknown_vdev_driver");
 }
+
+/// A launch that fails after an earlier job started (here: the one worker
+/// lcore is already busy) leaves no loop running: dropping the set stops and
+/// joins the job that did start, within a bound, instead of hanging.
+fn failed_launch_stops_started_jobs_body() {
+    use pmdlb::dpdk::LcoreJobs;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    // A hang is a failure of the child, not of the whole test run.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(30));
+        eprintln!("failed_launch_stops_started_jobs: still waiting after 30 s");
+        std::process::exit(3);
+    });
+    let prefix = file_prefix("launchfail");
+    let eal = Eal::init(&eal_args(&prefix, "0-1", &[])).expect("EAL init");
+    let lcore = eal.worker_lcores()[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicBool::new(false));
+    let result = {
+        let mut jobs = LcoreJobs::new(Arc::clone(&stop));
+        let (s, r) = (Arc::clone(&stop), Arc::clone(&ran));
+        jobs.launch(lcore, move || {
+            r.store(true, Ordering::Relaxed);
+            while !s.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+        .expect("first launch");
+        // The lcore is running the first job: this launch must fail.
+        jobs.launch(lcore, || ())
+    };
+    let err = result.expect_err("a second job on a busy lcore");
+    assert!(err.to_string().contains("lcore1"), "{err}");
+    assert!(
+        stop.load(Ordering::Relaxed),
+        "the failed set set its stop flag"
+    );
+    assert!(ran.load(Ordering::Relaxed), "the first job ran");
+    // The lcore is idle again: a new job runs and is joined.
+    let t = Instant::now();
+    let mut again = LcoreJobs::new(Arc::new(AtomicBool::new(false)));
+    again.launch(lcore, || ()).expect("the lcore is free again");
+    assert!(again.stop_and_wait().is_empty());
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(eal);
+    cleanup_prefix(&prefix);
+}
+
+#[test]
+fn failed_launch_stops_started_jobs() {
+    if is_child("failed_launch_stops_started_jobs") {
+        return failed_launch_stops_started_jobs_body();
+    }
+    child_must_pass("failed_launch_stops_started_jobs");
+}

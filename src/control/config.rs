@@ -367,6 +367,39 @@ impl Config {
         validate::validate(raw, origin)
     }
 
+    /// Checks a rule set made at run time against this configuration (see
+    /// `validate::check_rules`); `Err` lists every problem, one per line.
+    pub fn check_rules(&self, services: &[ServiceSpec]) -> Result<(), String> {
+        let p = validate::check_rules(self, services);
+        if p.is_empty() {
+            return Ok(());
+        }
+        Err(p
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    /// The VIPs for a rule set: the configured ones, then every VIP a
+    /// service uses that is not among them (answering ARP and ping, as a
+    /// VIP the configuration derives from a service).
+    pub fn vips_for(&self, services: &[ServiceSpec]) -> Vec<VipSpec> {
+        let mut out = self.vips.clone();
+        for s in services {
+            if let crate::lb::spec::ServiceAddr::Addr { vip, .. } = s.addr {
+                if !out.iter().any(|v| v.addr == vip) {
+                    out.push(VipSpec {
+                        addr: vip,
+                        answer_arp: true,
+                        answer_ping: true,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The file (or origin name) this configuration came from.
     pub fn origin(&self) -> &str {
         &self.origin

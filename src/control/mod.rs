@@ -3,8 +3,10 @@
 //! runtime commands over the control socket, traffic counters and rates,
 //! the Prometheus metrics listener and DPDK telemetry commands.
 
+pub mod bringup;
 pub mod config;
 pub mod ctl;
+pub mod current;
 pub mod estimator;
 pub mod health;
 pub mod http;

@@ -10,36 +10,31 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::bringup::{start_eal, Director, Shared, Via};
 use crate::control::config::Config;
-use crate::control::ctl::{socket_path, Command, CtlServer};
+use crate::control::ctl::{socket_path, Answer, Command, CtlServer};
+use crate::control::current::Current;
 use crate::control::health::{runner::HealthError, Effects, Runner};
-use crate::control::layout::{self, LayoutError};
+use crate::control::layout::LayoutError;
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total};
 use crate::control::summary::{service_line, service_name};
 use crate::control::telemetry;
 use crate::control::watch::{Gauges, Watch};
-use crate::dataplane::counters::{Published, WorkerStats};
-use crate::dataplane::decide::DecideCtx;
+use crate::dataplane::counters::WorkerStats;
 use crate::dataplane::neighbour::{gratuitous_arp, unsolicited_na};
 use crate::dataplane::rewrite::TxVlan;
-use crate::dataplane::traffic::PublishedTraffic;
-use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
-use crate::dpdk::{
-    self, Eal, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId, QueueId, RingSync,
-    RxBurst,
-};
-use crate::lb::live::{Live, SeenEpoch, Tables};
+use crate::dpdk;
 use crate::lb::persist::PersistTable;
-use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{ServiceAddr, ServiceSpec};
-use crate::lb::state::{StateConfig, WorkerState};
 use crate::lb::types::RsId;
+use crate::wire::ethernet::MacAddr;
 
 /// Data room of each mbuf (headroom included): DPDK's default.
 pub const MBUF_DATA_ROOM: u16 = 2176;
@@ -114,16 +109,6 @@ pub fn remove_eal_files(prefix: &str) {
     }
 }
 
-/// Sets a flag when dropped: tells the control plane a worker has ended,
-/// whether it returned or panicked.
-struct DoneGuard(Arc<AtomicBool>);
-
-impl Drop for DoneGuard {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
 /// The `ipvsadm -Ln`-like server table, with each server's health.
 /// `specs` are the services the snapshot was built from (same order).
 pub fn servers_table(snap: &Snapshot, specs: &[ServiceSpec], health: &Effects) -> String {
@@ -174,6 +159,9 @@ fn find_servers(snap: &Snapshot, svc: &ServiceAddr, server: IpAddr) -> Vec<RsId>
 
 /// Starts everything and runs until stopped. Returns after a clean stop.
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
+    // One flag for everyone: SIGINT/SIGTERM and `ctl stop` set it, the
+    // workers and the control loop watch it, and the workers' guard sets it
+    // on any exit path before joining them.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
@@ -195,440 +183,412 @@ fn run_inner(
     stop: &Arc<AtomicBool>,
     eal_started: &mut bool,
 ) -> Result<(), RunError> {
-    let args = cfg.eal_args(&opts.extra_eal);
-    println!("pmdlb: EAL {}", args[1..].join(" "));
-    let eal = Eal::init(&args)?;
+    let eal = start_eal(cfg, opts)?;
     *eal_started = true;
-    // Declared right after EAL: dropped after the ports, before EAL.
-    let pdump = cfg.eal().pdump.then(|| Pdump::init(&eal)).transpose()?;
-    let ctl_path = socket_path(&cfg.eal().file_prefix);
-    let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
-        path: ctl_path.display().to_string(),
-        err,
-    })?;
-
-    let lcores = eal.worker_lcores();
-    let nworkers = usize::from(cfg.workers().count);
-    if lcores.len() < nworkers || nworkers == 0 {
-        return Err(RunError::Lcores {
-            wanted: nworkers,
-            have: lcores.len(),
-        });
-    }
-    let ps = cfg.ports();
-    let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, MBUF_DATA_ROOM, -1)?;
-
-    // Queue layout (control::layout): the RX NIC has one RX and one TX
-    // queue per worker; a separate TX NIC has one TX queue per worker and
-    // the RX queues the control plane reads for neighbour answers. The
-    // control plane sends its own frames through worker 0.
-    let nq = nworkers as u16;
-    let rx_b = PortBuilder::new(Port::find(&ps.rx)?)?;
-    let rx_q = layout::rx_nic(rx_b.name(), rx_b.info(), nq)?;
-    let tx_b = if ps.one_armed() {
-        None
-    } else {
-        let b = PortBuilder::new(Port::find(&ps.tx)?)?;
-        let q = layout::tx_nic(b.name(), b.info(), nq)?;
-        Some((b, q))
+    let (director, tables) = Director::start(&eal, cfg, stop)?;
+    let mut cp = ControlPlane::new(cfg, opts, stop, director, tables)?;
+    println!("pmdlb: running; control socket {}", cp.ctl_path.display());
+    let ended = loop {
+        if let ControlFlow::Break(why) = cp.tick(Instant::now()) {
+            break why;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     };
-    let rx_id = rx_b.id();
-    let mut rx_port = rx_b.configure(&ps.port_config(rx_q), &pool)?;
-    let mut tx_port = match tx_b {
-        Some((b, q)) => Some(b.configure(&ps.port_config(q), &pool)?),
-        None => None,
-    };
-    rx_port.start()?;
-    if let Some(p) = tx_port.as_mut() {
-        p.start()?;
-    }
-    let rx_mac = rx_port.mac()?;
-    let tx_id: PortId = tx_port.as_ref().map_or(rx_id, |p| p.id());
-    let tx_mac = tx_port.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
-    println!(
-        "pmdlb: RX {} ({}) {} rss={} | TX {} {} rxq={} | {} workers on {:?}",
-        rx_port.name(),
-        rx_port.info().driver,
-        rx_mac,
-        rx_port.rss_active(),
-        tx_port.as_ref().map_or("(same port)", |p| p.name()),
-        tx_mac,
-        tx_port.as_ref().map_or(0, |p| p.rx_queues()),
-        nworkers,
-        &lcores[..nworkers]
-    );
+    cp.finish(ended)
+    // EAL is cleaned up here, after everything that used it.
+}
 
-    let services = ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
-        .map_err(|e| RunError::Services(e.to_string()))?;
-    let snap = Arc::new(
-        Snapshot::build(
-            cfg.services(),
-            cfg.tables().mh_size,
-            cfg.tables().capacity(),
-        )
-        .map_err(|e| RunError::Services(e.to_string()))?,
-    );
-    let tables = Arc::new(Tables {
-        services,
-        snap: Arc::clone(&snap),
-    });
-    let live = Arc::new(Live::new(Arc::clone(&tables)));
-    // Before any worker runs: alpha servers start out of service.
-    let mut health = Effects::new(&snap, cfg.health(), cfg.quorums());
-    let persist = Arc::new(PersistTable::new(
-        cfg.tables().persistence as usize,
-        PERSIST_SHARDS,
-        crate::sys::rdtsc() | 1,
-    ));
-    let ctx = DecideCtx {
-        rx_mac,
-        tx_mac,
-        tx_vlan: ps.tx_vlan,
-        tunnel_mtu: ps.tx_mtu(),
-    };
-    let tunnel_src = TunnelSrc {
-        v4: ps.tunnel_src4().map(|a| a.octets()),
-        v6: ps.tunnel_src6().map(|a| a.octets()),
-    };
-    let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
-    let control_tx = Arc::new(ControlTx {
-        to_tx_port: MbufRing::new("pmdlb_ctl_tx", 256, RingSync::Spsc)?,
-        to_rx_port: MbufRing::new("pmdlb_ctl_rx", 256, RingSync::Spsc)?,
-    });
+/// Why the control loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// SIGINT/SIGTERM or `ctl stop`.
+    Asked,
+    /// This worker's loop ended by itself (it panicked).
+    Worker(usize),
+}
 
-    let hz = dpdk::tsc_hz().max(1);
-    let w = cfg.workers();
-    let mut published = Vec::new();
-    let mut traffic = Vec::new();
-    let mut done_flags = Vec::new();
-    let mut jobs = Vec::new();
-    let worker_stop = Arc::new(AtomicBool::new(false));
-    for (i, &lcore) in lcores.iter().take(nworkers).enumerate() {
-        let pubd = Arc::new(Published::default());
-        let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
-        let seen = Arc::new(SeenEpoch::default());
-        let done = Arc::new(AtomicBool::new(false));
-        let state = WorkerState::new(
-            Arc::clone(&snap),
-            Arc::clone(&persist),
-            StateConfig {
-                conn_capacity: cfg.tables().connections as usize,
-                timeouts: cfg.timeouts(),
-                flags: cfg.state_flags(),
-                seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
-            },
+/// Gratuitous ARP / unsolicited NA for the VIPs: at start and twice more,
+/// a second apart.
+#[derive(Debug)]
+struct Announce {
+    rounds: u32,
+    last: Instant,
+}
+
+/// The periodic statistics line.
+#[derive(Debug)]
+struct StatsLine {
+    interval: Duration,
+    last: Instant,
+    prev: WorkerStats,
+}
+
+/// The control plane on the main lcore: neighbour resolution, VIP
+/// announcements, health results, runtime commands, metrics and
+/// statistics, one [`tick`](ControlPlane::tick) at a time. It owns the
+/// [`Director`] (last field: torn down last) and the one [`Current`] set of
+/// tables everything else borrows per call.
+pub struct ControlPlane<'a> {
+    cfg: &'a Config,
+    stop: Arc<AtomicBool>,
+    /// The control socket (its own threads; requests arrive each tick).
+    ctl: CtlServer,
+    ctl_path: std::path::PathBuf,
+    /// What the workers forward with now.
+    current: Current,
+    persist: Arc<PersistTable>,
+    health: Effects,
+    /// The checks run on their own threads; their results arrive each tick.
+    checks: Option<Runner>,
+    resolver: Resolver,
+    watch: Watch,
+    announce: Announce,
+    stats: StatsLine,
+    started: Instant,
+    rx_mac: MacAddr,
+    buf: [u8; 128],
+    director: Director<'a>,
+}
+
+impl<'a> ControlPlane<'a> {
+    /// Starts telemetry, metrics, health checks and the control socket
+    /// around a running `director`.
+    pub fn new(
+        cfg: &'a Config,
+        opts: &RunOptions,
+        stop: &Arc<AtomicBool>,
+        director: Director<'a>,
+        tables: Shared,
+    ) -> Result<ControlPlane<'a>, RunError> {
+        let Shared {
+            current,
+            persist,
+            health,
+        } = tables;
+        let ps = cfg.ports();
+        if cfg.eal().telemetry {
+            telemetry::register(telemetry::Watched {
+                published: director.workers.published.clone(),
+                live: Arc::clone(&current.live),
+                rx_port: director.ports.rx.name().to_owned(),
+                tx_port: director.ports.tx_name().to_owned(),
+                file_prefix: cfg.eal().file_prefix.clone(),
+                pdump: director.pdump(),
+            })?;
+        }
+        let nb = cfg.neighbours();
+        let tx_tag = match ps.tx_vlan {
+            TxVlan::Set(v) => Some(v),
+            _ => None,
+        };
+        let rx_mac = director.rx_mac()?;
+        let resolver = Resolver::new(
+            current.snap(),
+            director.tx_mac()?,
+            ps.tx_addr,
+            ps.tx_addr6,
+            tx_tag,
+            Duration::from_millis(u64::from(nb.retry_ms)),
+            Duration::from_secs(u64::from(nb.refresh_s)),
         );
-        let worker = Worker {
-            index: i as u16,
-            rx_port: rx_id,
-            tx_port: tx_id,
-            burst: usize::from(w.burst),
-            drain_cycles: hz / 1_000_000 * u64::from(w.drain_us),
-            cycles_per_ms: hz / 1000,
-            sweep_buckets: w.sweep_per_loop as usize,
-            ctx,
-            tunnel_src,
-            live: Arc::clone(&live),
-            tables: Arc::clone(&tables),
-            seen: Arc::clone(&seen),
-            state,
-            to_control: Arc::clone(&to_control),
-            control_tx: (i == 0).then(|| Arc::clone(&control_tx)),
-            published: Arc::clone(&pubd),
-            traffic: Arc::clone(&tpub),
-            stop: Arc::clone(&worker_stop),
-        };
-        let guard_flag = Arc::clone(&done);
-        jobs.push(dpdk::launch(lcore, move || {
-            let _guard = DoneGuard(guard_flag);
-            worker.run();
-        })?);
-        published.push(pubd);
-        traffic.push(tpub);
-        done_flags.push(done);
-    }
-
-    if cfg.eal().telemetry {
-        telemetry::register(telemetry::Watched {
-            published: published.clone(),
-            live: Arc::clone(&live),
-            rx_port: rx_port.name().to_owned(),
-            tx_port: tx_port
-                .as_ref()
-                .map_or(rx_port.name(), |p| p.name())
-                .to_owned(),
-            file_prefix: cfg.eal().file_prefix.clone(),
-            pdump: pdump.is_some(),
+        let started = Instant::now();
+        let watch = Watch::start(
+            cfg.metrics().listen,
+            current.snap(),
+            director.workers.traffic.clone(),
+            started,
+        )?;
+        if let Some(a) = watch.listening() {
+            println!("pmdlb: metrics at http://{a}/metrics");
+        }
+        let checks = Runner::start(cfg.health())?;
+        let ctl_path = socket_path(&cfg.eal().file_prefix);
+        let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
+            path: ctl_path.display().to_string(),
+            err,
         })?;
+        let interval = Duration::from_secs(u64::from(
+            opts.stats_interval_s
+                .unwrap_or(cfg.workers().stats_interval_s),
+        ));
+        Ok(ControlPlane {
+            cfg,
+            stop: Arc::clone(stop),
+            ctl,
+            ctl_path,
+            current,
+            persist,
+            health,
+            checks,
+            resolver,
+            watch,
+            announce: Announce {
+                rounds: 0,
+                last: started - Duration::from_secs(10),
+            },
+            stats: StatsLine {
+                interval,
+                last: started,
+                prev: WorkerStats::default(),
+            },
+            started,
+            rx_mac,
+            buf: [0u8; 128],
+            director,
+        })
     }
 
-    // Control plane.
-    let nb = cfg.neighbours();
-    let tx_tag = match ps.tx_vlan {
-        TxVlan::Set(v) => Some(v),
-        _ => None,
-    };
-    let mut resolver = Resolver::new(
-        &snap,
-        tx_mac,
-        ps.tx_addr,
-        ps.tx_addr6,
-        tx_tag,
-        Duration::from_millis(u64::from(nb.retry_ms)),
-        Duration::from_secs(u64::from(nb.refresh_s)),
-    );
-    let interval = Duration::from_secs(u64::from(
-        opts.stats_interval_s.unwrap_or(w.stats_interval_s),
-    ));
-    let started = Instant::now();
-    let mut watch = Watch::start(cfg.metrics().listen, &snap, traffic, started)?;
-    if let Some(a) = watch.listening() {
-        println!("pmdlb: metrics at http://{a}/metrics");
+    /// Persistence templates alive now.
+    fn templates(&self) -> usize {
+        let hz = dpdk::tsc_hz().max(1);
+        self.persist.live(crate::sys::rdtsc() / (hz / 1000).max(1))
     }
-    // The checks run on their own threads; their results arrive each tick.
-    let checks = Runner::start(cfg.health())?;
-    let mut last_stats = Instant::now();
-    let mut prev = WorkerStats::default();
-    let mut garp_rounds = 0u32;
-    let mut last_garp = Instant::now() - Duration::from_secs(10);
-    let mut ctl_stop = false;
-    let mut worker_failed = None;
-    let mut ctl_burst = RxBurst::default();
-    let mut buf = [0u8; 128];
 
-    let send = |ring: &MbufRing, frame: &[u8]| -> bool {
-        let Some(mut m) = pool.alloc() else {
-            return false;
-        };
-        // Pad to the 60-byte Ethernet minimum.
-        let len = frame.len().max(60);
-        if !m.append(len as u16) {
-            return false;
+    /// One round of the control loop; never blocks. Breaks when pmdlb
+    /// must stop.
+    pub fn tick(&mut self, now: Instant) -> ControlFlow<Ended> {
+        if self.stop.load(Ordering::Relaxed) {
+            return ControlFlow::Break(Ended::Asked);
         }
-        let d = m.data_mut();
-        d[..frame.len()].copy_from_slice(frame);
-        d[frame.len()..].fill(0);
-        ring.enqueue(m).is_ok()
-    };
-
-    println!("pmdlb: running; control socket {}", ctl_path.display());
-    while !stop.load(Ordering::Relaxed) && !ctl_stop {
-        let now = Instant::now();
-        // Announce the VIPs: at start and twice more, a second apart.
-        if nb.gratuitous_arp
-            && garp_rounds < 3
-            && now.duration_since(last_garp) >= Duration::from_secs(1)
-        {
-            for v in cfg.vips().iter().filter(|v| v.answer_arp) {
-                let n = match v.addr {
-                    IpAddr::V4(a) => gratuitous_arp(&mut buf, rx_mac, a.octets(), None),
-                    IpAddr::V6(a) => unsolicited_na(&mut buf, rx_mac, a.octets(), None),
-                };
-                if let Some(n) = n {
-                    send(&control_tx.to_rx_port, &buf[..n]);
-                }
-            }
-            garp_rounds += 1;
-            last_garp = now;
+        self.announce_vips(now);
+        while let Some(n) = self.resolver.next_request(now, &mut self.buf) {
+            self.director.send(Via::TxPort, &self.buf[..n]);
         }
-        while let Some(n) = resolver.next_request(now, &mut buf) {
-            send(&control_tx.to_tx_port, &buf[..n]);
-        }
-        // Neighbour answers: from the workers, and from the TX NIC's queue.
-        to_control.drain(|m: Mbuf| {
-            resolver.on_frame(m.data(), &snap, now);
+        // Neighbour answers: from the workers, and from the TX NIC's queues.
+        let (resolver, snap) = (&mut self.resolver, &self.current.snap());
+        self.director.neighbour_frames(|f| {
+            resolver.on_frame(f, snap, now);
         });
-        if let Some(p) = &tx_port {
-            for q in 0..p.rx_queues() {
-                let n = ctl_burst.receive(p.id(), QueueId(q), 32);
-                for i in 0..n {
-                    if let Some(f) = ctl_burst.data_mut(i) {
-                        resolver.on_frame(f, &snap, now);
-                    }
-                }
-                ctl_burst.clear();
+        while let Some(req) = self.ctl.try_next() {
+            let answer = match req.parse_command() {
+                Ok(c) => self.command(c),
+                Err(a) => a,
+            };
+            req.reply(answer);
+        }
+        if let Some(i) = self.director.workers.ended_on_its_own() {
+            return ControlFlow::Break(Ended::Worker(i));
+        }
+        if let Some(r) = &self.checks {
+            let (health, snap) = (&mut self.health, &self.current.snap());
+            r.drain(|ev| health.on_event(snap, ev));
+        }
+        let templates = self.templates();
+        let (cfg, persist, director, resolver, health) = (
+            self.cfg,
+            &self.persist,
+            &self.director,
+            &self.resolver,
+            &self.health,
+        );
+        self.watch
+            .tick(now, &director.workers.published, || Gauges {
+                conn_capacity: u64::from(cfg.tables().connections),
+                templates: templates as u64,
+                template_capacity: persist.capacity() as u64,
+                mbufs_in_use: u64::from(director.mbufs_in_use()),
+                mbufs: u64::from(director.mbufs()),
+                stale: resolver.stale(now),
+                health: health.samples(),
+            });
+        self.stats_line(now);
+        if self.stop.load(Ordering::Relaxed) {
+            return ControlFlow::Break(Ended::Asked);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Announces the VIPs: at start and twice more, a second apart.
+    fn announce_vips(&mut self, now: Instant) {
+        let a = &mut self.announce;
+        if !self.cfg.neighbours().gratuitous_arp
+            || a.rounds >= 3
+            || now.duration_since(a.last) < Duration::from_secs(1)
+        {
+            return;
+        }
+        for v in self.cfg.vips().iter().filter(|v| v.answer_arp) {
+            let n = match v.addr {
+                IpAddr::V4(ip) => gratuitous_arp(&mut self.buf, self.rx_mac, ip.octets(), None),
+                IpAddr::V6(ip) => unsolicited_na(&mut self.buf, self.rx_mac, ip.octets(), None),
+            };
+            if let Some(n) = n {
+                self.director.send(Via::RxPort, &self.buf[..n]);
             }
         }
-        ctl.poll(|c| match c {
-            Err(e) => format!("error: {e}\n"),
-            Ok(Command::Stop) => {
-                ctl_stop = true;
-                "stopping\n".into()
+        a.rounds += 1;
+        a.last = now;
+    }
+
+    /// The statistics line, every `interval` (0: never).
+    fn stats_line(&mut self, now: Instant) {
+        let s = &self.stats;
+        if s.interval.is_zero() || now.duration_since(s.last) < s.interval {
+            return;
+        }
+        let t = total(&self.director.workers.read());
+        let secs = now.duration_since(s.last).as_secs_f64();
+        let extra = format!(
+            " templates={} rs_unresolved={} rs_stale={} rs_down={}",
+            self.templates(),
+            self.current.snap().servers_without_mac(),
+            self.resolver.stale(now).len(),
+            self.health.down()
+        );
+        println!("pmdlb: {}", compact_line(&t, &s.prev, secs, &extra));
+        self.stats.prev = t;
+        self.stats.last = now;
+    }
+
+    /// Runs one runtime command.
+    fn command(&mut self, c: Command) -> Answer {
+        match c {
+            Command::Stop => {
+                self.stop.store(true, Ordering::Relaxed);
+                Answer::ok("stopping\n")
             }
-            Ok(Command::Stats) => {
-                let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
-                format!(
-                    "{}persistence templates live: {}\n{}\n{}\n{}",
-                    full_table(&per),
-                    persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
-                    servers_table(&snap, cfg.services(), &health),
-                    watch.stats_table(false),
-                    watch.rate_table()
-                )
-            }
-            Ok(Command::Servers) => servers_table(&snap, cfg.services(), &health),
-            Ok(Command::ServerStats { exact }) => watch.stats_table(exact),
-            Ok(Command::ServerRates) => watch.rate_table(),
-            Ok(Command::Weight {
+            Command::Stats => Answer::ok(format!(
+                "{}persistence templates live: {}\n{}\n{}\n{}",
+                full_table(&self.director.workers.read()),
+                self.templates(),
+                self.servers_table(),
+                self.watch.stats_table(false),
+                self.watch.rate_table()
+            )),
+            Command::Servers => Answer::ok(self.servers_table()),
+            Command::ServerStats { exact } => Answer::ok(self.watch.stats_table(exact)),
+            Command::ServerRates => Answer::ok(self.watch.rate_table()),
+            Command::Weight {
                 service,
                 server,
                 weight,
-            }) => {
-                let ids = find_servers(&snap, &service, server);
+            } => self.set_weight(&service, server, weight),
+            Command::Remove { service, server } => {
+                let snap = &self.current.snap();
+                let ids = find_servers(snap, &service, server);
                 if ids.is_empty() {
-                    return format!(
-                        "error: no real server {server} in service {}\n",
-                        service_name(&service)
-                    );
-                }
-                if weight > 65535 {
-                    return "error: weight must be 0..=65535\n".into();
-                }
-                let mut held = false;
-                for id in &ids {
-                    health.set_admin_weight(&snap, *id, weight);
-                    held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
-                }
-                format!(
-                    "ok: {} {server} weight {weight}{}\n",
-                    service_name(&service),
-                    if held {
-                        " (now 0: health checks failing or quorum lost; set when it is back)"
-                    } else {
-                        ""
-                    }
-                )
-            }
-            Ok(Command::Remove { service, server }) => {
-                let ids = find_servers(&snap, &service, server);
-                if ids.is_empty() {
-                    return format!(
-                        "error: no real server {server} in service {}\n",
-                        service_name(&service)
-                    );
+                    return no_server(&service, server);
                 }
                 for id in &ids {
                     snap.remove(*id);
                 }
-                format!("ok: {} {server} removed\n", service_name(&service))
+                Answer::ok(format!("ok: {} {server} removed\n", service_name(&service)))
             }
-        });
-        if let Some(i) = done_flags.iter().position(|d| d.load(Ordering::Acquire)) {
-            worker_failed = Some(i);
-            break;
         }
-        if let Some(r) = &checks {
-            r.drain(|ev| health.on_event(&snap, ev));
-        }
-        watch.tick(now, &published, || Gauges {
-            conn_capacity: u64::from(cfg.tables().connections),
-            templates: persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)) as u64,
-            template_capacity: persist.capacity() as u64,
-            mbufs_in_use: u64::from(pool.in_use()),
-            mbufs: u64::from(pool.size()),
-            stale: resolver.stale(now),
-            health: health.samples(),
-        });
-        if !interval.is_zero() && now.duration_since(last_stats) >= interval {
-            let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
-            let t = total(&per);
-            let secs = now.duration_since(last_stats).as_secs_f64();
-            let extra = format!(
-                " templates={} rs_unresolved={} rs_stale={} rs_down={}",
-                persist.live(crate::sys::rdtsc() / (hz / 1000).max(1)),
-                snap.servers_without_mac(),
-                resolver.stale(now).len(),
-                health.down()
-            );
-            println!("pmdlb: {}", compact_line(&t, &prev, secs, &extra));
-            prev = t;
-            last_stats = now;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 
-    // Stop: workers finish their burst and drain their buffers.
-    worker_stop.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for (i, j) in jobs.into_iter().enumerate() {
-        if let Err(e) = j.wait() {
-            eprintln!("pmdlb: worker {i}: {e}");
-            failure = Some(e);
+    /// `weight SERVICE SERVER WEIGHT`.
+    fn set_weight(&mut self, service: &ServiceAddr, server: IpAddr, weight: u32) -> Answer {
+        let snap = &self.current.snap();
+        let ids = find_servers(snap, service, server);
+        if ids.is_empty() {
+            return no_server(service, server);
         }
+        if weight > 65535 {
+            return Answer::failed("weight must be 0..=65535");
+        }
+        let mut held = false;
+        for id in &ids {
+            self.health.set_admin_weight(snap, *id, weight);
+            held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
+        }
+        Answer::ok(format!(
+            "ok: {} {server} weight {weight}{}\n",
+            service_name(service),
+            if held {
+                " (now 0: health checks failing or quorum lost; set when it is back)"
+            } else {
+                ""
+            }
+        ))
     }
-    drop(ctl_burst);
-    let per: Vec<WorkerStats> = published.iter().map(|p| p.read()).collect();
-    let t = total(&per);
-    println!(
-        "pmdlb: final statistics after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    print!("{}", full_table(&per));
-    println!(
-        "persistence templates live: {}",
-        persist.live(crate::sys::rdtsc() / (hz / 1000).max(1))
-    );
-    let rs = resolver.stats();
-    println!(
-        "neighbours: requests={} learned={} changed={} unresolved={} stale={} ignored={} not_neighbour={}",
-        rs.requests,
-        rs.learned,
-        rs.changed,
-        resolver.unresolved(),
-        resolver.stale(Instant::now()).len(),
-        rs.ignored,
-        rs.not_neighbour
-    );
-    drop(checks);
-    print!("{}", servers_table(&snap, cfg.services(), &health));
-    print!("{}", watch.stats_table(false));
-    drop(watch);
-    if let Ok(s) = rx_port.stats() {
+
+    fn servers_table(&self) -> String {
+        servers_table(self.current.snap(), &self.current.specs, &self.health)
+    }
+
+    /// Stops: stops and joins the workers, prints the final statistics,
+    /// closes the control socket (answers already given, a `stop` answer
+    /// included, still reach their clients; later requests hear that pmdlb
+    /// is stopping) and tears the director down.
+    pub fn finish(mut self, ended: Ended) -> Result<(), RunError> {
+        drop(self.checks.take());
+        let failure = self.director.workers.stop();
+        self.print_final();
+        let ControlPlane {
+            ctl,
+            current,
+            watch,
+            director,
+            ..
+        } = self;
+        drop(ctl);
+        drop(watch);
+        drop(current);
+        director.close();
+        if let Some(e) = failure {
+            return Err(RunError::Worker(e));
+        }
+        if let Ended::Worker(i) = ended {
+            return Err(RunError::Worker(format!("worker {i} stopped unexpectedly")));
+        }
+        println!("pmdlb: stopped cleanly");
+        Ok(())
+    }
+
+    /// The final statistics, once the workers have stopped.
+    fn print_final(&mut self) {
+        let t = total(&self.director.workers.read());
         println!(
-            "port {}: ipackets={} opackets={} imissed={} ierrors={} rx_nombuf={}",
-            rx_port.name(),
-            s.ipackets,
-            s.opackets,
-            s.imissed,
-            s.ierrors,
-            s.rx_nombuf
+            "pmdlb: final statistics after {:.1} s",
+            self.started.elapsed().as_secs_f64()
         );
-    }
-    if let Some(p) = &tx_port {
-        if let Ok(s) = p.stats() {
+        print!("{}", full_table(&self.director.workers.read()));
+        println!("persistence templates live: {}", self.templates());
+        let r = &self.resolver;
+        let rs = r.stats();
+        println!(
+            "neighbours: requests={} learned={} changed={} unresolved={} stale={} ignored={} not_neighbour={}",
+            rs.requests,
+            rs.learned,
+            rs.changed,
+            r.unresolved(),
+            r.stale(Instant::now()).len(),
+            rs.ignored,
+            rs.not_neighbour
+        );
+        print!("{}", self.servers_table());
+        print!("{}", self.watch.stats_table(false));
+        let ports = &self.director.ports;
+        if let Ok(s) = ports.rx.stats() {
             println!(
-                "port {}: ipackets={} opackets={} oerrors={}",
-                p.name(),
+                "port {}: ipackets={} opackets={} imissed={} ierrors={} rx_nombuf={}",
+                ports.rx.name(),
                 s.ipackets,
                 s.opackets,
-                s.oerrors
+                s.imissed,
+                s.ierrors,
+                s.rx_nombuf
             );
         }
+        if let Some(p) = &ports.tx {
+            if let Ok(s) = p.stats() {
+                println!(
+                    "port {}: ipackets={} opackets={} oerrors={}",
+                    p.name(),
+                    s.ipackets,
+                    s.opackets,
+                    s.oerrors
+                );
+            }
+        }
+        println!("accounting: rx={} unaccounted={}", t.io.rx, t.unaccounted());
     }
-    println!("accounting: rx={} unaccounted={}", t.io.rx, t.unaccounted());
+}
 
-    drop(control_tx);
-    drop(to_control);
-    drop(tx_port);
-    drop(rx_port);
-    drop(tables);
-    drop(live);
-    let in_use = pool.in_use();
-    if in_use != 0 {
-        eprintln!("pmdlb: warning: {in_use} mbufs still in use at exit");
-    } else {
-        println!("mbufs: all {} back in the pool", pool.size());
-    }
-    drop(pool);
-    drop(ctl);
-    drop(pdump);
-    drop(eal);
-    if let Some(e) = failure {
-        return Err(RunError::Worker(e));
-    }
-    if let Some(i) = worker_failed {
-        return Err(RunError::Worker(format!("worker {i} stopped unexpectedly")));
-    }
-    println!("pmdlb: stopped cleanly");
-    Ok(())
+fn no_server(service: &ServiceAddr, server: IpAddr) -> Answer {
+    Answer::failed(format_args!(
+        "no real server {server} in service {}",
+        service_name(service)
+    ))
 }

@@ -4,6 +4,8 @@
 use std::any::Any;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::error::{strerror, DpdkError, Result};
 use super::LcoreId;
@@ -100,6 +102,69 @@ impl Drop for LcoreJob {
     fn drop(&mut self) {
         if let Err(e) = self.join() {
             eprintln!("pmdlb: {e}");
+        }
+    }
+}
+
+/// Jobs on worker lcores that share one stop flag: the loops they run poll
+/// `stop` and return once it is set. Dropping the set — on any path,
+/// including an error while launching a later job — sets the flag and waits
+/// for every job already launched, so no lcore is left running a loop that
+/// nobody will stop (and `rte_eal_cleanup` never races a running worker).
+#[derive(Debug)]
+pub struct LcoreJobs {
+    stop: Arc<AtomicBool>,
+    jobs: Vec<LcoreJob>,
+}
+
+impl LcoreJobs {
+    /// An empty set whose jobs will watch `stop`.
+    pub fn new(stop: Arc<AtomicBool>) -> LcoreJobs {
+        LcoreJobs {
+            stop,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// The flag the jobs watch.
+    pub fn stop_flag(&self) -> &Arc<AtomicBool> {
+        &self.stop
+    }
+
+    /// Launches `f` on `lcore` (see [`launch`]) and keeps it in the set.
+    pub fn launch<F: FnOnce() + Send + 'static>(&mut self, lcore: LcoreId, f: F) -> Result<()> {
+        self.jobs.push(launch(lcore, f)?);
+        Ok(())
+    }
+
+    /// Jobs launched.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Whether no job was launched.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Sets the stop flag and waits for every job, in launch order; returns
+    /// `(index, panic message)` for each job that panicked.
+    pub fn stop_and_wait(&mut self) -> Vec<(usize, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failed = Vec::new();
+        for (i, j) in self.jobs.drain(..).enumerate() {
+            if let Err(e) = j.wait() {
+                failed.push((i, e));
+            }
+        }
+        failed
+    }
+}
+
+impl Drop for LcoreJobs {
+    fn drop(&mut self) {
+        for (i, e) in self.stop_and_wait() {
+            eprintln!("pmdlb: worker {i}: {e}");
         }
     }
 }

@@ -17,7 +17,7 @@ use core::fmt;
 
 pub use eal::Eal;
 pub use error::{DpdkError, Result};
-pub use lcore::{launch, LcoreJob};
+pub use lcore::{launch, LcoreJob, LcoreJobs};
 pub use mbuf::{Flushed, Mbuf, RxBurst, TxBuffer, MAX_BURST};
 pub use mempool::Mempool;
 pub use pdump::Pdump;

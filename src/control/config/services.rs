@@ -109,7 +109,7 @@ pub(super) fn marks(c: &mut Check, raw: &[super::raw::RawMark]) -> Vec<MarkRuleS
 }
 
 /// `tcp 10.0.0.100:80` / `fwmark 1`, for messages.
-fn service_label(addr: &ServiceAddr) -> String {
+pub(super) fn service_label(addr: &ServiceAddr) -> String {
     match addr {
         ServiceAddr::Addr { proto, vip, port } => format!(
             "{} {}",

@@ -10,7 +10,9 @@ use super::{
     Warning,
 };
 use crate::lb::sched::mh;
-use crate::lb::spec::{DefenceMode, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT};
+use crate::lb::spec::{
+    DefenceMode, ServiceAddr, ServiceSpec, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT,
+};
 
 /// ipvsadm's default persistence timeout, seconds.
 pub const DEFAULT_PERSISTENT_S: u32 = 300;
@@ -306,4 +308,48 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
         },
         warnings,
     ))
+}
+
+/// The checks a rule set changed at run time (`admin`, `-R`, a rules file)
+/// must pass on top of ipvsadm's own, against this configuration's ports
+/// and tables: one address family per service, what the TX side needs
+/// for the servers (ND source, tunnel source), Maglev and slot limits.
+/// Problems name the service as ipvsadm would.
+pub(super) fn check_rules(cfg: &Config, services: &[ServiceSpec]) -> Vec<Problem> {
+    let mut c = Check {
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for (i, s) in services.iter().enumerate() {
+        let v6 = match &s.addr {
+            ServiceAddr::Addr { vip, .. } => Some(vip.is_ipv6()),
+            ServiceAddr::Fwmark(_) => s.servers.first().map(|r| r.addr.is_ipv6()),
+        };
+        if let Some(v6) = v6 {
+            if let Some(r) = s.servers.iter().find(|r| r.addr.is_ipv6() != v6) {
+                c.err(
+                    format!("service[{i}]"),
+                    format!(
+                        "({}): real server {} is of the other address family; DR cannot change the family",
+                        services::service_label(&s.addr),
+                        r.addr
+                    ),
+                );
+            }
+        }
+    }
+    services::cross_checks(&mut c, services, &cfg.marks, &cfg.ports);
+    services::mh_limits(&mut c, services, cfg.tables.mh_size);
+    let cap = cfg.tables.capacity();
+    if services.len() > cap.services as usize {
+        c.err(
+            "tables.max_services",
+            format!(
+                "{} slots hold fewer than the {} services asked for; raise it (needs a restart)",
+                cap.services,
+                services.len()
+            ),
+        );
+    }
+    c.problems
 }

@@ -1,0 +1,456 @@
+//! Bring-up of the DPDK side of `pmdlb run`, in small steps — EAL (and
+//! pdump), the mbuf pool, the ports with their queue layout, the tables, the
+//! rings between the control plane and the workers, the workers — and its
+//! teardown. [`Director`] owns all of it but EAL, which it borrows (pdump
+//! borrows EAL, so EAL lives outside and outlasts it: [`start_eal`]); its
+//! field order is the teardown order (Rust drops fields in declaration
+//! order), so any exit path, an error half-way through [`Director::start`]
+//! included, stops and joins the workers first and uninitialises pdump last,
+//! before the caller's EAL is cleaned up.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::control::config::{Config, PortSettings};
+use crate::control::current::Current;
+use crate::control::health::Effects;
+use crate::control::layout;
+use crate::control::run::{RunError, RunOptions, CONTROL_RING, MBUF_DATA_ROOM, PERSIST_SHARDS};
+use crate::dataplane::counters::{Published, WorkerStats};
+use crate::dataplane::decide::DecideCtx;
+use crate::dataplane::traffic::PublishedTraffic;
+use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
+use crate::dpdk::{
+    self, Eal, LcoreId, LcoreJobs, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId,
+    QueueId, RingSync, RxBurst,
+};
+use crate::lb::live::{SeenEpoch, Tables as LiveTables};
+use crate::lb::persist::PersistTable;
+use crate::lb::service::ServiceTable;
+use crate::lb::snapshot::Snapshot;
+use crate::lb::state::{StateConfig, WorkerState};
+use crate::wire::ethernet::MacAddr;
+
+/// The tables built at start: what workers share with the control plane.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current services and real servers.
+    pub current: Current,
+    /// The persistence table all workers share.
+    pub persist: Arc<PersistTable>,
+    /// Health-check effects on weights (made before any worker runs, so
+    /// alpha servers start out of service).
+    pub health: Effects,
+}
+
+impl Shared {
+    /// Builds the tables of `cfg`.
+    pub fn build(cfg: &Config) -> Result<Shared, RunError> {
+        let services = ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
+            .map_err(|e| RunError::Services(e.to_string()))?;
+        let t = cfg.tables();
+        let snap = Snapshot::build(cfg.services(), t.mh_size, t.capacity())
+            .map_err(|e| RunError::Services(e.to_string()))?;
+        let tables = Arc::new(LiveTables {
+            services,
+            snap: Arc::new(snap),
+        });
+        let health = Effects::new(&tables.snap, cfg.health(), cfg.quorums());
+        let persist = Arc::new(PersistTable::new(
+            t.persistence as usize,
+            PERSIST_SHARDS,
+            crate::sys::rdtsc() | 1,
+        ));
+        Ok(Shared {
+            current: Current::new(tables, cfg.services().to_vec(), cfg.vips().to_vec()),
+            persist,
+            health,
+        })
+    }
+}
+
+/// The RX NIC and, unless one-armed, the TX NIC: configured and started.
+/// Field order: the TX NIC is closed first.
+#[derive(Debug)]
+pub struct Ports {
+    /// The TX NIC (`None`: one-armed, the RX NIC transmits).
+    pub tx: Option<Port>,
+    /// The RX NIC.
+    pub rx: Port,
+}
+
+impl Ports {
+    /// Configures and starts the NICs for `nq` workers. Queue layout
+    /// (control::layout): the RX NIC has one RX and one TX queue per
+    /// worker; a separate TX NIC has one TX queue per worker and the RX
+    /// queues the control plane reads for neighbour answers. The control
+    /// plane sends its own frames through worker 0.
+    fn open(ps: &PortSettings, pool: &Mempool, nq: u16) -> Result<Ports, RunError> {
+        let rx_b = PortBuilder::new(Port::find(&ps.rx)?)?;
+        let rx_q = layout::rx_nic(rx_b.name(), rx_b.info(), nq)?;
+        let tx_b = if ps.one_armed() {
+            None
+        } else {
+            let b = PortBuilder::new(Port::find(&ps.tx)?)?;
+            let q = layout::tx_nic(b.name(), b.info(), nq)?;
+            Some((b, q))
+        };
+        let mut rx = rx_b.configure(&ps.port_config(rx_q), pool)?;
+        let mut tx = match tx_b {
+            Some((b, q)) => Some(b.configure(&ps.port_config(q), pool)?),
+            None => None,
+        };
+        rx.start()?;
+        if let Some(p) = tx.as_mut() {
+            p.start()?;
+        }
+        Ok(Ports { tx, rx })
+    }
+
+    /// The transmitting NIC's id.
+    pub fn tx_id(&self) -> PortId {
+        self.tx.as_ref().map_or(self.rx.id(), |p| p.id())
+    }
+
+    /// The transmitting NIC's name.
+    pub fn tx_name(&self) -> &str {
+        self.tx.as_ref().map_or(self.rx.name(), |p| p.name())
+    }
+}
+
+/// Which NIC a control-plane frame leaves on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The RX NIC (gratuitous ARP, unsolicited NA for the VIPs).
+    RxPort,
+    /// The TX NIC (neighbour requests for real servers).
+    TxPort,
+}
+
+/// The launched workers and what they publish. Dropping it stops and joins
+/// them (see [`LcoreJobs`]).
+#[derive(Debug)]
+pub struct Workers {
+    jobs: LcoreJobs,
+    /// Each worker's counters, in worker order.
+    pub published: Vec<Arc<Published>>,
+    /// Each worker's per-real-server traffic, in worker order.
+    pub traffic: Vec<Arc<PublishedTraffic>>,
+    /// Set by each worker when its loop ends (returned or panicked).
+    done: Vec<Arc<AtomicBool>>,
+    /// The epoch each worker runs on.
+    pub seen: Vec<Arc<SeenEpoch>>,
+}
+
+/// Sets a flag when dropped: tells the control plane a worker has ended,
+/// whether it returned or panicked.
+struct DoneGuard(Arc<AtomicBool>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Everything the workers are launched with but their own state.
+struct Launch<'a> {
+    cfg: &'a Config,
+    lcores: &'a [LcoreId],
+    ports: &'a Ports,
+    ctx: DecideCtx,
+    tables: &'a Shared,
+    to_control: &'a Arc<MbufRing>,
+    control_tx: &'a Arc<ControlTx>,
+}
+
+impl Workers {
+    /// Launches one worker per lcore. If a launch fails, the workers already
+    /// running are stopped and joined before the error returns.
+    fn launch(l: Launch<'_>, stop: &Arc<AtomicBool>) -> Result<Workers, RunError> {
+        let cfg = l.cfg;
+        let hz = dpdk::tsc_hz().max(1);
+        let w = cfg.workers();
+        let ps = cfg.ports();
+        let tunnel_src = TunnelSrc {
+            v4: ps.tunnel_src4().map(|a| a.octets()),
+            v6: ps.tunnel_src6().map(|a| a.octets()),
+        };
+        let current = &l.tables.current;
+        let snap = current.snap();
+        let mut out = Workers {
+            jobs: LcoreJobs::new(Arc::clone(stop)),
+            published: Vec::new(),
+            traffic: Vec::new(),
+            done: Vec::new(),
+            seen: Vec::new(),
+        };
+        for (i, &lcore) in l.lcores.iter().enumerate() {
+            let pubd = Arc::new(Published::default());
+            let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
+            let seen = Arc::new(SeenEpoch::default());
+            seen.set(snap.epoch());
+            let done = Arc::new(AtomicBool::new(false));
+            let state = WorkerState::new(
+                Arc::clone(snap),
+                Arc::clone(&l.tables.persist),
+                StateConfig {
+                    conn_capacity: cfg.tables().connections as usize,
+                    timeouts: cfg.timeouts(),
+                    flags: cfg.state_flags(),
+                    seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
+                },
+            );
+            let worker = Worker {
+                index: i as u16,
+                rx_port: l.ports.rx.id(),
+                tx_port: l.ports.tx_id(),
+                burst: usize::from(w.burst),
+                drain_cycles: hz / 1_000_000 * u64::from(w.drain_us),
+                cycles_per_ms: hz / 1000,
+                sweep_buckets: w.sweep_per_loop as usize,
+                ctx: l.ctx,
+                tunnel_src,
+                live: Arc::clone(&current.live),
+                tables: Arc::clone(&current.tables),
+                seen: Arc::clone(&seen),
+                state,
+                to_control: Arc::clone(l.to_control),
+                control_tx: (i == 0).then(|| Arc::clone(l.control_tx)),
+                published: Arc::clone(&pubd),
+                traffic: Arc::clone(&tpub),
+                stop: Arc::clone(stop),
+            };
+            let guard_flag = Arc::clone(&done);
+            out.jobs.launch(lcore, move || {
+                let _guard = DoneGuard(guard_flag);
+                worker.run();
+            })?;
+            out.seen.push(seen);
+            out.published.push(pubd);
+            out.traffic.push(tpub);
+            out.done.push(done);
+        }
+        Ok(out)
+    }
+
+    /// The first worker whose loop has ended although nobody asked it to
+    /// stop (a panic).
+    pub fn ended_on_its_own(&self) -> Option<usize> {
+        let i = self.done.iter().position(|d| d.load(Ordering::Acquire))?;
+        // A worker ends by itself only by panicking, or once it saw the
+        // stop flag; read the flag after its `done`.
+        (!self.jobs.stop_flag().load(Ordering::Relaxed)).then_some(i)
+    }
+
+    /// Every worker's counters now.
+    pub fn read(&self) -> Vec<WorkerStats> {
+        self.published.iter().map(|p| p.read()).collect()
+    }
+
+    /// Stops the workers (they finish their burst and drain their TX
+    /// buffers) and joins them; returns the last failure, each one printed.
+    pub fn stop(&mut self) -> Option<String> {
+        let mut failure = None;
+        for (i, e) in self.jobs.stop_and_wait() {
+            eprintln!("pmdlb: worker {i}: {e}");
+            failure = Some(e);
+        }
+        failure
+    }
+}
+
+/// The DPDK side of a running pmdlb. Field order is teardown order: workers
+/// are stopped and joined first, then the control plane's burst and the
+/// rings give their mbufs back, the ports are stopped and closed, the pool
+/// is freed, pdump is uninitialised; then the caller drops EAL.
+/// [`Director::close`] follows the same order, checking on the way that
+/// every mbuf came back.
+#[derive(Debug)]
+pub struct Director<'eal> {
+    /// The launched workers.
+    pub workers: Workers,
+    /// The control plane's burst for the TX NIC's RX queues.
+    burst: RxBurst,
+    /// Frames the control plane sends through worker 0.
+    control_tx: Arc<ControlTx>,
+    /// Neighbour frames the workers pass to the control plane.
+    to_control: Arc<MbufRing>,
+    /// The NICs.
+    pub ports: Ports,
+    /// The mbuf pool.
+    pool: Mempool,
+    /// Live capture, when `[eal] pdump` is on.
+    pdump: Option<Pdump<'eal>>,
+}
+
+/// Starts EAL with the configuration's arguments (printing them).
+pub fn start_eal(cfg: &Config, opts: &RunOptions) -> Result<Eal, RunError> {
+    let args = cfg.eal_args(&opts.extra_eal);
+    println!("pmdlb: EAL {}", args[1..].join(" "));
+    Ok(Eal::init(&args)?)
+}
+
+impl<'eal> Director<'eal> {
+    /// Brings everything up on a running `eal` and launches the workers,
+    /// which watch `stop` (the flag SIGINT/SIGTERM set).
+    pub fn start(
+        eal: &'eal Eal,
+        cfg: &Config,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<(Director<'eal>, Shared), RunError> {
+        let pdump = cfg.eal().pdump.then(|| Pdump::init(eal)).transpose()?;
+        let lcores = eal.worker_lcores();
+        let nworkers = usize::from(cfg.workers().count);
+        if lcores.len() < nworkers || nworkers == 0 {
+            return Err(RunError::Lcores {
+                wanted: nworkers,
+                have: lcores.len(),
+            });
+        }
+        let lcores = &lcores[..nworkers];
+        let ps = cfg.ports();
+        let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, MBUF_DATA_ROOM, -1)?;
+        let ports = Ports::open(ps, &pool, nworkers as u16)?;
+        let rx_mac = ports.rx.mac()?;
+        let tx_mac = ports.tx.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
+        println!(
+            "pmdlb: RX {} ({}) {} rss={} | TX {} {} rxq={} | {} workers on {:?}",
+            ports.rx.name(),
+            ports.rx.info().driver,
+            rx_mac,
+            ports.rx.rss_active(),
+            ports.tx.as_ref().map_or("(same port)", |p| p.name()),
+            tx_mac,
+            ports.tx.as_ref().map_or(0, |p| p.rx_queues()),
+            nworkers,
+            lcores
+        );
+        let mut tables = Shared::build(cfg)?;
+        let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
+        let control_tx = Arc::new(ControlTx {
+            to_tx_port: MbufRing::new("pmdlb_ctl_tx", 256, RingSync::Spsc)?,
+            to_rx_port: MbufRing::new("pmdlb_ctl_rx", 256, RingSync::Spsc)?,
+        });
+        let ctx = DecideCtx {
+            rx_mac,
+            tx_mac,
+            tx_vlan: ps.tx_vlan,
+            tunnel_mtu: ps.tx_mtu(),
+        };
+        let launch = Launch {
+            cfg,
+            lcores,
+            ports: &ports,
+            ctx,
+            tables: &tables,
+            to_control: &to_control,
+            control_tx: &control_tx,
+        };
+        let workers = Workers::launch(launch, stop)?;
+        tables.current.seen = workers.seen.clone();
+        let director = Director {
+            workers,
+            burst: RxBurst::default(),
+            control_tx,
+            to_control,
+            ports,
+            pool,
+            pdump,
+        };
+        Ok((director, tables))
+    }
+
+    /// The RX NIC's MAC address.
+    pub fn rx_mac(&self) -> Result<MacAddr, RunError> {
+        Ok(self.ports.rx.mac()?)
+    }
+
+    /// The transmitting NIC's MAC address.
+    pub fn tx_mac(&self) -> Result<MacAddr, RunError> {
+        Ok(match &self.ports.tx {
+            Some(p) => p.mac()?,
+            None => self.ports.rx.mac()?,
+        })
+    }
+
+    /// Whether live capture is served.
+    pub fn pdump(&self) -> bool {
+        self.pdump.is_some()
+    }
+
+    /// Hands `frame` (padded to the 60-byte Ethernet minimum) to worker 0
+    /// for `via`; false when no mbuf or ring slot was free.
+    pub fn send(&self, via: Via, frame: &[u8]) -> bool {
+        let Some(mut m) = self.pool.alloc() else {
+            return false;
+        };
+        let len = frame.len().max(60);
+        if !m.append(len as u16) {
+            return false;
+        }
+        let d = m.data_mut();
+        d[..frame.len()].copy_from_slice(frame);
+        d[frame.len()..].fill(0);
+        let ring = match via {
+            Via::RxPort => &self.control_tx.to_rx_port,
+            Via::TxPort => &self.control_tx.to_tx_port,
+        };
+        ring.enqueue(m).is_ok()
+    }
+
+    /// Passes every neighbour frame waiting — from the workers, and from
+    /// the TX NIC's RX queues — to `f`.
+    pub fn neighbour_frames(&mut self, mut f: impl FnMut(&[u8])) {
+        self.to_control.drain(|m: Mbuf| f(m.data()));
+        if let Some(p) = &self.ports.tx {
+            for q in 0..p.rx_queues() {
+                let n = self.burst.receive(p.id(), QueueId(q), 32);
+                for i in 0..n {
+                    if let Some(frame) = self.burst.data_mut(i) {
+                        f(frame);
+                    }
+                }
+                self.burst.clear();
+            }
+        }
+    }
+
+    /// Mbufs taken from the pool now.
+    pub fn mbufs_in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
+    /// Mbufs in the pool.
+    pub fn mbufs(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// Tears down in field order (the workers must have been stopped, or
+    /// are stopped here), saying whether every mbuf came back to the pool.
+    pub fn close(self) {
+        let Director {
+            mut workers,
+            burst,
+            control_tx,
+            to_control,
+            ports,
+            pool,
+            pdump,
+        } = self;
+        workers.stop();
+        drop(workers);
+        drop(burst);
+        drop(control_tx);
+        drop(to_control);
+        drop(ports);
+        let in_use = pool.in_use();
+        if in_use != 0 {
+            eprintln!("pmdlb: warning: {in_use} mbufs still in use at exit");
+        } else {
+            println!("mbufs: all {} back in the pool", pool.size());
+        }
+        drop(pool);
+        drop(pdump);
+    }
+}
