@@ -288,11 +288,8 @@ fn sched_flags() {
             port: true
         }
     );
-    assert_eq!(f("-A -t 10.0.0.1:80 -s mh -b mh-fallback").fallback, true);
-    assert_eq!(
-        f("-A -t 10.0.0.1:80 -s mh --sched-flags mh-port").port,
-        true
-    );
+    assert!(f("-A -t 10.0.0.1:80 -s mh -b mh-fallback").fallback);
+    assert!(f("-A -t 10.0.0.1:80 -s mh --sched-flags mh-port").port);
     assert_eq!(
         f("-A -t 10.0.0.1:80 -s rr -b flag-1,flag-2"),
         SchedFlags {
@@ -425,7 +422,7 @@ fn add_server_defaults_and_port_rule() {
         add_server("-a -t [fd00::1]:80 -r [fd00::2]:80").1.addr,
         "fd00::2".parse::<IpAddr>().unwrap()
     );
-    assert_eq!(add_server("-a -f 1 -6 -r fd00::2").1.addr.is_ipv6(), true);
+    assert!(add_server("-a -f 1 -6 -r fd00::2").1.addr.is_ipv6());
     usage_err(
         "-a -t 10.0.0.1:80 -r 10.0.1.1:x",
         "illegal real server address[:port] specified",
