@@ -1,9 +1,18 @@
-//! The `pmdlb` command line: `run`, `check` and `ctl`.
+//! The `pmdlb` command line: `run`, `check`, `ctl` and `admin`.
+//!
+//! `pmdlb admin [--config FILE] ARGS…` takes ipvsadm's command line: every
+//! word after the optional `--config FILE` goes to the ipvsadm parser as it
+//! is (no `--` needed). Without `--config`, `PMDLB_CONFIG` names the
+//! instance's config; without either, the instance with file prefix
+//! `pmdlb`. Invoked as `ipvsadm` (a symlink, see
+//! scripts/install-ipvsadm-link.sh) the binary behaves as `pmdlb admin`.
 
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pmdlb::control::admin::{self, AdminCmd};
 use pmdlb::control::config::{Config, ConfigError, Warning};
 use pmdlb::control::{ctl, run, summary};
 
@@ -73,6 +82,49 @@ enum Cmd {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// ipvsadm's command line against a running pmdlb:
+    /// `pmdlb admin [--config FILE] -A -t VIP:PORT -s rr`, `pmdlb admin -Ln`, …
+    ///
+    /// Everything after the optional --config FILE is ipvsadm's argument
+    /// vector; `pmdlb admin -h` shows what is supported. PMDLB_CONFIG names
+    /// the config when --config is absent.
+    Admin {
+        /// ipvsadm's arguments (after an optional `--config FILE`).
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// `pmdlb admin`: splits off `--config FILE` (or `--config=FILE`), parses
+/// the rest as ipvsadm does and hands a valid command to the client.
+fn admin_main(mut args: Vec<String>) -> ExitCode {
+    let mut config = None;
+    if args.first().is_some_and(|a| a == "--config") && args.len() >= 2 {
+        config = Some(PathBuf::from(args.remove(1)));
+        args.remove(0);
+    } else if let Some(c) = args.first().and_then(|a| a.strip_prefix("--config=")) {
+        config = Some(PathBuf::from(c));
+        args.remove(0);
+    }
+    let config = config.or_else(|| std::env::var_os("PMDLB_CONFIG").map(PathBuf::from));
+    let cmd = match admin::args::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}", e.msg);
+            return ExitCode::from(e.code);
+        }
+    };
+    let stdin = if cmd == AdminCmd::Restore {
+        let mut body = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut body) {
+            eprintln!("cannot read the rules from standard input: {e}");
+            return ExitCode::from(admin::args::EXIT_FAILED);
+        }
+        Some(body)
+    } else {
+        None
+    };
+    admin::client::run(config, cmd, stdin)
 }
 
 fn print_warnings(w: &[Warning]) {
@@ -121,8 +173,25 @@ fn load(
 }
 
 fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Invoked as `ipvsadm`, or as `pmdlb admin …`: ipvsadm's own parser,
+    // not clap (ipvsadm's -h, -c, -v must reach it untouched).
+    let argv0 = argv.first().map(|a| {
+        Path::new(a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
+    if argv0.flatten().as_deref() == Some("ipvsadm") {
+        return admin_main(argv.split_off(1));
+    }
+    if argv.get(1).is_some_and(|a| a == "admin") {
+        return admin_main(argv.split_off(2));
+    }
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Admin { args } => admin_main(args),
         Cmd::Check { config, quiet } => match Config::load(&config) {
             Ok((cfg, warnings)) => {
                 print_warnings(&warnings);

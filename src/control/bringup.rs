@@ -55,6 +55,7 @@ impl Shared {
         let tables = Arc::new(LiveTables {
             services,
             snap: Arc::new(snap),
+            timeouts: cfg.timeouts(),
         });
         let health = Effects::new(&tables.snap, cfg.health(), cfg.quorums());
         let persist = Arc::new(PersistTable::new(

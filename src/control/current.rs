@@ -11,7 +11,7 @@ use crate::control::config::Config;
 use crate::lb::live::{Live, Retired, SeenEpoch, Tables as LiveTables};
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::{Change, Snapshot};
-use crate::lb::spec::{ServiceSpec, VipSpec};
+use crate::lb::spec::{ServiceSpec, Timeouts, VipSpec};
 
 /// What the workers forward with now, and where a change is published:
 /// the current tables (service lookup and snapshot), the services as
@@ -52,6 +52,16 @@ impl Current {
     /// see `lb::snapshot`) and swapped in; the workers pick it up at their
     /// next burst. On `Err` nothing changed. Returns what changed.
     pub fn swap(&mut self, cfg: &Config, specs: Vec<ServiceSpec>) -> Result<Vec<Change>, String> {
+        self.swap_with(cfg, specs, self.tables.timeouts)
+    }
+
+    /// [`Current::swap`] with new connection timeouts too.
+    pub fn swap_with(
+        &mut self,
+        cfg: &Config,
+        specs: Vec<ServiceSpec>,
+        timeouts: Timeouts,
+    ) -> Result<Vec<Change>, String> {
         cfg.check_rules(&specs)?;
         let vips = cfg.vips_for(&specs);
         let services = ServiceTable::new(&specs, cfg.marks(), &vips).map_err(|e| e.to_string())?;
@@ -62,6 +72,7 @@ impl Current {
         let t = Arc::new(LiveTables {
             services,
             snap: Arc::new(snap),
+            timeouts,
         });
         self.retired.push(self.live.publish(Arc::clone(&t)));
         self.tables = t;

@@ -1,8 +1,9 @@
-//! Control plane: configuration and validation, the `pmdlb check` summary,
+//! Control plane: the ipvsadm command line (`pmdlb admin`), configuration and validation, the `pmdlb check` summary,
 //! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
 //! runtime commands over the control socket, traffic counters and rates,
 //! the Prometheus metrics listener and DPDK telemetry commands.
 
+pub mod admin;
 pub mod bringup;
 pub mod config;
 pub mod ctl;

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::control::admin::client::decode_request;
+use crate::control::admin::AdminError;
 use crate::control::bringup::{start_eal, Director, Shared, Via};
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Answer, Command, CtlServer};
@@ -35,6 +37,8 @@ use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{ServiceAddr, ServiceSpec};
 use crate::lb::types::RsId;
 use crate::wire::ethernet::MacAddr;
+
+mod host;
 
 /// Data room of each mbuf (headroom included): DPDK's default.
 pub const MBUF_DATA_ROOM: u16 = 2176;
@@ -338,10 +342,15 @@ impl<'a> ControlPlane<'a> {
         })
     }
 
+    /// The workers' clock (TSC milliseconds), for the persistence table.
+    fn now_ms(&self) -> u64 {
+        let hz = dpdk::tsc_hz().max(1);
+        crate::sys::rdtsc() / (hz / 1000).max(1)
+    }
+
     /// Persistence templates alive now.
     fn templates(&self) -> usize {
-        let hz = dpdk::tsc_hz().max(1);
-        self.persist.live(crate::sys::rdtsc() / (hz / 1000).max(1))
+        self.persist.live(self.now_ms())
     }
 
     /// One round of the control loop; never blocks. Breaks when pmdlb
@@ -360,12 +369,16 @@ impl<'a> ControlPlane<'a> {
             resolver.on_frame(f, snap, now);
         });
         while let Some(req) = self.ctl.try_next() {
-            let answer = match req.parse_command() {
-                Ok(c) => self.command(c),
-                Err(a) => a,
+            let answer = match decode_request(req.command()) {
+                Some(r) => admin_answer(self.admin(r)),
+                None => match req.parse_command() {
+                    Ok(c) => self.command(c),
+                    Err(a) => a,
+                },
             };
             req.reply(answer);
         }
+        self.current.collect();
         if let Some(i) = self.director.workers.ended_on_its_own() {
             return ControlFlow::Break(Ended::Worker(i));
         }
@@ -407,7 +420,7 @@ impl<'a> ControlPlane<'a> {
         {
             return;
         }
-        for v in self.cfg.vips().iter().filter(|v| v.answer_arp) {
+        for v in self.current.vips.iter().filter(|v| v.answer_arp) {
             let n = match v.addr {
                 IpAddr::V4(ip) => gratuitous_arp(&mut self.buf, self.rx_mac, ip.octets(), None),
                 IpAddr::V6(ip) => unsolicited_na(&mut self.buf, self.rx_mac, ip.octets(), None),
@@ -464,15 +477,22 @@ impl<'a> ControlPlane<'a> {
                 weight,
             } => self.set_weight(&service, server, weight),
             Command::Remove { service, server } => {
-                let snap = &self.current.snap();
-                let ids = find_servers(snap, &service, server);
-                if ids.is_empty() {
+                let mut specs = self.current.specs.clone();
+                let Some(s) = specs.iter_mut().find(|s| s.addr == service) else {
+                    return no_server(&service, server);
+                };
+                let before = s.servers.len();
+                s.servers.retain(|r| r.addr != server);
+                if s.servers.len() == before {
                     return no_server(&service, server);
                 }
-                for id in &ids {
-                    snap.remove(*id);
+                let t = self.current.tables.timeouts;
+                match self.publish(specs, t, "ctl") {
+                    Ok(_) => {
+                        Answer::ok(format!("ok: {} {server} removed\n", service_name(&service)))
+                    }
+                    Err(e) => Answer::failed(e),
                 }
-                Answer::ok(format!("ok: {} {server} removed\n", service_name(&service)))
             }
         }
     }
@@ -487,9 +507,21 @@ impl<'a> ControlPlane<'a> {
         if weight > 65535 {
             return Answer::failed("weight must be 0..=65535");
         }
+        // As `admin -e -w`: the rule set changes (so -S shows it and
+        // sh/dh/mh tables are rebuilt), the health checks apply it.
+        let mut specs = self.current.specs.clone();
+        for s in specs.iter_mut().filter(|s| s.addr == *service) {
+            for r in s.servers.iter_mut().filter(|r| r.addr == server) {
+                r.weight = weight;
+            }
+        }
+        let t = self.current.tables.timeouts;
+        if let Err(e) = self.publish(specs, t, "ctl") {
+            return Answer::failed(e);
+        }
+        let snap = self.current.snap();
         let mut held = false;
         for id in &ids {
-            self.health.set_admin_weight(snap, *id, weight);
             held |= snap.server(*id).is_some_and(|s| s.weight() != weight);
         }
         Answer::ok(format!(
@@ -584,6 +616,10 @@ impl<'a> ControlPlane<'a> {
         }
         println!("accounting: rx={} unaccounted={}", t.io.rx, t.unaccounted());
     }
+}
+
+fn admin_answer(r: Result<String, AdminError>) -> Answer {
+    crate::control::admin::client::answer(r)
 }
 
 fn no_server(service: &ServiceAddr, server: IpAddr) -> Answer {

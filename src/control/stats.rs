@@ -84,15 +84,6 @@ pub fn full_table(per_worker: &[WorkerStats]) -> String {
     for (k, name) in StateCounters::NAMES.iter().enumerate() {
         row(&mut out, name, &mut st.iter().map(|v| v[k]), tst[k]);
     }
-    let tst = t.state.values();
-    for (k, name) in StateCounters::NAMES.iter().enumerate() {
-        row(
-            &mut out,
-            name,
-            &mut per_worker.iter().map(|w| w.state.values()[k]),
-            tst[k],
-        );
-    }
     for r in DropReason::ALL {
         let i = r.as_index();
         if t.drops.counts[i] == 0 {

@@ -15,6 +15,7 @@ use crate::control::traffic::{rate_table, stats_table, TrafficBook};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::traffic::PublishedTraffic;
 use crate::lb::snapshot::Snapshot;
+use crate::lb::types::{RsId, ServiceId};
 
 /// How often the exposition is rendered.
 pub const RENDER_INTERVAL: Duration = Duration::from_secs(1);
@@ -107,6 +108,27 @@ impl Watch {
         }
         .render();
         self.body.publish(text);
+    }
+
+    /// Follow a new snapshot (after a swap).
+    pub fn sync(&mut self, snap: &Arc<Snapshot>) {
+        self.snap = Arc::clone(snap);
+        self.book.sync(snap);
+    }
+
+    /// Re-read the workers' counters now.
+    pub fn refresh(&mut self) {
+        self.book.refresh();
+    }
+
+    /// The traffic book.
+    pub fn book(&self) -> &TrafficBook {
+        &self.book
+    }
+
+    /// `ipvsadm -Z`: see [`TrafficBook::zero`].
+    pub fn zero(&mut self, servers: &[RsId], services: &[ServiceId]) {
+        self.book.zero(servers, services);
     }
 
     /// The `ipvsadm -Ln --stats` table, from fresh sums.

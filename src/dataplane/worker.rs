@@ -263,6 +263,9 @@ impl Worker {
     fn pick_up(&mut self) {
         let t = self.live.load();
         drop(self.state.switch(Arc::clone(&t.snap)));
+        if t.timeouts != self.tables.timeouts {
+            self.state.set_timeouts(t.timeouts);
+        }
         self.tables = t;
         self.seen.set(self.tables.epoch());
     }

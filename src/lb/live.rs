@@ -29,6 +29,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::Snapshot;
+use crate::lb::spec::Timeouts;
 
 /// One configuration as the workers read it.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub struct Tables {
     pub services: ServiceTable,
     /// Services and real servers for the state layer.
     pub snap: Arc<Snapshot>,
+    /// Connection timeouts (`ipvsadm --set` changes them).
+    pub timeouts: Timeouts,
 }
 
 impl Tables {
@@ -138,6 +141,7 @@ mod tests {
         Arc::new(Tables {
             services: ServiceTable::new(&specs, &[], &[]).unwrap(),
             snap: Arc::new(snap),
+            timeouts: Timeouts::default(),
         })
     }
 
