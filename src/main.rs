@@ -221,9 +221,14 @@ fn main() -> ExitCode {
                 }
             };
             print_warnings(&warnings);
+            let (path, lc, cm) = (config.clone(), lcores.clone(), coremask.clone());
+            let reload = run::Reloader(std::sync::Arc::new(move || {
+                load(&path, lc.as_deref(), cm.as_deref())
+            }));
             let opts = run::RunOptions {
                 extra_eal: eal,
                 stats_interval_s: stats_interval,
+                reload: Some(reload),
             };
             match run::run(&cfg, &opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -56,6 +56,7 @@ impl Shared {
             services,
             snap: Arc::new(snap),
             timeouts: cfg.timeouts(),
+            flags: cfg.state_flags(),
         });
         let health = Effects::new(&tables.snap, cfg.health(), cfg.quorums());
         let persist = Arc::new(PersistTable::new(

@@ -381,6 +381,42 @@ impl Config {
             .join("\n"))
     }
 
+    /// This (running) configuration with what a reload of `new` may change
+    /// at run time: services, mark rules, VIPs, timeouts and the IPVS
+    /// switches. Everything else stays as it started.
+    pub fn reloaded(&self, new: &Config) -> Config {
+        Config {
+            marks: new.marks.clone(),
+            vips: new.vips.clone(),
+            services: new.services.clone(),
+            timeouts: new.timeouts,
+            state_flags: new.state_flags,
+            ..self.clone()
+        }
+    }
+
+    /// The sections of `new` that differ from this running configuration
+    /// and cannot change without a restart.
+    pub fn needs_restart(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let mut diff = |name, same: bool| {
+            if !same {
+                out.push(name);
+            }
+        };
+        diff("[eal]", self.eal == new.eal);
+        diff("[ports]", self.ports == new.ports);
+        diff("[workers]", self.workers == new.workers);
+        diff("[tables]", self.tables == new.tables);
+        diff("[neighbours]", self.neighbours == new.neighbours);
+        diff("[metrics]", self.metrics == new.metrics);
+        diff(
+            "health checks",
+            self.health == new.health && self.quorums == new.quorums,
+        );
+        out
+    }
+
     /// The VIPs for a rule set: the configured ones, then every VIP a
     /// service uses that is not among them (answering ARP and ping, as a
     /// VIP the configuration derives from a service).

@@ -35,6 +35,7 @@
 //! - `servers --rate` — estimated rates, as `ipvsadm -Ln --rate`
 //! - `weight SERVICE SERVER WEIGHT` — set a weight (0 = quiescent)
 //! - `remove SERVICE SERVER` — take a server out (`expire_nodest_conn` applies)
+//! - `reload` — re-read the configuration and apply what may change (as SIGHUP)
 //! - `stop` — graceful stop, as SIGTERM
 //!
 //! SERVICE is `tcp:VIP:PORT`, `udp:VIP:PORT`, `sctp:VIP:PORT` (IPv6 VIP in
@@ -87,6 +88,8 @@ pub enum Command {
     },
     /// Stop pmdlb.
     Stop,
+    /// Re-read the configuration (as SIGHUP).
+    Reload,
 }
 
 /// Parses `tcp:10.0.0.1:80`, `udp:[fd00::1]:53` or `fwmark:7`.
@@ -137,6 +140,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }
         ["servers", "--rate" | "rate"] => Ok(Command::ServerRates),
         ["stop"] => Ok(Command::Stop),
+        ["reload"] => Ok(Command::Reload),
         ["weight", svc, server, w] => Ok(Command::Weight {
             service: parse_service(svc)?,
             server: addr(server)?,
@@ -144,7 +148,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }),
         ["remove", svc, server] => Ok(Command::Remove { service: parse_service(svc)?, server: addr(server)? }),
         _ => Err(format!(
-            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | stop"
+            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | stop"
         )),
     }
 }

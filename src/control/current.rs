@@ -11,7 +11,7 @@ use crate::control::config::Config;
 use crate::lb::live::{Live, Retired, SeenEpoch, Tables as LiveTables};
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::{Change, Snapshot};
-use crate::lb::spec::{ServiceSpec, Timeouts, VipSpec};
+use crate::lb::spec::{ServiceSpec, StateFlags, Timeouts, VipSpec};
 
 /// What the workers forward with now, and where a change is published:
 /// the current tables (service lookup and snapshot), the services as
@@ -52,15 +52,17 @@ impl Current {
     /// see `lb::snapshot`) and swapped in; the workers pick it up at their
     /// next burst. On `Err` nothing changed. Returns what changed.
     pub fn swap(&mut self, cfg: &Config, specs: Vec<ServiceSpec>) -> Result<Vec<Change>, String> {
-        self.swap_with(cfg, specs, self.tables.timeouts)
+        self.swap_with(cfg, specs, self.tables.timeouts, self.tables.flags)
     }
 
-    /// [`Current::swap`] with new connection timeouts too.
+    /// [`Current::swap`] with new connection timeouts and behaviour
+    /// switches too.
     pub fn swap_with(
         &mut self,
         cfg: &Config,
         specs: Vec<ServiceSpec>,
         timeouts: Timeouts,
+        flags: StateFlags,
     ) -> Result<Vec<Change>, String> {
         cfg.check_rules(&specs)?;
         let vips = cfg.vips_for(&specs);
@@ -73,6 +75,7 @@ impl Current {
             services,
             snap: Arc::new(snap),
             timeouts,
+            flags,
         });
         self.retired.push(self.live.publish(Arc::clone(&t)));
         self.tables = t;

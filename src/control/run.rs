@@ -39,6 +39,9 @@ use crate::lb::types::RsId;
 use crate::wire::ethernet::MacAddr;
 
 mod host;
+mod reload;
+
+pub use reload::Reloader;
 
 /// Data room of each mbuf (headroom included): DPDK's default.
 pub const MBUF_DATA_ROOM: u16 = 2176;
@@ -96,6 +99,9 @@ pub struct RunOptions {
     pub extra_eal: Vec<String>,
     /// Statistics interval override (seconds, 0 = off).
     pub stats_interval_s: Option<u32>,
+    /// Re-reads the configuration for SIGHUP / `ctl reload` (`None`: the
+    /// instance cannot reload).
+    pub reload: Option<Reloader>,
 }
 
 /// Removes EAL's runtime directory and hugepage files of `prefix`.
@@ -170,9 +176,12 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<(), RunError> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop)).map_err(RunError::Signals)?;
     }
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(RunError::Signals)?;
     let prefix = cfg.eal().file_prefix.clone();
     let mut eal_started = false;
-    let result = run_inner(cfg, opts, &stop, &mut eal_started);
+    let result = run_inner(cfg, opts, &stop, &hup, &mut eal_started);
     // Only our own files: when EAL failed to start (for instance because
     // another pmdlb holds this prefix), they belong to someone else.
     if eal_started {
@@ -185,12 +194,14 @@ fn run_inner(
     cfg: &Config,
     opts: &RunOptions,
     stop: &Arc<AtomicBool>,
+    hup: &Arc<AtomicBool>,
     eal_started: &mut bool,
 ) -> Result<(), RunError> {
     let eal = start_eal(cfg, opts)?;
     *eal_started = true;
     let (director, tables) = Director::start(&eal, cfg, stop)?;
     let mut cp = ControlPlane::new(cfg, opts, stop, director, tables)?;
+    cp.hup = Some(Arc::clone(hup));
     println!("pmdlb: running; control socket {}", cp.ctl_path.display());
     let ended = loop {
         if let ControlFlow::Break(why) = cp.tick(Instant::now()) {
@@ -233,7 +244,18 @@ struct StatsLine {
 /// [`Director`] (last field: torn down last) and the one [`Current`] set of
 /// tables everything else borrows per call.
 pub struct ControlPlane<'a> {
+    /// The configuration the instance started with.
     cfg: &'a Config,
+    /// What run-time rule sets are checked against and built with: the
+    /// starting configuration with the services, marks, VIPs, timeouts and
+    /// switches of the last (re)load.
+    rules_cfg: Config,
+    /// The services of the last loaded file (reload keeps admin changes to
+    /// services the file did not change).
+    file_specs: Vec<ServiceSpec>,
+    reloader: Option<&'a Reloader>,
+    /// Set by SIGHUP.
+    hup: Option<Arc<AtomicBool>>,
     stop: Arc<AtomicBool>,
     /// The control socket (its own threads; requests arrive each tick).
     ctl: CtlServer,
@@ -259,7 +281,7 @@ impl<'a> ControlPlane<'a> {
     /// around a running `director`.
     pub fn new(
         cfg: &'a Config,
-        opts: &RunOptions,
+        opts: &'a RunOptions,
         stop: &Arc<AtomicBool>,
         director: Director<'a>,
         tables: Shared,
@@ -317,6 +339,10 @@ impl<'a> ControlPlane<'a> {
         ));
         Ok(ControlPlane {
             cfg,
+            rules_cfg: cfg.clone(),
+            file_specs: cfg.services().to_vec(),
+            reloader: opts.reload.as_ref(),
+            hup: None,
             stop: Arc::clone(stop),
             ctl,
             ctl_path,
@@ -379,6 +405,14 @@ impl<'a> ControlPlane<'a> {
             req.reply(answer);
         }
         self.current.collect();
+        if self
+            .hup
+            .as_ref()
+            .is_some_and(|h| h.swap(false, Ordering::Relaxed))
+        {
+            println!("pmdlb: SIGHUP: reloading {}", self.cfg.origin());
+            let _ = self.reload();
+        }
         if let Some(i) = self.director.workers.ended_on_its_own() {
             return ControlFlow::Break(Ended::Worker(i));
         }
@@ -460,6 +494,7 @@ impl<'a> ControlPlane<'a> {
                 self.stop.store(true, Ordering::Relaxed);
                 Answer::ok("stopping\n")
             }
+            Command::Reload => self.reload(),
             Command::Stats => Answer::ok(format!(
                 "{}persistence templates live: {}\n{}\n{}\n{}",
                 full_table(&self.director.workers.read()),

@@ -266,6 +266,9 @@ impl Worker {
         if t.timeouts != self.tables.timeouts {
             self.state.set_timeouts(t.timeouts);
         }
+        if t.flags != self.tables.flags {
+            self.state.set_flags(t.flags);
+        }
         self.tables = t;
         self.seen.set(self.tables.epoch());
     }

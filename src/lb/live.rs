@@ -29,7 +29,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::Snapshot;
-use crate::lb::spec::Timeouts;
+use crate::lb::spec::{StateFlags, Timeouts};
 
 /// One configuration as the workers read it.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub struct Tables {
     pub snap: Arc<Snapshot>,
     /// Connection timeouts (`ipvsadm --set` changes them).
     pub timeouts: Timeouts,
+    /// The IPVS behaviour switches (a reload may change them).
+    pub flags: StateFlags,
 }
 
 impl Tables {
@@ -142,6 +144,7 @@ mod tests {
             services: ServiceTable::new(&specs, &[], &[]).unwrap(),
             snap: Arc::new(snap),
             timeouts: Timeouts::default(),
+            flags: StateFlags::default(),
         })
     }
 

@@ -133,11 +133,20 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub control: RawControl,
+    #[serde(default)]
     pub vip: Vec<RawVip>,
     #[serde(default)]
     pub mark: Vec<RawMark>,
     #[serde(default)]
     pub service: Vec<RawService>,
+}
+
+/// `[control]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    pub rules: Option<String>,
 }
 
 /// `[eal]`.

@@ -1171,3 +1171,41 @@ fn tunnel_errors() {
         &["ports.mtu", "leaves 1260 bytes inside the ipip tunnel", "IPv6 minimum of 1280"],
     );
 }
+
+#[test]
+fn rules_file_adds_ipvsadm_save_services_after_the_toml_ones() {
+    let dir = std::env::temp_dir().join(format!("pmdlb-rules-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules = dir.join("rules");
+    // As `ipvsadm-save -n` writes them (leading "ipvsadm" words and
+    // comments allowed too).
+    std::fs::write(
+        &rules,
+        "# from a kernel director\n-A -f 1 -s rr -p 360\n-a -f 1 -r 10.0.1.1:0 -g -w 1\nipvsadm -A -u 10.0.0.2:53 -s mh -o -b mh-port\n-a -u 10.0.0.2:53 -r 10.0.1.3:53 -g -w 0\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{}[control]\nrules = \"{}\"\n[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[[service.server]]\naddr = \"10.0.1.9\"\n",
+        with(""),
+        rules.display()
+    );
+    let (c, _) = ok(&text);
+    let s = c.services();
+    assert_eq!(s.len(), 3);
+    assert_eq!(s[1].addr, ServiceAddr::Fwmark(1));
+    assert_eq!(s[1].persistence.unwrap().timeout_s, 360);
+    assert!(s[2].ops && s[2].sched_flags.port);
+    assert_eq!(s[2].servers[0].weight, 0);
+    assert!(c
+        .vips()
+        .iter()
+        .any(|v| v.addr == "10.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+    // A bad line names the file and the line; a service in both is refused.
+    std::fs::write(&rules, "-A -f 1 -s rr\n-a -f 1 -r 10.0.1.1 -w 70000\n").unwrap();
+    let e = err(&text);
+    assert!(e.contains("control.rules") && e.contains("line 2"), "{e}");
+    std::fs::write(&rules, "-A -t 10.0.0.1:80 -s rr\n").unwrap();
+    let e = err(&text);
+    assert!(e.contains("control.rules"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

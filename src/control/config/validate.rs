@@ -9,6 +9,7 @@ use super::{
     Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
     Warning,
 };
+use crate::control::admin;
 use crate::lb::sched::mh;
 use crate::lb::spec::{
     DefenceMode, ServiceAddr, ServiceSpec, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT,
@@ -249,6 +250,9 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
     } else {
         (Vec::new(), Vec::new())
     };
+    if let Some(path) = &raw.control.rules {
+        rules_file(&mut c, origin, path, &mut services);
+    }
     let vips = services::vips(&mut c, &raw.vip, &services, &marks);
     services::cross_checks(&mut c, &services, &marks, &ports);
     services::mh_limits(&mut c, &services, tables.mh_size);
@@ -310,6 +314,63 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
     ))
 }
 
+/// `[control] rules`: an ipvsadm-save file (`ipvsadm-save -n > FILE` on a
+/// kernel director) whose services are added after the TOML ones. A path
+/// is relative to the configuration file's directory. Its services get no
+/// health checks (they have no TOML keys).
+fn rules_file(c: &mut Check, origin: &str, path: &str, services: &mut Vec<ServiceSpec>) {
+    let p = std::path::Path::new(path);
+    let full = if p.is_relative() {
+        std::path::Path::new(origin)
+            .parent()
+            .map_or_else(|| p.to_path_buf(), |d| d.join(p))
+    } else {
+        p.to_path_buf()
+    };
+    let text = match std::fs::read_to_string(&full) {
+        Ok(t) => t,
+        Err(e) => {
+            c.err(
+                "control.rules",
+                format!("cannot read {}: {e}", full.display()),
+            );
+            return;
+        }
+    };
+    let all = admin::rules::parse_restore(&text)
+        .and_then(|edits| admin::rules::apply_all(services, &edits));
+    match all {
+        Ok(all) => {
+            family_checks(c, &all[services.len()..], services.len());
+            *services = all;
+        }
+        Err(e) => c.err("control.rules", format!("{}: {}", full.display(), e.msg)),
+    }
+}
+
+/// One address family per service (the VIP's, or a fwmark service's first
+/// server's).
+fn family_checks(c: &mut Check, services: &[ServiceSpec], first_index: usize) {
+    for (i, s) in services.iter().enumerate() {
+        let v6 = match &s.addr {
+            ServiceAddr::Addr { vip, .. } => Some(vip.is_ipv6()),
+            ServiceAddr::Fwmark(_) => s.servers.first().map(|r| r.addr.is_ipv6()),
+        };
+        if let Some(v6) = v6 {
+            if let Some(r) = s.servers.iter().find(|r| r.addr.is_ipv6() != v6) {
+                c.err(
+                    format!("service[{}]", first_index + i),
+                    format!(
+                        "({}): real server {} is of the other address family; DR cannot change the family",
+                        services::service_label(&s.addr),
+                        r.addr
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// The checks a rule set changed at run time (`admin`, `-R`, a rules file)
 /// must pass on top of ipvsadm's own, against this configuration's ports
 /// and tables: one address family per service, what the TX side needs
@@ -320,24 +381,7 @@ pub(super) fn check_rules(cfg: &Config, services: &[ServiceSpec]) -> Vec<Problem
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    for (i, s) in services.iter().enumerate() {
-        let v6 = match &s.addr {
-            ServiceAddr::Addr { vip, .. } => Some(vip.is_ipv6()),
-            ServiceAddr::Fwmark(_) => s.servers.first().map(|r| r.addr.is_ipv6()),
-        };
-        if let Some(v6) = v6 {
-            if let Some(r) = s.servers.iter().find(|r| r.addr.is_ipv6() != v6) {
-                c.err(
-                    format!("service[{i}]"),
-                    format!(
-                        "({}): real server {} is of the other address family; DR cannot change the family",
-                        services::service_label(&s.addr),
-                        r.addr
-                    ),
-                );
-            }
-        }
-    }
+    family_checks(&mut c, services, 0);
     services::cross_checks(&mut c, services, &cfg.marks, &cfg.ports);
     services::mh_limits(&mut c, services, cfg.tables.mh_size);
     let cap = cfg.tables.capacity();

@@ -7,7 +7,7 @@ use crate::control::admin::client::AdminRequest;
 use crate::control::admin::format::{ConnView, ListView, ServerView, ServiceView};
 use crate::control::admin::serve::{self, Host};
 use crate::lb::snapshot::Change;
-use crate::lb::spec::{ServiceAddr, ServiceSpec, Timeouts};
+use crate::lb::spec::{ServiceAddr, ServiceSpec, StateFlags, Timeouts};
 
 use super::ControlPlane;
 
@@ -24,8 +24,22 @@ impl ControlPlane<'_> {
         timeouts: Timeouts,
         origin: &str,
     ) -> Result<Vec<Change>, String> {
+        let flags = self.current.tables.flags;
+        self.publish_with(specs, timeouts, flags, origin)
+    }
+
+    /// [`ControlPlane::publish`] with new behaviour switches too (reload).
+    pub(super) fn publish_with(
+        &mut self,
+        specs: Vec<ServiceSpec>,
+        timeouts: Timeouts,
+        flags: StateFlags,
+        origin: &str,
+    ) -> Result<Vec<Change>, String> {
         let old_vips = self.current.vips.clone();
-        let changes = self.current.swap_with(self.cfg, specs, timeouts)?;
+        let changes = self
+            .current
+            .swap_with(&self.rules_cfg, specs, timeouts, flags)?;
         let snap = std::sync::Arc::clone(self.current.snap());
         self.resolver.sync(&snap);
         self.watch.sync(&snap);
