@@ -25,7 +25,10 @@ use super::ControlPlane;
 /// Re-reads the configuration the instance was started with (same command
 /// line overrides).
 #[derive(Clone)]
-pub struct Reloader(pub Arc<dyn Fn() -> Result<(Config, Vec<Warning>), ConfigError> + Send + Sync>);
+pub struct Reloader(pub Arc<LoadFn>);
+
+/// What a [`Reloader`] calls.
+pub type LoadFn = dyn Fn() -> Result<(Config, Vec<Warning>), ConfigError> + Send + Sync;
 
 impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
