@@ -78,6 +78,9 @@ pub fn service_line(s: &ServiceSpec) -> String {
             let _ = write!(line, " mask {}", format_netmask(p.prefix_len, v6));
         }
     }
+    if s.ops {
+        line.push_str(" ops");
+    }
     line
 }
 
@@ -354,7 +357,7 @@ Services (2)
 FWM  1 mh (mh-fallback,mh-port) persistent 300 mask 255.255.255.0
   -> 10.0.1.11:0  weight 1  forward Route  mac resolve
   -> 10.0.1.12:0  weight 3  u_threshold 100  l_threshold 50  forward Route  mac 02:00:00:00:01:0c
-UDP  [2001:db8::100]:53 rr persistent 300 mask 64
+UDP  [2001:db8::100]:53 rr persistent 360 mask 64
   -> [2001:db8:1::11]:53  weight 1  forward Route  mac 02:00:00:00:01:0d
 
 Mark rules (1)

@@ -669,7 +669,7 @@ fn persistence_and_netmask_forms() {
     assert_eq!(p(""), None);
     assert_eq!(p("persistent = false\n"), None);
     let d = p("persistent = true\n").unwrap();
-    assert_eq!((d.timeout_s, d.prefix_len), (300, 32));
+    assert_eq!((d.timeout_s, d.prefix_len), (360, 32));
     assert_eq!(
         p("persistent = 60\nnetmask = \"255.255.255.0\"\n")
             .unwrap()

@@ -15,8 +15,9 @@ use crate::lb::spec::{
     DefenceMode, ServiceAddr, ServiceSpec, StateFlags, Timeouts, DEFAULT_CONN_HIGH_WATER_PCT,
 };
 
-/// ipvsadm's default persistence timeout, seconds.
-pub const DEFAULT_PERSISTENT_S: u32 = 300;
+/// ipvsadm's default persistence timeout, seconds (`-p` without a value:
+/// `IPVS_SVC_PERSISTENT_TIMEOUT` in its code; its man page says 300).
+pub const DEFAULT_PERSISTENT_S: u32 = 360;
 /// Largest timeout accepted, seconds (2^31).
 pub const MAX_TIMEOUT_S: i64 = 1 << 31;
 /// Default `ports.mbufs`.
