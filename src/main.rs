@@ -245,8 +245,8 @@ fn main() -> ExitCode {
         } => {
             let path = match (socket, config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => match Config::load(&c) {
-                    Ok((cfg, _)) => ctl::socket_path(&cfg.eal().file_prefix),
+                (None, Some(c)) => match Config::file_prefix_of(&c) {
+                    Ok(prefix) => ctl::socket_path(&prefix),
                     Err(e) => {
                         eprintln!("{e}");
                         return ExitCode::from(EXIT_CONFIG);

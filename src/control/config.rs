@@ -436,6 +436,28 @@ impl Config {
         out
     }
 
+    /// The `eal.file_prefix` a configuration file names (default `pmdlb`),
+    /// read without validating the rest: `ctl` and `admin` find the
+    /// running instance even while its file is being edited into an
+    /// invalid state (a reload then reports the problems).
+    pub fn file_prefix_of(path: impl AsRef<Path>) -> Result<String, ConfigError> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: origin.clone(),
+            source,
+        })?;
+        let v: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            origin,
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Ok(v.get("eal")
+            .and_then(|e| e.get("file_prefix"))
+            .and_then(|p| p.as_str())
+            .unwrap_or("pmdlb")
+            .to_owned())
+    }
+
     /// The file (or origin name) this configuration came from.
     pub fn origin(&self) -> &str {
         &self.origin

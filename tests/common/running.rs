@@ -70,6 +70,23 @@ fn line_reader(r: impl Read + Send + 'static, lines: mpsc::Sender<String>) -> Jo
 
 /// Polls `child` until it exits or `limit` has passed (`None`; the child
 /// keeps running).
+/// Waits at most `limit` for a short-lived `child` (stdout/stderr piped)
+/// and returns its output; kills it and panics, naming `what`, after that.
+#[allow(dead_code)]
+pub fn wait_output(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let out = reader(child.stdout.take().expect("piped stdout"));
+    let err = reader(child.stderr.take().expect("piped stderr"));
+    let Some(status) = exited_within(&mut child, limit) else {
+        kill(&mut child);
+        panic!("{what}: still running after {limit:?}; killed");
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default().into_bytes(),
+        stderr: err.join().unwrap_or_default().into_bytes(),
+    }
+}
+
 fn exited_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {

@@ -133,8 +133,8 @@ pub fn run(config: Option<PathBuf>, cmd: AdminCmd, stdin_for_restore: Option<Str
         _ => None,
     };
     let path = match &config {
-        Some(c) => match Config::load(c) {
-            Ok((cfg, _)) => ctl::socket_path(&cfg.eal().file_prefix),
+        Some(c) => match Config::file_prefix_of(c) {
+            Ok(prefix) => ctl::socket_path(&prefix),
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::from(EXIT_FAILED);
