@@ -118,6 +118,9 @@ impl Worker {
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
         self.seen.set(self.tables.epoch());
+        // arc-swap registers a reader thread on its first load (its only
+        // allocation): do it here, before the first burst, not at a swap.
+        drop(self.live.load());
 
         while !self.stop.load(Ordering::Relaxed) {
             if self.live.epoch() != self.tables.epoch() {
