@@ -61,6 +61,30 @@ pub enum ConnState {
 
 use ConnState as S;
 
+impl ConnState {
+    /// The state's name in `/proc/net/ip_vs_conn` and `ipvsadm -L -c`
+    /// for a connection of IP protocol `proto`: IPVS's `tcp_state_name_table`
+    /// for TCP, `UDP` for UDP (`udp_state_name_table`). pmdlb tracks no
+    /// SCTP states, so an SCTP flow shows `NONE`, IPVS's name for "no state".
+    pub fn ipvs_name(self, proto: u8) -> &'static str {
+        match self {
+            S::None => "NONE",
+            S::Established => "ESTABLISHED",
+            S::SynSent => "SYN_SENT",
+            S::SynRecv => "SYN_RECV",
+            S::FinWait => "FIN_WAIT",
+            S::TimeWait => "TIME_WAIT",
+            S::Close => "CLOSE",
+            S::CloseWait => "CLOSE_WAIT",
+            S::LastAck => "LAST_ACK",
+            S::Listen => "LISTEN",
+            S::SynAck => "SYNACK",
+            S::Udp if proto == crate::lb::types::ip_proto::UDP => "UDP",
+            S::Udp => "NONE",
+        }
+    }
+}
+
 /// IPVS `tcp_states` INPUT-ONLY rows, indexed `[event][state]` with events
 /// syn, fin, ack, rst and states in [`ConnState`] order (sNO..sSA).
 const INPUT_ONLY: [[ConnState; 11]; 4] = [
@@ -625,6 +649,16 @@ mod tests {
         assert_eq!(timeout_ms(S::FinWait, &t), 120_000);
         assert_eq!(timeout_ms(S::Close, &t), 10_000);
         assert_eq!(timeout_ms(S::Udp, &t), 300_000);
+    }
+
+    #[test]
+    fn ipvs_state_names() {
+        use crate::lb::types::ip_proto;
+        assert_eq!(S::SynRecv.ipvs_name(ip_proto::TCP), "SYN_RECV");
+        assert_eq!(S::SynAck.ipvs_name(ip_proto::TCP), "SYNACK");
+        assert_eq!(S::FinWait.ipvs_name(ip_proto::TCP), "FIN_WAIT");
+        assert_eq!(S::Udp.ipvs_name(ip_proto::UDP), "UDP");
+        assert_eq!(S::Udp.ipvs_name(ip_proto::SCTP), "NONE");
     }
 
     #[test]
