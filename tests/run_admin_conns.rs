@@ -7,8 +7,8 @@
 //! destination MAC of each forwarded frame — which real server every flow
 //! went to. Each flow must appear in the listing exactly once with its
 //! protocol, state, client, virtual and destination address, the
-//! persistent flow's template with `ipvsadm`'s template fields, and
-//! nothing else. Expected lines are built from ipvsadm's `print_conn`
+//! persistent flows' templates (a port service's and a fwmark service's)
+//! with IPVS's template fields, and nothing else. Expected lines are built from ipvsadm's `print_conn`
 //! format string (`"%-3s %-6s %-11s %-18s %-18s %s\n"`), never from
 //! pmdlb's formatter; the expiry column is parsed and bounded.
 
@@ -39,6 +39,7 @@ const SERVERS: &[(&str, [u8; 6], &str)] = &[
     ("10.0.4.42", [2, 0, 0, 0, 4, 42], "persist80"),
     ("2001:db8:1::51", [2, 0, 0, 0, 5, 51], "v6"),
     ("2001:db8:1::52", [2, 0, 0, 0, 5, 52], "v6"),
+    ("10.0.1.11", [2, 0, 0, 0, 1, 11], "fwm1"),
 ];
 
 fn servers_toml(tag: &str) -> String {
@@ -134,6 +135,8 @@ fn flows() -> Vec<Flow> {
             "ESTABLISHED",
             900,
         ),
+        // fwmark 1 (TCP 443 of the VIP), persistent
+        tcp("203.0.113.5", 40010, v4, 443, &[Seg::Syn], "SYN_RECV", 60),
     ]
 }
 
@@ -267,6 +270,17 @@ arp = true
 addr = "{VIP6}"
 arp = true
 
+[[mark]]
+dst = "{VIP}"
+proto = "tcp"
+ports = [443]
+mark = 1
+
+[[service]]
+fwmark = 1
+scheduler = "rr"
+persistent = 60
+{fwm1}
 [[service]]
 vip = "{VIP}"
 port = 8080
@@ -298,6 +312,7 @@ scheduler = "rr"
         udp53 = servers_toml("udp53"),
         persist80 = servers_toml("persist80"),
         v6 = servers_toml("v6"),
+        fwm1 = servers_toml("fwm1"),
     );
     std::fs::write(&cfg, text).unwrap();
 
@@ -409,6 +424,20 @@ scheduler = "rr"
         60,
         60,
     );
+    // The fwmark template: protocol IP, the mark as the virtual address,
+    // every port 0.
+    let fflow = flows.iter().find(|f| f.vport == 443).unwrap();
+    take(
+        [
+            "IP".to_owned(),
+            "NONE".to_owned(),
+            sockaddr(fflow.client, 0),
+            "0.0.0.1:0".to_owned(),
+            "10.0.1.11:0".to_owned(),
+        ],
+        60,
+        60,
+    );
     assert!(rows.is_empty(), "unexpected rows: {rows:?}\n{listing}");
 
     let pc_title = format!(
@@ -418,5 +447,5 @@ scheduler = "rr"
     let mut pcl = pc.lines();
     assert_eq!(pcl.next(), Some("IPVS connection entries"));
     assert_eq!(pcl.next(), Some(pc_title.as_str()), "{pc}");
-    assert_eq!(pcl.count(), flows.len() + 1, "{pc}");
+    assert_eq!(pcl.count(), flows.len() + 2, "{pc}");
 }
