@@ -19,6 +19,7 @@ use crate::control::layout;
 use crate::control::run::{RunError, RunOptions, CONTROL_RING, MBUF_DATA_ROOM, PERSIST_SHARDS};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
+use crate::dataplane::dump::ConnDump;
 use crate::dataplane::traffic::PublishedTraffic;
 use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
 use crate::dpdk::{
@@ -143,6 +144,9 @@ pub struct Workers {
     done: Vec<Arc<AtomicBool>>,
     /// The epoch each worker runs on.
     pub seen: Vec<Arc<SeenEpoch>>,
+    /// Each worker's connection dump channel (`ipvsadm -L -c`), in worker
+    /// order.
+    pub dumps: Vec<Arc<ConnDump>>,
 }
 
 /// Sets a flag when dropped: tells the control plane a worker has ended,
@@ -186,6 +190,7 @@ impl Workers {
             traffic: Vec::new(),
             done: Vec::new(),
             seen: Vec::new(),
+            dumps: Vec::new(),
         };
         for (i, &lcore) in l.lcores.iter().enumerate() {
             let pubd = Arc::new(Published::default());
@@ -193,6 +198,7 @@ impl Workers {
             let seen = Arc::new(SeenEpoch::default());
             seen.set(snap.epoch());
             let done = Arc::new(AtomicBool::new(false));
+            let dump = Arc::new(ConnDump::new(cfg.tables().connections as usize));
             let state = WorkerState::new(
                 Arc::clone(snap),
                 Arc::clone(&l.tables.persist),
@@ -221,6 +227,7 @@ impl Workers {
                 control_tx: (i == 0).then(|| Arc::clone(l.control_tx)),
                 published: Arc::clone(&pubd),
                 traffic: Arc::clone(&tpub),
+                dump: Arc::clone(&dump),
                 stop: Arc::clone(stop),
             };
             let guard_flag = Arc::clone(&done);
@@ -232,6 +239,7 @@ impl Workers {
             out.published.push(pubd);
             out.traffic.push(tpub);
             out.done.push(done);
+            out.dumps.push(dump);
         }
         Ok(out)
     }

@@ -277,6 +277,20 @@ impl Request {
     pub fn reply(self, answer: Answer) {
         let _ = self.reply.try_send(answer);
     }
+
+    /// A request as if read from a client, and where its answer goes
+    /// (tests of code that keeps requests waiting).
+    #[cfg(test)]
+    pub(crate) fn for_test(text: &str) -> (Request, Receiver<Answer>) {
+        let (reply, rx) = sync_channel(1);
+        (
+            Request {
+                text: text.to_owned(),
+                reply,
+            },
+            rx,
+        )
+    }
 }
 
 /// The control socket and its server thread.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::admin::client::decode_request;
+use crate::control::admin::serve::Handled;
 use crate::control::admin::AdminError;
 use crate::control::bringup::{start_eal, Director, Shared, Via};
 use crate::control::config::Config;
@@ -38,6 +39,7 @@ use crate::lb::spec::{ServiceAddr, ServiceSpec};
 use crate::lb::types::RsId;
 use crate::wire::ethernet::MacAddr;
 
+mod conns;
 mod host;
 mod reload;
 
@@ -273,6 +275,8 @@ pub struct ControlPlane<'a> {
     started: Instant,
     rx_mac: MacAddr,
     buf: [u8; 128],
+    /// `-L -c` requests waiting for the workers' connection dumps.
+    listings: conns::Listings,
     director: Director<'a>,
 }
 
@@ -364,6 +368,7 @@ impl<'a> ControlPlane<'a> {
             started,
             rx_mac,
             buf: [0u8; 128],
+            listings: conns::Listings::default(),
             director,
         })
     }
@@ -396,7 +401,14 @@ impl<'a> ControlPlane<'a> {
         });
         while let Some(req) = self.ctl.try_next() {
             let answer = match decode_request(req.command()) {
-                Some(r) => admin_answer(self.admin(r)),
+                Some(r) => match self.admin(r) {
+                    Handled::Done(r) => admin_answer(r),
+                    Handled::NeedsConnections(opts) => {
+                        let dumps = &self.director.workers.dumps;
+                        self.listings.add(req, opts, dumps, now);
+                        continue;
+                    }
+                },
                 None => match req.parse_command() {
                     Ok(c) => self.command(c),
                     Err(a) => a,
@@ -404,6 +416,7 @@ impl<'a> ControlPlane<'a> {
             };
             req.reply(answer);
         }
+        self.poll_listings(now);
         self.current.collect();
         if self
             .hup
@@ -443,6 +456,14 @@ impl<'a> ControlPlane<'a> {
             return ControlFlow::Break(Ended::Asked);
         }
         ControlFlow::Continue(())
+    }
+
+    /// Answers the `-L -c` requests whose dumps are in (or overdue).
+    fn poll_listings(&mut self, now: Instant) {
+        let mut listings = std::mem::take(&mut self.listings);
+        let dumps = &self.director.workers.dumps;
+        listings.poll(dumps, now, |results| self.connection_rows(results));
+        self.listings = listings;
     }
 
     /// Announces the VIPs: at start and twice more, a second apart.

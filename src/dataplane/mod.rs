@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod decide;
+pub mod dump;
 pub mod neighbour;
 pub mod rewrite;
 pub mod traffic;

@@ -3,8 +3,9 @@
 //! burst, prefetch the frames, decide the burst (`decide_burst`: parse and
 //! prefetch table buckets for all, then assign in order), buffer per TX port, flush
 //! full buffers, free (in bulk) and count whatever was dropped. Slow jobs —
-//! connection-table sweep slices and counter publishing — run every
-//! `SLOW_EVERY` loops. Per-real-server packets and bytes are counted in
+//! connection-table sweep slices, counter publishing and, when the control
+//! plane asked, a bounded slice of a connection dump (`dataplane::dump`) —
+//! run every `SLOW_EVERY` loops. Per-real-server packets and bytes are counted in
 //! worker-local arrays (`dataplane::traffic`). The per-packet path allocates nothing, takes no lock,
 //! makes no system call and does not log.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
+use crate::dataplane::dump::ConnDump;
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::traffic::{PublishedTraffic, TrafficCounters};
 use crate::dataplane::tunnel::{self, Outer};
@@ -74,6 +76,9 @@ pub struct Worker {
     pub published: Arc<Published>,
     /// Where per-real-server traffic counters are published.
     pub traffic: Arc<PublishedTraffic>,
+    /// Where connection entries are copied when the control plane asks
+    /// (`ipvsadm -L -c`), a bounded slice per slow job.
+    pub dump: Arc<ConnDump>,
     /// Set by the control plane to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
@@ -249,6 +254,7 @@ impl Worker {
                 fill_state_stats(&self.state, &mut st);
                 self.published.publish(&st);
                 self.publish_traffic(&traffic);
+                self.dump.step(&self.state);
             }
         }
 

@@ -61,6 +61,30 @@ pub enum ConnState {
 
 use ConnState as S;
 
+impl ConnState {
+    /// The state's name in `/proc/net/ip_vs_conn` and `ipvsadm -L -c`
+    /// for a connection of IP protocol `proto`: IPVS's `tcp_state_name_table`
+    /// for TCP, `UDP` for UDP (`udp_state_name_table`). pmdlb tracks no
+    /// SCTP states, so an SCTP flow shows `NONE`, IPVS's name for "no state".
+    pub fn ipvs_name(self, proto: u8) -> &'static str {
+        match self {
+            S::None => "NONE",
+            S::Established => "ESTABLISHED",
+            S::SynSent => "SYN_SENT",
+            S::SynRecv => "SYN_RECV",
+            S::FinWait => "FIN_WAIT",
+            S::TimeWait => "TIME_WAIT",
+            S::Close => "CLOSE",
+            S::CloseWait => "CLOSE_WAIT",
+            S::LastAck => "LAST_ACK",
+            S::Listen => "LISTEN",
+            S::SynAck => "SYNACK",
+            S::Udp if proto == crate::lb::types::ip_proto::UDP => "UDP",
+            S::Udp => "NONE",
+        }
+    }
+}
+
 /// IPVS `tcp_states` INPUT-ONLY rows, indexed `[event][state]` with events
 /// syn, fin, ack, rst and states in [`ConnState`] order (sNO..sSA).
 const INPUT_ONLY: [[ConnState; 11]; 4] = [
@@ -521,6 +545,34 @@ impl ConnTable {
         r.idx
     }
 
+    /// Visit the entries in use from slot index `from` on, at most
+    /// `max_buckets` buckets, in slot order, without changing anything
+    /// (`ipvsadm -L -c`, a few buckets per slow job). `f` says
+    /// `Break` to stop before an entry it cannot take (a full buffer).
+    /// Returns where to go on next time, or `None` once the table's end
+    /// was reached. Entries do not move, so a scan spread over several
+    /// calls sees every entry that stayed in the table throughout.
+    pub fn scan(
+        &self,
+        from: usize,
+        max_buckets: usize,
+        mut f: impl FnMut(&ConnEntry) -> std::ops::ControlFlow<()>,
+    ) -> Option<usize> {
+        let slots = self.capacity();
+        let end = from
+            .saturating_add(max_buckets.saturating_mul(WAYS))
+            .min(slots);
+        let mut idx = from;
+        while idx < end {
+            let (b, w) = (idx / WAYS, idx % WAYS);
+            if self.buckets[b].tags[w] != 0 && f(&self.buckets[b].entries[w]).is_break() {
+                return Some(idx);
+            }
+            idx += 1;
+        }
+        (end < slots).then_some(end)
+    }
+
     /// Visit the next `max_buckets` buckets and remove the entries for which
     /// `expired` says so, after `on_expire` did their accounting. Returns the
     /// number removed.
@@ -597,6 +649,16 @@ mod tests {
         assert_eq!(timeout_ms(S::FinWait, &t), 120_000);
         assert_eq!(timeout_ms(S::Close, &t), 10_000);
         assert_eq!(timeout_ms(S::Udp, &t), 300_000);
+    }
+
+    #[test]
+    fn ipvs_state_names() {
+        use crate::lb::types::ip_proto;
+        assert_eq!(S::SynRecv.ipvs_name(ip_proto::TCP), "SYN_RECV");
+        assert_eq!(S::SynAck.ipvs_name(ip_proto::TCP), "SYNACK");
+        assert_eq!(S::FinWait.ipvs_name(ip_proto::TCP), "FIN_WAIT");
+        assert_eq!(S::Udp.ipvs_name(ip_proto::UDP), "UDP");
+        assert_eq!(S::Udp.ipvs_name(ip_proto::SCTP), "NONE");
     }
 
     #[test]
@@ -706,6 +768,52 @@ mod tests {
         for i in (0..WAYS as u32).step_by(2) {
             assert!(t.find(&key(i), t.hash(&key(i))).is_some());
         }
+    }
+
+    #[test]
+    fn scan_in_slices_sees_every_entry_once_and_stops_where_told() {
+        use std::ops::ControlFlow;
+        let mut t = ConnTable::new(1024, 7);
+        for i in 0..300 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let r = t.reserve(h, 0, |_| {}).unwrap();
+            t.insert(r, entry(k, 1000));
+        }
+        // slices of 16 buckets: every entry exactly once
+        let mut seen = Vec::new();
+        let mut at = Some(0);
+        let mut calls = 0;
+        while let Some(from) = at {
+            at = t.scan(from, 16, |e| {
+                seen.push(e.key);
+                ControlFlow::Continue(())
+            });
+            calls += 1;
+        }
+        assert_eq!(calls, t.capacity() / WAYS / 16);
+        seen.sort_by_key(|k| k.client);
+        seen.dedup();
+        assert_eq!(seen.len(), 300);
+        // a full buffer: stop before the 11th, resume there
+        let mut n = 0;
+        let next = t.scan(0, usize::MAX, |_| {
+            if n == 10 {
+                return ControlFlow::Break(());
+            }
+            n += 1;
+            ControlFlow::Continue(())
+        });
+        let from = next.unwrap();
+        let mut rest = 0;
+        assert_eq!(
+            t.scan(from, usize::MAX, |_| {
+                rest += 1;
+                ControlFlow::Continue(())
+            }),
+            None
+        );
+        assert_eq!(n + rest, 300);
     }
 
     #[test]

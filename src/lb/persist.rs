@@ -123,6 +123,20 @@ impl TemplateKey {
     }
 }
 
+/// A live template as [`PersistTable::templates`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TemplateEntry {
+    /// Its key (the client address already masked).
+    pub key: TemplateKey,
+    /// Its server.
+    pub rs: RsId,
+    /// Connections (over all workers) holding it.
+    pub refs: u32,
+    /// Expiry (ms), meaningful when `refs == 0`; with references it lives
+    /// at least the service's persistence timeout after the last ends.
+    pub expires: u64,
+}
+
 /// Why a template could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PersistError {
@@ -590,6 +604,44 @@ impl PersistTable {
         out
     }
 
+    /// Every live template at `now` (as [`PersistTable::live`] counts
+    /// them), each read consistently (seqlock; a slot that keeps changing
+    /// under the reader is skipped). A full scan for the control plane
+    /// (`ipvsadm -L -c`), never for the data path.
+    pub fn templates(&self, now: u64, mut f: impl FnMut(TemplateEntry)) {
+        for s in self.buckets.iter().flat_map(|b| b.slots.iter()) {
+            for _ in 0..READ_RETRIES {
+                let c = s.ctl.load(Ordering::Acquire);
+                if state(c) != LIVE {
+                    break;
+                }
+                let k0 = s.k0.load(Ordering::Acquire);
+                let k1 = s.k1.load(Ordering::Acquire);
+                let val = s.val.load(Ordering::Acquire);
+                let expires = s.expires.load(Ordering::Acquire);
+                let c2 = s.ctl.load(Ordering::Acquire);
+                if ident(c2) != ident(c) {
+                    continue;
+                }
+                if refs(c2) > 0 || now < expires {
+                    let mut client = [0u8; 16];
+                    client[..8].copy_from_slice(&k0.to_le_bytes());
+                    client[8..].copy_from_slice(&k1.to_le_bytes());
+                    f(TemplateEntry {
+                        key: TemplateKey {
+                            client: Addr(client),
+                            svc: ServiceId(val as u32),
+                        },
+                        rs: RsId((val >> 32) as u32),
+                        refs: refs(c2) as u32,
+                        expires,
+                    });
+                }
+                break;
+            }
+        }
+    }
+
     /// The reference count of a slot (tests, statistics).
     pub fn refs_of(&self, slot_idx: u32) -> u64 {
         refs(self.slot(slot_idx).ctl.load(Ordering::Acquire))
@@ -635,6 +687,31 @@ mod tests {
         assert_eq!(t.get(&k(1), 2_300_000), None);
         assert_eq!(t.sweep(1 << 20, 2_300_000), 1);
         assert_eq!(t.live(0), 0);
+    }
+
+    #[test]
+    fn templates_lists_the_live_ones_with_their_keys() {
+        let t = PersistTable::new(64, 2, 1);
+        let held = t.insert(&k(1), RsId(7), 0, 300_000, true).unwrap();
+        t.insert(&k(2), RsId(8), 1_000, 5_000, false).unwrap();
+        t.insert(&k(3), RsId(9), 0, 1_000, false).unwrap();
+        let invalid = t.insert(&k(4), RsId(9), 0, 300_000, false).unwrap();
+        t.invalidate(invalid.slot);
+        let mut got = Vec::new();
+        t.templates(2_000, |e| got.push(e));
+        got.sort_by_key(|e| e.rs);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!((got[0].key, got[0].rs, got[0].refs), (k(1), RsId(7), 1));
+        assert_eq!(
+            (got[1].key, got[1].rs, got[1].refs, got[1].expires),
+            (k(2), RsId(8), 0, 6_000)
+        );
+        assert_eq!(t.live(2_000), 2);
+        t.release(held.slot, 3_000, 300_000);
+        let mut after = Vec::new();
+        t.templates(7_000, |e| after.push(e));
+        assert_eq!(after.len(), 1);
+        assert_eq!((after[0].rs, after[0].expires), (RsId(7), 303_000));
     }
 
     #[test]

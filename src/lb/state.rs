@@ -419,6 +419,34 @@ impl WorkerState {
         self.conns.len()
     }
 
+    /// Visit the connection entries a lookup would still find now — not
+    /// past their deadline (with `secure_tcp` active, a SYN_RECV entry's
+    /// shortened one), not of a removed server under
+    /// `expire_nodest_conn` — from slot `from` on, at most `max_buckets`
+    /// buckets; `f` gets each entry and its deadline (ms, this worker's
+    /// clock). Expired entries the sweep has not reached yet are skipped.
+    /// A slow job (`ipvsadm -L -c`), never per packet; see
+    /// [`ConnTable::scan`] for the cursor and `Break`.
+    pub fn scan_live(
+        &self,
+        from: usize,
+        max_buckets: usize,
+        mut f: impl FnMut(&ConnEntry, u64) -> std::ops::ControlFlow<()>,
+    ) -> Option<usize> {
+        let now = self.clock.now_ms();
+        let exp = self.defence.expiry;
+        let nodest = self.flags.expire_nodest_conn;
+        let snap = &*self.snap;
+        self.conns.scan(from, max_buckets, |e| {
+            let deadline = exp.deadline(e);
+            let gone = nodest && snap.server(e.rs).map_or(true, |s| s.is_out());
+            if now >= deadline || gone {
+                return std::ops::ControlFlow::Continue(());
+            }
+            f(e, deadline)
+        })
+    }
+
     /// The connection table's primary bucket for a flow (hash a burst first
     /// and prefetch; see [`ConnTable::bucket_of`]).
     #[inline]
@@ -1145,6 +1173,40 @@ mod tests {
         assert_ne!(t2.rs, t.rs);
         assert_eq!(w.counters().conn_expired, 1);
         assert_eq!(counts(&snap, t.rs.0), (0, 0));
+    }
+
+    #[test]
+    fn scan_live_skips_expired_entries_and_reports_deadlines() {
+        let (mut w, _snap) = setup(
+            &[svc(vip(53), SchedulerKind::Rr, None, 2)],
+            StateFlags::default(),
+        );
+        let old = udp([10, 0, 0, 1], 1000);
+        w.assign(S0, &old, None).unwrap();
+        w.set_now(200_000);
+        let new = udp([10, 0, 0, 2], 2000);
+        w.assign(S0, &new, None).unwrap();
+        let scan = |w: &WorkerState| {
+            let mut got = Vec::new();
+            let end = w.scan_live(0, usize::MAX, |e, deadline| {
+                got.push((e.key, e.state, deadline));
+                std::ops::ControlFlow::Continue(())
+            });
+            assert_eq!(end, None);
+            got.sort_by_key(|g| g.2);
+            got
+        };
+        assert_eq!(
+            scan(&w),
+            [
+                (old, ConnState::Udp, 300_000),
+                (new, ConnState::Udp, 500_000)
+            ]
+        );
+        // past its deadline, not swept yet: still in the table, not listed
+        w.set_now(300_000);
+        assert_eq!(w.conn_count(), 2);
+        assert_eq!(scan(&w), [(new, ConnState::Udp, 500_000)]);
     }
 
     #[test]

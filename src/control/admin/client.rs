@@ -17,7 +17,10 @@
 //! **Answer**: the control socket's status line and body
 //! ([`crate::control::ctl::Answer`]): status 0 and what ipvsadm would print
 //! on standard output, or the exit status ipvsadm would give and what it
-//! would print on standard error. [`answer`] builds it.
+//! would print on standard error. [`answer`] builds it. A status-0 body
+//! may end with notes for standard error after a `GS` (`-L -c` when a
+//! listing is truncated or a worker did not report in time;
+//! [`answer_with_notes`]), so standard output stays exactly ipvsadm's.
 #![forbid(unsafe_code)]
 
 use std::io::Write as _;
@@ -104,6 +107,20 @@ pub fn answer(result: Result<String, AdminError>) -> ctl::Answer {
     }
 }
 
+/// A status-0 answer: `text` for standard output, then `notes` (lines,
+/// if any) for standard error.
+pub fn answer_with_notes(text: String, notes: &[String]) -> ctl::Answer {
+    let mut body = text;
+    if !notes.is_empty() {
+        body.push(GS);
+        for n in notes {
+            body.push_str(n);
+            body.push('\n');
+        }
+    }
+    ctl::Answer::ok(body)
+}
+
 fn fail(e: &AdminError) -> ExitCode {
     eprintln!("{}", e.msg);
     ExitCode::from(e.code)
@@ -145,9 +162,11 @@ pub fn run(config: Option<PathBuf>, cmd: AdminCmd, stdin_for_restore: Option<Str
     let line = encode_request(&cmd, restore.as_deref());
     match ctl::request(&path, &line) {
         Ok(a) if a.status == 0 => {
+            let (text, notes) = a.body.split_once(GS).unwrap_or((&a.body, ""));
             let mut out = std::io::stdout().lock();
-            let _ = out.write_all(a.body.as_bytes());
+            let _ = out.write_all(text.as_bytes());
             let _ = out.flush();
+            eprint!("{notes}");
             ExitCode::SUCCESS
         }
         Ok(a) => {
@@ -215,5 +234,12 @@ mod tests {
         assert_eq!((a.status, a.body.as_str()), (0, "IP Virtual Server\n"));
         let e = answer(Err(AdminError::failed("No such service")));
         assert_eq!((e.status, e.body.as_str()), (255, "No such service\n"));
+        let n = answer_with_notes("IPVS connection entries\n".into(), &["truncated".into()]);
+        assert_eq!(
+            (n.status, n.body.as_str()),
+            (0, "IPVS connection entries\n\u{1d}truncated\n")
+        );
+        let plain = answer_with_notes("x\n".into(), &[]);
+        assert_eq!(plain.body, "x\n");
     }
 }

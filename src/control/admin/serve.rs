@@ -6,11 +6,17 @@
 //! the result is handed to [`Host::apply`] whole: one snapshot swap per
 //! command, and for `-R` one swap for the whole input. A request that
 //! fails changes nothing.
+//!
+//! Every command is answered at once but `-L -c`: the connection entries
+//! live in the workers' own tables, so [`handle`] returns
+//! [`Handled::NeedsConnections`] and the control loop gathers them over
+//! the next ticks (`control::run::conns`) before it formats the answer
+//! with [`format::list_connections`].
 #![forbid(unsafe_code)]
 
-use crate::control::admin::args::{AdminCmd, AdminError, ListWhat, EXIT_LIST_FAILED};
+use crate::control::admin::args::{AdminCmd, AdminError, ListOpts, ListWhat, EXIT_LIST_FAILED};
 use crate::control::admin::client::AdminRequest;
-use crate::control::admin::format::{self, ConnView, ListView};
+use crate::control::admin::format::{self, ListView};
 use crate::control::admin::rules;
 use crate::lb::spec::{ServiceAddr, ServiceSpec, Timeouts};
 
@@ -23,8 +29,6 @@ pub trait Host {
     fn apply(&mut self, specs: Vec<ServiceSpec>) -> Result<(), String>;
     /// The current services with their counters, for listing.
     fn view(&mut self) -> ListView;
-    /// The connection entries (`-c`).
-    fn connections(&mut self) -> Result<Vec<ConnView>, String>;
     /// The current timeouts.
     fn timeouts(&self) -> Timeouts;
     /// `--set`: new timeouts for every worker.
@@ -33,8 +37,29 @@ pub trait Host {
     fn zero(&mut self, service: Option<&ServiceAddr>);
 }
 
-/// Runs one request; `Ok` is what ipvsadm prints on standard output.
-pub fn handle(host: &mut impl Host, req: AdminRequest) -> Result<String, AdminError> {
+/// What became of a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Answered: `Ok` is what ipvsadm prints on standard output.
+    Done(Result<String, AdminError>),
+    /// `-L -c`: to be answered once the workers' connection entries are
+    /// in, formatted with these options.
+    NeedsConnections(ListOpts),
+}
+
+/// Runs one request.
+pub fn handle(host: &mut impl Host, req: AdminRequest) -> Handled {
+    if let AdminCmd::List {
+        what: ListWhat::Connections,
+        opts,
+    } = req.cmd
+    {
+        return Handled::NeedsConnections(opts);
+    }
+    Handled::Done(run(host, req))
+}
+
+fn run(host: &mut impl Host, req: AdminRequest) -> Result<String, AdminError> {
     match req.cmd {
         AdminCmd::Edit(e) => {
             let mut specs = host.specs().to_vec();
@@ -67,10 +92,8 @@ pub fn handle(host: &mut impl Host, req: AdminRequest) -> Result<String, AdminEr
                     .ok_or_else(|| AdminError::failed("No such service"))?;
                 Ok(format::list_service(s, &opts))
             }
-            ListWhat::Connections => {
-                let conns = host.connections().map_err(AdminError::failed)?;
-                Ok(format::list_connections(&conns, &opts))
-            }
+            // `handle` returned `NeedsConnections` before coming here.
+            ListWhat::Connections => Err(AdminError::failed("-L -c is answered asynchronously")),
             ListWhat::Timeouts => Ok(format::list_timeouts(&host.timeouts())),
         },
         AdminCmd::Zero(sel) => {

@@ -4,8 +4,8 @@
 
 use crate::control::admin::args::AdminError;
 use crate::control::admin::client::AdminRequest;
-use crate::control::admin::format::{ConnView, ListView, ServerView, ServiceView};
-use crate::control::admin::serve::{self, Host};
+use crate::control::admin::format::{ListView, ServerView, ServiceView};
+use crate::control::admin::serve::{self, Handled, Host};
 use crate::lb::snapshot::Change;
 use crate::lb::spec::{ServiceAddr, ServiceSpec, StateFlags, Timeouts};
 
@@ -55,12 +55,25 @@ impl ControlPlane<'_> {
         Ok(changes)
     }
 
-    /// One `pmdlb admin` request (already decoded).
-    pub(super) fn admin(
-        &mut self,
-        req: Result<AdminRequest, AdminError>,
-    ) -> Result<String, AdminError> {
-        serve::handle(self, req?)
+    /// One `pmdlb admin` request (already decoded); `-L -c` is answered
+    /// later (see `conns`).
+    pub(super) fn admin(&mut self, req: Result<AdminRequest, AdminError>) -> Handled {
+        match req {
+            Ok(r) => serve::handle(self, r),
+            Err(e) => Handled::Done(Err(e)),
+        }
+    }
+
+    /// The rows of `-L -c` from the workers' dumps, the templates scanned
+    /// now and the current snapshot.
+    pub(super) fn connection_rows(
+        &self,
+        dumps: &[Option<crate::dataplane::dump::DumpResult>],
+    ) -> (Vec<crate::control::admin::format::ConnView>, Vec<String>) {
+        let now = self.now_ms();
+        let mut templates = Vec::new();
+        self.persist.templates(now, |t| templates.push(t));
+        super::conns::rows(dumps, &templates, self.current.snap(), now)
     }
 }
 
@@ -101,10 +114,6 @@ impl Host for ControlPlane<'_> {
                 .saturating_mul(u32::from(self.cfg.workers().count)),
             services,
         }
-    }
-
-    fn connections(&mut self) -> Result<Vec<ConnView>, String> {
-        Err("pmdlb does not list connection entries yet: each worker owns its table (see `pmdlb ctl stats` for counts)".into())
     }
 
     fn timeouts(&self) -> Timeouts {
