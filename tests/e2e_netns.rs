@@ -770,3 +770,508 @@ fn tunnel_servers_behind_a_router() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("unaccounted=0"), "{log}");
 }
+
+/// What one request of a load loop saw: the service (`P`, `Q`, `R`), the
+/// client address, when it was sent and answered, and who answered (empty:
+/// it failed).
+#[derive(Clone, Debug)]
+struct Answered {
+    svc: &'static str,
+    client: String,
+    sent: std::time::Instant,
+    done: std::time::Instant,
+    who: String,
+}
+
+/// Curl loops in the client namespace, one thread each, recording every
+/// answer until stopped.
+struct Load {
+    ns: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Answered>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn new(t: &Topology) -> Load {
+        Load {
+            ns: t.ns("cl"),
+            log: Default::default(),
+            stop: Default::default(),
+            threads: Vec::new(),
+        }
+    }
+
+    fn spawn(&mut self, svc: &'static str, client: String, url: String) {
+        let (ns, log, stop) = (
+            self.ns.clone(),
+            std::sync::Arc::clone(&self.log),
+            std::sync::Arc::clone(&self.stop),
+        );
+        self.threads.push(std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = std::time::Instant::now();
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns, "curl", "-s", "-m", "10"])
+                    .args(["--interface", &client, &url])
+                    .output()
+                    .unwrap();
+                let who = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                let ok = out.status.success() && who.starts_with("rs");
+                log.lock().unwrap().push(Answered {
+                    svc,
+                    client: client.clone(),
+                    sent,
+                    done: std::time::Instant::now(),
+                    who: if ok { who } else { String::new() },
+                });
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }));
+    }
+
+    fn answers(&self) -> Vec<Answered> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn finish(mut self) -> Vec<Answered> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.threads.drain(..) {
+            h.join().unwrap();
+        }
+        self.answers()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The server rows of service `head` (`"TCP  10.100.0.100:80"`) in an
+/// ipvsadm listing, each split into its columns without the `->`.
+fn listing_rows(listing: &str, head: &str) -> Vec<Vec<String>> {
+    let mut lines = listing
+        .lines()
+        .skip_while(|l| !(l.starts_with(head) && l[head.len()..].starts_with(' ')));
+    if lines.next().is_none() {
+        return Vec::new();
+    }
+    lines
+        .take_while(|l| l.starts_with("  -> "))
+        .map(|l| l[5..].split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+fn col(row: &[String], i: usize) -> u64 {
+    row[i]
+        .parse()
+        .unwrap_or_else(|_| panic!("column {i} of {row:?}"))
+}
+
+/// Live state the steps must not disturb: P's connection entries
+/// (ActiveConn + InActConn of `-L -n`) and persistence templates
+/// (PersistConn of `--persistent-conn`), and the datagrams every UDP
+/// receiver counted.
+#[derive(Clone, Debug)]
+struct Sample {
+    p_conns: u64,
+    p_templates: u64,
+    udp: Vec<u64>,
+}
+
+fn admin_ok(lb: &Lb, args: &[&str], stdin: &str) -> String {
+    let (code, out, err) = lb.admin(args, stdin);
+    assert_eq!(code, 0, "pmdlb admin {args:?}: {err}{out}");
+    out
+}
+
+fn sample(lb: &Lb, t: &Topology) -> Sample {
+    let head = format!("TCP  {VIP}:80");
+    // -L -n: RemoteAddress:Port Forward Weight ActiveConn InActConn.
+    let list = admin_ok(lb, &["-L", "-n"], "");
+    let p_conns = listing_rows(&list, &head)
+        .iter()
+        .map(|r| col(r, 3) + col(r, 4))
+        .sum();
+    // --persistent-conn: RemoteAddress:Port Weight PersistConn ActiveConn InActConn.
+    let pc = admin_ok(lb, &["-L", "-n", "--persistent-conn"], "");
+    let p_templates = listing_rows(&pc, &head).iter().map(|r| col(r, 2)).sum();
+    let udp = (1..=3).map(|s| t.udp_count(s).unwrap_or(0)).collect();
+    Sample {
+        p_conns,
+        p_templates,
+        udp,
+    }
+}
+
+/// The workers' `templates_created` counter (`pmdlb ctl stats`).
+fn templates_created(lb: &Lb) -> u64 {
+    let stats = lb.ctl("stats").unwrap();
+    stats
+        .lines()
+        .find(|l| l.starts_with("templates_created "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no templates_created:\n{stats}"))
+}
+
+/// Waits (bounded, polling) until `cond` holds; panics with `what`.
+fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One run-time change while the load runs.
+#[derive(Debug)]
+struct Step {
+    name: String,
+    /// The services (`P Q R U`) whose requests may fail during it.
+    may_fail: &'static str,
+    from: std::time::Instant,
+    to: std::time::Instant,
+}
+
+/// Issue 10 end to end: run-time changes through `pmdlb admin` (ipvsadm's
+/// command line) and SIGHUP under continuous load on three services —
+/// persistent TCP P (the one the changes do not concern, until -C/-R),
+/// TCP Q (the one they edit) and UDP U (a steady datagram stream) — plus R,
+/// added at run time. Every step is sampled before and after: what a step
+/// does not concern keeps working, keeps its connection entries and
+/// templates, and keeps its persistent clients on their servers.
+#[test]
+fn admin_and_reload_under_load() {
+    use std::time::Instant;
+
+    let _g = lock();
+    let mut t = Topology::up("r", 4, 6);
+    t.serve_http(2, "8081");
+    t.serve_http(3, "8081");
+    t.udp_receivers(1..=3, 5353);
+    let server = |s: usize| format!("[[service.server]]\naddr = \"10.100.1.1{s}\"\n");
+    let q_servers = |list: &[usize]| list.iter().map(|&s| server(s)).collect::<String>();
+    // Long FIN_WAIT / CLOSE timeouts: no entry of the test expires during
+    // it, so P's entry count can only grow while nothing disturbs it.
+    let services = |q: &[usize]| {
+        format!(
+            "[timeouts]\ntcp_fin = 900\ntcp_close = 900\n\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\npersistent = 300\n{p}\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"rr\"\n{q}\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 5353\nproto = \"udp\"\nscheduler = \"rr\"\n{p}\n",
+            p = q_servers(&[1, 2, 3]),
+            q = q_servers(q),
+        )
+    };
+    let cfg = config_text("pmdlb-e2e-r", &services(&[1, 2, 3]));
+    let lb = Lb::start(&t, "pmdlb-e2e-r", &cfg);
+    let t0 = Instant::now();
+
+    // The UDP stream: six flows (source ports) from one client, 20
+    // datagrams a second each; rr puts two on every server.
+    const SEND: &str = "import socket, sys, time\n\
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(6)]\n\
+        for s in socks:\n    s.bind((sys.argv[1], 0))\n\
+        while True:\n    for s in socks:\n        s.sendto(b'x', (sys.argv[2], 5353))\n    time.sleep(0.05)\n";
+    t.spawn_in("cl", &["python3", "-c", SEND, &client(5), VIP]);
+
+    let mut load = Load::new(&t);
+    let p_clients: Vec<String> = (0..4).map(client).collect();
+    for c in &p_clients {
+        load.spawn("P", c.clone(), format!("http://{VIP}/"));
+    }
+    load.spawn("Q", client(4), format!("http://{VIP}:8080/"));
+
+    // Everything flows before the first step: every P client answered,
+    // Q too, and every UDP receiver counts.
+    wait_for("first answers on P and Q", 20, || {
+        let a = load.answers();
+        p_clients
+            .iter()
+            .all(|c| a.iter().any(|x| &x.client == c && !x.who.is_empty()))
+            && a.iter().any(|x| x.svc == "Q" && !x.who.is_empty())
+    });
+    wait_for("UDP at every server", 20, || {
+        (1..=3).all(|s| t.udp_count(s).unwrap_or(0) > 0)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let base = sample(&lb, &t);
+    assert!(
+        base.p_templates >= p_clients.len() as u64 && base.p_conns > 0,
+        "P's templates and entries before the steps: {base:?}"
+    );
+
+    let settle = Duration::from_millis(1500);
+    let mut steps: Vec<Step> = Vec::new();
+    // One step: sample, act, settle, sample; what the step does not
+    // concern (`concerns`: P and/or U) must not lose entries, templates
+    // or datagrams.
+    let mut step = |name: &str, concerns: &str, may_fail: &'static str, act: &mut dyn FnMut()| {
+        let before = sample(&lb, &t);
+        let from = Instant::now();
+        act();
+        let to = Instant::now();
+        std::thread::sleep(settle);
+        if !concerns.contains('U') {
+            // Every UDP flow keeps its server: all three keep counting.
+            wait_for(
+                &format!("{name}: UDP kept arriving at every server"),
+                10,
+                || {
+                    let now = sample(&lb, &t);
+                    now.udp.iter().zip(&before.udp).all(|(a, b)| a > b)
+                },
+            );
+        }
+        let after = sample(&lb, &t);
+        if !concerns.contains('P') {
+            assert!(
+                after.p_conns >= before.p_conns && after.p_templates >= before.p_templates,
+                "{name}: P lost entries or templates: {before:?} → {after:?}"
+            );
+        }
+        eprintln!("admin e2e: {name}: {before:?} → {after:?}");
+        steps.push(Step {
+            name: name.to_string(),
+            may_fail,
+            from,
+            to,
+        });
+        to
+    };
+    let vip = |port: u16| format!("{VIP}:{port}");
+
+    // 1. A new service R, answering.
+    step("-A R, -a two servers", "", "", &mut || {
+        admin_ok(&lb, &["-A", "-t", &vip(8081), "-s", "rr"], "");
+        for rs in ["10.100.1.12", "10.100.1.13"] {
+            admin_ok(&lb, &["-a", "-t", &vip(8081), "-r", rs], "");
+        }
+        wait_for("R answers", 20, || {
+            t.get(&client(5), &format!("http://{}/", vip(8081)))
+                .starts_with("rs")
+        });
+    });
+    load.spawn("R", client(5), format!("http://{}/", vip(8081)));
+
+    // 2.-5. Q's servers and scheduler.
+    step("-e Q rs1 -w 3", "", "", &mut || {
+        admin_ok(
+            &lb,
+            &["-e", "-t", &vip(8080), "-r", "10.100.1.11", "-w", "3"],
+            "",
+        );
+    });
+    let q_rs2_out = std::cell::Cell::new((Instant::now(), Instant::now()));
+    step("-d Q rs2", "", "", &mut || {
+        admin_ok(&lb, &["-d", "-t", &vip(8080), "-r", "10.100.1.12"], "");
+        q_rs2_out.set((Instant::now(), Instant::now()));
+    });
+    step("-a Q rs2 back", "", "", &mut || {
+        let (from, _) = q_rs2_out.get();
+        q_rs2_out.set((from, Instant::now()));
+        admin_ok(&lb, &["-a", "-t", &vip(8080), "-r", "10.100.1.12"], "");
+    });
+    step("-E Q -s wrr", "", "", &mut || {
+        admin_ok(&lb, &["-E", "-t", &vip(8080), "-s", "wrr"], "");
+    });
+    let list = admin_ok(&lb, &["-L", "-n"], "");
+    let q_rows = listing_rows(&list, &format!("TCP  {}", vip(8080)));
+    assert!(
+        list.contains(&format!("TCP  {} wrr\n", vip(8080)))
+            && q_rows.len() == 3
+            && q_rows
+                .iter()
+                .any(|r| r[0] == "10.100.1.11:8080" && r[2] == "3"),
+        "Q after its edits:\n{list}"
+    );
+
+    // 6. An unrelated service added and deleted.
+    step("-A/-a/-D an unrelated service", "", "", &mut || {
+        admin_ok(&lb, &["-A", "-t", &vip(9090), "-s", "wlc"], "");
+        admin_ok(&lb, &["-a", "-t", &vip(9090), "-r", "10.100.1.14"], "");
+        admin_ok(&lb, &["-D", "-t", &vip(9090)], "");
+    });
+
+    // 7. -S, -C, -R: every service goes and comes back, so every service
+    // may fail in this window, and P's templates are gone after -C (as in
+    // IPVS, flushing services flushes their templates): its clients are
+    // scheduled afresh after -R.
+    let saved = admin_ok(&lb, &["-S", "-n"], "");
+    assert!(
+        saved.contains(&format!("-A -t {} -s rr -p 300", vip(80))),
+        "{saved}"
+    );
+    let created_before = templates_created(&lb);
+    let c_from = Instant::now();
+    let r_done = step("-C … -R of the saved rules", "PU", "PQRU", &mut || {
+        admin_ok(&lb, &["-C"], "");
+        let list = admin_ok(&lb, &["-L", "-n"], "");
+        assert!(!list.contains("TCP "), "after -C:\n{list}");
+        std::thread::sleep(Duration::from_millis(500));
+        admin_ok(&lb, &["-R"], &saved);
+    });
+    assert_eq!(
+        admin_ok(&lb, &["-S", "-n"], ""),
+        saved,
+        "-S after -R of -S's output"
+    );
+    let restored_from = Instant::now();
+    wait_for("P answers every client after -R", 20, || {
+        let a = load.answers();
+        p_clients.iter().all(|c| {
+            a.iter()
+                .any(|x| &x.client == c && x.sent >= restored_from && !x.who.is_empty())
+        })
+    });
+    wait_for("P's templates back after -R", 20, || {
+        sample(&lb, &t).p_templates >= p_clients.len() as u64
+    });
+    // The old templates belonged to the deleted P: none was reused, every
+    // client got a new one.
+    assert!(
+        templates_created(&lb) >= created_before + p_clients.len() as u64,
+        "P's clients were not scheduled afresh after -C/-R"
+    );
+    // The restored U: its flows are pinned again; which servers they land
+    // on after the restore is rr's business, but each must keep counting.
+    wait_for("UDP after -R", 20, || {
+        let a = sample(&lb, &t).udp.iter().sum::<u64>();
+        std::thread::sleep(Duration::from_millis(500));
+        sample(&lb, &t).udp.iter().sum::<u64>() > a
+    });
+
+    // 8. SIGHUP after the file changed Q's servers (rs1 out, rs4 in) and
+    // left P (and U) as they were: P and U keep their running form.
+    std::fs::write(
+        &lb.config,
+        config_text("pmdlb-e2e-r", &services(&[2, 3, 4])),
+    )
+    .unwrap();
+    let reloaded = step("SIGHUP: Q's servers from the file", "", "", &mut || {
+        lb.signal("HUP");
+        wait_for("the reload", 20, || {
+            let list = admin_ok(&lb, &["-L", "-n"], "");
+            let q: BTreeSet<String> = listing_rows(&list, &format!("TCP  {}", vip(8080)))
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            q == ["10.100.1.12:8080", "10.100.1.13:8080", "10.100.1.14:8080"]
+                .map(String::from)
+                .into()
+        });
+    });
+    wait_for("rs4 answers Q after the reload", 20, || {
+        load.answers()
+            .iter()
+            .any(|x| x.svc == "Q" && x.sent >= reloaded && x.who == "rs4")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let end = sample(&lb, &t);
+    let answers = load.finish();
+    let elapsed = t0.elapsed();
+
+    // Failures only where a step allows them.
+    let failed: Vec<String> = answers
+        .iter()
+        .filter(|a| a.who.is_empty())
+        .filter(|a| {
+            !steps
+                .iter()
+                .any(|s| s.may_fail.contains(a.svc) && a.sent <= s.to && a.done >= s.from)
+        })
+        .map(|a| format!("{} {} at {:?}", a.svc, a.client, a.sent.duration_since(t0)))
+        .collect();
+    let in_window = answers
+        .iter()
+        .filter(|a| a.who.is_empty() && a.sent <= r_done && a.done >= c_from)
+        .count();
+    // Every P client on one server before -C, and on one server after -R.
+    for c in &p_clients {
+        for (phase, range) in [
+            ("before -C", (t0, c_from)),
+            ("after -R", (r_done, Instant::now())),
+        ] {
+            let got: BTreeSet<&String> = answers
+                .iter()
+                .filter(|a| {
+                    &a.client == c
+                        && a.svc == "P"
+                        && !a.who.is_empty()
+                        && a.sent >= range.0
+                        && a.done <= range.1
+                })
+                .map(|a| &a.who)
+                .collect();
+            assert_eq!(got.len(), 1, "P client {c} {phase}: {got:?}\n{}", lb.log());
+        }
+    }
+    let per_svc = |svc: &str| answers.iter().filter(|a| a.svc == svc).count();
+    let q_while_rs2_out: Vec<&Answered> = {
+        let (out_from, out_to) = q_rs2_out.get();
+        answers
+            .iter()
+            .filter(|a| {
+                a.svc == "Q" && a.sent > out_from + Duration::from_millis(200) && a.done < out_to
+            })
+            .collect()
+    };
+    let q_after_reload: BTreeSet<&String> = answers
+        .iter()
+        .filter(|a| a.svc == "Q" && a.sent > reloaded + Duration::from_millis(200))
+        .map(|a| &a.who)
+        .collect();
+    let r_servers: BTreeSet<&String> = answers
+        .iter()
+        .filter(|a| a.svc == "R" && !a.who.is_empty())
+        .map(|a| &a.who)
+        .collect();
+    eprintln!(
+        "admin e2e: {:?}; {} P, {} Q, {} R requests, {in_window} failed in the -C/-R window; \
+         UDP per server {:?}; end {end:?}; steps {:?}",
+        elapsed,
+        per_svc("P"),
+        per_svc("Q"),
+        per_svc("R"),
+        end.udp,
+        steps
+            .iter()
+            .map(|s| (&s.name, s.to.duration_since(s.from)))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        failed.is_empty(),
+        "requests failed outside their window: {failed:?}\n{}",
+        lb.log()
+    );
+    assert!(
+        q_while_rs2_out.iter().all(|a| a.who != "rs2"),
+        "a new Q connection went to the deleted rs2: {q_while_rs2_out:?}"
+    );
+    assert!(
+        !q_after_reload.contains(&"rs1".to_string()),
+        "Q still schedules rs1 after the reload: {q_after_reload:?}"
+    );
+    assert_eq!(
+        r_servers.into_iter().cloned().collect::<Vec<_>>(),
+        ["rs2", "rs3"],
+        "R's two servers answered"
+    );
+    let hup_log = lb.log();
+    assert!(hup_log.contains("pmdlb: SIGHUP: reloading"), "{hup_log}");
+
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("unaccounted=0"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("mbufs: all ") && l.ends_with(" back in the pool")),
+        "{log}"
+    );
+}

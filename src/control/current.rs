@@ -66,11 +66,22 @@ impl Current {
     ) -> Result<Vec<Change>, String> {
         cfg.check_rules(&specs)?;
         let vips = cfg.vips_for(&specs);
-        let services = ServiceTable::new(&specs, cfg.marks(), &vips).map_err(|e| e.to_string())?;
+        // Built (and so validated) before `next`, which marks removed
+        // servers at once: on `Err` nothing may have changed.
+        let mut services =
+            ServiceTable::new(&specs, cfg.marks(), &vips).map_err(|e| e.to_string())?;
         let (snap, changes) = self
             .snap()
             .next(&specs, self.quiescent())
             .map_err(|e| e.to_string())?;
+        // The lookup must answer the snapshot's ids: once services were
+        // added, deleted or reordered, a service's id is its identity, not
+        // its position in `specs`.
+        let ids: Vec<_> = snap.services().map(|s| s.id).collect();
+        if ids.iter().enumerate().any(|(i, id)| id.0 as usize != i) {
+            services = ServiceTable::with_ids(&specs, &ids, cfg.marks(), &vips)
+                .expect("the same rule set built above");
+        }
         let t = Arc::new(LiveTables {
             services,
             snap: Arc::new(snap),
@@ -97,5 +108,95 @@ impl Current {
     /// The oldest epoch a worker still runs on.
     pub fn quiescent(&self) -> u64 {
         crate::lb::live::quiescent(&self.seen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::types::{Addr, Family};
+
+    const TOML: &str = r#"
+[eal]
+lcores = "0-1"
+vdevs = ["net_null0", "net_null1"]
+[ports]
+rx = "net_null0"
+tx = "net_null1"
+tx_addr = "10.0.1.2"
+[[service]]
+vip = "10.0.0.100"
+port = 80
+persistent = 300
+[[service.server]]
+addr = "10.0.1.11"
+[[service]]
+vip = "10.0.0.100"
+port = 8080
+[[service.server]]
+addr = "10.0.1.12"
+[[service]]
+vip = "10.0.0.100"
+port = 5353
+proto = "udp"
+[[service.server]]
+addr = "10.0.1.13"
+"#;
+
+    fn current(cfg: &Config) -> Current {
+        let t = cfg.tables();
+        let snap = Snapshot::build(cfg.services(), t.mh_size, t.capacity()).unwrap();
+        let services = ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips()).unwrap();
+        let tables = Arc::new(LiveTables {
+            services,
+            snap: Arc::new(snap),
+            timeouts: cfg.timeouts(),
+            flags: cfg.state_flags(),
+        });
+        Current::new(tables, cfg.services().to_vec(), cfg.vips().to_vec())
+    }
+
+    /// Every service the lookup finds is the snapshot's service of that
+    /// address (by id, not by position).
+    fn assert_lookup_matches(c: &Current) {
+        for st in c.snap().services() {
+            let crate::lb::spec::ServiceAddr::Addr { proto, vip, port } = st.addr else {
+                continue;
+            };
+            let (_, a) = Addr::from_ip(vip);
+            assert_eq!(
+                c.tables.services.lookup(Family::V4, proto, &a, port),
+                Some(st.id),
+                "{:?}",
+                st.addr
+            );
+        }
+    }
+
+    /// `-C` then `-R` of the same rules (pmdlb admin), and `-D` of a service
+    /// in the middle: the snapshot gives the re-created or surviving
+    /// services ids other than their positions, and the lookup the workers
+    /// use must answer those ids (it answered positions: after -C/-R every
+    /// packet was `no_real_server`, found by tests/e2e_netns.rs
+    /// `admin_and_reload_under_load`).
+    #[test]
+    fn lookup_follows_the_snapshot_ids_after_clear_restore_and_delete() {
+        let (cfg, _) = Config::from_str(TOML, "test").unwrap();
+        let mut c = current(&cfg);
+        assert_lookup_matches(&c);
+        let specs = c.specs.clone();
+        c.swap(&cfg, Vec::new()).unwrap();
+        c.swap(&cfg, specs.clone()).unwrap();
+        assert!(
+            c.snap()
+                .services()
+                .enumerate()
+                .any(|(i, s)| s.id.0 as usize != i),
+            "the restored services got new ids"
+        );
+        assert_lookup_matches(&c);
+        c.swap(&cfg, vec![specs[0].clone(), specs[2].clone()])
+            .unwrap();
+        assert_lookup_matches(&c);
     }
 }

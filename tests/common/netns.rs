@@ -164,6 +164,103 @@ impl Topology {
         self.wait_listen(s, port, true);
     }
 
+    /// Starts one more HTTP server on `port` of real server `s` (1-based),
+    /// answering its name like the others, and waits until it listens.
+    /// Stopped with the topology.
+    pub fn serve_http(&mut self, s: usize, port: &str) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+            .args([
+                "python3",
+                "-m",
+                "http.server",
+                port,
+                "--bind",
+                "::",
+                "--directory",
+            ])
+            .arg(self.www.join(format!("rs{s}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start http.server");
+        // After the three per server that `stop_server` indexes.
+        self.servers.push(child);
+        self.wait_listen(s, port, true);
+    }
+
+    /// Starts a UDP receiver on `port` of every real server in `servers`:
+    /// it counts the datagrams it gets and keeps the count in a file that
+    /// [`Topology::udp_count`] reads. Waits until each one listens.
+    pub fn udp_receivers(&mut self, servers: std::ops::RangeInclusive<usize>, port: u16) {
+        const RECV: &str = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', int(sys.argv[1])))
+s.settimeout(0.1)
+path, n, last = sys.argv[2], 0, 0.0
+while True:
+    try:
+        s.recvfrom(2048)
+        n += 1
+    except socket.timeout:
+        pass
+    now = time.monotonic()
+    if now - last >= 0.1:
+        with open(path + '.tmp', 'w') as f:
+            f.write(str(n))
+        os.replace(path + '.tmp', path)
+        last = now
+"#;
+        std::fs::create_dir_all(&self.www).unwrap();
+        for s in servers.clone() {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+                .args(["python3", "-c", RECV, &port.to_string()])
+                .arg(self.udp_count_file(s))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the UDP receiver");
+            self.servers.push(child);
+        }
+        for s in servers {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.udp_count(s).is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "UDP receiver on rs{s} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    fn udp_count_file(&self, s: usize) -> PathBuf {
+        self.www.join(format!("udp-rs{s}"))
+    }
+
+    /// Datagrams real server `s`'s UDP receiver counted so far (`None`
+    /// before it started).
+    pub fn udp_count(&self, s: usize) -> Option<u64> {
+        std::fs::read_to_string(self.udp_count_file(s))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    /// Runs `cmd` in the namespace of `role` in the background, stopped
+    /// with the topology.
+    pub fn spawn_in(&mut self, role: &str, cmd: &[&str]) {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn in a namespace");
+        self.servers.push(child);
+    }
+
     fn wait_listen(&self, s: usize, port: &str, listening: bool) {
         let ns = self.ns(&format!("rs{s}"));
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -351,6 +448,41 @@ impl Lb {
                 String::from_utf8_lossy(&out.stderr)
             ))
         }
+    }
+
+    /// Runs `pmdlb admin --config FILE ARGS…` (ipvsadm's command line)
+    /// with `stdin` as its standard input; returns the exit code and
+    /// standard output and error.
+    pub fn admin(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["admin", "--config"])
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run pmdlb admin");
+        let mut input = child.stdin.take().unwrap();
+        let _ = input.write_all(stdin.as_bytes());
+        drop(input);
+        let out = child.wait_with_output().expect("pmdlb admin output");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP`) to pmdlb.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("pmdlb runs").id();
+        let st = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -{signal} {pid}");
     }
 
     /// Everything pmdlb printed so far.
