@@ -64,11 +64,22 @@ impl Current {
     ) -> Result<Vec<Change>, String> {
         cfg.check_rules(&specs)?;
         let vips = cfg.vips_for(&specs);
-        let services = ServiceTable::new(&specs, cfg.marks(), &vips).map_err(|e| e.to_string())?;
+        // Built (and so validated) before `next`, which marks removed
+        // servers at once: on `Err` nothing may have changed.
+        let mut services =
+            ServiceTable::new(&specs, cfg.marks(), &vips).map_err(|e| e.to_string())?;
         let (snap, changes) = self
             .snap()
             .next(&specs, self.quiescent())
             .map_err(|e| e.to_string())?;
+        // The lookup must answer the snapshot's ids: once services were
+        // added, deleted or reordered, a service's id is its identity, not
+        // its position in `specs`.
+        let ids: Vec<_> = snap.services().map(|s| s.id).collect();
+        if ids.iter().enumerate().any(|(i, id)| id.0 as usize != i) {
+            services = ServiceTable::with_ids(&specs, &ids, cfg.marks(), &vips)
+                .expect("the same rule set built above");
+        }
         let t = Arc::new(LiveTables {
             services,
             snap: Arc::new(snap),

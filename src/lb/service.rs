@@ -215,23 +215,37 @@ fn service_name(a: &ServiceAddr) -> String {
 }
 
 impl ServiceTable {
-    /// Builds the table. `ServiceId(i)` is `services[i]`. VIPs are the
-    /// addresses in `vips` plus every address a service uses (those answer
-    /// neither ARP nor ping unless listed in `vips`).
+    /// Builds the table. `ServiceId(i)` is `services[i]` (the ids of a
+    /// first snapshot, `lb::snapshot`). VIPs are the addresses in `vips`
+    /// plus every address a service uses (those answer neither ARP nor
+    /// ping unless listed in `vips`).
     pub fn new(
         services: &[ServiceSpec],
+        rules: &[MarkRuleSpec],
+        vips: &[VipSpec],
+    ) -> Result<Self, ServiceTableError> {
+        let ids: Vec<ServiceId> = (0..services.len() as u32).map(ServiceId).collect();
+        ServiceTable::with_ids(services, &ids, rules, vips)
+    }
+
+    /// Builds the table with `ids[i]` as the id of `services[i]`: the ids
+    /// the snapshot gave them (after a run-time change a service's id is
+    /// its stable identity, not its position). `ids` has one id per service.
+    pub fn with_ids(
+        services: &[ServiceSpec],
+        ids: &[ServiceId],
         rules: &[MarkRuleSpec],
         vips: &[VipSpec],
     ) -> Result<Self, ServiceTableError> {
         if services.len() > i32::MAX as usize || rules.len() > i32::MAX as usize {
             return Err(ServiceTableError::TooMany);
         }
+        assert_eq!(ids.len(), services.len(), "one id per service");
         let mut t = ServiceTable {
             n_services: services.len(),
             ..Default::default()
         };
-        for (i, s) in services.iter().enumerate() {
-            let id = ServiceId(i as u32);
+        for (s, &id) in services.iter().zip(ids) {
             match &s.addr {
                 ServiceAddr::Addr { proto, vip, port } => {
                     if !matches!(*proto, ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP) {
@@ -282,20 +296,21 @@ impl ServiceTable {
         let mut fw_rules = Vec::new();
         for r in rules {
             if let Some(&id) = t.fwmark.get(&r.mark) {
-                if services[id.0 as usize].persistence.is_some() {
+                let i = ids.iter().position(|&x| x == id).expect("an id of ours");
+                if services[i].persistence.is_some() {
                     let (rf, ra) = Addr::from_ip(r.dst);
                     fw_rules.push((rf, ra.masked(r.prefix_len), r.prefix_len, r.proto, id));
                 }
             }
         }
         let mut addr_persistent: FastMap<Key, Vec<ServiceId>> = FastMap::default();
-        for (i, s) in services.iter().enumerate() {
+        for (s, &id) in services.iter().zip(ids) {
             if let (ServiceAddr::Addr { proto, vip, .. }, Some(_)) = (&s.addr, s.persistence) {
                 let (fam, a) = Addr::from_ip(*vip);
                 addr_persistent
                     .entry(key(fam, &a, 0, *proto as u16, 0))
                     .or_default()
-                    .push(ServiceId(i as u32));
+                    .push(id);
             }
         }
         for (fam, a, answer_arp, answer_ping) in vip_list {
@@ -566,6 +581,32 @@ mod tests {
         assert!(t.vip(f, &v).is_some());
         assert!(t.vip(f2, &other).is_none());
         assert_eq!(t.len(), 3);
+    }
+
+    /// After a run-time change the snapshot's ids are identities, not
+    /// positions: the lookup answers the ids it was given, fwmark and
+    /// port-0 services included.
+    #[test]
+    fn with_ids_answers_the_given_ids() {
+        let ids = [ServiceId(257), ServiceId(3), ServiceId(0)];
+        let t = ServiceTable::with_ids(
+            &[
+                svc(a(17, "10.0.0.100", 53), false),
+                svc(ServiceAddr::Fwmark(1), true),
+                svc(a(6, "10.0.0.100", 0), false),
+            ],
+            &ids,
+            &[rule("10.0.0.100", 32, Some(6), &[(80, 80)], 1)],
+            &[],
+        )
+        .unwrap();
+        let (f, v) = ad("10.0.0.100");
+        assert_eq!(t.lookup(f, 17, &v, 53), Some(ServiceId(257)));
+        assert_eq!(t.lookup(f, 6, &v, 80), Some(ServiceId(3)));
+        assert_eq!(t.fwmark_service(1), Some(ServiceId(3)));
+        assert_eq!(t.fragment_candidates(f, 6, &v), &[ServiceId(3)]);
+        assert_eq!(t.lookup(f, 6, &v, 22), Some(ServiceId(0)));
+        assert_eq!(t.lookup(f, 17, &v, 54), None);
     }
 
     #[test]
