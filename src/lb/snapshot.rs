@@ -893,7 +893,11 @@ mod tests {
 
     #[test]
     fn health_state_and_macs_survive_a_change_that_does_not_concern_the_server() {
-        let a = svc(1, SchedulerKind::Rr, vec![rs("10.0.0.1", 1), rs("10.0.0.2", 1)]);
+        let a = svc(
+            1,
+            SchedulerKind::Rr,
+            vec![rs("10.0.0.1", 1), rs("10.0.0.2", 1)],
+        );
         let b = svc(2, SchedulerKind::Rr, vec![rs("10.0.0.3", 1)]);
         let s0 = Snapshot::new(&[a.clone(), b.clone()]);
         let id = id_of(&s0, 1, "10.0.0.2");
@@ -905,7 +909,10 @@ mod tests {
         let (s1, _) = s0.next(&[a, b2], 0).unwrap();
         let r = s1.server(id).unwrap();
         assert!(r.is_health_down() && !r.is_removed());
-        assert_eq!((r.weight(), r.mac()), (0, Some(MacAddr([2, 0, 0, 0, 0, 2]))));
+        assert_eq!(
+            (r.weight(), r.mac()),
+            (0, Some(MacAddr([2, 0, 0, 0, 0, 2])))
+        );
     }
 
     #[test]
