@@ -606,7 +606,15 @@ impl<'a> Builder<'a> {
                     .ok_or(SnapshotError::Servers(prev.cap.servers))?;
                     self.changes
                         .push(Change::ServerAdded(spec.addr.clone(), r.addr));
-                    Arc::new(CachePadded::new(RealServer::new(RsId(rid), id, r)))
+                    let srv = RealServer::new(RsId(rid), id, r);
+                    if srv.mac().is_none() {
+                        // A next hop already known (another service's
+                        // server, or this one before it was deleted) has
+                        // the same MAC: no wait for ARP/ND.
+                        let known = prev.servers().find(|s| s.next_hop == srv.next_hop);
+                        srv.store_mac(known.and_then(|s| s.mac()));
+                    }
+                    Arc::new(CachePadded::new(srv))
                 }
             };
             if out.iter().any(|o| Arc::ptr_eq(o, &shared)) {
@@ -913,6 +921,27 @@ mod tests {
             (r.weight(), r.mac()),
             (0, Some(MacAddr([2, 0, 0, 0, 0, 2])))
         );
+    }
+
+    #[test]
+    fn a_new_server_behind_a_known_next_hop_gets_its_mac_at_once() {
+        let mut static_mac = rs("10.0.0.1", 1);
+        static_mac.mac = Some(MacAddr([2, 0, 0, 0, 0, 1]));
+        let a = svc(1, SchedulerKind::Rr, vec![static_mac]);
+        let s0 = Snapshot::new(std::slice::from_ref(&a));
+        // The same address added to another service (as admin -a gives it,
+        // without a MAC), and an unknown one.
+        let b = svc(
+            2,
+            SchedulerKind::Rr,
+            vec![rs("10.0.0.1", 1), rs("10.0.0.9", 1)],
+        );
+        let (s1, _) = s0.next(&[a, b], 0).unwrap();
+        assert_eq!(
+            s1.server(id_of(&s1, 2, "10.0.0.1")).unwrap().mac(),
+            Some(MacAddr([2, 0, 0, 0, 0, 1]))
+        );
+        assert_eq!(s1.server(id_of(&s1, 2, "10.0.0.9")).unwrap().mac(), None);
     }
 
     #[test]
