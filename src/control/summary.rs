@@ -22,19 +22,7 @@ fn on_off(b: bool) -> &'static str {
 
 /// The lowercase name ipvsadm uses for a scheduler.
 pub fn scheduler_name(s: SchedulerKind) -> &'static str {
-    match s {
-        SchedulerKind::Rr => "rr",
-        SchedulerKind::Wrr => "wrr",
-        SchedulerKind::Lc => "lc",
-        SchedulerKind::Wlc => "wlc",
-        SchedulerKind::Sed => "sed",
-        SchedulerKind::Nq => "nq",
-        SchedulerKind::Sh => "sh",
-        SchedulerKind::Dh => "dh",
-        SchedulerKind::Mh => "mh",
-        SchedulerKind::Fo => "fo",
-        SchedulerKind::Ovf => "ovf",
-    }
+    s.name()
 }
 
 /// How `ipvsadm -Ln` names a service: `TCP  10.0.0.100:80` or `FWM  1`.

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::control::admin::format::largenum;
 use crate::control::config::values::format_sockaddr;
 use crate::control::estimator::{Estimator, Rates, Totals, SAMPLE_INTERVAL};
 use crate::control::summary::service_name;
@@ -261,23 +262,6 @@ impl TrafficBook {
     }
 }
 
-/// A counter as ipvsadm prints it (`print_largenum`): 9 columns, values
-/// from 10^8 on abbreviated with K, M, G or T unless `exact`.
-pub fn largenum(v: u64, exact: bool) -> String {
-    if exact {
-        let s = v.to_string();
-        let w = if s.len() <= 8 { 9 } else { s.len() + 1 };
-        return format!("{s:>w$}");
-    }
-    match v {
-        0..=99_999_999 => format!("{v:>9}"),
-        100_000_000..=999_999_999 => format!("{:>8}K", v / 1_000),
-        1_000_000_000..=99_999_999_999 => format!("{:>8}M", v / 1_000_000),
-        100_000_000_000..=99_999_999_999_999 => format!("{:>8}G", v / 1_000_000_000),
-        _ => format!("{:>8}T", v / 1_000_000_000_000),
-    }
-}
-
 /// ipvsadm's service column: `TCP  10.0.0.1:80` cut to 33 characters
 /// (IPv4 only, as ipvsadm), padded to 33.
 fn service_column(addr: &ServiceAddr) -> String {
@@ -366,18 +350,6 @@ mod tests {
     use crate::dataplane::traffic::TrafficCounters;
     use crate::lb::spec::{RealServerSpec, SchedFlags, SchedulerKind, ServiceSpec};
     use crate::lb::types::RsId;
-
-    #[test]
-    fn largenum_as_ipvsadm() {
-        assert_eq!(largenum(0, false), "        0");
-        assert_eq!(largenum(99_999_999, false), " 99999999");
-        assert_eq!(largenum(123_456_789, false), "  123456K");
-        assert_eq!(largenum(12_345_678_901, false), "   12345M");
-        assert_eq!(largenum(123_456_789_012, false), "     123G");
-        assert_eq!(largenum(123_456_789_012_345, false), "     123T");
-        assert_eq!(largenum(123_456_789, true), " 123456789");
-        assert_eq!(largenum(7, true), "        7");
-    }
 
     fn specs() -> Vec<ServiceSpec> {
         let rs = |a: &str| RealServerSpec {

@@ -53,6 +53,45 @@ pub enum SchedulerKind {
     Ovf,
 }
 
+impl SchedulerKind {
+    /// Every scheduler, in ipvsadm's order of names.
+    pub const ALL: [SchedulerKind; 11] = [
+        SchedulerKind::Rr,
+        SchedulerKind::Wrr,
+        SchedulerKind::Lc,
+        SchedulerKind::Wlc,
+        SchedulerKind::Sed,
+        SchedulerKind::Nq,
+        SchedulerKind::Sh,
+        SchedulerKind::Dh,
+        SchedulerKind::Mh,
+        SchedulerKind::Fo,
+        SchedulerKind::Ovf,
+    ];
+
+    /// The lowercase name IPVS and ipvsadm use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedulerKind::Rr => "rr",
+            SchedulerKind::Wrr => "wrr",
+            SchedulerKind::Lc => "lc",
+            SchedulerKind::Wlc => "wlc",
+            SchedulerKind::Sed => "sed",
+            SchedulerKind::Nq => "nq",
+            SchedulerKind::Sh => "sh",
+            SchedulerKind::Dh => "dh",
+            SchedulerKind::Mh => "mh",
+            SchedulerKind::Fo => "fo",
+            SchedulerKind::Ovf => "ovf",
+        }
+    }
+
+    /// The scheduler of that name (exact, lowercase).
+    pub fn from_name(name: &str) -> Option<SchedulerKind> {
+        SchedulerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// Scheduler flags (`ipvsadm -b`): sh-fallback, sh-port, mh-fallback, mh-port.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedFlags {

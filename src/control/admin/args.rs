@@ -986,26 +986,16 @@ fn addr_port(s: &str) -> Option<(IpAddr, Option<u16>)> {
 }
 
 fn scheduler(name: &str) -> Result<SchedulerKind, AdminError> {
-    Ok(match name {
-        "rr" => SchedulerKind::Rr,
-        "wrr" => SchedulerKind::Wrr,
-        "lc" => SchedulerKind::Lc,
-        "wlc" => SchedulerKind::Wlc,
-        "sed" => SchedulerKind::Sed,
-        "nq" => SchedulerKind::Nq,
-        "sh" => SchedulerKind::Sh,
-        "dh" => SchedulerKind::Dh,
-        "mh" => SchedulerKind::Mh,
-        "fo" => SchedulerKind::Fo,
-        "ovf" => SchedulerKind::Ovf,
-        "lblc" | "lblcr" => {
-            return Err(AdminError::usage(format!(
-                "scheduler {name}: not supported by pmdlb; use rr, wrr, lc, wlc, sed, nq, sh, dh, mh, fo or ovf"
-            )))
-        }
+    if let Some(k) = SchedulerKind::from_name(name) {
+        return Ok(k);
+    }
+    Err(match name {
+        "lblc" | "lblcr" => AdminError::usage(format!(
+            "scheduler {name}: not supported by pmdlb; use rr, wrr, lc, wlc, sed, nq, sh, dh, mh, fo or ovf"
+        )),
         // ipvsadm passes the name on and the kernel refuses it (ENOENT,
         // `ipvs_strerror` for ipvs_add_service/ipvs_update_service).
-        _ => return Err(AdminError::failed("Scheduler or persistence engine not found")),
+        _ => AdminError::failed("Scheduler or persistence engine not found"),
     })
 }
 

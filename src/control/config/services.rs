@@ -121,20 +121,7 @@ pub(super) fn service_label(addr: &ServiceAddr) -> String {
 }
 
 fn parse_scheduler(s: &str) -> Option<SchedulerKind> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "rr" => SchedulerKind::Rr,
-        "wrr" => SchedulerKind::Wrr,
-        "lc" => SchedulerKind::Lc,
-        "wlc" => SchedulerKind::Wlc,
-        "sed" => SchedulerKind::Sed,
-        "nq" => SchedulerKind::Nq,
-        "sh" => SchedulerKind::Sh,
-        "dh" => SchedulerKind::Dh,
-        "mh" => SchedulerKind::Mh,
-        "fo" => SchedulerKind::Fo,
-        "ovf" => SchedulerKind::Ovf,
-        _ => return None,
-    })
+    SchedulerKind::from_name(&s.trim().to_ascii_lowercase())
 }
 
 pub(super) fn services(
