@@ -109,17 +109,59 @@ fn count_flush(st: &mut WorkerStats, f: Flushed) {
     st.io.tx_refused += u64::from(f.dropped);
 }
 
+/// The worker's two TX buffers: towards the real servers (the TX NIC) and
+/// back towards the clients (the RX NIC; the same buffer when one-armed).
+struct Lanes {
+    dr: TxBuffer,
+    reply: TxBuffer,
+    one_armed: bool,
+}
+
+impl Lanes {
+    /// A frame for the RX NIC (ARP/ND and ICMP replies, control frames).
+    #[inline(always)]
+    fn push_reply(&mut self, m: Mbuf) -> Flushed {
+        if self.one_armed {
+            self.dr.push(m)
+        } else {
+            self.reply.push(m)
+        }
+    }
+
+    /// Sends whatever is buffered.
+    fn flush(&mut self, st: &mut WorkerStats) {
+        count_flush(st, self.dr.flush());
+        if !self.one_armed {
+            count_flush(st, self.reply.flush());
+        }
+    }
+}
+
+/// What the loop carries from burst to burst besides the worker itself.
+struct LoopState {
+    rx: RxBurst,
+    lanes: Lanes,
+    st: WorkerStats,
+    traffic: TrafficCounters,
+    verdicts: [Verdict; MAX_BURST],
+}
+
 impl Worker {
     /// Runs until `stop` is set, then drains its TX buffers and publishes
     /// its final counters.
     pub fn run(mut self) {
         let q = QueueId(self.index);
-        let one_armed = self.rx_port == self.tx_port;
-        let mut tx_dr = TxBuffer::new(self.tx_port, q, self.burst);
-        let mut tx_reply = TxBuffer::new(self.rx_port, q, self.burst);
-        let mut rx = RxBurst::default();
-        let mut st = WorkerStats::default();
-        let mut traffic = TrafficCounters::new(self.state.snapshot().capacity().servers as usize);
+        let mut ls = LoopState {
+            rx: RxBurst::default(),
+            lanes: Lanes {
+                dr: TxBuffer::new(self.tx_port, q, self.burst),
+                reply: TxBuffer::new(self.rx_port, q, self.burst),
+                one_armed: self.rx_port == self.tx_port,
+            },
+            st: WorkerStats::default(),
+            traffic: TrafficCounters::new(self.state.snapshot().capacity().servers as usize),
+            verdicts: [Verdict::Neighbour; MAX_BURST],
+        };
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
         self.seen.set(self.tables.epoch());
@@ -134,135 +176,153 @@ impl Worker {
             let now = rdtsc();
             if now.wrapping_sub(last_drain) >= self.drain_cycles {
                 last_drain = now;
-                count_flush(&mut st, tx_dr.flush());
-                if !one_armed {
-                    count_flush(&mut st, tx_reply.flush());
-                }
-                if let Some(ctl) = &self.control_tx {
-                    ctl.to_tx_port.drain(|m| {
-                        st.io.control_sent += 1;
-                        count_flush(&mut st, tx_dr.push(m));
-                    });
-                    ctl.to_rx_port.drain(|m| {
-                        st.io.control_sent += 1;
-                        let f = if one_armed {
-                            tx_dr.push(m)
-                        } else {
-                            tx_reply.push(m)
-                        };
-                        count_flush(&mut st, f);
-                    });
-                }
+                self.drain(&mut ls);
             }
             self.state.set_now(now / cpm);
-
-            let n = rx.receive(self.rx_port, q, self.burst);
-            st.io.loops += 1;
+            let n = ls.rx.receive(self.rx_port, q, self.burst);
+            ls.st.io.loops += 1;
             if n > 0 {
-                st.io.bursts += 1;
-                st.io.rx += n as u64;
-                for i in 0..n {
-                    rx.prefetch_data(i);
-                }
-                let mut verdicts = [Verdict::Neighbour; MAX_BURST];
-                {
-                    let mut frames: [&mut [u8]; MAX_BURST] =
-                        std::array::from_fn(|_| <&mut [u8]>::default());
-                    let k = rx.frames_mut(&mut frames);
-                    decide_burst(
-                        &mut frames[..k],
-                        &mut verdicts[..k],
-                        &self.ctx,
-                        &self.tables.services,
-                        &mut self.state,
-                    );
-                }
-                for (i, &verdict) in verdicts.iter().enumerate().take(n) {
-                    match verdict {
-                        Verdict::Forward {
-                            target,
-                            vlan,
-                            ip_len,
-                        } => {
-                            let Some(m) = rx.take(i) else { continue };
-                            let m = match target.forward {
-                                Forwarding::Dr => apply_vlan(m, vlan),
-                                Forwarding::Tunnel(t) => {
-                                    let snap = self.state.snapshot();
-                                    let dst = snap.server(target.rs).map(|s| s.addr);
-                                    match apply_vlan(m, vlan) {
-                                        Some(m) => {
-                                            match encap(m, t, dst, self.tunnel_src, ip_len) {
-                                                Some(m) => Some(m),
-                                                None => {
-                                                    st.io.tunnel_failed += 1;
-                                                    continue;
-                                                }
-                                            }
-                                        }
-                                        None => None,
-                                    }
-                                }
-                            };
-                            match m {
-                                Some(m) => {
-                                    st.io.forwarded += 1;
-                                    traffic.forwarded(target.rs, ip_len);
-                                    count_flush(&mut st, tx_dr.push(m));
-                                }
-                                None => st.io.vlan_no_headroom += 1,
-                            }
-                        }
-                        Verdict::Reply { len } | Verdict::TooBig { len } => {
-                            let Some(mut m) = rx.take(i) else { continue };
-                            let extra = m.len().saturating_sub(len);
-                            if extra > 0 {
-                                m.trim(extra as u16);
-                            }
-                            if let Verdict::TooBig { .. } = verdict {
-                                st.drops.inc(DropReason::TunnelTooBig);
-                                st.io.too_big_sent += 1;
-                            } else {
-                                st.io.replies += 1;
-                            }
-                            let f = if one_armed {
-                                tx_dr.push(m)
-                            } else {
-                                tx_reply.push(m)
-                            };
-                            count_flush(&mut st, f);
-                        }
-                        Verdict::Neighbour => {
-                            let Some(m) = rx.take(i) else { continue };
-                            match self.to_control.enqueue(m) {
-                                Ok(()) => st.io.to_control += 1,
-                                Err(m) => {
-                                    drop(m);
-                                    st.io.control_ring_full += 1;
-                                }
-                            }
-                        }
-                        Verdict::Drop(r) => st.drops.inc(r),
-                    }
-                }
-                // Dropped frames are still in the burst: free them in bulk.
-                rx.clear();
+                self.burst(&mut ls, n);
             }
-
-            if st.io.loops % SLOW_EVERY == 0 {
-                self.state.sweep(self.sweep_buckets);
-                fill_state_stats(&self.state, &mut st);
-                self.published.publish(&st);
-                self.publish_traffic(&traffic);
-                self.dump.step(&self.state);
+            if ls.st.io.loops % SLOW_EVERY == 0 {
+                self.slow_job(&mut ls);
             }
         }
 
-        count_flush(&mut st, tx_dr.flush());
-        count_flush(&mut st, tx_reply.flush());
-        fill_state_stats(&self.state, &mut st);
-        self.published.publish(&st);
-        self.publish_traffic(&traffic);
+        count_flush(&mut ls.st, ls.lanes.dr.flush());
+        count_flush(&mut ls.st, ls.lanes.reply.flush());
+        fill_state_stats(&self.state, &mut ls.st);
+        self.published.publish(&ls.st);
+        self.publish_traffic(&ls.traffic);
+    }
+
+    /// The drain interval passed: flush the buffers, then send what the
+    /// control plane queued through this worker.
+    fn drain(&self, ls: &mut LoopState) {
+        let (lanes, st) = (&mut ls.lanes, &mut ls.st);
+        lanes.flush(st);
+        if let Some(ctl) = &self.control_tx {
+            ctl.to_tx_port.drain(|m| {
+                st.io.control_sent += 1;
+                count_flush(st, lanes.dr.push(m));
+            });
+            ctl.to_rx_port.drain(|m| {
+                st.io.control_sent += 1;
+                count_flush(st, lanes.push_reply(m));
+            });
+        }
+    }
+
+    /// One received burst of `n` frames: decide all, then act on each.
+    #[inline(always)]
+    fn burst(&mut self, ls: &mut LoopState, n: usize) {
+        ls.st.io.bursts += 1;
+        ls.st.io.rx += n as u64;
+        for i in 0..n {
+            ls.rx.prefetch_data(i);
+        }
+        {
+            let mut frames: [&mut [u8]; MAX_BURST] =
+                std::array::from_fn(|_| <&mut [u8]>::default());
+            let k = ls.rx.frames_mut(&mut frames);
+            decide_burst(
+                &mut frames[..k],
+                &mut ls.verdicts[..k],
+                &self.ctx,
+                &self.tables.services,
+                &mut self.state,
+            );
+        }
+        for i in 0..n {
+            let verdict = ls.verdicts[i];
+            self.act(ls, i, verdict);
+        }
+        // Dropped frames are still in the burst: free them in bulk.
+        ls.rx.clear();
+    }
+
+    /// What a verdict says to do with frame `i` of the burst.
+    #[inline(always)]
+    fn act(&self, ls: &mut LoopState, i: usize, verdict: Verdict) {
+        let st = &mut ls.st;
+        match verdict {
+            Verdict::Forward {
+                target,
+                vlan,
+                ip_len,
+            } => {
+                let Some(m) = ls.rx.take(i) else { return };
+                let Some(m) = self.rewrite(m, target, vlan, ip_len, st) else {
+                    return;
+                };
+                st.io.forwarded += 1;
+                ls.traffic.forwarded(target.rs, ip_len);
+                count_flush(st, ls.lanes.dr.push(m));
+            }
+            Verdict::Reply { len } | Verdict::TooBig { len } => {
+                let Some(mut m) = ls.rx.take(i) else { return };
+                let extra = m.len().saturating_sub(len);
+                if extra > 0 {
+                    m.trim(extra as u16);
+                }
+                if let Verdict::TooBig { .. } = verdict {
+                    st.drops.inc(DropReason::TunnelTooBig);
+                    st.io.too_big_sent += 1;
+                } else {
+                    st.io.replies += 1;
+                }
+                count_flush(st, ls.lanes.push_reply(m));
+            }
+            Verdict::Neighbour => {
+                let Some(m) = ls.rx.take(i) else { return };
+                match self.to_control.enqueue(m) {
+                    Ok(()) => st.io.to_control += 1,
+                    Err(m) => {
+                        drop(m);
+                        st.io.control_ring_full += 1;
+                    }
+                }
+            }
+            Verdict::Drop(r) => st.drops.inc(r),
+        }
+    }
+
+    /// The VLAN action and, for a tunnel server, the encapsulation. `None`
+    /// when the frame was freed (counted).
+    #[inline(always)]
+    fn rewrite(
+        &self,
+        m: Mbuf,
+        target: crate::lb::flow::Target,
+        vlan: VlanAction,
+        ip_len: u32,
+        st: &mut WorkerStats,
+    ) -> Option<Mbuf> {
+        let Some(m) = apply_vlan(m, vlan) else {
+            st.io.vlan_no_headroom += 1;
+            return None;
+        };
+        match target.forward {
+            Forwarding::Dr => Some(m),
+            Forwarding::Tunnel(t) => {
+                let dst = self.state.snapshot().server(target.rs).map(|s| s.addr);
+                let out = encap(m, t, dst, self.tunnel_src, ip_len);
+                if out.is_none() {
+                    st.io.tunnel_failed += 1;
+                }
+                out
+            }
+        }
+    }
+
+    /// Every `SLOW_EVERY` loops: expiry, counters, a step of a dump.
+    #[cold]
+    fn slow_job(&mut self, ls: &mut LoopState) {
+        self.state.sweep(self.sweep_buckets);
+        fill_state_stats(&self.state, &mut ls.st);
+        self.published.publish(&ls.st);
+        self.publish_traffic(&ls.traffic);
+        self.dump.step(&self.state);
     }
 
     /// A burst boundary after a swap: run on the new tables from now on.
