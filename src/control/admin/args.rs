@@ -1415,9 +1415,20 @@ fn build(
     (flags, flag3): (SchedFlags, bool),
     set: Option<(u32, u32, u32)>,
 ) -> Result<AdminCmd, AdminError> {
-    let is_service_cmd = matches!(e.cmd, Cmd::Add | Cmd::Edit);
     let is_dest_cmd = matches!(e.cmd, Cmd::AddDest | Cmd::EditDest);
-    if is_service_cmd {
+    check_service(e)?;
+    let dest_port = dest_port(e);
+    if is_dest_cmd {
+        check_dest(e)?;
+    }
+    check_list(e)?;
+    unsupported(e, flag3, is_dest_cmd)?;
+    assemble(e, flags, set, dest_port)
+}
+
+/// `-A`/`-E`: port 0 only when persistent, `-o` only for UDP or fwmark.
+fn check_service(e: &Entry) -> Result<(), AdminError> {
+    if matches!(e.cmd, Cmd::Add | Cmd::Edit) {
         if e.fwmark == 0 && e.port == 0 && e.persistent.is_none() {
             return Err(AdminError::usage(
                 "Zero port specified for non-persistent service",
@@ -1429,6 +1440,12 @@ fn build(
             ));
         }
     }
+    Ok(())
+}
+
+/// The real server's port: DR and tunnel servers of an address service
+/// listen on the service's port, whatever `-r` said.
+fn dest_port(e: &Entry) -> u16 {
     let mut dest_port = e.dest.map_or(0, |d| d.1);
     if matches!(e.cmd, Cmd::AddDest | Cmd::EditDest | Cmd::DelDest) {
         // DR and tunnel servers listen on the service's port.
@@ -1436,27 +1453,35 @@ fn build(
             dest_port = e.port;
         }
     }
-    if is_dest_cmd {
-        let dest_v6 = e.dest.is_some_and(|d| d.0.is_ipv6());
-        if dest_v6 != e.v6 && e.fwd != Fwd::Tunnel {
-            return Err(AdminError::usage(
-                "Different address family is allowed only for tunneling servers",
-            ));
-        }
-        let tun_opts = [
-            Opt::TunType,
-            Opt::TunPort,
-            Opt::TunNocsum,
-            Opt::TunCsum,
-            Opt::TunRemcsum,
-        ];
-        if tun_opts.iter().any(|&o| e.has(o)) && e.fwd != Fwd::Tunnel {
-            return Err(AdminError::usage(
-                "Tunnel options conflict with forward method",
-            ));
-        }
-        tunnel_opt_check(e)?;
+    dest_port
+}
+
+/// `-a`/`-e`: the address family and tunnel options.
+fn check_dest(e: &Entry) -> Result<(), AdminError> {
+    let dest_v6 = e.dest.is_some_and(|d| d.0.is_ipv6());
+    if dest_v6 != e.v6 && e.fwd != Fwd::Tunnel {
+        return Err(AdminError::usage(
+            "Different address family is allowed only for tunneling servers",
+        ));
     }
+    let tun_opts = [
+        Opt::TunType,
+        Opt::TunPort,
+        Opt::TunNocsum,
+        Opt::TunCsum,
+        Opt::TunRemcsum,
+    ];
+    if tun_opts.iter().any(|&o| e.has(o)) && e.fwd != Fwd::Tunnel {
+        return Err(AdminError::usage(
+            "Tunnel options conflict with forward method",
+        ));
+    }
+    tunnel_opt_check(e)?;
+    Ok(())
+}
+
+/// `-L`: the option combinations ipvsadm refuses.
+fn check_list(e: &Entry) -> Result<(), AdminError> {
     if e.cmd == Cmd::List {
         let c_t_d = e.has(Opt::Connection) || e.has(Opt::Timeout) || e.has(Opt::Daemon);
         let s_r_t = e.has(Opt::Stats) || e.has(Opt::Rate) || e.has(Opt::Thresholds);
@@ -1466,18 +1491,22 @@ fn build(
             return Err(AdminError::usage("options conflicts in the list command"));
         }
     }
+    Ok(())
+}
 
-    // pmdlb's limits: what ipvsadm accepts and pmdlb cannot do.
+/// What ipvsadm accepts and pmdlb cannot do (after ipvsadm's own checks,
+/// so a command ipvsadm refuses gets ipvsadm's message).
+fn unsupported(e: &Entry, flag3: bool, is_dest_cmd: bool) -> Result<(), AdminError> {
     match e.cmd {
         Cmd::StartDaemon | Cmd::StopDaemon => {
             return Err(AdminError::usage(format!(
-                "--{}: not supported by pmdlb admin; pmdlb's connection sync is set in its configuration file",
+                "--{}: not supported by pmdlb admin: pmdlb has no connection sync daemon yet",
                 e.cmd.name()
             )))
         }
         Cmd::List if e.has(Opt::Daemon) => {
             return Err(AdminError::usage(
-                "--daemon: not supported by pmdlb admin; pmdlb's connection sync is set in its configuration file",
+                "--daemon: not supported by pmdlb admin: pmdlb has no connection sync daemon yet",
             ))
         }
         _ => {}
@@ -1508,7 +1537,16 @@ fn build(
             ));
         }
     }
+    Ok(())
+}
 
+/// The command, from options already checked.
+fn assemble(
+    e: &Entry,
+    flags: SchedFlags,
+    set: Option<(u32, u32, u32)>,
+    dest_port: u16,
+) -> Result<AdminCmd, AdminError> {
     let svc = match (e.vip, e.fwmark) {
         (_, m) if m != 0 => Some(ServiceSel::Fwmark { mark: m, v6: e.v6 }),
         (Some(vip), _) => Some(ServiceSel::Addr {
