@@ -23,8 +23,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "common/frames.rs"]
+mod frames;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use etherparse::PacketBuilder;
 use pmdlb::dataplane::decide::{decide_burst, DecideCtx};
 use pmdlb::dataplane::rewrite::TxVlan;
 use pmdlb::dataplane::verdict::Verdict;
@@ -38,11 +40,7 @@ use pmdlb::lb::spec::{
 use pmdlb::lb::state::{StateConfig, WorkerState};
 use pmdlb::wire::ethernet::MacAddr;
 
-const BURST: usize = 32;
-const FRAME: usize = 60;
-const RX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
-const TX_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
-const VIP: [u8; 4] = [10, 0, 0, 100];
+use frames::{client, patch, permute, template, BURST, FRAME, RX_MAC, TX_MAC, VIP};
 
 /// The three service kinds: (name, destination port).
 const KINDS: [(&str, u16); 3] = [
@@ -147,40 +145,6 @@ fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixtur
     }
 }
 
-/// A burst buffer of 32 frames to `VIP:dport` from a placeholder client.
-fn template(dport: u16) -> Vec<[u8; FRAME]> {
-    let mut v = Vec::new();
-    PacketBuilder::ethernet2([2, 0, 0, 0, 9, 9], RX_MAC)
-        .ipv4([10, 1, 0, 0], VIP, 64)
-        .udp(40000, dport)
-        .write(&mut v, &[0u8; FRAME - 42])
-        .expect("frame");
-    let mut f = [0u8; FRAME];
-    f.copy_from_slice(&v);
-    vec![f; BURST]
-}
-
-/// Client `i`'s address (10.16.0.0/12 and up; distinct for i < 2^28).
-#[inline(always)]
-fn client(i: u32) -> u32 {
-    0x0a10_0000u32.wrapping_add(i)
-}
-
-/// Writes client `ip` into a frame: destination MAC back, source address,
-/// IPv4 header checksum recomputed incrementally from the template's.
-#[inline(always)]
-fn patch(f: &mut [u8; FRAME], ip: u32, base_sum: u16) {
-    f[0..6].copy_from_slice(&RX_MAC);
-    f[26..30].copy_from_slice(&ip.to_be_bytes());
-    // RFC 1624: HC' = ~(~HC + ~m + m'); template source is 10.1.0.0.
-    let old = 0x0a01u32;
-    let new = (ip >> 16) + (ip & 0xffff);
-    let mut s = u32::from(!base_sum) + (!old & 0xffff) + new;
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    f[24..26].copy_from_slice(&(!(s as u16)).to_be_bytes());
-}
-
 /// Runs one burst through the decision; returns forwarded frames.
 #[inline(always)]
 fn run_burst(fx: &mut Fixture, frames: &mut [[u8; FRAME]]) -> usize {
@@ -193,13 +157,6 @@ fn run_burst(fx: &mut Fixture, frames: &mut [[u8; FRAME]]) -> usize {
     out.iter()
         .filter(|v| matches!(v, Verdict::Forward { .. }))
         .count()
-}
-
-/// A fixed pseudo-random permutation step over 2^k clients (odd multiplier
-/// mod 2^k visits each once per cycle, far apart in the tables).
-#[inline(always)]
-fn permute(i: u32, mask: u32) -> u32 {
-    i.wrapping_mul(0x9e37_79b1) & mask
 }
 
 fn established(c: &mut Criterion) {
