@@ -63,6 +63,13 @@ done
 echo "== not persistent: 9 connections from one client to port 8080 (wrr)"
 for _ in $(seq 1 9); do get 10.100.0.5 http://10.100.0.100:8080/; done | tally
 
+echo "== a run-time change with ipvsadm's command line: quiesce 10.100.1.11 on port 8080, 9 more connections"
+"$BIN" admin --config "$CONFIG" -e -t 10.100.0.100:8080 -r 10.100.1.11 -w 0
+for _ in $(seq 1 9); do get 10.100.0.5 http://10.100.0.100:8080/; done | tally
+"$BIN" admin --config "$CONFIG" -L -n -t 10.100.0.100:8080 | sed 's/^/   /'
+echo "== the rule set as ipvsadm-save prints it (pmdlb admin -S -n)"
+"$BIN" admin --config "$CONFIG" -S -n | sed 's/^/   /'
+
 echo "== IPv6 VIP [fd00:100::100]:80, 6 connections"
 for _ in $(seq 1 6); do ip netns exec pmdlb-cl curl -s -g -m 5 "http://[fd00:100::100]/" || echo FAILED; done | tally
 
