@@ -246,9 +246,13 @@ em_rules_of() { # proto clients dport -> path
 # l3fwd prints no rates: its TX port's opackets read through the telemetry
 # socket once a second (scripts/ethdev-rate.py), the same per-second,
 # after-warm-up sampling as testpmd's Tx-pps of the null port.
+# EAL lcore 1 only: l3fwd gives every port one TX queue per EAL lcore and
+# net_pcap has one, so its main lcore (1) is the forwarding lcore, the
+# same core as testpmd's and pmdlb's worker. --huge-unlink: l3fwd leaves
+# its hugepage files behind otherwise, 400 pages the next run would lack.
 run_l3fwd() { # pcap frames rules -> Mpps, or "nan" if it fails (the caller stops running it)
   local log=$WORK/l3fwd.log rates=$WORK/l3fwd.rates
-  L3FWD_NB_MBUF=$(mbufs_for "$2") "$L3FWD" -l 0-1 -n 1 --file-prefix "$PREFIX-l3" \
+  L3FWD_NB_MBUF=$(mbufs_for "$2") "$L3FWD" -l 1 -n 1 --no-pci --huge-unlink --file-prefix "$PREFIX-l3" \
     --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
     -p 0x3 --config "(0,0,1),(1,0,1)" --lookup em --parse-ptype \
     --rule_ipv4 "$3" --rule_ipv6 "$WORK/em-v6.rules" </dev/null >"$log" 2>&1 &
@@ -259,6 +263,8 @@ run_l3fwd() { # pcap frames rules -> Mpps, or "nan" if it fails (the caller stop
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   PIDS=("${PIDS[@]/$pid}")
+  rm -f /dev/hugepages/"$PREFIX"-l3* 2>/dev/null || true
+  rm -rf /var/run/dpdk/"$PREFIX"-l3 2>/dev/null || true
   if ((!ok)); then
     echo "bench.sh: l3fwd failed, left out from here on; its log ends:" >&2
     grep -v '^EM: Adding route' "$log" | tail -5 | sed 's/^/  /' >&2
@@ -281,9 +287,10 @@ echo "method: 1 forwarding core, net_pcap infinite_rx=1 -> net_null, 60-byte fra
 
 # l3fwd creates two hashes of L3FWD_HASH_ENTRIES (4M on 64-bit, l3fwd.h:53)
 # entries, IPv4 and IPv6, in hugepage memory whatever the rule count. This
-# is what the pair took here (22.11, measured: EAL memory in use with
-# 1 rule minus the mbuf pool); the pool comes on top (~2.3 KiB an mbuf).
-L3FWD_HASH_MB=${L3FWD_HASH_MB:-1200}
+# is what they and the EAL took here (22.11.11, measured: 413 pages in use
+# with a pool of 131,071 mbufs, less the pool's ~296 MiB, plus a margin);
+# the pool comes on top (~2.3 KiB an mbuf).
+L3FWD_HASH_MB=${L3FWD_HASH_MB:-560}
 if ((L3FWD_ON)); then
   free_mb=$(awk '/HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print int(f * s / 1024)}' /proc/meminfo)
   biggest=0
