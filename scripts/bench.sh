@@ -291,21 +291,19 @@ echo "method: 1 forwarding core, net_pcap infinite_rx=1 -> net_null, 60-byte fra
 # with a pool of 131,071 mbufs, less the pool's ~296 MiB, plus a margin);
 # the pool comes on top (~2.3 KiB an mbuf).
 L3FWD_HASH_MB=${L3FWD_HASH_MB:-560}
-if ((L3FWD_ON)); then
-  free_mb=$(awk '/HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print int(f * s / 1024)}' /proc/meminfo)
-  biggest=0
-  for n in $CLIENTS; do if ((n > biggest)); then biggest=$n; fi; done
-  ((TCP)) && biggest=$((biggest * 2))
-  need_mb=$(( L3FWD_HASH_MB + $(mbufs_for "$biggest") * 2368 / 1048576 + 64 ))
-  if ((free_mb < need_mb)); then
-    echo "bench.sh: l3fwd skipped: its 4M-entry IPv4 and IPv6 hashes and mbuf pool need about" \
-      "$need_mb MiB of hugepages, $free_mb MiB are free" \
+FREE_MB=$(awk '/HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print int(f * s / 1024)}' /proc/meminfo)
+l3fwd_fits() { # proto clients -> true when l3fwd's hashes and pool fit in the free hugepages
+  local need_mb=$(( L3FWD_HASH_MB + $(mbufs_for "$(frames_of "$1" "$2")") * 2368 / 1048576 + 64 ))
+  if ((FREE_MB >= need_mb)); then return 0; fi
+  if [[ -z ${L3FWD_SAID["$1 $2"]:-} ]]; then
+    L3FWD_SAID["$1 $2"]=1
+    echo "bench.sh: l3fwd skipped for $1 $2 clients: its 4M-entry IPv4 and IPv6 hashes and" \
+      "mbuf pool need about $need_mb MiB of hugepages, $FREE_MB MiB are free" \
       "(scripts/setup-hugepages.sh $(( (need_mb + 64) / 2 )) reserves enough 2 MiB pages)" >&2
-    L3FWD_ON=0
-  else
-    echo "l3fwd: needs about $need_mb MiB of hugepages, $free_mb MiB free"
   fi
-fi
+  return 1
+}
+declare -A L3FWD_SAID
 
 # cases: "proto clients kind"
 CASES=()
@@ -397,7 +395,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     if [[ $kind == persistent ]]; then
       R["$base io $rep"]=$(run_testpmd io "$pcap" "$frames")
       echo "rep $rep: $proto $n clients testpmd io-fwd ${R["$base io $rep"]} Mpps" >&2
-      if ((L3FWD_ON)); then
+      if ((L3FWD_ON)) && l3fwd_fits "$proto" "$n"; then
         dport=$(basename "$pcap" .pcap)
         dport=${dport##*-}
         R["$base l3fwd $rep"]=$(run_l3fwd "$pcap" "$frames" "$(em_rules_of "$proto" "$n" "$dport")")
