@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Whole-process benchmark: pmdlb against dpdk-testpmd (mac-fwd: the floor
-# for any DR forwarder; io-fwd: no header touched) on the same virtual
-# devices, pcap and forwarding core, interleaved, several repetitions,
-# medians. See benches/README.md for the method and the figures.
+# for any DR forwarder; io-fwd: no header touched) and DPDK's C l3fwd in
+# exact-match mode (the same flows as rules; scripts/build-l3fwd.sh) on the
+# same virtual devices, pcap and forwarding core, interleaved, several
+# repetitions, medians; draws Mpps against clients as a PNG. See
+# benches/README.md for the method and the figures.
 #
 # One forwarding core (lcore 1; lcore 0 is pmdlb's control plane / testpmd's
 # main lcore) reads net_pcap with infinite_rx=1 (the pcap is loaded into
@@ -11,14 +13,19 @@
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
-#                         [--pdump-ab] [--tunnel-ab]
+#                         [--pdump-ab] [--tunnel-ab] [--no-l3fwd]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
+#   --no-l3fwd  leave DPDK's l3fwd out of the series (it is also left out,
+#             with a message, when the hugepages for its hashes are short).
 #   --tcp     also TCP (SYN then ACK per client) at the largest client count.
 #   --pdump-ab  pmdlb only, eal.pdump = true against false, interleaved:
 #             the cost of serving live capture while nobody captures.
 #   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
 #             servers, interleaved: the cost of the encapsulation.
-# Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd.
+# Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd;
+# l3fwd needs dpdk-doc and more hugepages (see L3FWD_HASH_MB); the plot
+# needs gnuplot (scripts/install-deps.sh installs both).
+# Writes target/bench/bench-DATE.tsv (every run), -medians.tsv and -udp.png.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,6 +39,7 @@ PDUMP_AB=0
 PDUMP=true
 TUNNEL_AB=0
 FORWARD=dr
+L3FWD_ON=1
 while (($#)); do
   case "$1" in
     --quick) REPS=1; SECS=4; CLIENTS="65536" ;;
@@ -43,7 +51,8 @@ while (($#)); do
     --no-build) BUILD=0 ;;
     --pdump-ab) PDUMP_AB=1 ;;
     --tunnel-ab) TUNNEL_AB=1 ;;
-    -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+    --no-l3fwd) L3FWD_ON=0 ;;
+    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -56,6 +65,14 @@ fi
 PMDLB=$CARGO_TARGET_DIR/release/pmdlb
 GEN=$CARGO_TARGET_DIR/release/examples/gen_pcap
 TESTPMD=$(command -v dpdk-testpmd)
+if ((PDUMP_AB || TUNNEL_AB)); then L3FWD_ON=0; fi
+L3FWD=
+if ((L3FWD_ON)); then
+  if ! L3FWD=$(scripts/build-l3fwd.sh); then
+    echo "bench.sh: l3fwd skipped: it did not build (dpdk-doc installed? scripts/install-deps.sh)" >&2
+    L3FWD_ON=0
+  fi
+fi
 
 WORK=$(mktemp -d /tmp/pmdlb-bench.XXXXXX)
 PREFIX=pmdlb-bench-$$
@@ -205,8 +222,61 @@ run_testpmd() { # mode pcap frames -> Mpps
     tail -n +$((WARMUP + 1)) | head -n "$SECS" | median
 }
 
+# l3fwd-em rules (--rule_ipv4, em_route_parse.c em_parse_v4_rule:
+# "R<dst> <src> <dst port> <src port> <proto> <out port>") for exactly the
+# flows gen_pcap writes: client 10.16.0.0 + i, source port 40000 + i % 16,
+# to VIP:dport, every one out of port 1 (net_null). l3fwd also insists on
+# an IPv6 rule file with at least one rule: one flow nobody sends.
+em_rules_of() { # proto clients dport -> path
+  local f=$WORK/em-$1-$2-$3.rules
+  if [[ ! -f $f ]]; then
+    awk -v n="$2" -v dport="$3" -v proto=$([[ $1 == tcp ]] && echo 6 || echo 17) -v vip="$VIP" 'BEGIN {
+      base = 10 * 16777216 + 16 * 65536
+      for (i = 0; i < n; i++) {
+        a = base + i
+        printf "R%s %d.%d.%d.%d %d %d %d 1\n", vip, int(a / 16777216), int(a / 65536) % 256,
+          int(a / 256) % 256, a % 256, dport, 40000 + i % 16, proto
+      }
+    }' >"$f"
+    echo "R2001:db8::1 2001:db8::2 9 9 17 1" >"$WORK/em-v6.rules"
+  fi
+  echo "$f"
+}
+
+# l3fwd prints no rates: its TX port's opackets read through the telemetry
+# socket once a second (scripts/ethdev-rate.py), the same per-second,
+# after-warm-up sampling as testpmd's Tx-pps of the null port.
+# EAL lcore 1 only: l3fwd gives every port one TX queue per EAL lcore and
+# net_pcap has one, so its main lcore (1) is the forwarding lcore, the
+# same core as testpmd's and pmdlb's worker. --huge-unlink: l3fwd leaves
+# its hugepage files behind otherwise, 400 pages the next run would lack.
+run_l3fwd() { # pcap frames rules -> Mpps, or "nan" if it fails (the caller stops running it)
+  local log=$WORK/l3fwd.log rates=$WORK/l3fwd.rates
+  L3FWD_NB_MBUF=$(mbufs_for "$2") "$L3FWD" -l 1 -n 1 --no-pci --huge-unlink --file-prefix "$PREFIX-l3" \
+    --vdev "net_pcap0,rx_pcap=$1,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
+    -p 0x3 --config "(0,0,1),(1,0,1)" --lookup em --parse-ptype \
+    --rule_ipv4 "$3" --rule_ipv6 "$WORK/em-v6.rules" </dev/null >"$log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  local ok=1
+  scripts/ethdev-rate.py "$PREFIX-l3" 1 $((WARMUP + SECS)) >"$rates" 2>>"$log" || ok=0
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  PIDS=("${PIDS[@]/$pid}")
+  rm -f /dev/hugepages/"$PREFIX"-l3* 2>/dev/null || true
+  rm -rf /var/run/dpdk/"$PREFIX"-l3 2>/dev/null || true
+  if ((!ok)); then
+    echo "bench.sh: l3fwd failed, left out from here on; its log ends:" >&2
+    grep -v '^EM: Adding route' "$log" | tail -5 | sed 's/^/  /' >&2
+    echo nan
+    return
+  fi
+  tail -n +$((WARMUP + 1)) "$rates" | head -n "$SECS" | median
+}
+
 describe_machine() {
   echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores;" \
+    "caches $(lscpu 2>/dev/null | awk -F: '/^L[123][di]? cache/ {gsub(/^ +/, "", $2); printf "%s%s %s", sep, $1, $2; sep=", "}');" \
     "hugepages $(awk '/HugePages_Total/ {t=$2} /HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print t" x "s" kB ("f" free)"}' /proc/meminfo);" \
     "DPDK $(pkg-config --modversion libdpdk 2>/dev/null || echo '?'); kernel $(uname -r)"
 }
@@ -214,6 +284,26 @@ describe_machine() {
 describe_machine
 echo "method: 1 forwarding core, net_pcap infinite_rx=1 -> net_null, 60-byte frames;" \
   "${REPS} reps x ${SECS} s after ${WARMUP} s warm-up, medians of per-second rates"
+
+# l3fwd creates two hashes of L3FWD_HASH_ENTRIES (4M on 64-bit, l3fwd.h:53)
+# entries, IPv4 and IPv6, in hugepage memory whatever the rule count. This
+# is what they and the EAL took here (22.11.11, measured: 413 pages in use
+# with a pool of 131,071 mbufs, less the pool's ~296 MiB, plus a margin);
+# the pool comes on top (~2.3 KiB an mbuf).
+L3FWD_HASH_MB=${L3FWD_HASH_MB:-560}
+FREE_MB=$(awk '/HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print int(f * s / 1024)}' /proc/meminfo)
+l3fwd_fits() { # proto clients -> true when l3fwd's hashes and pool fit in the free hugepages
+  local need_mb=$(( L3FWD_HASH_MB + $(mbufs_for "$(frames_of "$1" "$2")") * 2368 / 1048576 + 64 ))
+  if ((FREE_MB >= need_mb)); then return 0; fi
+  if [[ -z ${L3FWD_SAID["$1 $2"]:-} ]]; then
+    L3FWD_SAID["$1 $2"]=1
+    echo "bench.sh: l3fwd skipped for $1 $2 clients: its 4M-entry IPv4 and IPv6 hashes and" \
+      "mbuf pool need about $need_mb MiB of hugepages, $FREE_MB MiB are free" \
+      "(scripts/setup-hugepages.sh $(( (need_mb + 64) / 2 )) reserves enough 2 MiB pages)" >&2
+  fi
+  return 1
+}
+declare -A L3FWD_SAID
 
 # cases: "proto clients kind"
 CASES=()
@@ -305,18 +395,120 @@ for ((rep = 1; rep <= REPS; rep++)); do
     if [[ $kind == persistent ]]; then
       R["$base io $rep"]=$(run_testpmd io "$pcap" "$frames")
       echo "rep $rep: $proto $n clients testpmd io-fwd ${R["$base io $rep"]} Mpps" >&2
+      if ((L3FWD_ON)) && l3fwd_fits "$proto" "$n"; then
+        dport=$(basename "$pcap" .pcap)
+        dport=${dport##*-}
+        R["$base l3fwd $rep"]=$(run_l3fwd "$pcap" "$frames" "$(em_rules_of "$proto" "$n" "$dport")")
+        [[ ${R["$base l3fwd $rep"]} == nan ]] && L3FWD_ON=0
+        echo "rep $rep: $proto $n clients l3fwd-em ${R["$base l3fwd $rep"]} Mpps" >&2
+      fi
     fi
   done
 done
 
-med_of() { for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$1 $rep"]}"; done | median; }
-printf '\n%-5s %8s %-14s %10s %12s %11s %9s\n' proto clients service pmdlb testpmd-mac testpmd-io pmdlb/mac
+# every run, then the medians and the plot, under target/bench
+OUTDIR=$CARGO_TARGET_DIR/bench
+mkdir -p "$OUTDIR"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RAW=$OUTDIR/bench-$STAMP.tsv
+MEDS=$OUTDIR/bench-$STAMP-medians.tsv
+PNG=$OUTDIR/bench-$STAMP-udp.png
+series_of() { # proto clients -> the series keys measured for that shape
+  local k
+  for k in $KINDS mac io l3fwd; do
+    if [[ -n ${R["$1 $2 $k 1"]+x} ]]; then echo "$1 $2 $k"; fi
+  done
+}
+SHAPES=$(for c in "${CASES[@]}"; do read -r proto n _ <<<"$c"; echo "$proto $n"; done | uniq)
+{
+  printf 'proto\tclients\tseries\trep\tmpps\n'
+  while read -r proto n; do
+    while read -r key; do
+      for ((rep = 1; rep <= REPS; rep++)); do
+        if [[ -n ${R["$key $rep"]+x} ]]; then
+          read -r a b k <<<"$key"
+          printf '%s\t%s\t%s\t%s\t%s\n' "$a" "$b" "$k" "$rep" "${R["$key $rep"]}"
+        fi
+      done
+    done < <(series_of "$proto" "$n")
+  done <<<"$SHAPES"
+} >"$RAW"
+
+runs_of() { for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$1 $rep"]:-}"; done | grep -E '^[0-9.]+$' || true; }
+med_of() { runs_of "$1" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b <= 0) print "-"; else printf "%.2f", a / b}'; }
+fmt() { if [[ $1 == nan ]]; then echo "-"; else printf '%.2f' "$1"; fi; }
+printf '\n%-5s %8s %-14s %8s %9s %12s %11s %10s %10s\n' proto clients service pmdlb l3fwd-em testpmd-mac testpmd-io pmdlb/mac l3fwd/mac
 for c in "${CASES[@]}"; do
   read -r proto n kind <<<"$c"
   p=$(med_of "$c")
+  l=$(med_of "$proto $n l3fwd")
   m=$(med_of "$proto $n mac")
   i=$(med_of "$proto $n io")
-  printf '%-5s %8s %-14s %10.2f %12.2f %11.2f %9.2f\n' "$proto" "$n" "$kind" "$p" "$m" "$i" \
-    "$(awk -v a="$p" -v b="$m" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+  printf '%-5s %8s %-14s %8s %9s %12s %11s %10s %10s\n' "$proto" "$n" "$kind" "$(fmt "$p")" "$(fmt "$l")" \
+    "$(fmt "$m")" "$(fmt "$i")" "$(ratio "$p" "$m")" "$(ratio "$l" "$m")"
 done
-echo "(Mpps, medians of $REPS runs)"
+echo "(Mpps, medians of $REPS interleaved runs; ratios to testpmd mac-fwd of the same runs)"
+
+# spread: every series' lowest and highest run next to its median
+printf '\n%-5s %8s %-14s %8s %8s %8s %8s\n' proto clients series median min max range
+while read -r proto n; do
+  while read -r key; do
+    vals=$(runs_of "$key" | sort -g)
+    [[ -z $vals ]] && continue
+    md=$(median <<<"$vals")
+    lo=$(head -1 <<<"$vals")
+    hi=$(tail -1 <<<"$vals")
+    printf '%-5s %8s %-14s %8.2f %8.2f %8.2f %7.0f%%\n' "$proto" "$n" "${key##* }" "$md" "$lo" "$hi" \
+      "$(awk -v a="$lo" -v b="$hi" -v m="$md" 'BEGIN {print (m > 0 ? (b - a) / m * 100 : 0)}')"
+  done < <(series_of "$proto" "$n")
+done <<<"$SHAPES"
+echo "(range = (max - min) / median over the $REPS runs)"
+
+# medians by client count (UDP), one column per forwarder: the plot's data
+{
+  printf 'clients'
+  for k in $KINDS; do printf '\tpmdlb-%s' "$k"; done
+  printf '\ttestpmd-mac\ttestpmd-io\tl3fwd-em\n'
+  for n in $CLIENTS; do
+    printf '%s' "$n"
+    for k in $KINDS mac io l3fwd; do printf '\t%s' "$(med_of "udp $n $k")"; done
+    printf '\n'
+  done
+} >"$MEDS"
+echo "runs: $RAW"
+echo "medians: $MEDS"
+
+plot() { # medians.tsv png
+  local machine sep= biggest=1 n
+  for n in $CLIENTS; do if ((n > biggest)); then biggest=$n; fi; done
+  machine=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+  gnuplot <<GNUPLOT
+set terminal pngcairo size 800,560 font "sans,10" noenhanced
+set output "$2"
+set datafile separator "\t"
+set datafile missing "nan"
+set key below maxrows 2
+set logscale x 2
+set xtics ($(for n in $CLIENTS; do printf '%s"%s" %s' "$sep" "$(sed -E ':a; s/([0-9])([0-9]{3})($|,)/\1,\2\3/; ta' <<<"$n")" "$n"; sep=", "; done))
+set xrange [0.5:$((biggest * 2))]
+set xlabel "clients (UDP, one 60-byte frame each, the pcap replayed)"
+set ylabel "Mpps (one forwarding core)"
+set yrange [0:*]
+set grid ytics
+set title "net_pcap infinite_rx -> net_null, medians of $REPS interleaved runs ($machine, $(nproc) vCPU)"
+plot "$1" using 1:5 title "testpmd mac-fwd: the floor" with linespoints lw 4 lc rgb "black" dt 2 pt 7, \
+     "" using 1:6 title "testpmd io-fwd" with linespoints lw 1.5 lc rgb "gray50" pt 6, \
+     "" using 1:7 title "l3fwd --lookup em" with linespoints lw 2 lc rgb "#d95f02" pt 5, \
+     "" using 1:2 title "pmdlb non-persistent" with linespoints lw 2 lc rgb "#1b9e77" pt 9, \
+     "" using 1:3 title "pmdlb persistent" with linespoints lw 2 lc rgb "#7570b3" pt 11, \
+     "" using 1:4 title "pmdlb fwmark" with linespoints lw 2 lc rgb "#e7298a" pt 13
+GNUPLOT
+}
+if ! command -v gnuplot >/dev/null; then
+  echo "bench.sh: gnuplot not installed (scripts/install-deps.sh); no plot" >&2
+elif plot "$MEDS" "$PNG" && [[ -s $PNG ]]; then
+  echo "plot: $PNG"
+else
+  echo "bench.sh: gnuplot failed; no plot" >&2
+fi

@@ -11,6 +11,7 @@ PKGS=(
   iproute2 ethtool nftables      # network-namespace end-to-end tests
   curl python3 tshark            # clients, HTTP servers, independent decoder
   prometheus                     # promtool check metrics (tests/run_metrics.rs)
+  dpdk-doc gnuplot-nox           # DPDK's l3fwd source (scripts/build-l3fwd.sh); bench.sh's plot
   kmod procps iputils-ping
 )
 
