@@ -19,7 +19,6 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,80 +32,11 @@ use pmdlb::dataplane::verdict::Verdict;
 use pmdlb::lb::persist::PersistTable;
 use pmdlb::lb::service::ServiceTable;
 use pmdlb::lb::snapshot::Snapshot;
-use pmdlb::lb::spec::{
-    MarkRuleSpec, Persistence, PortRange, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
-    ServiceSpec, StateFlags, Timeouts, VipSpec,
-};
+use pmdlb::lb::spec::{StateFlags, Timeouts};
 use pmdlb::lb::state::{StateConfig, WorkerState};
 use pmdlb::wire::ethernet::MacAddr;
 
-use frames::{client, patch, permute, template, BURST, FRAME, RX_MAC, TX_MAC, VIP};
-
-/// The three service kinds: (name, destination port).
-const KINDS: [(&str, u16); 3] = [
-    ("nonpersistent", 53),
-    ("persistent", 54),
-    ("fwmark_persistent", 443),
-];
-
-fn specs(persist_s: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) {
-    let servers: Vec<RealServerSpec> = (0..8u8)
-        .map(|i| RealServerSpec {
-            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10 + i)),
-            weight: 1,
-            u_threshold: 0,
-            l_threshold: 0,
-            mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
-            forward: Default::default(),
-            via: None,
-        })
-        .collect();
-    let vip = IpAddr::V4(VIP.into());
-    let p = Some(Persistence {
-        timeout_s: persist_s,
-        prefix_len: 32,
-    });
-    let svc = |addr, persistence| ServiceSpec {
-        ops: false,
-        addr,
-        scheduler: SchedulerKind::Wlc,
-        sched_flags: SchedFlags::default(),
-        persistence,
-        servers: servers.clone(),
-    };
-    let services = vec![
-        svc(
-            ServiceAddr::Addr {
-                proto: 17,
-                vip,
-                port: 53,
-            },
-            None,
-        ),
-        svc(
-            ServiceAddr::Addr {
-                proto: 17,
-                vip,
-                port: 54,
-            },
-            p,
-        ),
-        svc(ServiceAddr::Fwmark(1), p),
-    ];
-    let rules = vec![MarkRuleSpec {
-        dst: vip,
-        prefix_len: 32,
-        proto: Some(17),
-        ports: vec![PortRange { lo: 80, hi: 80 }, PortRange { lo: 443, hi: 443 }],
-        mark: 1,
-    }];
-    let vips = vec![VipSpec {
-        addr: vip,
-        answer_arp: true,
-        answer_ping: true,
-    }];
-    (services, rules, vips)
-}
+use frames::{client, patch, permute, specs, template, BURST, FRAME, KINDS, RX_MAC, TX_MAC};
 
 struct Fixture {
     services: ServiceTable,
@@ -115,7 +45,7 @@ struct Fixture {
 }
 
 fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixture {
-    let (s, r, v) = specs(if short { 1 } else { 300 });
+    let (s, r, v) = specs(if short { 1 } else { 300 }, 1);
     let services = ServiceTable::new(&s, &r, &v).expect("services");
     let snap = Arc::new(Snapshot::new(&s));
     let persist = Arc::new(PersistTable::new(persist_capacity, 8, 11));

@@ -21,7 +21,6 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,23 +35,14 @@ use pmdlb::lb::live::{Live, Tables};
 use pmdlb::lb::persist::PersistTable;
 use pmdlb::lb::service::ServiceTable;
 use pmdlb::lb::snapshot::Snapshot;
-use pmdlb::lb::spec::{
-    MarkRuleSpec, Persistence, PortRange, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
-    ServiceSpec, StateFlags, Timeouts, VipSpec,
-};
+use pmdlb::lb::spec::{StateFlags, Timeouts};
 use pmdlb::lb::state::{StateConfig, WorkerState};
 use pmdlb::wire::ethernet::MacAddr;
 
-use frames::{client, patch, permute, template, BURST, FRAME, RX_MAC, TX_MAC, VIP};
+use frames::{client, patch, permute, specs, template, BURST, FRAME, KINDS, RX_MAC, TX_MAC};
 
 /// Successor tables built ahead.
 const RING: usize = 8;
-
-const KINDS: [(&str, u16); 3] = [
-    ("nonpersistent", 53),
-    ("persistent", 54),
-    ("fwmark_persistent", 443),
-];
 
 /// Swap every N bursts (`None`: never).
 const SWAPS: [(&str, Option<u64>); 3] = [
@@ -61,59 +51,8 @@ const SWAPS: [(&str, Option<u64>); 3] = [
     ("swap_every_64", Some(64)),
 ];
 
-/// `decide.rs`'s services; `w0` is the first server's weight.
-fn specs(w0: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) {
-    let servers: Vec<RealServerSpec> = (0..8u8)
-        .map(|i| RealServerSpec {
-            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10 + i)),
-            weight: if i == 0 { w0 } else { 1 },
-            u_threshold: 0,
-            l_threshold: 0,
-            mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
-            forward: Default::default(),
-            via: None,
-        })
-        .collect();
-    let vip = IpAddr::V4(VIP.into());
-    let p = Some(Persistence {
-        timeout_s: 300,
-        prefix_len: 32,
-    });
-    let svc = |addr, persistence| ServiceSpec {
-        ops: false,
-        addr,
-        scheduler: SchedulerKind::Wlc,
-        sched_flags: SchedFlags::default(),
-        persistence,
-        servers: servers.clone(),
-    };
-    let port = |port| ServiceAddr::Addr {
-        proto: 17,
-        vip,
-        port,
-    };
-    let services = vec![
-        svc(port(53), None),
-        svc(port(54), p),
-        svc(ServiceAddr::Fwmark(1), p),
-    ];
-    let rules = vec![MarkRuleSpec {
-        dst: vip,
-        prefix_len: 32,
-        proto: Some(17),
-        ports: vec![PortRange { lo: 80, hi: 80 }, PortRange { lo: 443, hi: 443 }],
-        mark: 1,
-    }];
-    let vips = vec![VipSpec {
-        addr: vip,
-        answer_arp: true,
-        answer_ping: true,
-    }];
-    (services, rules, vips)
-}
-
 fn tables(snap: Snapshot, w0: u32) -> Arc<Tables> {
-    let (s, r, v) = specs(w0);
+    let (s, r, v) = specs(300, w0);
     Arc::new(Tables {
         services: ServiceTable::new(&s, &r, &v).expect("services"),
         snap: Arc::new(snap),
@@ -140,13 +79,13 @@ struct Control {
 }
 
 fn setup(cap: usize, every: Option<u64>) -> (Worker, Control) {
-    let (s, _, _) = specs(1);
+    let (s, _, _) = specs(300, 1);
     let first = tables(Snapshot::new(&s), 1);
     let mut ring = Vec::with_capacity(RING);
     let mut prev = Arc::clone(&first.snap);
     for i in 0..RING {
         let w0 = if i % 2 == 0 { 2 } else { 1 };
-        let (snap, _) = prev.next(&specs(w0).0, 0).expect("successor");
+        let (snap, _) = prev.next(&specs(300, w0).0, 0).expect("successor");
         let t = tables(snap, w0);
         prev = Arc::clone(&t.snap);
         ring.push(t);

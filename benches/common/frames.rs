@@ -1,9 +1,16 @@
-//! Frames and clients shared by the decision benches (`decide`, `swap`):
-//! one burst template, client addresses and the in-place patch that turns
-//! the template into client `i`'s frame.
+//! What the decision benches (`decide`, `swap`) share: their services, one
+//! burst template, client addresses and the in-place patch that turns the
+//! template into client `i`'s frame.
 #![allow(dead_code)]
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use etherparse::PacketBuilder;
+use pmdlb::lb::spec::{
+    MarkRuleSpec, Persistence, PortRange, RealServerSpec, SchedFlags, SchedulerKind, ServiceAddr,
+    ServiceSpec, VipSpec,
+};
+use pmdlb::wire::ethernet::MacAddr;
 
 /// Frames per burst.
 pub const BURST: usize = 32;
@@ -55,4 +62,73 @@ pub fn patch(f: &mut [u8; FRAME], ip: u32, base_sum: u16) {
 #[inline(always)]
 pub fn permute(i: u32, mask: u32) -> u32 {
     i.wrapping_mul(0x9e37_79b1) & mask
+}
+
+/// The three service kinds: (name, destination port).
+pub const KINDS: [(&str, u16); 3] = [
+    ("nonpersistent", 53),
+    ("persistent", 54),
+    ("fwmark_persistent", 443),
+];
+
+/// The benches' services: UDP :53, persistent UDP :54 and a persistent
+/// fwmark service (ports 80 and 443), 8 servers each (wlc, static MACs);
+/// the first server weighs `w0`.
+pub fn specs(persist_s: u32, w0: u32) -> (Vec<ServiceSpec>, Vec<MarkRuleSpec>, Vec<VipSpec>) {
+    let servers: Vec<RealServerSpec> = (0..8u8)
+        .map(|i| RealServerSpec {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10 + i)),
+            weight: if i == 0 { w0 } else { 1 },
+            u_threshold: 0,
+            l_threshold: 0,
+            mac: Some(MacAddr([2, 0, 0, 0, 1, 10 + i])),
+            forward: Default::default(),
+            via: None,
+        })
+        .collect();
+    let vip = IpAddr::V4(VIP.into());
+    let p = Some(Persistence {
+        timeout_s: persist_s,
+        prefix_len: 32,
+    });
+    let svc = |addr, persistence| ServiceSpec {
+        ops: false,
+        addr,
+        scheduler: SchedulerKind::Wlc,
+        sched_flags: SchedFlags::default(),
+        persistence,
+        servers: servers.clone(),
+    };
+    let services = vec![
+        svc(
+            ServiceAddr::Addr {
+                proto: 17,
+                vip,
+                port: 53,
+            },
+            None,
+        ),
+        svc(
+            ServiceAddr::Addr {
+                proto: 17,
+                vip,
+                port: 54,
+            },
+            p,
+        ),
+        svc(ServiceAddr::Fwmark(1), p),
+    ];
+    let rules = vec![MarkRuleSpec {
+        dst: vip,
+        prefix_len: 32,
+        proto: Some(17),
+        ports: vec![PortRange { lo: 80, hi: 80 }, PortRange { lo: 443, hi: 443 }],
+        mark: 1,
+    }];
+    let vips = vec![VipSpec {
+        addr: vip,
+        answer_arp: true,
+        answer_ping: true,
+    }];
+    (services, rules, vips)
 }

@@ -145,7 +145,14 @@ impl Topology {
                 .iter()
                 .position(|p| *p == port)
                 .unwrap();
-        self.servers[i] = Command::new("ip")
+        self.servers[i] = self.spawn_http(s, port);
+        self.wait_listen(s, port, true);
+    }
+
+    /// `python3 -m http.server PORT` in real server `s`'s namespace,
+    /// serving its name.
+    fn spawn_http(&self, s: usize, port: &str) -> std::process::Child {
+        Command::new("ip")
             .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
             .args([
                 "python3",
@@ -160,30 +167,14 @@ impl Topology {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start http.server");
-        self.wait_listen(s, port, true);
+            .expect("start http.server")
     }
 
     /// Starts one more HTTP server on `port` of real server `s` (1-based),
     /// answering its name like the others, and waits until it listens.
     /// Stopped with the topology.
     pub fn serve_http(&mut self, s: usize, port: &str) {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
-            .args([
-                "python3",
-                "-m",
-                "http.server",
-                port,
-                "--bind",
-                "::",
-                "--directory",
-            ])
-            .arg(self.www.join(format!("rs{s}")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start http.server");
+        let child = self.spawn_http(s, port);
         // After the three per server that `stop_server` indexes.
         self.servers.push(child);
         self.wait_listen(s, port, true);
