@@ -590,20 +590,6 @@ impl PersistTable {
             .count()
     }
 
-    /// Live templates per real server at `now` (`ipvsadm -L
-    /// --persistent-conn`). A full scan, for the control plane.
-    pub fn count_by_server(&self, now: u64) -> std::collections::HashMap<RsId, u32> {
-        let mut out = std::collections::HashMap::new();
-        for s in self.buckets.iter().flat_map(|b| b.slots.iter()) {
-            let c = s.ctl.load(Ordering::Acquire);
-            if state(c) == LIVE && (refs(c) > 0 || now < s.expires.load(Ordering::Acquire)) {
-                let rs = RsId((s.val.load(Ordering::Acquire) >> 32) as u32);
-                *out.entry(rs).or_insert(0) += 1;
-            }
-        }
-        out
-    }
-
     /// Every live template at `now` (as [`PersistTable::live`] counts
     /// them), each read consistently (seqlock; a slot that keeps changing
     /// under the reader is skipped). A full scan for the control plane

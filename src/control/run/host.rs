@@ -91,7 +91,11 @@ impl Host for ControlPlane<'_> {
         self.watch.refresh();
         let snap = self.current.snap();
         let book = self.watch.book();
-        let templates = self.persist.count_by_server(self.now_ms());
+        // `--persistent-conn`: live templates per server.
+        let mut templates = std::collections::HashMap::new();
+        self.persist.templates(self.now_ms(), |t| {
+            *templates.entry(t.rs).or_insert(0u32) += 1;
+        });
         let services = snap
             .services()
             .zip(&self.current.specs)
