@@ -131,11 +131,14 @@ struct FlowReq {
 /// as calling [`decide`] on each frame in order would give it. Frames
 /// beyond `out.len()` are not looked at.
 ///
-/// Three passes per chunk of [`BURST_MAX`]: parse every frame and find its
-/// service (one service lookup per distinct `(dst, proto, port)` run),
-/// hash its flow and prefetch its connection-table buckets; prefetch the
-/// entries; then assign and rewrite in order. The misses of a burst
-/// overlap instead of stalling one packet at a time. Frames the fast
+/// A pipeline of three steps per chunk of [`BURST_MAX`], each
+/// [`PIPELINE_GAP`] frames behind the one before: parse a frame and find
+/// its service (one service lookup per distinct `(dst, proto, port)` run),
+/// hash its flow and prefetch its connection line; probe that line and
+/// prefetch what the flow needs next (further lines, or its template when
+/// it is new); assign and rewrite, in order. The misses of a burst
+/// overlap, a bounded number at a time, instead of stalling one packet at
+/// a time. Frames the fast
 /// parse does not cover (ARP, ICMP, IPv6, fragments, VLAN-changed or
 /// malformed ones) are decided whole by [`decide`] in the last pass, in
 /// their place, so ordering against the state layer is unchanged.
@@ -162,6 +165,14 @@ pub fn decide_burst<S: FlowState>(
     }
 }
 
+/// Frames between the steps of [`decide_chunk`]'s pipeline: a frame's
+/// connection line is prefetched this many frames before it is probed,
+/// and probed (its template prefetched on a miss) this many before it is
+/// decided. A bounded number of misses are in flight at once (at most
+/// twice this), well inside what a core can track, each with the time
+/// of several decisions to arrive.
+const PIPELINE_GAP: usize = 8;
+
 #[inline(always)]
 fn decide_chunk<S: FlowState>(
     frames: &mut [&mut [u8]],
@@ -172,30 +183,46 @@ fn decide_chunk<S: FlowState>(
 ) {
     let mut steps = [Step::Whole; BURST_MAX];
     let mut last: Option<(u32, u8, u16, Option<ServiceId>)> = None;
-    for (f, s) in frames.iter().zip(steps.iter_mut()) {
-        if let Some(mut r) = fast_parse(f, ctx, services, &mut last) {
-            r.hash = state.prepare(&r.key);
-            *s = Step::Flow(r);
+    let n = frames.len().min(out.len());
+    for i in 0..n + 2 * PIPELINE_GAP {
+        if i < n {
+            // parse, find the service, hash, prefetch the home line
+            if let Some(mut r) = fast_parse(frames[i], ctx, services, &mut last) {
+                r.hash = state.prepare(&r.key);
+                steps[i] = Step::Flow(r);
+            }
         }
-    }
-    for s in steps.iter().take(frames.len()) {
-        if let Step::Flow(r) = s {
+        // the home line has arrived: prefetch what comes next (frames past
+        // the end are `Whole`)
+        if let Some(Step::Flow(r)) = i.checked_sub(PIPELINE_GAP).and_then(|j| steps.get(j)) {
             state.prefetch_entry(r.svc, &r.key, r.hash);
         }
+        if let Some(j) = i.checked_sub(2 * PIPELINE_GAP) {
+            out[j] = decide_step(frames[j], &steps[j], ctx, services, state);
+        }
     }
-    for ((f, s), v) in frames.iter_mut().zip(steps.iter()).zip(out.iter_mut()) {
-        match s {
-            Step::Whole => *v = decide(f, ctx, services, state),
-            Step::Flow(r) => {
-                let l2 = L2 {
-                    l3: r.l3,
-                    tci: r.tci,
-                    to_us: true,
-                };
-                match state.assign_hashed(r.svc, &r.key, r.hash, r.tcp) {
-                    Ok(t) => *v = forward(f, &l2, ctx, t),
-                    Err(e) => *v = Verdict::Drop(e.into()),
-                }
+}
+
+/// The last step of the pipeline for one frame, in burst order.
+#[inline(always)]
+fn decide_step<S: FlowState>(
+    frame: &mut [u8],
+    step: &Step,
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) -> Verdict {
+    match step {
+        Step::Whole => decide(frame, ctx, services, state),
+        Step::Flow(r) => {
+            let l2 = L2 {
+                l3: r.l3,
+                tci: r.tci,
+                to_us: true,
+            };
+            match state.assign_hashed(r.svc, &r.key, r.hash, r.tcp) {
+                Ok(t) => forward(frame, &l2, ctx, t),
+                Err(e) => Verdict::Drop(e.into()),
             }
         }
     }

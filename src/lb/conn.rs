@@ -1,21 +1,31 @@
 //! The per-worker connection table: 5-tuple → real server, TCP state,
 //! expiry and the persistence template the connection holds a reference on.
 //!
-//! Layout: power-of-two buckets of [`WAYS`] entries; a key may live in two
-//! buckets (two-choice hashing), chosen from one hash. Each bucket has an
-//! 8-byte tag array (a byte of the hash per way, 0 = empty) matched with a
-//! SWAR compare, and entries are one cache line each, so a hit costs the
-//! tag word plus one entry line. Capacity is fixed at construction; nothing
-//! allocates afterwards. The table is owned by one worker (RSS keeps a flow
-//! on one queue), so it uses no atomics at all.
+//! Layout: one entry per cache line, the key first, so a lookup of a
+//! flow that is where it belongs touches one line. A hash picks the
+//! flow's *home line* among a power of two; an entry lives in its home
+//! line or one of the next [`WINDOW`]` - 1` (linear probing inside a
+//! bounded window; the table ends with that many overflow lines, so a
+//! probe never wraps). Every line also keeps, as a property of its
+//! position, the *reach* of the entries homed there: a lookup probes lines
+//! `home ..= home + reach` and no further, and a new flow whose home line
+//! has reach 0 and another occupant is known to be new after one line.
+//! Removing an entry lowers its home line's reach to the next entry still
+//! there, so reach stays exact under churn. With [`LINES_PER_ENTRY`] home
+//! lines per entry of capacity the table is at most half full: almost
+//! every entry sits in its home line or the next (measured in
+//! `benches/README.md`). A byte of the hash (the tag, 0 = free line) is
+//! compared before the key. Capacity is fixed at construction; nothing
+//! allocates afterwards. The table is owned by one worker (RSS keeps a
+//! flow on one queue), so it uses no atomics at all.
 //!
 //! Expiry is lazy (the owner checks `expires` on lookup) plus an incremental
 //! [`ConnTable::sweep`] of a few buckets per call, and on insertion into a
-//! full bucket pair expired entries are reclaimed first. When both buckets
-//! are full of live entries, [`ConnTable::reserve`] fails; the owner may
-//! then [`ConnTable::evict`] an embryonic entry of the same two buckets
-//! ([`ConnEntry::is_embryonic`]: the `drop_entry` defence, never a scan
-//! beyond those 16 ways) or apply its documented fallback (see `state.rs`).
+//! full window expired entries of the window are reclaimed first. When the window is full of live entries,
+//! [`ConnTable::reserve`] fails; the owner may then [`ConnTable::evict`] an
+//! embryonic entry of the same window ([`ConnEntry::is_embryonic`]: the
+//! `drop_entry` defence, never a scan beyond those [`WINDOW`] lines) or
+//! apply its documented fallback (see `state.rs`).
 //!
 //! TCP follows IPVS's input-only state table (`tcp_states`, INPUT-ONLY rows),
 //! since a DR director sees only client→server packets.
@@ -23,10 +33,16 @@
 
 use crate::lb::hash::hash_flow;
 use crate::lb::spec::Timeouts;
-use crate::lb::types::{FlowKey, RsId, ServiceId, TcpFlags};
+use crate::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
 
-/// Entries per bucket.
-pub const WAYS: usize = 8;
+/// Lines a key may live in: its home line and the next `WINDOW - 1`.
+pub const WINDOW: usize = 16;
+/// Home lines allocated per entry of capacity: at most half of the lines
+/// are in use when the table is full, so nearly every entry sits in its
+/// home line or the next, and a window is almost never full first.
+pub const LINES_PER_ENTRY: usize = 2;
+/// Lines per step of [`ConnTable::scan`] and [`ConnTable::sweep`].
+pub const GROUP: usize = 8;
 
 /// Connection states: IPVS's TCP states, plus one state for UDP-like flows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -193,9 +209,9 @@ pub const F_TEMPLATE: u8 = 1;
 /// than one unanswered datagram (a spoofed source sends one and is gone).
 pub const F_CONFIRMED: u8 = 2;
 
-/// One connection, one cache line.
+/// One connection, as the table hands it out (it stores it in a [`Line`]
+/// with its own bytes).
 #[derive(Clone, Copy, Debug)]
-#[repr(align(64))]
 pub struct ConnEntry {
     /// The flow.
     pub key: FlowKey,
@@ -212,8 +228,6 @@ pub struct ConnEntry {
     /// Expiry, ms.
     pub expires: u64,
 }
-
-const _: () = assert!(std::mem::size_of::<ConnEntry>() == 64);
 
 impl ConnEntry {
     /// Whether the entry counts as active (ESTABLISHED) for its server.
@@ -245,30 +259,79 @@ impl ConnEntry {
     }
 }
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// Bitmask (high bit of each matching byte) of ways whose tag equals `tag`;
-/// may have false positives above a true match, never false negatives.
-#[inline(always)]
-fn match_tag(tags: [u8; WAYS], tag: u8) -> u64 {
-    let x = u64::from_le_bytes(tags) ^ (LO * tag as u64);
-    x.wrapping_sub(LO) & !x & HI
+/// One stored connection: the entry's fields, its hash tag and the two
+/// probe bytes, in one cache line. The key leads, so the bytes a lookup
+/// compares are the first of the line it probes.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line {
+    key: FlowKey,
+    state: ConnState,
+    flags: u8,
+    /// A byte of the hash, never 0 while the line is in use; 0 = free.
+    tag: u8,
+    /// How far this line's entry sits from its home line.
+    disp: u8,
+    /// How far from this line (as a home line) its farthest entry sits:
+    /// a lookup homed here probes lines `0..=reach` ahead and no further.
+    /// A property of the position, kept whatever occupies the line.
+    reach: u8,
+    svc: ServiceId,
+    rs: RsId,
+    tpl_slot: u32,
+    expires: u64,
 }
 
-/// One bucket: its tag line followed by its entries, so a lookup touches
-/// one page (one TLB entry) for the tags and the entry of its first bucket.
-#[derive(Clone, Copy)]
-#[repr(align(64))]
-struct Bucket {
-    tags: [u8; WAYS],
-    entries: [ConnEntry; WAYS],
+const _: () = assert!(std::mem::size_of::<Line>() == 64);
+
+impl Line {
+    const FREE: Line = Line {
+        key: FlowKey {
+            client: Addr([0; 16]),
+            vip: Addr([0; 16]),
+            cport: 0,
+            vport: 0,
+            proto: 0,
+            family: Family::V4,
+        },
+        state: ConnState::None,
+        flags: 0,
+        tag: 0,
+        disp: 0,
+        reach: 0,
+        svc: ServiceId(0),
+        rs: RsId(0),
+        tpl_slot: 0,
+        expires: 0,
+    };
+
+    #[inline(always)]
+    fn entry(&self) -> ConnEntry {
+        ConnEntry {
+            key: self.key,
+            state: self.state,
+            flags: self.flags,
+            svc: self.svc,
+            rs: self.rs,
+            tpl_slot: self.tpl_slot,
+            expires: self.expires,
+        }
+    }
+
+    #[inline(always)]
+    fn in_use(&self) -> bool {
+        self.tag != 0
+    }
 }
 
 /// The fixed-capacity table.
 pub struct ConnTable {
-    buckets: Box<[Bucket]>,
+    lines: Box<[Line]>,
+    /// Home lines (a power of two); [`WINDOW`]` - 1` overflow lines follow
+    /// them, so a probe never wraps.
     mask: usize,
+    /// The configured capacity.
+    limit: usize,
     seed: u64,
     len: usize,
     cursor: usize,
@@ -288,56 +351,45 @@ impl std::fmt::Debug for ConnTable {
 pub struct Reserved {
     idx: usize,
     tag: u8,
+    disp: u8,
 }
 
 impl ConnTable {
-    /// A table for `capacity` entries (rounded up to a power-of-two number of
-    /// buckets of [`WAYS`]); `seed` keys the hash.
+    /// A table for `capacity` entries: at least [`LINES_PER_ENTRY`] home
+    /// lines per entry (a power of two), so that a window rarely fills
+    /// before the table does; `seed` keys the hash.
     pub fn new(capacity: usize, seed: u64) -> Self {
-        let nb = capacity.max(WAYS).div_ceil(WAYS).next_power_of_two();
-        let blank = ConnEntry {
-            key: FlowKey {
-                client: Default::default(),
-                vip: Default::default(),
-                cport: 0,
-                vport: 0,
-                proto: 0,
-                family: crate::lb::types::Family::V4,
-            },
-            state: ConnState::None,
-            flags: 0,
-            svc: ServiceId(0),
-            rs: RsId(0),
-            tpl_slot: 0,
-            expires: 0,
-        };
+        let limit = capacity.max(1);
+        let homes = (limit * LINES_PER_ENTRY).next_power_of_two();
+        let n = homes + WINDOW;
         // Reserve untouched memory, ask for huge pages, then fill: random
         // probes of a large table otherwise miss the TLB on nearly every
-        // packet (perf: the bucket prefetches stalled on page walks).
-        let mut buckets = Vec::with_capacity(nb);
-        crate::sys::advise_hugepages(
-            buckets.as_ptr() as *const u8,
-            nb * std::mem::size_of::<Bucket>(),
-        );
-        buckets.resize(
-            nb,
-            Bucket {
-                tags: [0; WAYS],
-                entries: [blank; WAYS],
-            },
-        );
+        // packet (perf: the prefetches stalled on page walks).
+        let mut lines = Vec::with_capacity(n);
+        crate::sys::advise_hugepages(lines.as_ptr() as *const u8, n * std::mem::size_of::<Line>());
+        lines.resize(n, Line::FREE);
         ConnTable {
-            buckets: buckets.into_boxed_slice(),
-            mask: nb - 1,
+            lines: lines.into_boxed_slice(),
+            mask: homes - 1,
+            limit,
             seed,
             len: 0,
             cursor: 0,
         }
     }
 
-    /// Number of entry slots.
+    /// The entries the table was sized for ([`LINES_PER_ENTRY`] lines
+    /// each). A new flow is refused only when its window is full, which at
+    /// this many entries is rare and short of twice as many is certain to
+    /// come; the `drop_entry` defence and the statistics count against it.
     pub fn capacity(&self) -> usize {
-        self.buckets.len() * WAYS
+        self.limit
+    }
+
+    /// Lines (entry positions) the table has, its overflow lines included:
+    /// the range of the indices [`ConnTable::scan`] walks.
+    pub fn lines(&self) -> usize {
+        self.lines.len()
     }
 
     /// Entries in use (including expired ones not yet reclaimed).
@@ -356,93 +408,95 @@ impl ConnTable {
         hash_flow(key, self.seed)
     }
 
-    /// The primary bucket of a flow: the worker hashes a burst first and
-    /// prefetches `tags[b]` and the entries `b * WAYS ..` before deciding.
+    /// The home line of a flow (where a lookup looks first).
     #[inline(always)]
-    pub fn bucket_of(&self, key: &FlowKey) -> usize {
+    pub fn home_of(&self, key: &FlowKey) -> usize {
         self.hash(key) as usize & self.mask
     }
 
     #[inline(always)]
-    fn buckets(&self, h: u64) -> (usize, usize, u8) {
-        let b1 = h as usize & self.mask;
-        let b2 = b1 ^ (((h >> 40) as usize | 1) & self.mask);
+    fn home(&self, h: u64) -> (usize, u8) {
         let t = (h >> 56) as u8;
-        (b1, b2, if t == 0 { 1 } else { t })
+        (h as usize & self.mask, if t == 0 { 1 } else { t })
     }
 
-    /// Prefetch the tag lines of both candidate buckets of hash `h` (burst
-    /// pipeline, step 1).
+    /// Prefetch the home line of hash `h` (burst pipeline, first step).
     #[inline(always)]
-    pub fn prefetch_buckets(&self, h: u64) {
-        let (b1, b2, _) = self.buckets(h);
-        crate::sys::prefetch(&self.buckets[b1].tags);
-        crate::sys::prefetch(&self.buckets[b2].tags);
+    pub fn prefetch(&self, h: u64) {
+        crate::sys::prefetch(&self.lines[h as usize & self.mask]);
     }
 
-    /// Prefetch the first entry whose tag matches hash `h`, without
-    /// comparing keys (burst pipeline, step 2, once the tag lines arrived).
-    /// `false`: no tag matches, the flow is new.
+    /// Second step, once the home line has arrived: `true` if `key` may be
+    /// in the table (found in its home line, or lines further on to look
+    /// at, which are prefetched); `false`: certainly a new flow.
     #[inline(always)]
-    pub fn prefetch_entry(&self, h: u64) -> bool {
-        let (b1, b2, tag) = self.buckets(h);
-        for b in [b1, b2] {
-            let m = match_tag(self.buckets[b].tags, tag);
-            if m != 0 {
-                let way = (m.trailing_zeros() / 8) as usize & (WAYS - 1);
-                crate::sys::prefetch(&self.buckets[b].entries[way]);
-                return true;
-            }
+    pub fn prefetch_rest(&self, key: &FlowKey, h: u64) -> bool {
+        let (home, tag) = self.home(h);
+        let l = &self.lines[home];
+        if l.tag == tag && l.key == *key {
+            return true;
         }
-        false
+        for d in 1..=l.reach as usize {
+            crate::sys::prefetch(&self.lines[home + d]);
+        }
+        l.reach != 0
     }
 
     /// Find a flow with precomputed hash `h`: its entry index.
     #[inline(always)]
     pub fn find(&self, key: &FlowKey, h: u64) -> Option<usize> {
-        let (b1, b2, tag) = self.buckets(h);
-        for b in [b1, b2] {
-            let mut m = match_tag(self.buckets[b].tags, tag);
-            while m != 0 {
-                let way = (m.trailing_zeros() / 8) as usize;
-                let idx = b * WAYS + way;
-                if self.buckets[b].tags[way] == tag && self.buckets[b].entries[way].key == *key {
-                    return Some(idx);
-                }
-                m &= m - 1;
-            }
-            if b1 == b2 {
-                break;
-            }
-        }
-        None
+        let (home, tag) = self.home(h);
+        let reach = self.lines[home].reach as usize;
+        (home..=home + reach).find(|&i| {
+            let l = &self.lines[i];
+            l.tag == tag && l.key == *key
+        })
     }
 
-    /// The entry at `idx`.
-    #[inline]
-    pub fn entry(&self, idx: usize) -> &ConnEntry {
-        &self.buckets[idx / WAYS].entries[idx % WAYS]
+    /// The entry at `idx` (a copy: the line also holds the table's own
+    /// bytes).
+    #[inline(always)]
+    pub fn entry(&self, idx: usize) -> ConnEntry {
+        self.lines[idx].entry()
     }
 
-    /// The entry at `idx`, mutably.
-    #[inline]
-    pub fn entry_mut(&mut self, idx: usize) -> &mut ConnEntry {
-        &mut self.buckets[idx / WAYS].entries[idx % WAYS]
+    /// Record a packet of the entry at `idx`: its new state, flags added,
+    /// its new expiry.
+    #[inline(always)]
+    pub fn update(&mut self, idx: usize, state: ConnState, add_flags: u8, expires: u64) {
+        let l = &mut self.lines[idx];
+        l.state = state;
+        l.flags |= add_flags;
+        l.expires = expires;
     }
 
     /// Remove the entry at `idx` (the caller has done its accounting).
     #[inline]
     pub fn remove(&mut self, idx: usize) {
-        let (b, w) = (idx / WAYS, idx % WAYS);
-        if self.buckets[b].tags[w] != 0 {
-            self.buckets[b].tags[w] = 0;
-            self.len -= 1;
+        let l = &mut self.lines[idx];
+        if !l.in_use() {
+            return;
+        }
+        l.tag = 0;
+        self.len -= 1;
+        let disp = l.disp;
+        let home = idx - disp as usize;
+        if disp != 0 && self.lines[home].reach == disp {
+            // the farthest entry of its home line left: find the next one
+            let reach = (1..disp)
+                .rev()
+                .find(|&d| {
+                    let o = &self.lines[home + d as usize];
+                    o.in_use() && o.disp == d
+                })
+                .unwrap_or(0);
+            self.lines[home].reach = reach;
         }
     }
 
-    /// Find a free way for a new flow with hash `h`, reclaiming expired
-    /// entries of its two buckets (`on_expire` does their accounting) if
-    /// both are full. `None`: full of live entries.
+    /// Find a free line for a new flow with hash `h` in its window,
+    /// reclaiming an expired entry there (`on_expire` does its accounting)
+    /// if the window is full. `None`: full of live entries.
     #[inline]
     pub fn reserve(
         &mut self,
@@ -453,9 +507,9 @@ impl ConnTable {
         self.reserve_with(h, |e| now >= e.expires, on_expire)
     }
 
-    /// [`ConnTable::reserve`] with the owner's notion of expiry: if both
-    /// buckets are full, the first entry for which `expired` says so is
-    /// reclaimed (after `on_expire`).
+    /// [`ConnTable::reserve`] with the owner's notion of expiry: if the
+    /// window is full, the first entry of the window for which
+    /// `expired` says so is reclaimed (after `on_expire`).
     #[inline]
     pub fn reserve_with(
         &mut self,
@@ -463,46 +517,39 @@ impl ConnTable {
         mut expired: impl FnMut(&ConnEntry) -> bool,
         mut on_expire: impl FnMut(&ConnEntry),
     ) -> Option<Reserved> {
-        let (b1, b2, tag) = self.buckets(h);
-        // exact empty-way masks (no SWAR false positives for tag 0)
-        let empty = |t: [u8; WAYS]| {
-            let x = u64::from_le_bytes(t);
-            !((x | ((x & !HI) + !HI)) & HI) & HI
-        };
-        let (m1, m2) = (empty(self.buckets[b1].tags), empty(self.buckets[b2].tags));
-        // the less loaded of the two buckets (power of two choices)
-        let (b, m) = if m2.count_ones() > m1.count_ones() {
-            (b2, m2)
-        } else {
-            (b1, m1)
-        };
-        if m != 0 {
-            let way = (m.trailing_zeros() / 8) as usize;
+        let (home, tag) = self.home(h);
+        if let Some(d) = (0..WINDOW).find(|&d| !self.lines[home + d].in_use()) {
             return Some(Reserved {
-                idx: b * WAYS + way,
+                idx: home + d,
                 tag,
+                disp: d as u8,
             });
         }
-        for b in [b1, b2] {
-            for way in 0..WAYS {
-                let idx = b * WAYS + way;
-                if expired(&self.buckets[b].entries[way]) {
-                    on_expire(&self.buckets[b].entries[way]);
-                    self.buckets[b].tags[way] = 0;
-                    self.len -= 1;
-                    return Some(Reserved { idx, tag });
-                }
+        for d in 0..WINDOW {
+            let idx = home + d;
+            if !self.lines[idx].in_use() {
+                continue;
+            }
+            let e = self.lines[idx].entry();
+            if expired(&e) {
+                on_expire(&e);
+                self.remove(idx);
+                return Some(Reserved {
+                    idx,
+                    tag,
+                    disp: d as u8,
+                });
             }
         }
         None
     }
 
-    /// Make room for a new flow with hash `h` whose two buckets are full of
-    /// live entries (after [`ConnTable::reserve`] failed): of the entries
-    /// there for which `victim` says yes, evict the one closest to expiry
-    /// (for SYN_RECV entries: the handshake that has waited longest), after
-    /// `on_evict` did its accounting. Looks at those 16 ways only, never
-    /// further. `None`: no victim there.
+    /// Make room for a new flow with hash `h` whose window is full of live
+    /// entries (after [`ConnTable::reserve`] failed): of the
+    /// entries of the window for which `victim` says yes, evict the one
+    /// closest to expiry (for SYN_RECV entries: the handshake that has
+    /// waited longest), after `on_evict` did its accounting. Looks at those
+    /// [`WINDOW`] lines only, never further. `None`: no victim there.
     #[inline]
     pub fn evict(
         &mut self,
@@ -510,95 +557,99 @@ impl ConnTable {
         mut victim: impl FnMut(&ConnEntry) -> bool,
         on_evict: impl FnOnce(&ConnEntry),
     ) -> Option<Reserved> {
-        let (b1, b2, tag) = self.buckets(h);
-        let mut best: Option<(usize, u64)> = None;
-        for b in [b1, b2] {
-            for way in 0..WAYS {
-                let e = &self.buckets[b].entries[way];
-                if self.buckets[b].tags[way] != 0
-                    && victim(e)
-                    && best.map_or(true, |(_, exp)| e.expires < exp)
-                {
-                    best = Some((b * WAYS + way, e.expires));
-                }
+        let (home, tag) = self.home(h);
+        let mut best: Option<(usize, ConnEntry)> = None;
+        for idx in home..home + WINDOW {
+            if !self.lines[idx].in_use() {
+                continue;
             }
-            if b1 == b2 {
-                break;
+            let e = self.lines[idx].entry();
+            if victim(&e) && best.map_or(true, |(_, b)| e.expires < b.expires) {
+                best = Some((idx, e));
             }
         }
-        let (idx, _) = best?;
-        let (b, w) = (idx / WAYS, idx % WAYS);
-        on_evict(&self.buckets[b].entries[w]);
-        self.buckets[b].tags[w] = 0;
-        self.len -= 1;
-        Some(Reserved { idx, tag })
+        let (idx, e) = best?;
+        on_evict(&e);
+        self.remove(idx);
+        Some(Reserved {
+            idx,
+            tag,
+            disp: (idx - home) as u8,
+        })
     }
 
     /// Write a new entry where [`ConnTable::reserve`] said; returns its index.
     #[inline]
     pub fn insert(&mut self, r: Reserved, e: ConnEntry) -> usize {
-        let (b, w) = (r.idx / WAYS, r.idx % WAYS);
-        debug_assert_eq!(self.buckets[b].tags[w], 0);
-        self.buckets[b].tags[w] = r.tag;
-        self.buckets[b].entries[w] = e;
+        let reach = self.lines[r.idx].reach;
+        debug_assert!(!self.lines[r.idx].in_use());
+        self.lines[r.idx] = Line {
+            key: e.key,
+            state: e.state,
+            flags: e.flags,
+            tag: r.tag,
+            disp: r.disp,
+            reach,
+            svc: e.svc,
+            rs: e.rs,
+            tpl_slot: e.tpl_slot,
+            expires: e.expires,
+        };
+        let home = &mut self.lines[r.idx - r.disp as usize];
+        home.reach = home.reach.max(r.disp);
         self.len += 1;
         r.idx
     }
 
-    /// Visit the entries in use from slot index `from` on, at most
-    /// `max_buckets` buckets, in slot order, without changing anything
-    /// (`ipvsadm -L -c`, a few buckets per slow job). `f` says
-    /// `Break` to stop before an entry it cannot take (a full buffer).
+    /// Visit the entries in use from line index `from` on, at most
+    /// `max_groups` groups of [`GROUP`] lines, in line order, without
+    /// changing anything (`ipvsadm -L -c`, a few groups per slow job). `f`
+    /// says `Break` to stop before an entry it cannot take (a full buffer).
     /// Returns where to go on next time, or `None` once the table's end
     /// was reached. Entries do not move, so a scan spread over several
     /// calls sees every entry that stayed in the table throughout.
     pub fn scan(
         &self,
         from: usize,
-        max_buckets: usize,
+        max_groups: usize,
         mut f: impl FnMut(&ConnEntry) -> std::ops::ControlFlow<()>,
     ) -> Option<usize> {
-        let slots = self.capacity();
-        let end = from
-            .saturating_add(max_buckets.saturating_mul(WAYS))
-            .min(slots);
-        let mut idx = from;
-        while idx < end {
-            let (b, w) = (idx / WAYS, idx % WAYS);
-            if self.buckets[b].tags[w] != 0 && f(&self.buckets[b].entries[w]).is_break() {
+        let n = self.lines.len();
+        let end = from.saturating_add(max_groups.saturating_mul(GROUP)).min(n);
+        for idx in from..end {
+            let l = &self.lines[idx];
+            if l.in_use() && f(&l.entry()).is_break() {
                 return Some(idx);
             }
-            idx += 1;
         }
-        (end < slots).then_some(end)
+        (end < n).then_some(end)
     }
 
-    /// Visit the next `max_buckets` buckets and remove the entries for which
-    /// `expired` says so, after `on_expire` did their accounting. Returns the
-    /// number removed.
+    /// Visit the next `max_groups` groups of [`GROUP`] lines and remove the
+    /// entries for which `expired` says so, after `on_expire` did their
+    /// accounting. Returns the number removed.
     pub fn sweep(
         &mut self,
-        max_buckets: usize,
+        max_groups: usize,
         mut expired: impl FnMut(&ConnEntry) -> bool,
         mut on_expire: impl FnMut(&ConnEntry),
     ) -> usize {
-        let mut n = 0;
-        for _ in 0..max_buckets.min(self.mask + 1) {
-            let b = self.cursor;
-            self.cursor = (self.cursor + 1) & self.mask;
-            for way in 0..WAYS {
-                if self.buckets[b].tags[way] != 0 {
-                    let e = &self.buckets[b].entries[way];
-                    if expired(e) {
-                        on_expire(e);
-                        self.buckets[b].tags[way] = 0;
-                        self.len -= 1;
-                        n += 1;
-                    }
-                }
+        let n = self.lines.len();
+        let mut removed = 0;
+        for _ in 0..max_groups.min(n / GROUP).saturating_mul(GROUP) {
+            let idx = self.cursor;
+            self.cursor = if idx + 1 == n { 0 } else { idx + 1 };
+            if !self.lines[idx].in_use() {
+                continue;
+            }
+            let e = self.lines[idx].entry();
+            if expired(&e) {
+                on_expire(&e);
+                self.remove(idx);
+                removed += 1;
             }
         }
-        n
+        removed
     }
 }
 
@@ -687,22 +738,103 @@ mod tests {
         assert_eq!(t.len(), 399);
     }
 
-    #[test]
-    fn full_pair_reclaims_expired_or_fails() {
-        let mut t = ConnTable::new(WAYS, 1); // one bucket
-        for i in 0..WAYS as u32 {
-            let h = t.hash(&key(i));
-            let r = t.reserve(h, 0, |_| {}).unwrap();
-            t.insert(r, entry(key(i), 10 + i as u64));
+    /// Keys whose home line is `home` in `t`, as many as asked for.
+    fn homed_at(t: &ConnTable, home: usize, n: usize) -> Vec<FlowKey> {
+        (1000..)
+            .map(key)
+            .filter(|k| t.home_of(k) == home)
+            .take(n)
+            .collect()
+    }
+
+    /// A table whose window at line 5 is full: `WINDOW` keys homed there
+    /// with expiry `exp(i)`, in lines 5.. in order.
+    fn full_window(exp: impl Fn(usize) -> ConnEntry) -> (ConnTable, Vec<FlowKey>, u64) {
+        let mut t = ConnTable::new(1024, 1);
+        let keys = homed_at(&t, 5, WINDOW + 1);
+        for (i, k) in keys[..WINDOW].iter().enumerate() {
+            let h = t.hash(k);
+            let r = t.reserve(h, 0, |_| panic!("nothing expired")).unwrap();
+            let mut e = exp(i);
+            e.key = *k;
+            assert_eq!(t.insert(r, e), 5 + i, "linear probing in the window");
         }
-        let h = t.hash(&key(99));
+        let h = t.hash(&keys[WINDOW]);
+        (t, keys, h)
+    }
+
+    #[test]
+    fn reach_grows_and_shrinks_exactly() {
+        let mut t = ConnTable::new(1024, 3);
+        let ks = homed_at(&t, 9, 3);
+        let idx: Vec<usize> = ks
+            .iter()
+            .map(|k| {
+                let h = t.hash(k);
+                let r = t.reserve(h, 0, |_| {}).unwrap();
+                t.insert(r, entry(*k, 100))
+            })
+            .collect();
+        assert_eq!(idx, [9, 10, 11]);
+        assert_eq!(t.lines[9].reach, 2);
+        // a key homed at 10 goes past 11
+        let other = homed_at(&t, 10, 1)[0];
+        let r = t.reserve(t.hash(&other), 0, |_| {}).unwrap();
+        assert_eq!(t.insert(r, entry(other, 100)), 12);
+        assert_eq!(t.lines[10].reach, 2);
+        t.remove(idx[2]);
+        assert_eq!(
+            t.lines[9].reach, 1,
+            "the farthest left: the next one counts"
+        );
+        t.remove(idx[0]);
+        assert_eq!(t.lines[9].reach, 1, "a nearer one left: unchanged");
+        t.remove(idx[1]);
+        assert_eq!(t.lines[9].reach, 0);
+        assert!(t.find(&other, t.hash(&other)).is_some());
+        for k in &ks {
+            assert_eq!(t.find(k, t.hash(k)), None);
+        }
+        // a flow homed at 9 now finds line 9 free again
+        let r = t.reserve(t.hash(&ks[1]), 0, |_| {}).unwrap();
+        assert_eq!(t.insert(r, entry(ks[1], 100)), 9);
+    }
+
+    #[test]
+    fn holds_at_least_its_capacity() {
+        for seed in 0..20 {
+            let mut t = ConnTable::new(1000, seed);
+            assert_eq!(t.capacity(), 1000);
+            assert!(t.lines() >= 2000 + WINDOW);
+            let mut n = 0;
+            for i in 0..2000 {
+                let k = key(i);
+                let h = t.hash(&k);
+                if let Some(r) = t.reserve(h, 0, |_| panic!("nothing expired")) {
+                    t.insert(r, entry(k, 1000));
+                    n += 1;
+                }
+                if n == 1000 {
+                    break;
+                }
+            }
+            assert_eq!((n, t.len()), (1000, 1000), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn full_window_reclaims_expired_or_fails() {
+        let (mut t, keys, h) = full_window(|i| entry(key(0), 10 + i as u64));
         assert!(t.reserve(h, 5, |_| {}).is_none());
         let mut reclaimed = None;
         let r = t.reserve(h, 10, |e| reclaimed = Some(e.key)).unwrap();
-        assert_eq!(reclaimed, Some(key(0)));
-        t.insert(r, entry(key(99), 1000));
-        assert!(t.find(&key(99), h).is_some());
-        assert!(t.find(&key(0), t.hash(&key(0))).is_none());
+        assert_eq!(reclaimed, Some(keys[0]), "the first expired line");
+        t.insert(r, entry(keys[WINDOW], 1000));
+        assert_eq!(t.find(&keys[WINDOW], h), Some(5));
+        assert!(t.find(&keys[0], t.hash(&keys[0])).is_none());
+        for k in &keys[1..] {
+            assert!(t.find(k, t.hash(k)).is_some());
+        }
     }
 
     #[test]
@@ -727,34 +859,42 @@ mod tests {
     }
 
     #[test]
-    fn evict_takes_the_victim_closest_to_expiry_in_the_pair_only() {
-        let mut t = ConnTable::new(WAYS, 1); // one bucket
-        for i in 0..WAYS as u32 {
-            let h = t.hash(&key(i));
-            let r = t.reserve(h, 0, |_| {}).unwrap();
-            let mut e = entry(key(i), 1000 - i as u64);
-            // even: established; odd: SYN_RECV, expiring at 999, 997, 995, 993
+    fn evict_takes_the_victim_closest_to_expiry_in_the_window_only() {
+        // even: established; odd: SYN_RECV, expiring at 999, 997, …
+        let (mut t, keys, h) = full_window(|i| {
+            let mut e = entry(key(0), 1000 - i as u64);
             if i % 2 == 1 {
                 e.state = S::SynRecv;
             }
-            t.insert(r, e);
-        }
-        let h = t.hash(&key(99));
+            e
+        });
+        // a SYN_RECV entry outside the window, closer to expiry: not taken
+        let out = homed_at(&t, 600, 1)[0];
+        let r = t.reserve(t.hash(&out), 0, |_| {}).unwrap();
+        let mut e = entry(out, 1);
+        e.state = S::SynRecv;
+        t.insert(r, e);
         assert!(t.reserve(h, 0, |_| panic!("nothing expired")).is_none());
         // no victim: nothing happens
         assert!(t.evict(h, |_| false, |_| panic!("no victim")).is_none());
-        assert_eq!(t.len(), WAYS);
+        assert_eq!(t.len(), WINDOW + 1);
         let mut gone = None;
         let r = t
             .evict(h, |e| e.is_embryonic(), |e| gone = Some(e.key))
             .unwrap();
-        assert_eq!(gone, Some(key(7)), "the SYN_RECV entry expiring first");
-        assert_eq!(t.len(), WAYS - 1);
-        t.insert(r, entry(key(99), 5000));
-        assert!(t.find(&key(99), h).is_some());
-        assert!(t.find(&key(7), t.hash(&key(7))).is_none());
+        assert_eq!(
+            gone,
+            Some(keys[WINDOW - 1]),
+            "the SYN_RECV entry expiring first"
+        );
+        assert_eq!(t.len(), WINDOW);
+        t.insert(r, entry(keys[WINDOW], 5000));
+        assert!(t.find(&keys[WINDOW], h).is_some());
+        assert!(t
+            .find(&keys[WINDOW - 1], t.hash(&keys[WINDOW - 1]))
+            .is_none());
         // established entries are never chosen
-        for j in 0..3 {
+        for j in 0..WINDOW as u32 / 2 - 1 {
             let r = t.evict(
                 h,
                 |e| e.is_embryonic(),
@@ -765,8 +905,8 @@ mod tests {
             t.insert(r.unwrap(), entry(key(100 + j), 5000));
         }
         assert!(t.evict(h, |e| e.is_embryonic(), |_| {}).is_none());
-        for i in (0..WAYS as u32).step_by(2) {
-            assert!(t.find(&key(i), t.hash(&key(i))).is_some());
+        for k in keys[..WINDOW].iter().step_by(2).chain([&out]) {
+            assert!(t.find(k, t.hash(k)).is_some());
         }
     }
 
@@ -780,7 +920,7 @@ mod tests {
             let r = t.reserve(h, 0, |_| {}).unwrap();
             t.insert(r, entry(k, 1000));
         }
-        // slices of 16 buckets: every entry exactly once
+        // slices of 16 groups: every entry exactly once
         let mut seen = Vec::new();
         let mut at = Some(0);
         let mut calls = 0;
@@ -791,7 +931,7 @@ mod tests {
             });
             calls += 1;
         }
-        assert_eq!(calls, t.capacity() / WAYS / 16);
+        assert_eq!(calls, t.lines().div_ceil(GROUP * 16));
         seen.sort_by_key(|k| k.client);
         seen.dedup();
         assert_eq!(seen.len(), 300);
@@ -818,17 +958,54 @@ mod tests {
 
     #[test]
     fn reserve_with_uses_the_owners_expiry() {
-        let mut t = ConnTable::new(WAYS, 1);
-        for i in 0..WAYS as u32 {
-            let h = t.hash(&key(i));
-            let r = t.reserve(h, 0, |_| {}).unwrap();
-            t.insert(r, entry(key(i), 1000));
-        }
-        let h = t.hash(&key(99));
+        let (mut t, keys, h) = full_window(|_| entry(key(0), 1000));
         assert!(t.reserve(h, 999, |_| {}).is_none());
         let mut reclaimed = None;
-        let r = t.reserve_with(h, |e| e.key == key(3), |e| reclaimed = Some(e.key));
+        let r = t.reserve_with(h, |e| e.key == keys[3], |e| reclaimed = Some(e.key));
         assert!(r.is_some());
-        assert_eq!(reclaimed, Some(key(3)));
+        assert_eq!(reclaimed, Some(keys[3]));
+    }
+
+    /// Random inserts and removals against a map: every key inserted and
+    /// not removed is found, every removed one is not, and each home
+    /// line's reach is exactly the farthest entry homed there.
+    #[test]
+    fn churn_against_a_model() {
+        use std::collections::HashMap;
+        let mut t = ConnTable::new(4096, 9);
+        let mut model: HashMap<u32, usize> = HashMap::new();
+        let mut x = 0x2545_f491u32;
+        for step in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let id = x % 12_000;
+            let k = key(id);
+            let h = t.hash(&k);
+            match model.get(&id) {
+                Some(&idx) => {
+                    assert_eq!(t.find(&k, h), Some(idx), "step {step}");
+                    t.remove(idx);
+                    model.remove(&id);
+                }
+                None => {
+                    assert_eq!(t.find(&k, h), None, "step {step}");
+                    if let Some(r) = t.reserve(h, 0, |_| panic!("nothing expires")) {
+                        model.insert(id, t.insert(r, entry(k, 1)));
+                    }
+                }
+            }
+        }
+        assert_eq!(t.len(), model.len());
+        for home in 0..=t.mask {
+            let far = (0..WINDOW)
+                .filter(|&d| {
+                    let l = &t.lines[home + d];
+                    l.in_use() && l.disp as usize == d
+                })
+                .max()
+                .unwrap_or(0);
+            assert_eq!(t.lines[home].reach as usize, far, "home {home}");
+        }
     }
 }

@@ -447,11 +447,11 @@ impl WorkerState {
         })
     }
 
-    /// The connection table's primary bucket for a flow (hash a burst first
-    /// and prefetch; see [`ConnTable::bucket_of`]).
+    /// The connection table's home line for a flow (hash a burst first
+    /// and prefetch; see [`ConnTable::home_of`]).
     #[inline]
-    pub fn bucket_of(&self, key: &FlowKey) -> usize {
-        self.conns.bucket_of(key)
+    pub fn home_of(&self, key: &FlowKey) -> usize {
+        self.conns.home_of(key)
     }
 
     /// Change timeouts at run time (`ipvsadm --set`); existing entries keep
@@ -543,7 +543,7 @@ impl WorkerState {
     /// The connection is gone: drop it now (removed server).
     fn drop_entry(&mut self, idx: usize) {
         let now = self.clock.now_ms();
-        let e = *self.conns.entry(idx);
+        let e = self.conns.entry(idx);
         let mut books = Books {
             snap: &self.snap,
             persist: &self.persist,
@@ -573,7 +573,7 @@ impl WorkerState {
     #[inline(always)]
     fn existing(&mut self, idx: usize, tcp: Option<TcpFlags>) -> Result<Target, StateDrop> {
         let now = self.clock.now_ms();
-        let e = *self.conns.entry(idx);
+        let e = self.conns.entry(idx);
         let Some(srv) = self.snap.server(e.rs) else {
             self.drop_entry(idx);
             return Err(StateDrop::DestRemoved);
@@ -598,10 +598,12 @@ impl WorkerState {
                 state = ns;
             }
         }
-        let ent = self.conns.entry_mut(idx);
-        ent.state = state;
-        ent.flags |= F_CONFIRMED;
-        ent.expires = now + timeout_ms(state, &self.timeouts);
+        self.conns.update(
+            idx,
+            state,
+            F_CONFIRMED,
+            now + timeout_ms(state, &self.timeouts),
+        );
         match target(srv, e.rs) {
             Some(t) => Ok(t),
             None => {
@@ -880,13 +882,13 @@ impl FlowState for WorkerState {
     #[inline(always)]
     fn prepare(&self, key: &FlowKey) -> u64 {
         let h = self.conns.hash(key);
-        self.conns.prefetch_buckets(h);
+        self.conns.prefetch(h);
         h
     }
 
     #[inline(always)]
     fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
-        if !self.conns.prefetch_entry(hash) {
+        if !self.conns.prefetch_rest(key, hash) {
             // A new flow: a persistent service will look its template up.
             if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
                 self.persist
@@ -907,12 +909,11 @@ impl FlowState for WorkerState {
             let e = self.conns.entry(idx);
             let exp = self.defence.expiry;
             let now = self.clock.now_ms();
-            if now < exp.deadline(e) && e.svc == svc && !self.syn_reschedules(e, tcp) {
+            if now < exp.deadline(&e) && e.svc == svc && !self.syn_reschedules(&e, tcp) {
                 return self.existing(idx, tcp);
             }
             // expired (lazy), re-keyed to another service, or a new
             // connection on a reused 4-tuple: retire it
-            let e = *e;
             let mut books = Books {
                 snap: &self.snap,
                 persist: &self.persist,
@@ -928,7 +929,7 @@ impl FlowState for WorkerState {
     fn lookup_conn(&self, key: &FlowKey) -> Option<Target> {
         let idx = self.conns.find(key, self.conns.hash(key))?;
         let e = self.conns.entry(idx);
-        if self.clock.now_ms() >= self.defence.expiry.deadline(e) {
+        if self.clock.now_ms() >= self.defence.expiry.deadline(&e) {
             return None;
         }
         let s = self.snap.server(e.rs)?;
@@ -1045,6 +1046,22 @@ mod tests {
     }
 
     const S0: ServiceId = ServiceId(0);
+
+    /// `n` flows `make(i)` whose home line in `w`'s connection table is
+    /// `home`: `conn::WINDOW` of them fill one window, as keys chosen by
+    /// an attacker who knew the hash would.
+    fn homed(
+        w: &WorkerState,
+        home: usize,
+        n: usize,
+        make: impl Fn(u32) -> FlowKey,
+    ) -> Vec<FlowKey> {
+        (0..)
+            .map(make)
+            .filter(|k| w.home_of(k) == home)
+            .take(n)
+            .collect()
+    }
 
     fn counts(snap: &Snapshot, rs: u32) -> (u32, u32) {
         let s = snap.server(RsId(rs)).unwrap();
@@ -1502,23 +1519,27 @@ mod tests {
 
     #[test]
     fn conn_table_full_falls_back_statelessly() {
+        use crate::lb::conn::WINDOW;
         let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 3)]));
         let pt = Arc::new(PersistTable::new(64, 1, 1));
-        let mut w = worker_on(&snap, &pt, StateFlags::default(), 8); // one bucket
-        for i in 0..8 {
-            w.assign(S0, &tcp([10, 0, 0, i], 1, 80), SYN).unwrap();
+        let mut w = worker_on(&snap, &pt, StateFlags::default(), 8);
+        let keys = homed(&w, 3, WINDOW + 2, |i| {
+            tcp([10, 0, (i >> 8) as u8, i as u8], 1, 80)
+        });
+        for k in &keys[..WINDOW] {
+            w.assign(S0, k, SYN).unwrap();
         }
-        assert_eq!(w.conn_count(), 8);
-        let k = tcp([10, 0, 1, 1], 1, 80);
+        assert_eq!(w.conn_count(), WINDOW);
+        let k = keys[WINDOW];
         let first = w.assign(S0, &k, SYN).unwrap();
         assert_eq!(w.counters().conn_table_full, 1);
         // later packets of that flow (no entry) follow the same stateless pick
         for _ in 0..5 {
             assert_eq!(w.assign(S0, &k, ACK), Ok(first));
         }
-        // once the entries expire the table takes new flows again
+        // once the entries expire the window takes new flows again
         w.set_now(61_000);
-        w.assign(S0, &tcp([10, 0, 2, 1], 1, 80), SYN).unwrap();
+        w.assign(S0, &keys[WINDOW + 1], SYN).unwrap();
         assert_eq!(w.counters().conn_expired, 1);
     }
 
@@ -1643,19 +1664,23 @@ mod tests {
 
     #[test]
     fn drop_entry_refuses_a_new_flow_when_only_established_entries_are_left() {
+        use crate::lb::conn::WINDOW;
         let snap = Arc::new(Snapshot::new(&[svc(vip(80), SchedulerKind::Rr, None, 3)]));
         let pt = Arc::new(PersistTable::new(64, 1, 1));
         let flags = defended(DefenceMode::Always, DefenceMode::Off, 90);
-        let mut w = worker_on(&snap, &pt, flags, 8); // one bucket
-        let est: Vec<(FlowKey, Target)> = (0..8)
-            .map(|i| {
-                let k = tcp([10, 0, 0, i], 1, 80);
-                let t = w.assign(S0, &k, SYN).unwrap();
-                assert_eq!(w.assign(S0, &k, ACK), Ok(t));
-                (k, t)
+        let mut w = worker_on(&snap, &pt, flags, 8);
+        let keys = homed(&w, 3, WINDOW + 1, |i| {
+            tcp([10, 0, (i >> 8) as u8, i as u8], 1, 80)
+        });
+        let est: Vec<(FlowKey, Target)> = keys[..WINDOW]
+            .iter()
+            .map(|k| {
+                let t = w.assign(S0, k, SYN).unwrap();
+                assert_eq!(w.assign(S0, k, ACK), Ok(t));
+                (*k, t)
             })
             .collect();
-        let k = spoofed(1);
+        let k = keys[WINDOW];
         assert_eq!(w.assign(S0, &k, SYN), Err(StateDrop::TableFull));
         // refusing opens no stateless mode: its ACK is not a SYN
         assert_eq!(w.assign(S0, &k, ACK), Err(StateDrop::TcpNotSyn));
@@ -1671,6 +1696,7 @@ mod tests {
 
     #[test]
     fn drop_entry_reclaims_single_packet_udp_flows_only() {
+        use crate::lb::conn::WINDOW;
         let mut spec = svc(vip(53), SchedulerKind::Rr, None, 3);
         spec.addr = ServiceAddr::Addr {
             proto: ip_proto::UDP,
@@ -1680,23 +1706,27 @@ mod tests {
         let snap = Arc::new(Snapshot::new(&[spec]));
         let pt = Arc::new(PersistTable::new(64, 1, 1));
         let flags = defended(DefenceMode::Auto, DefenceMode::Off, 90);
-        let mut w = worker_on(&snap, &pt, flags, 8); // one bucket
-        let confirmed: Vec<(FlowKey, Target)> = (0..4)
-            .map(|i| {
-                let k = udp([10, 0, 0, i], 5000);
-                let t = w.assign(S0, &k, None).unwrap();
-                assert_eq!(w.assign(S0, &k, None), Ok(t));
-                (k, t)
+        let mut w = worker_on(&snap, &pt, flags, 8);
+        let keys = homed(&w, 3, WINDOW + 20, |i| {
+            udp([10, 0, (i >> 8) as u8, i as u8], 5000)
+        });
+        let (confirmed, rest) = keys.split_at(WINDOW / 2);
+        let (single, new) = rest.split_at(WINDOW / 2);
+        let confirmed: Vec<(FlowKey, Target)> = confirmed
+            .iter()
+            .map(|k| {
+                let t = w.assign(S0, k, None).unwrap();
+                assert_eq!(w.assign(S0, k, None), Ok(t));
+                (*k, t)
             })
             .collect();
-        for i in 0..4 {
-            w.assign(S0, &udp([10, 0, 1, i], 5000), None).unwrap();
+        for k in single {
+            w.assign(S0, k, None).unwrap();
         }
-        for i in 0..20u8 {
-            w.set_now(u64::from(i) + 1);
-            let k = udp([10, 0, 2, i], 5000);
-            let t = w.assign(S0, &k, None).unwrap();
-            assert_eq!(w.lookup_conn(&k), Some(t), "a new flow gets an entry");
+        for (i, k) in new.iter().enumerate() {
+            w.set_now(i as u64 + 1);
+            let t = w.assign(S0, k, None).unwrap();
+            assert_eq!(w.lookup_conn(k), Some(t), "a new flow gets an entry");
         }
         assert_eq!(w.counters().conn_reclaimed, 20);
         assert_eq!(w.counters().conn_table_full, 0);
