@@ -13,13 +13,16 @@
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
-#                         [--pdump-ab] [--tunnel-ab] [--no-l3fwd]
+#                         [--pdump-ab] [--tunnel-ab] [--ab OLD_PMDLB] [--no-l3fwd]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --no-l3fwd  leave DPDK's l3fwd out of the series (it is also left out,
 #             with a message, when the hugepages for its hashes are short).
 #   --tcp     also TCP (SYN then ACK per client) at the largest client count.
 #   --pdump-ab  pmdlb only, eal.pdump = true against false, interleaved:
 #             the cost of serving live capture while nobody captures.
+#   --ab OLD_PMDLB  this build's pmdlb against another pmdlb binary (a
+#             build of an earlier commit), interleaved run by run, with
+#             testpmd mac-fwd in the same series: new/old and both / mac.
 #   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
 #             servers, interleaved: the cost of the encapsulation.
 # Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd;
@@ -38,6 +41,7 @@ BUILD=1
 PDUMP_AB=0
 PDUMP=true
 TUNNEL_AB=0
+AB_OLD=
 FORWARD=dr
 L3FWD_ON=1
 while (($#)); do
@@ -51,6 +55,7 @@ while (($#)); do
     --no-build) BUILD=0 ;;
     --pdump-ab) PDUMP_AB=1 ;;
     --tunnel-ab) TUNNEL_AB=1 ;;
+    --ab) AB_OLD=$2; shift ;;
     --no-l3fwd) L3FWD_ON=0 ;;
     -h|--help) sed -n 2,28p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
@@ -65,7 +70,11 @@ fi
 PMDLB=$CARGO_TARGET_DIR/release/pmdlb
 GEN=$CARGO_TARGET_DIR/release/examples/gen_pcap
 TESTPMD=$(command -v dpdk-testpmd)
-if ((PDUMP_AB || TUNNEL_AB)); then L3FWD_ON=0; fi
+if ((PDUMP_AB || TUNNEL_AB)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
+if [[ -n $AB_OLD && ! -x $AB_OLD ]]; then
+  echo "bench.sh: --ab $AB_OLD: not an executable pmdlb" >&2
+  exit 2
+fi
 L3FWD=
 if ((L3FWD_ON)); then
   if ! L3FWD=$(scripts/build-l3fwd.sh); then
@@ -192,9 +201,9 @@ servers() {
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # Forwarded pps of pmdlb: the fwd rate of each stats line after the warm-up.
-run_pmdlb() { # config -> Mpps (median over the measured seconds)
+run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   local log=$WORK/pmdlb.log
-  "$PMDLB" run --config "$1" >"$log" 2>&1 &
+  "${2:-$PMDLB}" run --config "$1" >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   sleep $((WARMUP + SECS + 1))
@@ -350,6 +359,39 @@ if ((TUNNEL_AB)); then
       "$(awk -v a="${M[gue]}" -v b="${M[dr]}" 'BEGIN {print (b > 0 ? a / b : 0)}')"
   done
   echo "(Mpps, medians of $REPS interleaved runs)"
+  exit 0
+fi
+
+if [[ -n $AB_OLD ]]; then
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for c in "${CASES[@]}"; do
+      read -r proto n kind <<<"$c"
+      pcap=$(pcap_of "$proto" "$n" "$kind")
+      frames=$(frames_of "$proto" "$n")
+      write_config "$WORK/pmdlb.toml" "$pcap" "$frames"
+      if [[ $kind == nonpersistent ]]; then
+        R["$proto $n mac $rep"]=$(run_testpmd mac "$pcap" "$frames")
+        echo "rep $rep: $proto $n clients testpmd mac-fwd ${R["$proto $n mac $rep"]} Mpps" >&2
+      fi
+      R["$c new $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+      R["$c old $rep"]=$(run_pmdlb "$WORK/pmdlb.toml" "$AB_OLD")
+      echo "rep $rep: $c pmdlb new ${R["$c new $rep"]} old ${R["$c old $rep"]} Mpps" >&2
+    done
+  done
+  printf '\n%-5s %8s %-14s %8s %8s %8s %8s %8s %8s\n' proto clients service new old mac new/old new/mac old/mac
+  for c in "${CASES[@]}"; do
+    read -r proto n kind <<<"$c"
+    for f in new old; do
+      M[$f]=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c $f $rep"]}"; done | median)
+    done
+    M[mac]=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$proto $n mac $rep"]}"; done | median)
+    printf '%-5s %8s %-14s %8.2f %8.2f %8.2f %8.3f %8.3f %8.3f\n' "$proto" "$n" "$kind" \
+      "${M[new]}" "${M[old]}" "${M[mac]}" \
+      "$(awk -v a="${M[new]}" -v b="${M[old]}" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
+      "$(awk -v a="${M[new]}" -v b="${M[mac]}" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
+      "$(awk -v a="${M[old]}" -v b="${M[mac]}" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+  done
+  echo "(Mpps, medians of $REPS interleaved runs; old = $AB_OLD)"
   exit 0
 fi
 
