@@ -42,6 +42,12 @@ counter_set! {
         /// packets too big for their tunnel (each packet is counted as
         /// dropped, `tunnel_too_big`, not as a reply).
         too_big_sent,
+        /// Packets for tunnel servers sent as outer IPv4 fragments (IPv4
+        /// without DF, too big for the TX MTU once encapsulated); each is
+        /// also counted in `forwarded`.
+        tunnel_fragmented,
+        /// The fragments those packets became (each one in `tx_sent`).
+        tunnel_fragments,
         /// Connection entries in this worker's table (occupancy, not a count
         /// of events).
         conns,
