@@ -9,7 +9,9 @@
 //! strips the outer headers (checking the GUE version-0 header) and writes
 //! the inner packet into a TUN device, where the kernel's own TCP stack
 //! takes it as a packet to the VIP; the replies leave by the default route,
-//! directly to the client, as from a kernel-decapsulating server.
+//! directly to the client, as from a kernel-decapsulating server. Outer
+//! IPv4 fragments are reassembled by the namespace's kernel before the raw
+//! or UDP socket sees the datagram, as before a kernel decapsulation.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
