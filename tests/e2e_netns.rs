@@ -809,11 +809,6 @@ fn tunnel_servers_behind_a_router() {
         fragmented >= 1,
         "no packet went in outer fragments:\n{stats}"
     );
-    assert_eq!(
-        total("tunnel_fragments"),
-        2 * fragmented,
-        "two fragments each:\n{stats}"
-    );
     assert_eq!(total("drop.tunnel_fragment_failed"), 0, "{stats}");
     eprintln!(
         "tunnel e2e: servers {c:?}, a 1500-byte UDP datagram without DF in outer fragments \

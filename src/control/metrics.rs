@@ -308,7 +308,7 @@ impl Exposition<'_> {
     }
 
     fn workers_part(&self, out: &mut String) {
-        let fams: [Column<WorkerStats>; 8] = [
+        let fams: [Column<WorkerStats>; 7] = [
             (
                 "pmdlb_worker_rx_packets_total",
                 "Frames received on the worker's RX queue.",
@@ -343,11 +343,6 @@ impl Exposition<'_> {
                 "pmdlb_worker_tunnel_fragmented_total",
                 "Packets for tunnel servers sent as outer IPv4 fragments (IPv4 without DF, too big once encapsulated).",
                 |w| w.io.tunnel_fragmented,
-            ),
-            (
-                "pmdlb_worker_tunnel_fragments_total",
-                "Outer IPv4 fragments those packets became.",
-                |w| w.io.tunnel_fragments,
             ),
         ];
         for (name, help, f) in fams {

@@ -44,10 +44,8 @@ counter_set! {
         too_big_sent,
         /// Packets for tunnel servers sent as outer IPv4 fragments (IPv4
         /// without DF, too big for the TX MTU once encapsulated); each is
-        /// also counted in `forwarded`.
+        /// also counted in `forwarded`, each fragment in `tx_sent`.
         tunnel_fragmented,
-        /// The fragments those packets became (each one in `tx_sent`).
-        tunnel_fragments,
         /// Connection entries in this worker's table (occupancy, not a count
         /// of events).
         conns,

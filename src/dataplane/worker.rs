@@ -357,7 +357,6 @@ impl Worker {
             st.drops.inc(DropReason::TunnelFragmentFailed);
             return;
         };
-        let n = split.count();
         let len = split.first(m.data_mut());
         let extra = m.len().saturating_sub(len);
         if extra > 0 && !m.trim(extra as u16) {
@@ -366,10 +365,9 @@ impl Worker {
         }
         st.io.forwarded += 1;
         st.io.tunnel_fragmented += 1;
-        st.io.tunnel_fragments += n as u64;
         ls.traffic.forwarded(target.rs, ip_len);
         count_flush(st, ls.lanes.dr.push(m));
-        for f in rest.iter_mut().take(n - 1).filter_map(Option::take) {
+        for f in rest.iter_mut().filter_map(Option::take) {
             count_flush(st, ls.lanes.dr.push(f));
         }
     }
