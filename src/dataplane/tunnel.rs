@@ -163,15 +163,18 @@ const ID_BUCKETS: usize = 64;
 
 /// The outer IPv4 identification of one worker's non-DF tunnelled
 /// packets. As Linux's `__ip_select_ident` (which IPVS's tunnel transmitter
-/// calls), a counter per bucket of (hashed) destinations, so that each real
-/// server sees its own sequence and 65,536 packets pass before a value
-/// comes back; the start values are random (here: from a seed). Unlike
-/// the kernel's shared table, each worker has its own, and the workers'
-/// values never meet: worker `i` of `n` hands out only values `≡ i (mod
-/// 2^⌈log2 n⌉)`, stepping by that power of two (so with 2 workers each has
-/// 32,768 values per bucket before one repeats). Two packets to one server
-/// share an identification only that many packets apart, the limit any
-/// 16-bit IPv4 identification has (RFC 4963).
+/// calls), a counter per bucket of (hashed) destinations, so that a real
+/// server shares its sequence only with the few others of its bucket, and
+/// 65,536 of their packets pass before a value comes back; the start
+/// values are random (here: from a seed). Unlike the kernel's shared
+/// table, each worker has its own, and the workers' values never meet:
+/// worker `i` of `n` hands out only values `≡ i (mod 2^⌈log2 n⌉)`, stepping
+/// by that power of two (so with 2 workers each has 32,768 values per
+/// bucket before one repeats). Two packets to one server share an
+/// identification only that many packets apart, the limit any 16-bit IPv4
+/// identification has (RFC 4963). Unlike the kernel, a bucket does not
+/// skip a random number of values after an idle time: who sees the outer
+/// packets on the director-to-server path can predict the next values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OuterIds {
     next: [u16; ID_BUCKETS],
