@@ -20,7 +20,8 @@
 //!   MTU minus the overhead, counted as `tunnel_too_big`;
 //! - IPv4 without DF too big once encapsulated leaves as outer IPv4
 //!   fragments to the server (as IPVS): each fits the MTU, carries the
-//!   outer header with one identification (the same in all, different per
+//!   received frame's 802.1Q tag if it had one, the outer header with one
+//!   identification (the same in all, different per
 //!   packet), DF clear, MF on all but the last, offsets in order, full
 //!   fragments of `(mtu - 20) & !7` bytes, a valid checksum (tshark's
 //!   verdict); tshark reassembles them into the encapsulated packet whose
@@ -190,6 +191,14 @@ fn eth(ethertype: u16, ip: &[u8]) -> Vec<u8> {
     let mut f = PORT_MAC.to_vec();
     f.extend_from_slice(&ROUTER_MAC);
     f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
+/// An IPv4 frame with an 802.1Q tag (`tci`).
+fn eth_tagged(tci: u16, ip: &[u8]) -> Vec<u8> {
+    let mut f = eth(0x8100, &tci.to_be_bytes());
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
     f.extend_from_slice(ip);
     f
 }
@@ -480,6 +489,13 @@ impl Plan {
         self.inner.push(ip);
         self.expect.push(e);
     }
+
+    /// An IPv4 packet in a frame tagged `tci` (`tx_vlan` keeps the tag).
+    fn add_tagged(&mut self, tci: u16, ip: Vec<u8>, e: Expect) {
+        self.frames.push(eth_tagged(tci, &ip));
+        self.inner.push(ip);
+        self.expect.push(e);
+    }
 }
 
 fn fwd(svc: &'static str, group: &str, flow: &str) -> Expect {
@@ -508,6 +524,8 @@ struct Fragmented {
     method: Method,
     /// The outer identification (etherparse's reading).
     id: u16,
+    /// Where the outer IPv4 header starts (14, or 18 behind a tag).
+    l3: usize,
 }
 
 /// What the output showed, beyond the per-frame checks.
@@ -519,11 +537,14 @@ struct Seen {
 }
 
 /// Outer fragments of `inner` at `mtu`, checked frame by frame with
-/// etherparse: to the gateway from the TX port, IPv4 from tunnel_addr to
-/// one server, one identification, no DF, MF on all but the last, offsets
-/// in order, full fragments of `(mtu - 20) & !7` payload bytes, each within
-/// the MTU, TTL copied. Returns the server and the identification.
-fn check_fragment_frames(fs: &[&Vec<u8>], inner: &[u8], mtu: u16) -> (IpAddr, u16) {
+/// etherparse: to the gateway from the TX port with the received frame's
+/// tag (`l2`: the bytes from the EtherType or tag to the IP header), IPv4
+/// from tunnel_addr to one server, one identification, no DF, MF on all
+/// but the last, offsets in order, full fragments of `(mtu - 20) & !7`
+/// payload bytes, each within the MTU, TTL copied. Returns the server and
+/// the identification.
+fn check_fragment_frames(fs: &[&Vec<u8>], inner: &[u8], mtu: u16, l2: &[u8]) -> (IpAddr, u16) {
+    let l3 = 12 + l2.len();
     let i = Ipv4HeaderSlice::from_slice(inner).expect("inner IPv4");
     assert!(!i.dont_fragment(), "only packets without DF are fragmented");
     let full = (usize::from(mtu) - 20) & !7;
@@ -532,10 +553,10 @@ fn check_fragment_frames(fs: &[&Vec<u8>], inner: &[u8], mtu: u16) -> (IpAddr, u1
     for (k, f) in fs.iter().enumerate() {
         assert_eq!(&f[0..6], &GW_MAC, "fragment {k} to the gateway");
         assert_eq!(&f[6..12], &PORT_MAC, "fragment {k} from the TX port");
-        assert_eq!(&f[12..14], &[0x08, 0x00]);
-        let o = Ipv4HeaderSlice::from_slice(&f[14..]).expect("fragment IPv4 header");
+        assert_eq!(&f[12..l3], l2, "fragment {k}: the received tag, IPv4");
+        let o = Ipv4HeaderSlice::from_slice(&f[l3..]).expect("fragment IPv4 header");
         let len = usize::from(o.total_len());
-        assert_eq!(len, f.len() - 14, "fragment {k}: total length");
+        assert_eq!(len, f.len() - l3, "fragment {k}: total length");
         assert!(
             len <= usize::from(mtu),
             "fragment {k}: {len} over MTU {mtu}"
@@ -639,7 +660,7 @@ fn tshark_reassembles(done: &[Fragmented]) {
             );
             assert_eq!(outer(r[3]), (at / 8).to_string(), "tshark offset: {r:?}");
             assert_eq!(outer(r[4]), "1", "tshark: header checksum good: {r:?}");
-            at += f.len() - 14 - 20;
+            at += f.len() - d.l3 - 20;
             if more {
                 assert_eq!(r[5], last.to_string(), "reassembled in the last: {r:?}");
                 continue;
@@ -708,12 +729,15 @@ fn check_output(
             }
             Expect::Fragments { svc, group, n } => {
                 let fs: Vec<&Vec<u8>> = (0..*n).map(|_| next(i)).collect();
-                let (server, id) = check_fragment_frames(&fs, inner, MTU);
+                let received = &plan.frames[i];
+                let l2 = &received[12..received.len() - inner.len()];
+                let (server, id) = check_fragment_frames(&fs, inner, MTU, l2);
                 seen.fragmented.push(Fragmented {
                     frames: fs.into_iter().cloned().collect(),
                     inner: inner.clone(),
                     method: method_of(server),
                     id,
+                    l3: 12 + l2.len(),
                 });
                 (svc, group, server)
             }
@@ -771,7 +795,7 @@ fn check_output(
 
 /// A fragmented packet's server (for the identification's uniqueness).
 fn method_server(f: &Fragmented) -> IpAddr {
-    let o = Ipv4HeaderSlice::from_slice(&f.frames[0][14..]).unwrap();
+    let o = Ipv4HeaderSlice::from_slice(&f.frames[0][f.l3..]).unwrap();
     IpAddr::V4(o.destination_addr())
 }
 
@@ -847,6 +871,17 @@ fn tunnel_forwarding_end_to_end_on_pcap() {
         tcp4(client, 50002, 8081, false, &big, false),
         frags("big-gue", "b2", 2),
     );
+    // In a tagged frame (VLAN 7, priority 5; tx_vlan keeps it): each
+    // fragment carries the tag.
+    p.add(
+        tcp4(client, 50004, 8080, true, b"", true),
+        fwd("big-ipip", "b1", "b4"),
+    );
+    p.add_tagged(
+        0xa007,
+        tcp4(client, 50004, 8080, false, &big, false),
+        frags("big-ipip", "b1", 2),
+    );
     // IPv6: ip6ip6 to an on-link server; 1480 bytes is too big (MTU 1460),
     // 1460 fits. IPv6 is never fragmented, as IPVS.
     p.add(tcp6(50003, true, b""), fwd("v6", "v6", "v6"));
@@ -873,5 +908,5 @@ fn tunnel_forwarding_end_to_end_on_pcap() {
         "16 flows over only {} GUE source ports",
         udp_ports.len()
     );
-    assert_eq!(seen.fragmented.len(), 2);
+    assert_eq!(seen.fragmented.len(), 3);
 }
