@@ -394,6 +394,19 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// `Ok`, no accessor of the message, its records or their options
     /// panics.
     pub fn check_len(&self) -> Result<()> {
+        self.check_header()?;
+        let b = self.buffer.as_ref();
+        let mut at = HEADER_LEN;
+        for index in 0..self.nr_conns() {
+            let rest = b.get(at..).unwrap_or(&[]);
+            at += align4(check_record(rest, index)?);
+        }
+        Ok(())
+    }
+
+    /// The header checks of [`Message::check_len`], and a record count
+    /// the datagram can hold at 36 bytes a record.
+    fn check_header(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
             return Err(SyncError::HeaderTruncated { len: b.len() });
@@ -416,11 +429,6 @@ impl<T: AsRef<[u8]>> Message<T> {
         let count = self.nr_conns();
         if count as usize > room {
             return Err(SyncError::TooManyRecords { count, room });
-        }
-        let mut at = HEADER_LEN;
-        for index in 0..count {
-            let rest = b.get(at..).unwrap_or(&[]);
-            at += align4(check_record(rest, index)?);
         }
         Ok(())
     }
