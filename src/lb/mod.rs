@@ -20,11 +20,13 @@
 //!   state change, a worker enqueues a small `Copy` item (the entry and its
 //!   template, if any) on its own single-producer ring; nothing else per
 //!   packet. Which events are sent follows `ip_vs_sync_conn_needed`: TCP
-//!   only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT, on a
-//!   state change or when the entry's packet count modulo `sync_period`
-//!   (50) equals `sync_threshold` (3); UDP-like flows on that count alone;
-//!   never one-packet flows; a template with each connection it controls.
-//!   A full ring is counted, not waited on.
+//!   only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT — at
+//!   once on a change into one of them but ESTABLISHED, otherwise when the
+//!   entry's packet count modulo `sync_period` (50) equals
+//!   `sync_threshold` (3); UDP-like flows on that count alone; never
+//!   one-packet flows; a template with each connection it controls. The
+//!   count needs a byte in `ConnEntry` (its line has 4 bytes of padding
+//!   left). A full ring is counted, not waited on.
 //! * **Control plane.** Drains the rings, turns items into records with
 //!   the current snapshot, packs them with `MessageBuilder` (flushed when
 //!   full or at most 2 s after the first record, as `IPVS_SYNC_FLUSH_TIME`)
