@@ -696,7 +696,9 @@ fn health_check_takes_a_stopped_server_out_and_back() {
 /// (ipip and GUE decapsulated in the servers' namespaces, see
 /// `tests/common/tunnel.rs`), and an upload in 1460-byte segments, too big
 /// for the ipip tunnel, completes after the client's kernel took pmdlb's
-/// fragmentation-needed (path-MTU discovery).
+/// fragmentation-needed (path-MTU discovery); a 1500-byte UDP datagram
+/// without DF, too big for the tunnel, reaches the ipip server as outer
+/// fragments that its kernel reassembles.
 #[test]
 fn tunnel_servers_behind_a_router() {
     use common::tunnel::TunnelServer;
@@ -710,8 +712,10 @@ fn tunnel_servers_behind_a_router() {
          [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\n\
          [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\ntun_type = \"gue\"\ntun_port = 6080\n\n\
          [[service]]\nvip = \"{VIP}\"\nport = 9000\nscheduler = \"rr\"\n\
+         [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\n\n\
+         [[service]]\nvip = \"{VIP}\"\nport = 9001\nproto = \"udp\"\nscheduler = \"rr\"\n\
          [[service.server]]\naddr = \"{}\"\nforward = \"tunnel\"\n",
-        ipip.addr, gue.addr, ipip.addr
+        ipip.addr, gue.addr, ipip.addr, ipip.addr
     );
     let cfg = config_text("pmdlb-e2e-t", &services).replace(
         "tx_addr6 = \"fd00:101::2\"\n",
@@ -726,6 +730,39 @@ fn tunnel_servers_behind_a_router() {
         c.keys().cloned().collect::<Vec<_>>(),
         ["rs1", "rs8", "rs9"],
         "rr over one DR and two tunnel servers: {c:?}\n{}",
+        lb.log()
+    );
+
+    // A UDP datagram of 1500 bytes without DF (IP_PMTUDISC_OMIT: no DF,
+    // no local fragmenting at a learned path MTU) is 1520 once in ipip:
+    // pmdlb sends it as two outer fragments, the server's kernel
+    // reassembles, the server answers with the length it got. Sent again
+    // if no answer comes within 2 s (UDP), at most 5 times.
+    let udp = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("cl"),
+            "timeout",
+            "20",
+            "python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IP, 10, 5)\ns.settimeout(2)\n\
+             s.connect(('{VIP}', 9001))\n\
+             for _ in range(5):\n    s.send(b'f' * 1472)\n    \
+             try:\n        print(s.recv(100).decode())\n        break\n    \
+             except socket.timeout:\n        pass\n"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&udp.stdout).trim(),
+        "1472",
+        "a non-DF datagram through the tunnel in outer fragments: {}\n{}",
+        String::from_utf8_lossy(&udp.stderr),
         lb.log()
     );
 
@@ -757,14 +794,26 @@ fn tunnel_servers_behind_a_router() {
         lb.log()
     );
     let stats = lb.ctl("stats").unwrap();
-    let too_big = stats
-        .lines()
-        .find(|l| l.starts_with("too_big_sent"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let total = |name: &str| {
+        stats
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let too_big = total("too_big_sent");
     assert!(too_big >= 1, "no fragmentation-needed was sent:\n{stats}");
-    eprintln!("tunnel e2e: servers {c:?}, upload of 1 MiB after {too_big} fragmentation-needed");
+    let fragmented = total("tunnel_fragmented");
+    assert!(
+        fragmented >= 1,
+        "no packet went in outer fragments:\n{stats}"
+    );
+    assert_eq!(total("drop.tunnel_fragment_failed"), 0, "{stats}");
+    eprintln!(
+        "tunnel e2e: servers {c:?}, a 1500-byte UDP datagram without DF in outer fragments \
+         ({fragmented} sent), upload of 1 MiB after {too_big} fragmentation-needed"
+    );
     drop((ipip, gue));
     let (code, log) = lb.stop();
     assert_eq!(code, Some(0), "{log}");

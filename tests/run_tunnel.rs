@@ -1,8 +1,9 @@
 //! Tunnel forwarding through the real `pmdlb run` binary on `net_pcap`:
-//! crafted traffic in (etherparse), `out.pcap` decoded with etherparse only
-//! (never pmdlb's `wire` code).
+//! crafted traffic in (etherparse), `out.pcap` decoded with etherparse and,
+//! for outer fragments, tshark (never pmdlb's `wire` code).
 //!
-//! One run with DR, ipip, ip6ip6 and GUE servers side by side. Asserted:
+//! One run with DR, ipip, ip6ip6 and GUE servers side by side, at the
+//! default MTU of 1500 (`net_pcap` cannot set another). Asserted:
 //! - tunnel frames go to the gateway's MAC (IPv4, behind `ports.gateway`)
 //!   or the server's own (IPv6, on-link), from the TX MAC; the outer header
 //!   is exact (source = tunnel_addr, destination = the server, protocol
@@ -16,14 +17,23 @@
 //!   plain DR frames;
 //! - a packet too big for the MTU once encapsulated gets an ICMP
 //!   fragmentation-needed (IPv4 with DF) or packet-too-big (IPv6) back with
-//!   MTU minus the overhead, counted as `tunnel_too_big`; IPv4 without DF
-//!   is dropped as `tunnel_needs_fragment`; nothing is unaccounted.
+//!   MTU minus the overhead, counted as `tunnel_too_big`;
+//! - IPv4 without DF too big once encapsulated leaves as outer IPv4
+//!   fragments to the server (as IPVS): each fits the MTU, carries the
+//!   received frame's 802.1Q tag if it had one, the outer header with one
+//!   identification (the same in all, different per
+//!   packet), DF clear, MF on all but the last, offsets in order, full
+//!   fragments of `(mtu - 20) & !7` bytes, a valid checksum (tshark's
+//!   verdict); tshark reassembles them into the encapsulated packet whose
+//!   inner packet is byte-identical to the client's; `tunnel_fragmented`
+//!   counts them, `tx_sent` every fragment; nothing is unaccounted.
 
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::running::{mac_str, parse_counters, pmdlb, read_pcap, write_pcap, Running};
@@ -94,6 +104,9 @@ fn servers_toml(svc: &str) -> String {
         })
         .collect()
 }
+
+/// The TX MTU of the run (`ports.mtu` unset: 1500).
+const MTU: u16 = 1500;
 
 fn config(prefix: &str, inp: &Path, outp: &Path) -> String {
     format!(
@@ -182,6 +195,14 @@ fn eth(ethertype: u16, ip: &[u8]) -> Vec<u8> {
     f
 }
 
+/// An IPv4 frame with an 802.1Q tag (`tci`).
+fn eth_tagged(tci: u16, ip: &[u8]) -> Vec<u8> {
+    let mut f = eth(0x8100, &tci.to_be_bytes());
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    f.extend_from_slice(ip);
+    f
+}
+
 /// A TCP segment from `client:sport` to the VIP, SYN or ACK, with `data`;
 /// `df` sets IPv4's don't-fragment bit. TTL 57 (a hop or two away).
 fn tcp4(client: [u8; 4], sport: u16, dport: u16, syn: bool, data: &[u8], df: bool) -> Vec<u8> {
@@ -225,10 +246,15 @@ enum Expect {
         group: String,
         flow: String,
     },
+    /// Outer IPv4 fragments, `n` of them, to a server of `svc` (the one of
+    /// `group`).
+    Fragments {
+        svc: &'static str,
+        group: String,
+        n: usize,
+    },
     /// An ICMP error back with this MTU.
     TooBig { mtu: u16 },
-    /// Dropped and counted.
-    Drop(&'static str),
 }
 
 // ---------------------------------------------------------------------------
@@ -448,22 +474,334 @@ fn check_too_big(f: &[u8], inner: &[u8], mtu: u16) {
     }
 }
 
-#[test]
-fn tunnel_forwarding_end_to_end_on_pcap() {
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    let mut expect: Vec<Expect> = Vec::new();
-    let mut inner: Vec<Vec<u8>> = Vec::new();
-    let mut add = |ip: Vec<u8>, e: Expect| {
+/// The frames of one run and what each must become.
+#[derive(Default)]
+struct Plan {
+    frames: Vec<Vec<u8>>,
+    inner: Vec<Vec<u8>>,
+    expect: Vec<Expect>,
+}
+
+impl Plan {
+    fn add(&mut self, ip: Vec<u8>, e: Expect) {
         let et = if ip[0] >> 4 == 4 { 0x0800 } else { 0x86dd };
-        frames.push(eth(et, &ip));
-        inner.push(ip);
-        expect.push(e);
-    };
-    let fwd = |svc, group: &str, flow: &str| Expect::Fwd {
+        self.frames.push(eth(et, &ip));
+        self.inner.push(ip);
+        self.expect.push(e);
+    }
+
+    /// An IPv4 packet in a frame tagged `tci` (`tx_vlan` keeps the tag).
+    fn add_tagged(&mut self, tci: u16, ip: Vec<u8>, e: Expect) {
+        self.frames.push(eth_tagged(tci, &ip));
+        self.inner.push(ip);
+        self.expect.push(e);
+    }
+}
+
+fn fwd(svc: &'static str, group: &str, flow: &str) -> Expect {
+    Expect::Fwd {
         svc,
         group: group.to_string(),
         flow: flow.to_string(),
+    }
+}
+
+fn frags(svc: &'static str, group: &str, n: usize) -> Expect {
+    Expect::Fragments {
+        svc,
+        group: group.to_string(),
+        n,
+    }
+}
+
+/// One packet that left as outer fragments.
+struct Fragmented {
+    /// The frames, in output order.
+    frames: Vec<Vec<u8>>,
+    /// The client's packet.
+    inner: Vec<u8>,
+    /// How its server is reached.
+    method: Method,
+    /// The outer identification (etherparse's reading).
+    id: u16,
+    /// Where the outer IPv4 header starts (14, or 18 behind a tag).
+    l3: usize,
+}
+
+/// What the output showed, beyond the per-frame checks.
+#[derive(Default)]
+struct Seen {
+    servers_of_svc: HashMap<&'static str, HashSet<IpAddr>>,
+    port_of_flow: HashMap<String, u16>,
+    fragmented: Vec<Fragmented>,
+}
+
+/// Outer fragments of `inner` at `mtu`, checked frame by frame with
+/// etherparse: to the gateway from the TX port with the received frame's
+/// tag (`l2`: the bytes from the EtherType or tag to the IP header), IPv4
+/// from tunnel_addr to one server, one identification, no DF, MF on all
+/// but the last, offsets in order, full fragments of `(mtu - 20) & !7`
+/// payload bytes, each within the MTU, TTL copied. Returns the server and
+/// the identification.
+fn check_fragment_frames(fs: &[&Vec<u8>], inner: &[u8], mtu: u16, l2: &[u8]) -> (IpAddr, u16) {
+    let l3 = 12 + l2.len();
+    let i = Ipv4HeaderSlice::from_slice(inner).expect("inner IPv4");
+    assert!(!i.dont_fragment(), "only packets without DF are fragmented");
+    let full = (usize::from(mtu) - 20) & !7;
+    let mut at = 0;
+    let mut first: Option<(Ipv4Addr, u16)> = None;
+    for (k, f) in fs.iter().enumerate() {
+        assert_eq!(&f[0..6], &GW_MAC, "fragment {k} to the gateway");
+        assert_eq!(&f[6..12], &PORT_MAC, "fragment {k} from the TX port");
+        assert_eq!(&f[12..l3], l2, "fragment {k}: the received tag, IPv4");
+        let o = Ipv4HeaderSlice::from_slice(&f[l3..]).expect("fragment IPv4 header");
+        let len = usize::from(o.total_len());
+        assert_eq!(len, f.len() - l3, "fragment {k}: total length");
+        assert!(
+            len <= usize::from(mtu),
+            "fragment {k}: {len} over MTU {mtu}"
+        );
+        assert_eq!(o.source_addr(), TUN_SRC);
+        assert_eq!(o.ttl(), i.ttl(), "TTL copied");
+        assert!(!o.dont_fragment());
+        assert_eq!(o.more_fragments(), k + 1 < fs.len(), "fragment {k}: MF");
+        assert_eq!(
+            usize::from(o.fragments_offset().value()) * 8,
+            at,
+            "fragment {k}: offset"
+        );
+        if k + 1 < fs.len() {
+            assert_eq!(len - 20, full, "fragment {k}: a full fragment");
+        }
+        let (dst, id) = *first.get_or_insert((o.destination_addr(), o.identification()));
+        assert_eq!(
+            (o.destination_addr(), o.identification()),
+            (dst, id),
+            "fragment {k}: one server, one identification"
+        );
+        at += len - 20;
+    }
+    let (dst, id) = first.expect("at least one fragment");
+    (IpAddr::V4(dst), id)
+}
+
+/// Every fragmented packet through tshark at once: its IPv4 dissector
+/// verifies each fragment's header checksum and reassembles; the earlier
+/// fragments name the last as where the datagram was reassembled, and the
+/// reassembled payload is the encapsulated packet (ipip: the client's
+/// packet; GUE: UDP to the GUE port, a version-0 header, the client's
+/// packet). `ip.id` / MF / offset as tshark reads them match etherparse's.
+fn tshark_reassembles(done: &[Fragmented]) {
+    let dir = common::scratch("run-tunnel-tshark");
+    let file = dir.join("fragments.pcap");
+    let all: Vec<Vec<u8>> = done.iter().flat_map(|d| d.frames.clone()).collect();
+    write_pcap(&file, &all);
+    let fields = [
+        "frame.number",
+        "ip.id",
+        "ip.flags.mf",
+        "ip.frag_offset",
+        "ip.checksum.status",
+        "ip.reassembled_in",
+        "ip.reassembled.data",
+    ];
+    let mut cmd = Command::new("tshark");
+    cmd.args([
+        "-2",
+        "-n",
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-o",
+        "ip.defragment:TRUE",
+    ])
+    .arg("-r")
+    .arg(&file)
+    .args(["-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark (Debian package tshark)");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    for r in &rows {
+        let data = r.get(6).copied().unwrap_or("");
+        eprintln!(
+            "run_tunnel: tshark frame {} id {} mf {} offset {} checksum {} reassembled_in {:?} reassembled {} bytes",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            data.len() / 2
+        );
+    }
+    assert_eq!(rows.len(), all.len(), "tshark rows:\n{text}");
+    // The first value of a multi-valued field is the outer header's.
+    let outer = |v: &str| v.split(',').next().unwrap_or("").to_string();
+    let mut n = 0;
+    for d in done {
+        let last = n + d.frames.len();
+        let mut at = 0;
+        for (k, f) in d.frames.iter().enumerate() {
+            let r = &rows[n + k];
+            assert_eq!(r[0], (n + k + 1).to_string());
+            assert_eq!(outer(r[1]), format!("{:#06x}", d.id), "tshark ip.id: {r:?}");
+            let more = k + 1 < d.frames.len();
+            assert_eq!(
+                outer(r[2]),
+                if more { "1" } else { "0" },
+                "tshark MF: {r:?}"
+            );
+            assert_eq!(outer(r[3]), (at / 8).to_string(), "tshark offset: {r:?}");
+            assert_eq!(outer(r[4]), "1", "tshark: header checksum good: {r:?}");
+            at += f.len() - d.l3 - 20;
+            if more {
+                assert_eq!(r[5], last.to_string(), "reassembled in the last: {r:?}");
+                continue;
+            }
+            let data = hex_bytes(r[6]);
+            let inner_at = match d.method {
+                Method::Ipip => 0,
+                Method::Gue { .. } => {
+                    assert_eq!(&data[2..4], &GUE_PORT.to_be_bytes(), "UDP to the GUE port");
+                    assert_eq!(
+                        usize::from(u16::from_be_bytes([data[4], data[5]])),
+                        data.len()
+                    );
+                    assert_eq!(&data[8..12], &[0, 4, 0, 0], "GUE header v0, IPv4 inside");
+                    12
+                }
+                Method::Dr => unreachable!(),
+            };
+            assert_eq!(
+                &data[inner_at..],
+                &d.inner[..],
+                "tshark's reassembly carries the client's packet byte for byte"
+            );
+        }
+        n = last;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from tshark"))
+        .collect()
+}
+
+/// Checks `out` frame by frame against the plan, then the counters; the
+/// fragmented packets also through tshark.
+fn check_output(
+    plan: &Plan,
+    out: &[Vec<u8>],
+    counters: &BTreeMap<String, u64>,
+    stdout: &str,
+) -> Seen {
+    let mut out_iter = out.iter();
+    let mut server_of_group: HashMap<String, IpAddr> = HashMap::new();
+    let mut seen = Seen::default();
+    let mut next = |i: usize| {
+        out_iter
+            .next()
+            .unwrap_or_else(|| panic!("frame {i}: no output"))
     };
+    for (i, e) in plan.expect.iter().enumerate() {
+        let inner = &plan.inner[i];
+        let (svc, group, server) = match e {
+            Expect::TooBig { mtu } => {
+                check_too_big(next(i), inner, *mtu);
+                continue;
+            }
+            Expect::Fwd { svc, group, flow } => {
+                let (server, sport) = decode_forward(next(i), inner);
+                if let Some(p) = sport {
+                    let first = *seen.port_of_flow.entry(flow.clone()).or_insert(p);
+                    assert_eq!(first, p, "frame {i}: flow {flow} changed GUE source port");
+                }
+                (svc, group, server)
+            }
+            Expect::Fragments { svc, group, n } => {
+                let fs: Vec<&Vec<u8>> = (0..*n).map(|_| next(i)).collect();
+                let received = &plan.frames[i];
+                let l2 = &received[12..received.len() - inner.len()];
+                let (server, id) = check_fragment_frames(&fs, inner, MTU, l2);
+                seen.fragmented.push(Fragmented {
+                    frames: fs.into_iter().cloned().collect(),
+                    inner: inner.clone(),
+                    method: method_of(server),
+                    id,
+                    l3: 12 + l2.len(),
+                });
+                (svc, group, server)
+            }
+        };
+        let of_svc: Vec<IpAddr> = SERVERS
+            .iter()
+            .filter(|s| s.0 == *svc)
+            .map(|s| s.1.parse().unwrap())
+            .collect();
+        assert!(of_svc.contains(&server), "frame {i}: {server} not in {svc}");
+        let first = *server_of_group.entry(group.clone()).or_insert(server);
+        assert_eq!(first, server, "frame {i}: group {group} changed server");
+        seen.servers_of_svc.entry(svc).or_default().insert(server);
+    }
+    assert!(out_iter.next().is_none(), "more output than expected");
+    let ids: HashSet<(IpAddr, u16)> = seen
+        .fragmented
+        .iter()
+        .map(|f| (method_server(f), f.id))
+        .collect();
+    assert_eq!(
+        ids.len(),
+        seen.fragmented.len(),
+        "one identification per packet"
+    );
+    tshark_reassembles(&seen.fragmented);
+
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    // The only drops: too-big packets (their ICMP error is not a reply).
+    let too_big = plan
+        .expect
+        .iter()
+        .filter(|e| matches!(e, Expect::TooBig { .. }))
+        .count() as u64;
+    assert_eq!(get("drop.tunnel_too_big"), too_big, "{stdout}");
+    assert_eq!(get("drop.total"), too_big, "{stdout}");
+    assert_eq!(get("too_big_sent"), too_big);
+    assert_eq!(get("replies"), 0);
+    assert_eq!(get("tunnel_failed"), 0);
+    let fwd_count = plan
+        .expect
+        .iter()
+        .filter(|e| matches!(e, Expect::Fwd { .. } | Expect::Fragments { .. }))
+        .count() as u64;
+    assert_eq!(get("forwarded"), fwd_count);
+    let frag_count = seen.fragmented.len() as u64;
+    assert_eq!(get("tunnel_fragmented"), frag_count, "{stdout}");
+    assert_eq!(
+        get("tx_sent"),
+        out.len() as u64,
+        "every frame, fragments included"
+    );
+    seen
+}
+
+/// A fragmented packet's server (for the identification's uniqueness).
+fn method_server(f: &Fragmented) -> IpAddr {
+    let o = Ipv4HeaderSlice::from_slice(&f.frames[0][f.l3..]).unwrap();
+    IpAddr::V4(o.destination_addr())
+}
+
+#[test]
+fn tunnel_forwarding_end_to_end_on_pcap() {
+    let mut p = Plan::default();
     // fwmark 1 (rr, persistent): three clients, each on ports 80 and 443,
     // get the three servers (DR, ipip, GUE), one each, for both ports.
     for c in 1..=3u8 {
@@ -471,11 +809,11 @@ fn tunnel_forwarding_end_to_end_on_pcap() {
         let g = format!("client{c}");
         for (sport, dport) in [(40000 + u16::from(c), 80), (41000 + u16::from(c), 443)] {
             let flow = format!("{c}:{sport}");
-            add(
+            p.add(
                 tcp4(client, sport, dport, true, b"", true),
                 fwd("fwm1", &g, &flow),
             );
-            add(
+            p.add(
                 tcp4(client, sport, dport, false, &[c; 300], true),
                 fwd("fwm1", &g, &flow),
             );
@@ -486,124 +824,89 @@ fn tunnel_forwarding_end_to_end_on_pcap() {
     for i in 0..16u16 {
         let flow = format!("udp{i}");
         for len in [20, 200] {
-            add(
+            p.add(
                 udp4([198, 51, 100, 9], 5000 + i, &vec![i as u8; len]),
                 fwd("udp53", "udp", &flow),
             );
         }
     }
-    // Too big once encapsulated: 1500-byte packets (fit 1500 as DR).
+    // Too big once encapsulated: 1500-byte packets (fit 1500 as DR). With
+    // DF a fragmentation-needed; without, two outer fragments (1480 bytes
+    // of payload in the first, the rest in the second).
     let big = vec![0x5a; 1500 - 40];
     let client = [203, 0, 113, 5];
-    add(
+    p.add(
         tcp4(client, 50001, 8080, true, b"", true),
         fwd("big-ipip", "b1", "b1"),
     );
-    add(
+    p.add(
         tcp4(client, 50001, 8080, false, &big, true),
         Expect::TooBig { mtu: 1480 },
     );
-    add(
+    p.add(
         tcp4(client, 50001, 8080, false, &big[..1400], true),
         fwd("big-ipip", "b1", "b1"),
     );
-    add(
+    p.add(
         tcp4(client, 50001, 8080, false, &big, false),
-        Expect::Drop("tunnel_needs_fragment"),
+        frags("big-ipip", "b1", 2),
     );
-    add(
+    p.add(
+        tcp4(client, 50001, 8080, false, &big[..1400], false),
+        fwd("big-ipip", "b1", "b1"),
+    );
+    p.add(
         tcp4(client, 50002, 8081, true, b"", true),
         fwd("big-gue", "b2", "b2"),
     );
-    add(
+    p.add(
         tcp4(client, 50002, 8081, false, &big, true),
         Expect::TooBig { mtu: 1468 },
     );
-    add(
+    p.add(
         tcp4(client, 50002, 8081, false, &big[..1400], true),
         fwd("big-gue", "b2", "b2"),
     );
+    p.add(
+        tcp4(client, 50002, 8081, false, &big, false),
+        frags("big-gue", "b2", 2),
+    );
+    // In a tagged frame (VLAN 7, priority 5; tx_vlan keeps it): each
+    // fragment carries the tag.
+    p.add(
+        tcp4(client, 50004, 8080, true, b"", true),
+        fwd("big-ipip", "b1", "b4"),
+    );
+    p.add_tagged(
+        0xa007,
+        tcp4(client, 50004, 8080, false, &big, false),
+        frags("big-ipip", "b1", 2),
+    );
     // IPv6: ip6ip6 to an on-link server; 1480 bytes is too big (MTU 1460),
-    // 1460 fits.
-    add(tcp6(50003, true, b""), fwd("v6", "v6", "v6"));
-    add(tcp6(50003, false, &[7; 100]), fwd("v6", "v6", "v6"));
-    add(
+    // 1460 fits. IPv6 is never fragmented, as IPVS.
+    p.add(tcp6(50003, true, b""), fwd("v6", "v6", "v6"));
+    p.add(tcp6(50003, false, &[7; 100]), fwd("v6", "v6", "v6"));
+    p.add(
         tcp6(50003, false, &[7; 1480 - 60]),
         Expect::TooBig { mtu: 1460 },
     );
-    add(tcp6(50003, false, &[7; 1460 - 60]), fwd("v6", "v6", "v6"));
+    p.add(tcp6(50003, false, &[7; 1460 - 60]), fwd("v6", "v6", "v6"));
 
-    let (out, counters, stdout) = run(&frames);
-    let mut out_iter = out.iter();
-    let mut server_of_group: HashMap<String, IpAddr> = HashMap::new();
-    let mut port_of_flow: HashMap<String, u16> = HashMap::new();
-    let mut servers_of_svc: HashMap<&str, HashSet<IpAddr>> = HashMap::new();
-    for (i, e) in expect.iter().enumerate() {
-        match e {
-            Expect::Drop(_) => continue,
-            Expect::TooBig { mtu } => {
-                let f = out_iter
-                    .next()
-                    .unwrap_or_else(|| panic!("frame {i}: no output"));
-                check_too_big(f, &inner[i], *mtu);
-            }
-            Expect::Fwd { svc, group, flow } => {
-                let f = out_iter
-                    .next()
-                    .unwrap_or_else(|| panic!("frame {i}: no output"));
-                let (server, sport) = decode_forward(f, &inner[i]);
-                let of_svc: Vec<IpAddr> = SERVERS
-                    .iter()
-                    .filter(|s| s.0 == *svc)
-                    .map(|s| s.1.parse().unwrap())
-                    .collect();
-                assert!(of_svc.contains(&server), "frame {i}: {server} not in {svc}");
-                let first = *server_of_group.entry(group.clone()).or_insert(server);
-                assert_eq!(first, server, "frame {i}: group {group} changed server");
-                servers_of_svc.entry(svc).or_default().insert(server);
-                if let Some(p) = sport {
-                    let first = *port_of_flow.entry(flow.clone()).or_insert(p);
-                    assert_eq!(first, p, "frame {i}: flow {flow} changed GUE source port");
-                }
-            }
-        }
-    }
-    assert!(out_iter.next().is_none(), "more output than expected");
+    let (out, counters, stdout) = run(&p.frames);
+    let seen = check_output(&p, &out, &counters, &stdout);
     assert_eq!(
-        servers_of_svc["fwm1"].len(),
+        seen.servers_of_svc["fwm1"].len(),
         3,
         "rr gave the three clients the three servers: {:?}",
-        servers_of_svc["fwm1"]
+        seen.servers_of_svc["fwm1"]
     );
     let udp_ports: HashSet<u16> = (0..16)
-        .filter_map(|i| port_of_flow.get(&format!("udp{i}")).copied())
+        .filter_map(|i| seen.port_of_flow.get(&format!("udp{i}")).copied())
         .collect();
     assert!(
         udp_ports.len() >= 8,
         "16 flows over only {} GUE source ports",
         udp_ports.len()
     );
-    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
-    // Every drop under its reason; a too-big packet counts as dropped and
-    // its ICMP error as a reply.
-    let mut drops: BTreeMap<&str, u64> = BTreeMap::new();
-    for e in &expect {
-        match e {
-            Expect::Drop(r) => *drops.entry(r).or_insert(0) += 1,
-            Expect::TooBig { .. } => *drops.entry("tunnel_too_big").or_insert(0) += 1,
-            Expect::Fwd { .. } => {}
-        }
-    }
-    for (r, n) in &drops {
-        assert_eq!(get(&format!("drop.{r}")), *n, "drop.{r}\n{stdout}");
-    }
-    assert_eq!(get("drop.total"), drops.values().sum::<u64>(), "{stdout}");
-    assert_eq!(get("too_big_sent"), drops["tunnel_too_big"]);
-    assert_eq!(get("replies"), 0);
-    assert_eq!(get("tunnel_failed"), 0);
-    let fwd_count = expect
-        .iter()
-        .filter(|e| matches!(e, Expect::Fwd { .. }))
-        .count() as u64;
-    assert_eq!(get("forwarded"), fwd_count);
+    assert_eq!(seen.fragmented.len(), 3);
 }

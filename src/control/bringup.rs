@@ -21,6 +21,7 @@ use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::dump::ConnDump;
 use crate::dataplane::traffic::PublishedTraffic;
+use crate::dataplane::tunnel::OuterIds;
 use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
 use crate::dpdk::{
     self, Eal, LcoreId, LcoreJobs, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId,
@@ -219,6 +220,11 @@ impl Workers {
                 sweep_buckets: w.sweep_per_loop as usize,
                 ctx: l.ctx,
                 tunnel_src,
+                outer_ids: OuterIds::new(
+                    i as u16,
+                    l.lcores.len() as u16,
+                    crate::sys::rdtsc().rotate_left(23 * i as u32 + 3),
+                ),
                 live: Arc::clone(&current.live),
                 tables: Arc::clone(&current.tables),
                 seen: Arc::clone(&seen),

@@ -308,7 +308,7 @@ impl Exposition<'_> {
     }
 
     fn workers_part(&self, out: &mut String) {
-        let fams: [Column<WorkerStats>; 5] = [
+        let fams: [Column<WorkerStats>; 7] = [
             (
                 "pmdlb_worker_rx_packets_total",
                 "Frames received on the worker's RX queue.",
@@ -333,6 +333,16 @@ impl Exposition<'_> {
                 "pmdlb_worker_replies_total",
                 "ARP replies, neighbour advertisements and echo replies sent.",
                 |w| w.io.replies,
+            ),
+            (
+                "pmdlb_worker_tunnel_too_big_sent_total",
+                "ICMP fragmentation-needed / packet-too-big sent for packets too big for their tunnel.",
+                |w| w.io.too_big_sent,
+            ),
+            (
+                "pmdlb_worker_tunnel_fragmented_total",
+                "Packets for tunnel servers sent as outer IPv4 fragments (IPv4 without DF, too big once encapsulated).",
+                |w| w.io.tunnel_fragmented,
             ),
         ];
         for (name, help, f) in fams {

@@ -17,7 +17,8 @@ pub fn total(per_worker: &[WorkerStats]) -> WorkerStats {
     t
 }
 
-/// The one-line periodic summary: totals plus rates since `prev`.
+/// The one-line periodic summary: totals plus rates since `prev` (and,
+/// once a tunnelled packet was sent in fragments, how many were).
 pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &str) -> String {
     let rate = |a: u64, b: u64| {
         if secs > 0.0 {
@@ -39,8 +40,12 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
     for (i, v) in drops.iter().take(3) {
         let _ = write!(top, " {}={}", DropReason::ALL[*i].name(), v);
     }
+    let fragmented = match now.io.tunnel_fragmented {
+        0 => String::new(),
+        n => format!(" tunnel_fragmented={n}"),
+    };
     format!(
-        "rx={} ({:.0}/s) fwd={} ({:.0}/s) reply={} drop={}{} tx_refused={} conns={}{}",
+        "rx={} ({:.0}/s) fwd={} ({:.0}/s) reply={} drop={}{}{} tx_refused={} conns={}{}",
         now.io.rx,
         rate(now.io.rx, prev.io.rx),
         now.io.forwarded,
@@ -52,6 +57,7 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
         } else {
             format!(" [{}]", top.trim_start())
         },
+        fragmented,
         now.io.tx_refused,
         now.io.conns,
         extra
@@ -139,5 +145,10 @@ mod tests {
         let line = compact_line(&t, &WorkerStats::default(), 2.0, "");
         assert!(line.starts_with("rx=20 (10/s) fwd=14"), "{line}");
         assert!(line.contains("no_service=4"), "{line}");
+        assert!(!line.contains("tunnel_fragmented"), "{line}");
+        let mut f = t;
+        f.io.tunnel_fragmented = 3;
+        let line = compact_line(&f, &WorkerStats::default(), 2.0, "");
+        assert!(line.contains("] tunnel_fragmented=3 tx_refused="), "{line}");
     }
 }

@@ -42,6 +42,10 @@ counter_set! {
         /// packets too big for their tunnel (each packet is counted as
         /// dropped, `tunnel_too_big`, not as a reply).
         too_big_sent,
+        /// Packets for tunnel servers sent as outer IPv4 fragments (IPv4
+        /// without DF, too big for the TX MTU once encapsulated); each is
+        /// also counted in `forwarded`, each fragment in `tx_sent`.
+        tunnel_fragmented,
         /// Connection entries in this worker's table (occupancy, not a count
         /// of events).
         conns,

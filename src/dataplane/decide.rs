@@ -57,8 +57,10 @@
 //! its next hop's, the gateway's when it is behind one) after an MTU check:
 //! the packet plus the tunnel overhead must fit `tunnel_mtu`, or the
 //! decision builds the ICMP fragmentation-needed / packet-too-big in place
-//! ([`Verdict::TooBig`]) or drops it ([`crate::dataplane::tunnel`]). The
-//! worker then writes the outer headers in the headroom. The outer family
+//! ([`Verdict::TooBig`]), drops it, or — IPv4 without DF — forwards it as
+//! [`Verdict::Fragment`] ([`crate::dataplane::tunnel`]). The worker then
+//! writes the outer headers in the headroom (and for `Fragment` splits the
+//! outer packet, [`crate::dataplane::fragment`]). The outer family
 //! is taken to be the packet's (the configuration keeps servers in their
 //! service's family).
 //!
@@ -347,14 +349,19 @@ struct L2 {
 }
 
 /// DR rewrite of a frame going to `target` (for a tunnel server, after the
-/// MTU check: the worker encapsulates what this leaves).
+/// MTU check: the worker encapsulates what this leaves, and fragments the
+/// outer packet for a [`Verdict::Fragment`]).
 #[inline(always)]
 fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdict {
+    let mut fragment = false;
     if let Forwarding::Tunnel(t) = target.forward {
         let len = ip_len(frame, l2.l3) as usize;
         let v6 = frame.get(l2.l3).is_some_and(|b| b >> 4 == 6);
         if len + tunnel::overhead(t.kind, v6) > usize::from(ctx.tunnel_mtu) {
-            return tunnel_too_big(frame, l2, ctx, len, t, v6);
+            match tunnel_too_big(frame, l2, ctx, len, t, v6) {
+                Some(v) => return v,
+                None => fragment = true,
+            }
         }
     }
     rewrite_macs(frame, &target.mac, &ctx.tx_mac);
@@ -370,15 +377,25 @@ fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdic
         (TxVlan::Set(vid), None) => VlanAction::Insert(vid & 0x0fff),
         (TxVlan::Untagged, Some(_)) => VlanAction::Remove,
     };
-    Verdict::Forward {
-        target,
-        vlan,
-        ip_len: ip_len(frame, l2.l3),
+    let ip_len = ip_len(frame, l2.l3);
+    if fragment {
+        Verdict::Fragment {
+            target,
+            vlan,
+            ip_len,
+        }
+    } else {
+        Verdict::Forward {
+            target,
+            vlan,
+            ip_len,
+        }
     }
 }
 
 /// A packet for a tunnel server that would exceed the MTU: the ICMP error
-/// back to its sender, or a drop.
+/// back to its sender, a drop, or (`None`: IPv4 without DF) a forward in
+/// outer fragments.
 #[cold]
 fn tunnel_too_big(
     frame: &mut [u8],
@@ -387,7 +404,7 @@ fn tunnel_too_big(
     len: usize,
     t: Tunnel,
     v6: bool,
-) -> Verdict {
+) -> Option<Verdict> {
     let mtu = ctx
         .tunnel_mtu
         .saturating_sub(tunnel::overhead(t.kind, v6) as u16);
@@ -395,10 +412,10 @@ fn tunnel_too_big(
         TooBig::Reply(len) => {
             let client_mac = src_mac(frame);
             reply_l2(frame, ctx, client_mac);
-            Verdict::TooBig { len }
+            Some(Verdict::TooBig { len })
         }
-        TooBig::Silent => Verdict::Drop(DropReason::TunnelTooBig),
-        TooBig::NeedsFragment => Verdict::Drop(DropReason::TunnelNeedsFragment),
+        TooBig::Silent => Some(Verdict::Drop(DropReason::TunnelTooBig)),
+        TooBig::Fragment => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The data plane: the per-packet decision ([`decide()`]), its verdicts and
-//! drop reasons, the DR rewrite, the neighbour announcements and the counters
-//! workers publish. The worker
+//! drop reasons, the DR rewrite, the tunnel encapsulation and outer IPv4
+//! fragmentation, the neighbour announcements and the counters workers
+//! publish. The worker
 //! loop that drives them lives beside them and is the only part touching
 //! DPDK.
 #![forbid(unsafe_code)]
@@ -8,6 +9,7 @@
 pub mod counters;
 pub mod decide;
 pub mod dump;
+pub mod fragment;
 pub mod neighbour;
 pub mod rewrite;
 pub mod traffic;

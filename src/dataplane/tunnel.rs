@@ -1,8 +1,9 @@
 //! Tunnel forwarding (IPVS's `-i`): the outer headers the worker writes in
-//! the mbuf headroom in front of the unchanged IP packet, and the ICMP
-//! fragmentation-needed / packet-too-big the decision builds instead when
-//! the encapsulated packet would not fit the TX MTU. Pure functions over
-//! bytes: no allocation, no panic.
+//! the mbuf headroom in front of the unchanged IP packet, the outer IPv4
+//! identification they carry, and the ICMP fragmentation-needed /
+//! packet-too-big the decision builds instead when the encapsulated packet
+//! would not fit the TX MTU. Pure functions over bytes: no allocation, no
+//! panic.
 //!
 //! # What goes on the wire
 //! `[Ethernet (+ tag), as DR builds it, to the next hop's MAC]`
@@ -12,9 +13,15 @@
 //!   protocol is 4 (IPv4 inside) or 41 (IPv6 inside) for ipip, 17 for gue.
 //! - As IPVS (`ip_vs_prepare_tunneled_skb`): the outer TTL / hop limit and
 //!   TOS / traffic class are the inner packet's; an IPv4 outer header copies
-//!   the inner DF bit (IPv6 inside: DF clear). The outer IPv4 identification
-//!   is the inner one (IPv4 inside), 0 otherwise; fragment offset and MF 0.
+//!   the inner DF bit (IPv6 inside: DF clear); fragment offset and MF 0.
 //!   The outer IPv6 flow label is 0. The outer IPv4 checksum is computed.
+//! - The outer IPv4 identification, as `ip_vs_tunnel_xmit` gets it from
+//!   `ip_select_ident`: 0 with DF (the packet is never fragmented, RFC
+//!   6864), otherwise a fresh value per packet from [`OuterIds`] — never the
+//!   inner packet's, since two clients' packets with one inner ID would be
+//!   one datagram to the real server's reassembly once the outer packet is
+//!   fragmented (here, [`crate::dataplane::fragment`], or by a router on
+//!   the way).
 //! - GUE (RFC 8086 variant 0, as IPVS's `ipvs_gue_encap`): a 4-byte header
 //!   with version 0, no options (hlen 0), protocol 4 or 41, flags 0. The UDP
 //!   source port is [`gue_src_port`] of the inner flow, as GitHub's GLB does:
@@ -27,10 +34,13 @@
 //! (`ensure_mtu_is_adequate`), a packet that does not gets, instead of being
 //! forwarded, an ICMP error to its sender reporting the MTU minus the tunnel
 //! overhead: IPv4 with DF a fragmentation-needed (type 3 code 4), IPv6 a
-//! packet-too-big (type 2) — but never for an ICMP error (the forwarded ICMP
-//! messages are all errors) nor a non-first fragment. IPv4 without DF: IPVS
-//! fragments the outer packet, pmdlb does not fragment and drops it,
-//! counted ([`crate::dataplane::DropReason::TunnelNeedsFragment`]).
+//! packet-too-big (type 2; IPVS never fragments an IPv6 outer packet) —
+//! but never for an ICMP error (the forwarded ICMP messages are all errors)
+//! nor a non-first fragment. IPv4 without DF is forwarded as IPVS does
+//! (`ip_local_out` fragments the outer packet): [`too_big`] says
+//! [`TooBig::Fragment`], the decision gives
+//! [`crate::dataplane::Verdict::Fragment`], and the worker sends the outer
+//! packet as IPv4 fragments ([`crate::dataplane::fragment`]).
 #![forbid(unsafe_code)]
 
 use crate::lb::spec::{Tunnel, TunnelKind};
@@ -148,19 +158,71 @@ pub fn gue_src_port(hash: u32) -> u16 {
     0xc000 | (hash as u16 & 0x3fff)
 }
 
+/// Buckets of [`OuterIds`] (outer destinations hash into them).
+const ID_BUCKETS: usize = 64;
+
+/// The outer IPv4 identification of one worker's non-DF tunnelled
+/// packets. As Linux's `__ip_select_ident` (which IPVS's tunnel transmitter
+/// calls), a counter per bucket of (hashed) destinations, so that a real
+/// server shares its sequence only with the few others of its bucket, and
+/// 65,536 of their packets pass before a value comes back; the start
+/// values are random (here: from a seed). Unlike the kernel's shared
+/// table, each worker has its own, and the workers' values never meet:
+/// worker `i` of `n` hands out only values `≡ i (mod 2^⌈log2 n⌉)`, stepping
+/// by that power of two (so with 2 workers each has 32,768 values per
+/// bucket before one repeats). Two packets to one server share an
+/// identification only that many packets apart, the limit any 16-bit IPv4
+/// identification has (RFC 4963). Unlike the kernel, a bucket does not
+/// skip a random number of values after an idle time: who sees the outer
+/// packets on the director-to-server path can predict the next values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OuterIds {
+    next: [u16; ID_BUCKETS],
+    step: u16,
+}
+
+impl OuterIds {
+    /// The source of worker `index` of `workers` (`index < workers`), its
+    /// start values drawn from `seed`.
+    pub fn new(index: u16, workers: u16, seed: u64) -> OuterIds {
+        let step = u32::from(workers.max(1)).next_power_of_two().min(1 << 15) as u16;
+        let mask = step - 1;
+        let mut s = seed;
+        let next = std::array::from_fn(|_| {
+            s = (s ^ (s >> 29))
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                .wrapping_add(0x9e37_79b9);
+            ((s >> 32) as u16 & !mask) | (index & mask)
+        });
+        OuterIds { next, step }
+    }
+
+    /// The identification of the next non-DF packet to `dst`.
+    #[inline(always)]
+    pub fn next(&mut self, dst: [u8; 4]) -> u16 {
+        let b = (u32::from_be_bytes(dst).wrapping_mul(0x9e37_79b1) >> 26) as usize;
+        let slot = &mut self.next[b & (ID_BUCKETS - 1)];
+        let id = *slot;
+        *slot = id.wrapping_add(self.step);
+        id
+    }
+}
+
 /// Completes an encapsulation after the worker prepended
 /// `overhead(t.kind, outer.is_v6())` bytes: `data` starts with those bytes,
 /// then the frame as the decision left it (Ethernet header, optional
 /// 802.1Q tag, the IP packet of `ip_len` bytes, maybe padding). Moves the
 /// Ethernet header (and tag) to the front and writes the outer headers
 /// between it and the IP packet; returns the new frame length (anything
-/// after it, the old padding, is to be trimmed).
+/// after it, the old padding, is to be trimmed). An outer IPv4 header
+/// without DF takes its identification from `ids`.
 #[inline]
 pub fn encapsulate(
     data: &mut [u8],
     outer: &Outer,
     t: Tunnel,
     ip_len: usize,
+    ids: &mut OuterIds,
 ) -> Result<usize, EncapError> {
     let h = overhead(t.kind, outer.is_v6());
     let tagged = data.get(h + 12..h + 14) == Some(&[0x81, 0x00][..]);
@@ -172,20 +234,13 @@ pub fn encapsulate(
     data.copy_within(h..h + l2, 0);
     let (head, inner) = data[l2..end].split_at_mut(h);
     // What the outer header copies from the inner packet.
-    let (inner_proto, ttl, tos, df, ident) = match inner[0] >> 4 {
-        4 => (
-            IPPROTO_IPIP,
-            inner[8],
-            inner[1],
-            inner[6] & 0x40 != 0,
-            [inner[4], inner[5]],
-        ),
+    let (inner_proto, ttl, tos, df) = match inner[0] >> 4 {
+        4 => (IPPROTO_IPIP, inner[8], inner[1], inner[6] & 0x40 != 0),
         6 => (
             IPPROTO_IPV6,
             inner[7],
             (inner[0] << 4) | (inner[1] >> 4),
             false,
-            [0, 0],
         ),
         _ => return Err(EncapError::NotIp),
     };
@@ -197,10 +252,11 @@ pub fn encapsulate(
     match outer {
         Outer::V4 { src, dst } => {
             let total = (h + ip_len) as u16;
+            let ident = if df { 0 } else { ids.next(*dst) };
             ip_hdr[0] = 0x45;
             ip_hdr[1] = tos;
             ip_hdr[2..4].copy_from_slice(&total.to_be_bytes());
-            ip_hdr[4..6].copy_from_slice(&ident);
+            ip_hdr[4..6].copy_from_slice(&ident.to_be_bytes());
             ip_hdr[6] = if df { 0x40 } else { 0 };
             ip_hdr[7] = 0;
             ip_hdr[8] = ttl;
@@ -270,8 +326,9 @@ pub enum TooBig {
     Reply(usize),
     /// No error is sent (ICMP error, later fragment, no room): drop.
     Silent,
-    /// IPv4 without DF: would need fragmenting, which pmdlb does not do.
-    NeedsFragment,
+    /// IPv4 without DF: forward it, the outer packet in fragments (the
+    /// frame is untouched).
+    Fragment,
 }
 
 /// Builds, in place of the IP packet at `frame[l3..l3 + ip_len]`, the ICMP
@@ -290,7 +347,7 @@ pub fn too_big(frame: &mut [u8], l3: usize, ip_len: usize, mtu: u16) -> TooBig {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             let frag = u16::from_be_bytes([ip[6], ip[7]]);
             if frag & 0x4000 == 0 {
-                return TooBig::NeedsFragment;
+                return TooBig::Fragment;
             }
             if frag & 0x1fff != 0 || ip[9] == IPPROTO_ICMP {
                 return TooBig::Silent;
@@ -421,7 +478,8 @@ mod tests {
         buf.extend_from_slice(&[0x08, 0x00]);
         buf.extend_from_slice(ip);
         buf.extend_from_slice(&[0; 6]); // padding
-        let n = encapsulate(&mut buf, outer, t, ip.len()).unwrap();
+        let mut ids = OuterIds::new(0, 1, 7);
+        let n = encapsulate(&mut buf, outer, t, ip.len(), &mut ids).unwrap();
         buf.truncate(n);
         buf
     }
@@ -436,7 +494,7 @@ mod tests {
         assert_eq!(o[0], 0x45);
         assert_eq!(o[1], 0x28, "TOS copied");
         assert_eq!(u16::from_be_bytes([o[2], o[3]]), 80);
-        assert_eq!(&o[4..6], &[0x12, 0x34], "ident copied");
+        assert_eq!(&o[4..6], &[0, 0], "DF: identification 0, as Linux");
         assert_eq!(o[6], 0x40, "DF copied");
         assert_eq!((o[8], o[9]), (61, 4), "TTL copied, protocol 4");
         assert_eq!(&o[12..20], &[10, 0, 1, 1, 10, 9, 0, 1]);
@@ -445,6 +503,13 @@ mod tests {
         let f = encap(&ipv4_udp(1000, 60, false), IPIP, &OUT4, true);
         assert_eq!(&f[12..18], &[0x81, 0, 0, 7, 8, 0], "the tag stays");
         assert_eq!(f[18 + 6], 0, "no DF inside, none outside");
+        let mut ids = OuterIds::new(0, 1, 7);
+        let want = ids.next([10, 9, 0, 1]);
+        assert_eq!(
+            u16::from_be_bytes([f[18 + 4], f[18 + 5]]),
+            want,
+            "no DF: the identification from OuterIds, not the inner 0x1234"
+        );
     }
 
     #[test]
@@ -507,15 +572,41 @@ mod tests {
     }
 
     #[test]
+    fn outer_ids() {
+        // One worker: consecutive values per destination, other
+        // destinations on their own counters.
+        let mut one = OuterIds::new(0, 1, 99);
+        let a: Vec<u16> = (0..4).map(|_| one.next([10, 9, 0, 1])).collect();
+        assert!(a.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "{a:?}");
+        let b = one.next([10, 9, 0, 2]);
+        assert_eq!(one.next([10, 9, 0, 1]), a[3].wrapping_add(1));
+        let mut seen = std::collections::HashSet::from([b]);
+        assert!((1..=u16::MAX).all(|_| seen.insert(one.next([10, 9, 0, 2]))));
+        // Three workers (step 4): disjoint values, each worker's own
+        // residue; the same seed gives the same start per worker.
+        let mut w: Vec<OuterIds> = (0..3).map(|i| OuterIds::new(i, 3, 5)).collect();
+        let mut all = std::collections::HashSet::new();
+        for (i, ids) in w.iter_mut().enumerate() {
+            for _ in 0..1000 {
+                let id = ids.next([10, 9, 3, 1]);
+                assert_eq!(usize::from(id % 4), i);
+                assert!(all.insert(id), "{id} twice");
+            }
+        }
+        assert_eq!(OuterIds::new(1, 3, 5), OuterIds::new(1, 3, 5));
+        assert_ne!(OuterIds::new(1, 3, 5), OuterIds::new(1, 3, 6));
+    }
+
+    #[test]
     fn errors() {
         let mut short = vec![0u8; 40];
         assert_eq!(
-            encapsulate(&mut short, &OUT4, IPIP, 60),
+            encapsulate(&mut short, &OUT4, IPIP, 60, &mut OuterIds::new(0, 1, 0)),
             Err(EncapError::TooShort)
         );
         let mut not_ip = vec![0u8; 20 + 14 + 40];
         assert_eq!(
-            encapsulate(&mut not_ip, &OUT4, IPIP, 40),
+            encapsulate(&mut not_ip, &OUT4, IPIP, 40, &mut OuterIds::new(0, 1, 0)),
             Err(EncapError::NotIp)
         );
     }
@@ -538,7 +629,9 @@ mod tests {
         assert_eq!(&r[28..], &ip[..548]);
         let mut f = vec![0u8; 14];
         f.extend_from_slice(&ipv4_udp(1000, 1000, false));
-        assert_eq!(too_big(&mut f, 14, 1000, 1480), TooBig::NeedsFragment);
+        let before = f.clone();
+        assert_eq!(too_big(&mut f, 14, 1000, 1480), TooBig::Fragment);
+        assert_eq!(f, before, "left as it is");
         let mut icmp = ipv4_udp(1000, 1000, true);
         icmp[9] = 1;
         assert_eq!(too_big(&mut icmp, 0, 1000, 1480), TooBig::Silent);

@@ -35,6 +35,19 @@ pub enum Verdict {
         /// tag or padding): what IPVS counts as incoming bytes.
         ip_len: u32,
     },
+    /// As `Forward` to a tunnel server, but the packet is IPv4 without DF
+    /// and would not fit the TX MTU once encapsulated: the worker
+    /// encapsulates, then sends the outer packet as IPv4 fragments
+    /// ([`crate::dataplane::fragment`]), as IPVS does. Kept apart from
+    /// `Forward` so the common case pays nothing for it.
+    Fragment {
+        /// The real server (a tunnel server).
+        target: Target,
+        /// A length-changing tag operation still to apply.
+        vlan: VlanAction,
+        /// The IP packet's length, as for `Forward`.
+        ip_len: u32,
+    },
     /// Send the frame back out of the RX port: an ARP reply, a neighbour
     /// advertisement or an echo reply was built in place. `len` is the new
     /// frame length (never more than the received length): trim the mbuf to
@@ -163,9 +176,12 @@ drop_reasons! {
     /// ICMP error went back instead ([`Verdict::TooBig`]), or none is due
     /// (the packet is an ICMP error or a non-first fragment).
     TunnelTooBig = "tunnel_too_big",
-    /// For a tunnel server, too big once encapsulated and IPv4 without DF:
-    /// IPVS would fragment the outer packet; pmdlb does not fragment.
-    TunnelNeedsFragment = "tunnel_needs_fragment",
+    /// For a tunnel server, IPv4 without DF too big once encapsulated
+    /// ([`Verdict::Fragment`]), and the outer packet could not be sent as
+    /// fragments: the mbuf pool had none left for them, a fragment did not
+    /// fit one, or it would take more than
+    /// [`crate::dataplane::fragment::MAX_FRAGMENTS`]. Counted by the worker.
+    TunnelFragmentFailed = "tunnel_fragment_failed",
 }
 
 impl From<StateDrop> for DropReason {

@@ -2,7 +2,10 @@
 //! order: drain TX buffers when the drain interval has passed, receive a
 //! burst, prefetch the frames, decide the burst (`decide_burst`: parse and
 //! prefetch table buckets for all, then assign in order), buffer per TX port, flush
-//! full buffers, free (in bulk) and count whatever was dropped. Slow jobs —
+//! full buffers, free (in bulk) and count whatever was dropped. A
+//! `Verdict::Fragment` (IPv4 without DF, too big for its tunnel) leaves as
+//! outer IPv4 fragments: the first in the received mbuf, the others in
+//! mbufs taken from the same pool (`dataplane::fragment` does the bytes). Slow jobs —
 //! connection-table sweep slices, counter publishing and, when the control
 //! plane asked, a bounded slice of a connection dump (`dataplane::dump`) —
 //! run every `SLOW_EVERY` loops. Per-real-server packets and bytes are counted in
@@ -17,9 +20,10 @@ use std::sync::Arc;
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::{decide_burst, DecideCtx};
 use crate::dataplane::dump::ConnDump;
+use crate::dataplane::fragment::{Split, MAX_FRAGMENTS};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
 use crate::dataplane::traffic::{PublishedTraffic, TrafficCounters};
-use crate::dataplane::tunnel::{self, Outer};
+use crate::dataplane::tunnel::{self, Outer, OuterIds};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, MAX_BURST};
 use crate::lb::live::{Live, SeenEpoch, Tables};
@@ -60,6 +64,9 @@ pub struct Worker {
     pub ctx: DecideCtx,
     /// Outer source addresses of tunnelled packets.
     pub tunnel_src: TunnelSrc,
+    /// Where the outer IPv4 identifications of this worker's non-DF
+    /// tunnelled packets come from.
+    pub outer_ids: OuterIds,
     /// The published tables; the worker follows swaps at burst boundaries.
     pub live: Arc<Live>,
     /// The tables in use (service lookup; `state` holds their snapshot).
@@ -144,6 +151,7 @@ struct LoopState {
     st: WorkerStats,
     traffic: TrafficCounters,
     verdicts: [Verdict; MAX_BURST],
+    ids: OuterIds,
 }
 
 impl Worker {
@@ -161,6 +169,7 @@ impl Worker {
             st: WorkerStats::default(),
             traffic: TrafficCounters::new(self.state.snapshot().capacity().servers as usize),
             verdicts: [Verdict::Neighbour; MAX_BURST],
+            ids: self.outer_ids.clone(),
         };
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
@@ -252,12 +261,23 @@ impl Worker {
                 ip_len,
             } => {
                 let Some(m) = ls.rx.take(i) else { return };
-                let Some(m) = self.rewrite(m, target, vlan, ip_len, st) else {
+                let Some(m) = self.rewrite(m, target, vlan, ip_len, st, &mut ls.ids) else {
                     return;
                 };
                 st.io.forwarded += 1;
                 ls.traffic.forwarded(target.rs, ip_len);
                 count_flush(st, ls.lanes.dr.push(m));
+            }
+            Verdict::Fragment {
+                target,
+                vlan,
+                ip_len,
+            } => {
+                let Some(m) = ls.rx.take(i) else { return };
+                let Some(m) = self.rewrite(m, target, vlan, ip_len, st, &mut ls.ids) else {
+                    return;
+                };
+                self.send_fragments(ls, m, target, ip_len);
             }
             Verdict::Reply { len } | Verdict::TooBig { len } => {
                 let Some(mut m) = ls.rx.take(i) else { return };
@@ -297,6 +317,7 @@ impl Worker {
         vlan: VlanAction,
         ip_len: u32,
         st: &mut WorkerStats,
+        ids: &mut OuterIds,
     ) -> Option<Mbuf> {
         let Some(m) = apply_vlan(m, vlan) else {
             st.io.vlan_no_headroom += 1;
@@ -306,12 +327,48 @@ impl Worker {
             Forwarding::Dr => Some(m),
             Forwarding::Tunnel(t) => {
                 let dst = self.state.snapshot().server(target.rs).map(|s| s.addr);
-                let out = encap(m, t, dst, self.tunnel_src, ip_len);
+                let out = encap(m, t, dst, self.tunnel_src, ip_len, ids);
                 if out.is_none() {
                     st.io.tunnel_failed += 1;
                 }
                 out
             }
+        }
+    }
+
+    /// Sends an encapsulated frame too big for the TX MTU as outer IPv4
+    /// fragments: the others first written into fresh mbufs from the
+    /// frame's pool (all or none), then the frame itself cut down to the
+    /// first; all in order to the TX buffer. On any failure every mbuf is
+    /// freed and the packet counted as `tunnel_fragment_failed`.
+    #[cold]
+    #[inline(never)]
+    fn send_fragments(
+        &self,
+        ls: &mut LoopState,
+        mut m: Mbuf,
+        target: crate::lb::flow::Target,
+        ip_len: u32,
+    ) {
+        let st = &mut ls.st;
+        let mut rest: [Option<Mbuf>; MAX_FRAGMENTS - 1] = std::array::from_fn(|_| None);
+        let planned = Split::plan(m.data(), self.ctx.tunnel_mtu).ok();
+        let Some(split) = planned.filter(|s| fill_fragments(&m, s, &mut rest)) else {
+            st.drops.inc(DropReason::TunnelFragmentFailed);
+            return;
+        };
+        let len = split.first(m.data_mut());
+        let extra = m.len().saturating_sub(len);
+        if extra > 0 && !m.trim(extra as u16) {
+            st.drops.inc(DropReason::TunnelFragmentFailed);
+            return;
+        }
+        st.io.forwarded += 1;
+        st.io.tunnel_fragmented += 1;
+        ls.traffic.forwarded(target.rs, ip_len);
+        count_flush(st, ls.lanes.dr.push(m));
+        for f in rest.iter_mut().filter_map(Option::take) {
+            count_flush(st, ls.lanes.dr.push(f));
         }
     }
 
@@ -380,12 +437,37 @@ fn apply_vlan(mut m: Mbuf, action: VlanAction) -> Option<Mbuf> {
     }
 }
 
+/// Writes fragments `1..` of the encapsulated frame `m`, as `split` plans
+/// them, into fresh mbufs from its pool, in `rest[0..]` (the first is
+/// still to be made of `m`). `false` — whatever was taken is freed with
+/// `rest` — when the pool is short or a fragment does not fit an mbuf.
+fn fill_fragments(m: &Mbuf, split: &Split, rest: &mut [Option<Mbuf>]) -> bool {
+    let Some(rest) = rest.get_mut(..split.count() - 1) else {
+        return false;
+    };
+    if !m.alloc_bulk_like(rest) {
+        return false;
+    }
+    rest.iter_mut().enumerate().all(|(k, slot)| {
+        slot.as_mut().is_some_and(|f| {
+            f.append(split.frame_len(k + 1) as u16) && split.write(m.data(), k + 1, f.data_mut())
+        })
+    })
+}
+
 /// Encapsulates a forwarded frame for tunnel `t` to `dst` (see
 /// [`crate::dataplane::tunnel`]); `None` (frame freed) without headroom,
 /// without a source address of the server's family, or for a frame that
 /// does not hold its IP packet.
 #[inline]
-fn encap(mut m: Mbuf, t: Tunnel, dst: Option<IpAddr>, src: TunnelSrc, ip_len: u32) -> Option<Mbuf> {
+fn encap(
+    mut m: Mbuf,
+    t: Tunnel,
+    dst: Option<IpAddr>,
+    src: TunnelSrc,
+    ip_len: u32,
+    ids: &mut OuterIds,
+) -> Option<Mbuf> {
     let outer = match (dst?, src) {
         (IpAddr::V4(d), TunnelSrc { v4: Some(s), .. }) => Outer::V4 {
             src: s,
@@ -401,7 +483,7 @@ fn encap(mut m: Mbuf, t: Tunnel, dst: Option<IpAddr>, src: TunnelSrc, ip_len: u3
     if !m.prepend(h as u16) {
         return None;
     }
-    let len = tunnel::encapsulate(m.data_mut(), &outer, t, ip_len as usize).ok()?;
+    let len = tunnel::encapsulate(m.data_mut(), &outer, t, ip_len as usize, ids).ok()?;
     let extra = m.len().saturating_sub(len);
     if extra > 0 && !m.trim(extra as u16) {
         return None;

@@ -111,6 +111,31 @@ impl Mbuf {
         // SAFETY: we own the mbuf; rte_pktmbuf_trim checks the length.
         unsafe { ffi::pmdlb_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
     }
+
+    /// Fills every slot of `out` (at most [`MAX_BURST`]) with a fresh,
+    /// empty mbuf from the pool this one came from, all or none
+    /// (`rte_pktmbuf_alloc_bulk`): `false`, and `out` untouched, when the
+    /// pool cannot give them all. Whatever the slots held is freed. No
+    /// pool handle is needed: a live mbuf keeps its pool alive.
+    pub fn alloc_bulk_like(&self, out: &mut [Option<Mbuf>]) -> bool {
+        let mut raw = [std::ptr::null_mut(); MAX_BURST];
+        let Some(raw) = raw.get_mut(..out.len()) else {
+            return false;
+        };
+        // SAFETY: reading a field of an mbuf we own; `pool` is the live
+        // pool it was taken from (DPDK invariant), which outlives it.
+        let pool = unsafe { (*self.0.as_ptr()).pool };
+        // SAFETY: `raw` has room for `out.len()` pointers; on success every
+        // one is a fresh mbuf we now own, on failure none was taken.
+        let rc = unsafe { ffi::pmdlb_pktmbuf_alloc_bulk(pool, raw.as_mut_ptr(), raw.len() as u32) };
+        if rc != 0 {
+            return false;
+        }
+        for (slot, p) in out.iter_mut().zip(raw.iter()) {
+            *slot = NonNull::new(*p).map(Mbuf);
+        }
+        true
+    }
 }
 
 impl Drop for Mbuf {

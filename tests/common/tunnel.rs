@@ -9,7 +9,9 @@
 //! strips the outer headers (checking the GUE version-0 header) and writes
 //! the inner packet into a TUN device, where the kernel's own TCP stack
 //! takes it as a packet to the VIP; the replies leave by the default route,
-//! directly to the client, as from a kernel-decapsulating server.
+//! directly to the client, as from a kernel-decapsulating server. Outer
+//! IPv4 fragments are reassembled by the namespace's kernel before the raw
+//! or UDP socket sees the datagram, as before a kernel decapsulation.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -59,6 +61,19 @@ while True:
     c.close()
 "#;
 
+/// Answers every UDP datagram to the VIP's port 9001 with its length (a
+/// datagram too big for the tunnel arrives in outer fragments, which this
+/// namespace's kernel reassembles before the decapsulator sees it). Bound
+/// to the VIP, so the answer comes from it.
+const UDP_LEN: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.100.0.100", 9001))
+while True:
+    b, peer = s.recvfrom(65535)
+    s.sendto(str(len(b)).encode(), peer)
+"#;
+
 /// One tunnel server; its processes are stopped on drop (its namespace
 /// goes with the topology).
 pub struct TunnelServer {
@@ -80,7 +95,8 @@ fn sh(args: &[&str]) {
 impl TunnelServer {
     /// Server `n` (namespace `PFX-rsN`, address 10.100.N.11, router side
     /// 10.100.N.1), decapsulating `kind` ("ipip" or "gue" on `port`), with
-    /// HTTP on port 80 answering `rsN` and the byte-counting sink on 9000.
+    /// HTTP on port 80 answering `rsN`, the byte-counting sink on 9000 and
+    /// the UDP length answerer on 9001.
     pub fn up(t: &Topology, n: u8, kind: &str, port: u16) -> TunnelServer {
         let ns = t.ns(&format!("rs{n}"));
         let rt = t.ns("rt");
@@ -90,6 +106,7 @@ impl TunnelServer {
         std::fs::write(dir.join("www/index.html"), format!("rs{n}\n")).unwrap();
         std::fs::write(dir.join("decap.py"), DECAP).unwrap();
         std::fs::write(dir.join("sink.py"), SINK).unwrap();
+        std::fs::write(dir.join("udp_len.py"), UDP_LEN).unwrap();
         let rt_dev = format!("rtc{n}");
         sh(&["ip", "netns", "add", &ns]);
         sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
@@ -184,6 +201,7 @@ impl TunnelServer {
                 &d("www"),
             ]),
             spawn(&["python3", &d("sink.py")]),
+            spawn(&["python3", &d("udp_len.py")]),
         ];
         let s = TunnelServer {
             ns,
@@ -194,11 +212,11 @@ impl TunnelServer {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = Command::new("ip")
-                .args(["netns", "exec", &s.ns, "ss", "-ltn"])
+                .args(["netns", "exec", &s.ns, "ss", "-ltnu"])
                 .output()
                 .unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
-            if text.contains(":80 ") && text.contains(":9000 ") {
+            if text.contains(":80 ") && text.contains(":9000 ") && text.contains(":9001 ") {
                 break;
             }
             assert!(

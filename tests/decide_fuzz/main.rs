@@ -76,7 +76,7 @@ fn frames() -> Vec<Vec<u8>> {
 
 fn expect_of(v: Verdict) -> Expect {
     match v {
-        Verdict::Forward { .. } => Expect::Forward,
+        Verdict::Forward { .. } | Verdict::Fragment { .. } => Expect::Forward,
         Verdict::Reply { .. } | Verdict::TooBig { .. } => Expect::Reply,
         Verdict::Neighbour => Expect::Neighbour,
         Verdict::Drop(r) => Expect::Drop(r),
@@ -574,6 +574,7 @@ fn bounded_fuzz_over_the_corpus() {
         let kind = match v {
             Verdict::Drop(r) => r.name().to_string(),
             Verdict::TooBig { .. } => "too_big".to_string(),
+            Verdict::Fragment { .. } => "fragment".to_string(),
             other => format!("{:?}", expect_of(other)).to_lowercase(),
         };
         *kinds.entry(kind).or_insert(0) += 1;
@@ -607,6 +608,8 @@ fn bounded_fuzz_over_the_corpus() {
         // small-MTU policies make them too big: one case in a thousand.
         let n = kinds.get("too_big").copied().unwrap_or(0);
         assert!(n * 1000 >= cases, "only {n} of {cases} cases were too_big");
+        let n = kinds.get("fragment").copied().unwrap_or(0);
+        assert!(n * 1000 >= cases, "only {n} of {cases} cases were fragment");
         let reasons = DropReason::ALL
             .iter()
             .filter(|r| kinds.contains_key(r.name()))

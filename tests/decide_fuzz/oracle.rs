@@ -18,8 +18,16 @@
 //!   the tag the TX policy asks for; for a tunnel server the packet fits
 //!   the MTU once encapsulated, and the frame the worker then builds
 //!   (`tunnel::encapsulate`) decodes with etherparse to exact outer headers
-//!   (addresses, protocol, TTL/DF/TOS copied, checksums, GUE header and
-//!   ports) around the received IP packet, byte for byte;
+//!   (addresses, protocol, TTL/DF/TOS copied, identification 0 with DF and
+//!   the worker's counter without, checksums, GUE header and ports) around
+//!   the received IP packet, byte for byte;
+//! - `Fragment` is a `Forward` to a tunnel server of an IPv4 packet without
+//!   DF that does *not* fit the MTU once encapsulated; the encapsulated
+//!   frame, split by `fragment::Split`, gives fragments that each fit the
+//!   MTU, carry the frame's Ethernet header and one identification, have
+//!   offsets following each other in 8-byte units, MF on all but the last,
+//!   valid checksums, and whose payloads (decoded with etherparse) put
+//!   together are the outer packet's payload, byte for byte;
 //! - `TooBig { len }` answers a packet too big for a tunnel server's MTU
 //!   with a valid ICMP fragmentation-needed / packet-too-big from the VIP
 //!   to the client, reporting MTU minus overhead, quoting the packet;
@@ -38,7 +46,8 @@ use std::sync::OnceLock;
 
 use etherparse::{LaxNetSlice, LaxSlicedPacket, NetSlice, SlicedPacket, TransportSlice};
 use pmdlb::dataplane::decide::decide_burst;
-use pmdlb::dataplane::tunnel::{encapsulate, Outer};
+use pmdlb::dataplane::fragment::{Split, SplitError, MAX_FRAGMENTS};
+use pmdlb::dataplane::tunnel::{encapsulate, Outer, OuterIds};
 use pmdlb::dataplane::{apply_vlan, decide, DecideCtx, DropReason, TxVlan, Verdict, VlanAction};
 use pmdlb::lb::flow::{FlowState, StateDrop, Target};
 use pmdlb::lb::service::ServiceTable;
@@ -529,7 +538,12 @@ pub fn check_verdict(before: &[u8], after: &[u8], v: Verdict, tx: TxVlan, asked:
             target,
             vlan,
             ip_len,
-        } => check_forward(before, after, target, vlan, ip_len, tx, asked),
+        } => check_forward(before, after, (target, vlan, ip_len), tx, asked, false),
+        Verdict::Fragment {
+            target,
+            vlan,
+            ip_len,
+        } => check_forward(before, after, (target, vlan, ip_len), tx, asked, true),
         Verdict::Reply { len } => check_reply(before, after, len),
         Verdict::TooBig { len } => check_too_big(before, after, len, tx, asked),
     }
@@ -545,22 +559,46 @@ fn tunnel_overhead(t: Tunnel, v6: bool) -> usize {
 /// what the decision left (`out`, the DR frame after the VLAN action), as
 /// Ethernet + outer IP (+ UDP + GUE) + the received IP packet, byte for
 /// byte, fitting the MTU; every outer field checked with etherparse.
-fn check_encap(before: &[u8], out: &[u8], target: Target, t: Tunnel, ip_len: u32, tx: TxVlan) {
+/// The seed of the outer identifications the oracle's "worker" hands out.
+const IDS_SEED: u64 = 0x1d5;
+
+fn check_encap(
+    before: &[u8],
+    out: &[u8],
+    (target, t, ip_len): (Target, Tunnel, u32),
+    tx: TxVlan,
+    fragment: bool,
+) {
     let (et, l3) = l2(out).expect("the DR frame has an EtherType");
     let v6 = et == 0x86dd;
     let h = tunnel_overhead(t, v6);
     let ip_len = ip_len as usize;
-    assert!(
-        ip_len + h <= usize::from(mtu(tx)),
-        "forwarded {ip_len} bytes into a {h}-byte tunnel under MTU {}",
+    assert_eq!(
+        ip_len + h > usize::from(mtu(tx)),
+        fragment,
+        "{ip_len} bytes into a {h}-byte tunnel under MTU {}: fragment {fragment}",
         mtu(tx)
     );
     let (_, in_l3) = l2(before).unwrap();
     let inner = &before[in_l3..in_l3 + ip_len];
     let mut buf = vec![0u8; h];
     buf.extend_from_slice(out);
-    let n = encapsulate(&mut buf, &outer(target.rs, v6), t, ip_len).expect("it encapsulates");
+    let dst = outer(target.rs, v6);
+    let n = encapsulate(
+        &mut buf,
+        &dst,
+        t,
+        ip_len,
+        &mut OuterIds::new(0, 1, IDS_SEED),
+    )
+    .expect("it encapsulates");
     let f = &buf[..n];
+    if fragment {
+        let Outer::V4 { dst, .. } = dst else {
+            panic!("an IPv6 packet for fragments")
+        };
+        check_fragments(f, l3, mtu(tx), OuterIds::new(0, 1, IDS_SEED).next(dst));
+    }
     assert_eq!(n, l3 + h + ip_len);
     assert_eq!(&f[..l3], &out[..l3], "the Ethernet header and tag are DR's");
     assert_eq!(&f[l3 + h..], inner, "the inner packet is byte-identical");
@@ -584,6 +622,14 @@ fn check_encap(before: &[u8], out: &[u8], target: Target, t: Tunnel, ip_len: u32
             assert_eq!(o.ttl(), ih.ttl(), "TTL copied");
             assert_eq!(o.dont_fragment(), ih.dont_fragment(), "DF copied");
             assert_eq!(o.slice()[1], inner[1], "TOS copied");
+            let Outer::V4 { dst, .. } = outer(target.rs, false) else {
+                unreachable!()
+            };
+            let want_id = match ih.dont_fragment() {
+                true => 0,
+                false => OuterIds::new(0, 1, IDS_SEED).next(dst),
+            };
+            assert_eq!(o.identification(), want_id, "outer identification");
             o.protocol().0
         }
         Some(NetSlice::Ipv6(ip)) => {
@@ -731,11 +777,10 @@ fn check_too_big(before: &[u8], after: &[u8], len: usize, tx: TxVlan, asked: &[A
 fn check_forward(
     before: &[u8],
     after: &[u8],
-    target: Target,
-    vlan: VlanAction,
-    ip_len: u32,
+    (target, vlan, ip_len): (Target, VlanAction, u32),
     tx: TxVlan,
     asked: &[Asked],
+    fragment: bool,
 ) {
     assert_eq!(&before[0..6], &RX_MAC, "forwarded a frame not sent to us");
     let (et, l3) = l2(before).expect("a forwarded frame has an EtherType");
@@ -821,9 +866,52 @@ fn check_forward(
     }
     want.extend_from_slice(&before[l3 - 2..]);
     assert_eq!(out, &want[..], "the frame on the wire under {tx:?}");
-    if let Forwarding::Tunnel(t) = target.forward {
-        check_encap(before, out, target, t, ip_len, tx);
+    match target.forward {
+        Forwarding::Tunnel(t) => check_encap(before, out, (target, t, ip_len), tx, fragment),
+        Forwarding::Dr => assert!(!fragment, "fragments for a DR server"),
     }
+}
+
+/// The outer IPv4 packet of `f` (header at `l3`) split for `mtu`, each
+/// fragment decoded with etherparse: it fits, has `f`'s Ethernet header and
+/// identification `id`, no DF, MF on all but the last, offsets in order,
+/// a valid checksum; the payloads put together are `f`'s. (A packet that
+/// needs more than `MAX_FRAGMENTS` is the worker's counted drop.)
+fn check_fragments(f: &[u8], l3: usize, mtu: u16, id: u16) {
+    let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
+    let per = (usize::from(mtu) - 20) & !7;
+    let s = match Split::plan(f, mtu) {
+        Ok(s) => s,
+        Err(SplitError::TooMany) if (total - 20).div_ceil(per) > MAX_FRAGMENTS => return,
+        Err(e) => panic!("the outer packet of {total} bytes does not split: {e:?}"),
+    };
+    let mut frags = vec![f.to_vec()];
+    for k in 1..s.count() {
+        let mut g = vec![0u8; s.frame_len(k)];
+        assert!(s.write(f, k, &mut g), "fragment {k} written");
+        frags.push(g);
+    }
+    let n = s.first(&mut frags[0]);
+    frags[0].truncate(n);
+    let mut payload = Vec::new();
+    for (k, g) in frags.iter().enumerate() {
+        assert_eq!(&g[..l3], &f[..l3], "fragment {k}: the Ethernet header");
+        let h = etherparse::Ipv4HeaderSlice::from_slice(&g[l3..]).expect("fragment header");
+        assert!(
+            g.len() - l3 <= usize::from(mtu),
+            "fragment {k} over the MTU"
+        );
+        assert_eq!(usize::from(h.total_len()), g.len() - l3);
+        assert_eq!(ones_sum(h.slice(), 0), 0xffff, "fragment {k} checksum");
+        assert_eq!(h.identification(), id, "fragment {k}: one identification");
+        assert!(!h.dont_fragment());
+        assert_eq!(h.more_fragments(), k + 1 < frags.len(), "fragment {k}: MF");
+        assert_eq!(usize::from(h.fragments_offset().value()) * 8, payload.len());
+        assert_eq!(&h.slice()[8..10], &f[l3 + 8..l3 + 10], "TTL, protocol");
+        assert_eq!(&h.slice()[12..20], &f[l3 + 12..l3 + 20], "addresses");
+        payload.extend_from_slice(&g[l3 + 20..]);
+    }
+    assert_eq!(payload, &f[l3 + 20..l3 + total], "the fragments reassemble");
 }
 
 fn check_reply(before: &[u8], after: &[u8], len: usize) {

@@ -171,6 +171,21 @@ fn frag4(dst: [u8; 4], offset_bytes: u16, more: bool, payload: &[u8]) -> Vec<u8>
     ipv4_raw(h, payload)
 }
 
+/// A UDP datagram to port 53 of the IPv4 VIP without DF: under the small
+/// fuzz MTU its tunnel servers get it as outer fragments.
+fn udp4_no_df(sport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = ipv4_header(IpNumber::UDP, VIP4, 8 + payload.len());
+    h.dont_fragment = false;
+    h.identification = sport;
+    h.header_checksum = h.calc_header_checksum();
+    let mut udp = sport.to_be_bytes().to_vec();
+    udp.extend_from_slice(&53u16.to_be_bytes());
+    udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(payload);
+    ipv4_raw(h, &udp)
+}
+
 /// An IPv6 packet by hand (extension headers, fragments, odd versions):
 /// `next` is the first next-header value, `payload` everything after the
 /// fixed header.
@@ -679,6 +694,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>, Expect)> {
     for sport in [7001, 7002, 7003] {
         add("udp4-big", udp4(RX_MAC, VIP4, sport, 53, &big), Forward);
         add("udp6-big", udp6(None, sport, 53, &big), Forward);
+    }
+    // The same without DF: the outer packet is split instead.
+    for sport in [7011, 7012, 7013] {
+        add("udp4-big-nodf", udp4_no_df(sport, &big), Forward);
     }
     v
 }
