@@ -1264,6 +1264,50 @@ fn duplicate_address_detection_gets_an_all_nodes_na() {
     assert_eq!(f[14 + 40 + 4], 0x20, "override only, not solicited");
 }
 
+/// The NIC's checksum report: a frame whose bit is set is not summed
+/// again on the fast path (so even a header the NIC wrongly vouched for
+/// is forwarded), every other one is verified in software; a set bit on a
+/// frame the fast path leaves to `decide` changes nothing.
+#[test]
+fn nic_checked_ip_checksums_are_trusted_the_rest_verified() {
+    use pmdlb::dataplane::decide::decide_burst_hinted;
+    let t = table();
+    let mut bad = udp4(VIP4, 1, 9, b"b");
+    bad[14 + 10] ^= 0xff;
+    let mut bad_fragment = base_frames()[2].clone();
+    bad_fragment[14 + 10] ^= 0xff;
+    let frames = [
+        bad.clone(),
+        bad.clone(),
+        udp4(VIP4, 2, 9, b"b"),
+        bad_fragment,
+    ];
+    let decided = |hint: u64| {
+        let mut bytes = frames.to_vec();
+        let mut refs: Vec<&mut [u8]> = bytes.iter_mut().map(|f| &mut f[..]).collect();
+        let mut got = vec![Verdict::Neighbour; refs.len()];
+        let mut st = TestState::new();
+        decide_burst_hinted(&mut refs, hint, &mut got, &ctx(TxVlan::Keep), &t, &mut st);
+        got
+    };
+    let plain = decided(0);
+    assert_eq!(plain[0], Verdict::Drop(DropReason::Ipv4BadChecksum));
+    assert_eq!(plain[1], Verdict::Drop(DropReason::Ipv4BadChecksum));
+    assert!(forward_of(plain[2]).is_some());
+    let hinted = decided(0b1101);
+    assert!(forward_of(hinted[0]).is_some(), "trusted: {:?}", hinted[0]);
+    assert_eq!(
+        hinted[1],
+        Verdict::Drop(DropReason::Ipv4BadChecksum),
+        "bit clear: verified"
+    );
+    assert_eq!(hinted[2], plain[2]);
+    assert_eq!(
+        hinted[3], plain[3],
+        "not the fast path: verified whatever the bit"
+    );
+}
+
 proptest! {
     /// `decide_burst` gives exactly the verdicts and frames of `decide` on
     /// each frame in order — including flows opened and continued within

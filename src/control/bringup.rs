@@ -331,11 +331,16 @@ impl<'eal> Director<'eal> {
         let rx_mac = ports.rx.mac()?;
         let tx_mac = ports.tx.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
         println!(
-            "pmdlb: RX {} ({}) {} rss={} | TX {} {} rxq={} | {} workers on {:?}",
+            "pmdlb: RX {} ({}) {} rss={} ip_cksum={} | TX {} {} rxq={} | {} workers on {:?}",
             ports.rx.name(),
             ports.rx.info().driver,
             rx_mac,
             ports.rx.rss_active(),
+            if ports.rx.ip_cksum_offload() {
+                "nic"
+            } else {
+                "software"
+            },
             ports.tx.as_ref().map_or("(same port)", |p| p.name()),
             tx_mac,
             ports.tx.as_ref().map_or(0, |p| p.rx_queues()),

@@ -174,6 +174,7 @@ mod tests {
             max_rx_queues: rx,
             max_tx_queues: tx,
             rss_offloads: 0,
+            rx_offloads: 0,
         }
     }
 

@@ -152,12 +152,30 @@ pub fn decide_burst<S: FlowState>(
     services: &ServiceTable,
     state: &mut S,
 ) {
+    decide_burst_hinted(frames, 0, out, ctx, services, state);
+}
+
+/// [`decide_burst`] for frames whose IPv4 header checksum the NIC has
+/// already checked: bit `i` of `ip_cksum_good` set means frame `i`'s was
+/// found good (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`), and it is not summed again.
+/// Every other frame is verified in software, so a wrong hint bit can only
+/// let through a header the NIC vouched for.
+#[inline]
+pub fn decide_burst_hinted<S: FlowState>(
+    frames: &mut [&mut [u8]],
+    ip_cksum_good: u64,
+    out: &mut [Verdict],
+    ctx: &DecideCtx,
+    services: &ServiceTable,
+    state: &mut S,
+) {
     let n = frames.len().min(out.len());
     let mut start = 0;
     while start < n {
         let end = n.min(start + BURST_MAX);
         decide_chunk(
             &mut frames[start..end],
+            ip_cksum_good.checked_shr(start as u32).unwrap_or(0),
             &mut out[start..end],
             ctx,
             services,
@@ -178,6 +196,7 @@ const PIPELINE_GAP: usize = 8;
 #[inline(always)]
 fn decide_chunk<S: FlowState>(
     frames: &mut [&mut [u8]],
+    ip_cksum_good: u64,
     out: &mut [Verdict],
     ctx: &DecideCtx,
     services: &ServiceTable,
@@ -189,7 +208,8 @@ fn decide_chunk<S: FlowState>(
     for i in 0..n + 2 * PIPELINE_GAP {
         if i < n {
             // parse, find the service, hash, prefetch the home line
-            if let Some(mut r) = fast_parse(frames[i], ctx, services, &mut last) {
+            let good = (ip_cksum_good >> i) & 1 != 0;
+            if let Some(mut r) = fast_parse(frames[i], good, ctx, services, &mut last) {
                 r.hash = state.prepare(&r.key);
                 steps[i] = Step::Flow(r);
             }
@@ -234,10 +254,13 @@ fn decide_step<S: FlowState>(
 /// 802.1Q tag, IPv4 with a good header, an unfragmented (or first
 /// fragment) TCP/UDP/SCTP packet with a complete header and a service.
 /// `None` for anything else (then [`decide`] sees the frame whole, and
-/// gives every drop reason). `last` caches the previous service lookup.
+/// gives every drop reason). `last` caches the previous service lookup;
+/// `ip_cksum_good`: the NIC found the IPv4 header checksum good, so it is
+/// not summed again.
 #[inline(always)]
 fn fast_parse(
     frame: &[u8],
+    ip_cksum_good: bool,
     ctx: &DecideCtx,
     services: &ServiceTable,
     last: &mut Option<(u32, u8, u16, Option<ServiceId>)>,
@@ -258,7 +281,7 @@ fn fast_parse(
         _ => return None,
     };
     let ip = ipv4::Packet::new_unchecked(frame.get(l3..)?);
-    if ip.check_len().is_err() || !ip.verify_checksum() || ip.ttl() == 0 {
+    if ip.check_len().is_err() || !(ip_cksum_good || ip.verify_checksum()) || ip.ttl() == 0 {
         return None;
     }
     let proto = ip.protocol_number();

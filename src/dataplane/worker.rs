@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::dataplane::counters::{Published, WorkerStats};
-use crate::dataplane::decide::{decide_burst, DecideCtx};
+use crate::dataplane::decide::{decide_burst_hinted, DecideCtx};
 use crate::dataplane::dump::ConnDump;
 use crate::dataplane::fragment::{Split, MAX_FRAGMENTS};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
@@ -233,9 +233,11 @@ impl Worker {
         {
             let mut frames: [&mut [u8]; MAX_BURST] =
                 std::array::from_fn(|_| <&mut [u8]>::default());
+            let good = ls.rx.ip_cksum_good();
             let k = ls.rx.frames_mut(&mut frames);
-            decide_burst(
+            decide_burst_hinted(
                 &mut frames[..k],
+                good,
                 &mut ls.verdicts[..k],
                 &self.ctx,
                 &self.tables.services,

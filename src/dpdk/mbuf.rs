@@ -145,6 +145,11 @@ impl Drop for Mbuf {
     }
 }
 
+/// `RTE_MBUF_F_RX_IP_CKSUM_MASK` and `_GOOD` (checked against the headers
+/// at build time by `src/ffi/shim.c`).
+const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
+const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
+
 /// The mbufs of one receive burst. Slots taken with [`RxBurst::take`] leave
 /// the burst; the rest are freed (in bulk) on drop or [`RxBurst::clear`].
 pub struct RxBurst {
@@ -190,6 +195,25 @@ impl RxBurst {
     /// Whether the burst is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bit `i` set: the device checked packet `i`'s IPv4 header checksum
+    /// and found it good (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`). Clear for every
+    /// other report (bad, none, unknown) and for taken packets: those are
+    /// verified in software.
+    #[inline(always)]
+    pub fn ip_cksum_good(&self) -> u64 {
+        let mut good = 0;
+        for (i, &p) in self.pkts[..self.len].iter().enumerate() {
+            let flags = if p.is_null() {
+                0
+            } else {
+                // SAFETY: a non-null pointer of the burst is a live mbuf it owns.
+                unsafe { (*p).ol_flags }
+            };
+            good |= u64::from(flags & RX_IP_CKSUM_MASK == RX_IP_CKSUM_GOOD) << i;
+        }
+        good
     }
 
     /// Prefetches the first cache line of packet `i`'s data (no-op if taken

@@ -104,7 +104,13 @@ pub struct PortInfo {
     pub max_tx_queues: u16,
     /// RSS hash functions the device supports.
     pub rss_offloads: u64,
+    /// Receive offloads the device supports (`RTE_ETH_RX_OFFLOAD_*`).
+    pub rx_offloads: u64,
 }
+
+/// `RTE_ETH_RX_OFFLOAD_IPV4_CKSUM` (a function-like macro bindgen cannot
+/// read; `src/ffi/shim.c` checks the value at build time).
+pub const RX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 
 impl PortInfo {
     /// Receive queues that get frames whether or not they are configured,
@@ -128,6 +134,7 @@ pub struct Port {
     info: PortInfo,
     rx_queues: u16,
     rss_active: bool,
+    ip_cksum: bool,
     started: bool,
 }
 
@@ -198,6 +205,7 @@ impl PortBuilder {
                 max_rx_queues: dev_info.max_rx_queues,
                 max_tx_queues: dev_info.max_tx_queues,
                 rss_offloads: dev_info.flow_type_rss_offloads,
+                rx_offloads: dev_info.rx_offload_capa,
             },
         })
     }
@@ -250,6 +258,13 @@ impl PortBuilder {
             conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
         }
+        // The IPv4 header checksum checked by the NIC where it can: the
+        // worker then trusts RTE_MBUF_F_RX_IP_CKSUM_GOOD and verifies the
+        // rest in software (net_pcap, net_null, … cannot).
+        let ip_cksum = info.rx_offloads & RX_OFFLOAD_IPV4_CKSUM != 0;
+        if ip_cksum {
+            conf.rxmode.offloads |= RX_OFFLOAD_IPV4_CKSUM;
+        }
         let id = self.id;
         // SAFETY: conf is a valid, fully initialised configuration.
         let rc = unsafe { ffi::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
@@ -268,6 +283,7 @@ impl PortBuilder {
             info: self.info,
             rx_queues: cfg.rx_queues,
             rss_active,
+            ip_cksum,
             started: false,
         };
         port.setup_queues(cfg, pool)?;
@@ -399,6 +415,12 @@ impl Port {
     /// Whether RSS spreads flows over the RX queues.
     pub fn rss_active(&self) -> bool {
         self.rss_active
+    }
+
+    /// Whether the device checks received IPv4 header checksums (the
+    /// offload was requested because it offers it).
+    pub fn ip_cksum_offload(&self) -> bool {
+        self.ip_cksum
     }
 
     /// The port's MAC address.

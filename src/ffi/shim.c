@@ -28,3 +28,9 @@ unsigned pmdlb_ring_enqueue_burst(struct rte_ring *r, void *const *objs, unsigne
 { return rte_ring_enqueue_burst(r, objs, n, NULL); }
 unsigned pmdlb_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n)
 { return rte_ring_dequeue_burst(r, objs, n, NULL); }
+
+/* Values src/dpdk mirrors as Rust constants (function-like macros bindgen
+ * cannot evaluate): the build fails here if DPDK ever changes them. */
+_Static_assert(RTE_ETH_RX_OFFLOAD_IPV4_CKSUM == (1ULL << 1), "dpdk::port::RX_OFFLOAD_IPV4_CKSUM");
+_Static_assert(RTE_MBUF_F_RX_IP_CKSUM_MASK == ((1ULL << 4) | (1ULL << 7)), "dpdk::mbuf::RX_IP_CKSUM_MASK");
+_Static_assert(RTE_MBUF_F_RX_IP_CKSUM_GOOD == (1ULL << 7), "dpdk::mbuf::RX_IP_CKSUM_GOOD");
