@@ -7,7 +7,7 @@
 //!   `request` (its own cache line). Nothing else is shared per dump.
 //! * **Copying.** In its slow jobs (every `SLOW_EVERY` loops) the worker
 //!   sees `request != done` and copies the live entries of at most
-//!   [`DUMP_BUCKETS_PER_JOB`] buckets, at most [`DUMP_ENTRIES_PER_JOB`] of
+//!   [`DUMP_BUCKETS_PER_JOB`] groups of table lines, at most [`DUMP_ENTRIES_PER_JOB`] of
 //!   them, into the dump's buffer, going on from a cursor in the next slow
 //!   job; so no loop iteration copies more than a bounded amount. Entries
 //!   past their deadline but not swept yet are skipped

@@ -1,7 +1,8 @@
 //! The worker loop, one per worker lcore, run to completion in l3fwd's
 //! order: drain TX buffers when the drain interval has passed, receive a
-//! burst, prefetch the frames, decide the burst (`decide_burst`: parse and
-//! prefetch table buckets for all, then assign in order), buffer per TX port, flush
+//! burst, prefetch the frames, decide the burst (`decide_burst_hinted`: a
+//! pipeline that parses and prefetches a frame's connection line 16 frames
+//! before it assigns it, in order), buffer per TX port, flush
 //! full buffers, free (in bulk) and count whatever was dropped. A
 //! `Verdict::Fragment` (IPv4 without DF, too big for its tunnel) leaves as
 //! outer IPv4 fragments: the first in the received mbuf, the others in

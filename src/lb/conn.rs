@@ -20,7 +20,7 @@
 //! flow on one queue), so it uses no atomics at all.
 //!
 //! Expiry is lazy (the owner checks `expires` on lookup) plus an incremental
-//! [`ConnTable::sweep`] of a few buckets per call, and on insertion into a
+//! [`ConnTable::sweep`] of a few groups of lines per call, and on insertion into a
 //! full window expired entries of the window are reclaimed first. When the window is full of live entries,
 //! [`ConnTable::reserve`] fails; the owner may then [`ConnTable::evict`] an
 //! embryonic entry of the same window ([`ConnEntry::is_embryonic`]: the
@@ -379,9 +379,9 @@ impl ConnTable {
     }
 
     /// The entries the table was sized for ([`LINES_PER_ENTRY`] lines
-    /// each). A new flow is refused only when its window is full, which at
-    /// this many entries is rare and short of twice as many is certain to
-    /// come; the `drop_entry` defence and the statistics count against it.
+    /// each); pressure marks and statistics count against it. A new flow
+    /// is refused only when its window is full: rare at this many entries,
+    /// more frequent beyond, certain only when all lines are in use.
     pub fn capacity(&self) -> usize {
         self.limit
     }

@@ -9,7 +9,7 @@
 //!
 //! # Full tables (documented fallbacks)
 //!
-//! * **Connection table full** (both candidate buckets hold live entries,
+//! * **Connection table full** (the flow's window of lines holds live entries,
 //!   `drop_entry` off; with it on, see below):
 //!   the packet is forwarded without an entry and counted
 //!   (`conn_table_full`). A persistent service uses (or creates) its template
@@ -33,16 +33,16 @@
 //! memory; pmdlb's tables are fixed, so the trigger is each worker's own
 //! table: it is *under pressure* from the moment it holds
 //! `conn_high_water_pct` of its capacity — or earlier, when a new flow
-//! finds both its buckets full of live entries, which in a two-choice
-//! table of 8-way buckets starts at about 70 % occupancy — until it has
+//! finds its window full of live entries, which with two lines per entry
+//! of capacity is rare below the capacity — until it has
 //! shrunk by 5 % of its capacity below where pressure began (hysteresis;
 //! each start is counted in `pressure_episodes`). Each defence is `off`,
 //! `auto` (active under pressure) or `always` — IPVS's sysctl modes 0, 1/2
 //! and 3 — and is checked when a new flow arrives and at every sweep, never
 //! by a scan of the table. (For `drop_entry`, which only ever acts on full
-//! buckets, `auto` and `always` therefore behave alike.)
+//! windows, `auto` and `always` therefore behave alike.)
 //!
-//! * **`drop_entry`**: a new flow whose two buckets are full of live
+//! * **`drop_entry`**: a new flow whose window is full of live
 //!   entries evicts the embryonic entry there closest to expiry
 //!   ([`ConnEntry::is_embryonic`]: SYN_RECV — for which the closest to
 //!   expiry is the handshake that has waited longest — or a UDP-like flow
@@ -55,7 +55,7 @@
 //!   the server may still be sending, and the client's ACKs must keep
 //!   reaching it. IPVS also drops some ESTABLISHED entries that saw few
 //!   packets (`todrop_entry`); pmdlb does not, so an established client
-//!   never loses its server to a flood. If the two buckets hold no victim
+//!   never loses its server to a flood. If the window holds no victim
 //!   either, the new flow is refused (dropped as `TableFull`, counted in
 //!   `conn_refused`), as IPVS drops a packet it cannot allocate a
 //!   connection for: while the defence is on, forwarding without an entry
@@ -63,7 +63,7 @@
 //!   non-SYN without an entry is forwarded for an established-timeout — a
 //!   flood of spoofed ACKs would then pass the director unfiltered — and a
 //!   refused real client's TCP retransmits its SYN (after 1 s, 3 s, …) and
-//!   gets in once an entry of its buckets has ended. With `drop_entry` off
+//!   gets in once an entry of its window has ended. With `drop_entry` off
 //!   the stateless fallback above applies unchanged.
 //! * **`secure_tcp`**: while active, a SYN_RECV entry expires
 //!   `tcp_syn_recv_secure_s` after its last packet instead of
@@ -73,7 +73,7 @@
 //!   state table; with input-only tracking there is nothing stricter to
 //!   see, so pmdlb shortens the timeout, as IPVS's 2.4 defence table did.)
 //!   Under pressure, with either defence configured, the sweep visits
-//!   [`PRESSURE_SWEEP`] times as many buckets per call.
+//!   [`PRESSURE_SWEEP`] times as many groups of lines per call.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -114,10 +114,10 @@ counter_set! {
         /// their normal one.
         syn_recv_expired_early,
         /// New flows dropped: table full, `drop_entry` active and no embryonic
-        /// entry in the flow's buckets.
+        /// entry in the flow's window.
         conn_refused,
         /// Times pressure started: the table reached its high-water mark, or a
-        /// new flow found both its buckets full.
+        /// new flow found its window full.
         pressure_episodes,
         /// TCP state changes.
         tcp_transitions,
@@ -160,7 +160,7 @@ pub struct StateConfig {
 }
 
 /// How much harder the sweep works while the table is under pressure and
-/// a defence is configured: buckets per call, times the normal number.
+/// a defence is configured: groups of lines per call, times the normal number.
 pub const PRESSURE_SWEEP: usize = 4;
 
 /// One worker's state layer.
@@ -360,9 +360,8 @@ impl WorkerState {
     }
 
     /// Pressure starts: the table reached its high-water mark, or a new
-    /// flow found both its buckets full of live entries (which in a
-    /// two-choice table of 8-way buckets happens from about 70 % full on,
-    /// before a 90 % mark). It stops once the table has shrunk 5 % of its
+    /// flow found its window full of live entries (rare below the
+    /// capacity, so mostly the mark). It stops once the table has shrunk 5 % of its
     /// capacity below where it started.
     #[cold]
     fn start_pressure(&mut self) {
@@ -422,8 +421,8 @@ impl WorkerState {
     /// Visit the connection entries a lookup would still find now — not
     /// past their deadline (with `secure_tcp` active, a SYN_RECV entry's
     /// shortened one), not of a removed server under
-    /// `expire_nodest_conn` — from slot `from` on, at most `max_buckets`
-    /// buckets; `f` gets each entry and its deadline (ms, this worker's
+    /// `expire_nodest_conn` — from line `from` on, at most `max_buckets`
+    /// groups of [`crate::lb::conn::GROUP`] lines; `f` gets each entry and its deadline (ms, this worker's
     /// clock). Expired entries the sweep has not reached yet are skipped.
     /// A slow job (`ipvsadm -L -c`), never per packet; see
     /// [`ConnTable::scan`] for the cursor and `Break`.
@@ -467,7 +466,7 @@ impl WorkerState {
         self.configure_defence();
     }
 
-    /// Slow job: expire up to `max_buckets` connection buckets
+    /// Slow job: expire up to `max_buckets` groups of connection lines
     /// ([`PRESSURE_SWEEP`] times as many under pressure with a defence
     /// configured) and `max_buckets` persistence-table buckets. With
     /// `expire_nodest_conn`, entries of removed servers go too. Returns the
