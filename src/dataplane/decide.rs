@@ -220,12 +220,15 @@ fn decide_chunk<S: FlowState>(
             state.prefetch_entry(r.svc, &r.key, r.hash);
         }
         if let Some(j) = i.checked_sub(2 * PIPELINE_GAP) {
-            out[j] = decide_step(frames[j], &steps[j], ctx, services, state);
+            decide_step(frames[j], &steps[j], ctx, services, state, &mut out[j]);
         }
     }
 }
 
-/// The last step of the pipeline for one frame, in burst order.
+/// The last step of the pipeline for one frame, in burst order. The
+/// verdict is written in place, field by field: built in a temporary and
+/// copied, it was read back whole right after its narrow stores, a
+/// store-forwarding stall per packet (perf: 11 % of the worker).
 #[inline(always)]
 fn decide_step<S: FlowState>(
     frame: &mut [u8],
@@ -233,9 +236,10 @@ fn decide_step<S: FlowState>(
     ctx: &DecideCtx,
     services: &ServiceTable,
     state: &mut S,
-) -> Verdict {
+    out: &mut Verdict,
+) {
     match step {
-        Step::Whole => decide(frame, ctx, services, state),
+        Step::Whole => *out = decide(frame, ctx, services, state),
         Step::Flow(r) => {
             let l2 = L2 {
                 l3: r.l3,
@@ -243,8 +247,8 @@ fn decide_step<S: FlowState>(
                 to_us: true,
             };
             match state.assign_hashed(r.svc, &r.key, r.hash, r.tcp) {
-                Ok(t) => forward(frame, &l2, ctx, t),
-                Err(e) => Verdict::Drop(e.into()),
+                Ok(t) => forward_into(frame, &l2, ctx, t, out),
+                Err(e) => *out = Verdict::Drop(e.into()),
             }
         }
     }
@@ -376,13 +380,24 @@ struct L2 {
 /// outer packet for a [`Verdict::Fragment`]).
 #[inline(always)]
 fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdict {
+    let mut v = Verdict::Neighbour;
+    forward_into(frame, l2, ctx, target, &mut v);
+    v
+}
+
+/// [`forward`], writing the verdict into `out`.
+#[inline(always)]
+fn forward_into(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target, out: &mut Verdict) {
     let mut fragment = false;
     if let Forwarding::Tunnel(t) = target.forward {
         let len = ip_len(frame, l2.l3) as usize;
         let v6 = frame.get(l2.l3).is_some_and(|b| b >> 4 == 6);
         if len + tunnel::overhead(t.kind, v6) > usize::from(ctx.tunnel_mtu) {
             match tunnel_too_big(frame, l2, ctx, len, t, v6) {
-                Some(v) => return v,
+                Some(v) => {
+                    *out = v;
+                    return;
+                }
                 None => fragment = true,
             }
         }
@@ -402,17 +417,17 @@ fn forward(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target) -> Verdic
     };
     let ip_len = ip_len(frame, l2.l3);
     if fragment {
-        Verdict::Fragment {
+        *out = Verdict::Fragment {
             target,
             vlan,
             ip_len,
-        }
+        };
     } else {
-        Verdict::Forward {
+        *out = Verdict::Forward {
             target,
             vlan,
             ip_len,
-        }
+        };
     }
 }
 
