@@ -76,12 +76,18 @@ fn http(target: SocketAddr, path: &str, digest: Option<&str>) -> Probe {
         virtualhost: None,
         http11: false,
         tls: None,
+        fast_recovery: false,
     }
+}
+
+/// Runs a check of its first url.
+fn run_one(p: &Probe, timeout: Duration) -> Outcome {
+    run(p, 0, timeout)
 }
 
 fn timed(p: &Probe, timeout: Duration) -> (Outcome, Duration) {
     let t0 = Instant::now();
-    let o = run(p, timeout);
+    let o = run_one(p, timeout);
     (o, t0.elapsed())
 }
 
@@ -249,6 +255,7 @@ fn https(target: SocketAddr, digest: Option<&str>) -> Probe {
             urls,
             virtualhost,
             http11,
+            fast_recovery,
             ..
         } => Probe::Http {
             target,
@@ -257,6 +264,7 @@ fn https(target: SocketAddr, digest: Option<&str>) -> Probe {
             virtualhost,
             http11,
             tls: Some(Tls::default()),
+            fast_recovery,
         },
         p => p,
     }
@@ -393,15 +401,15 @@ fn misc_exit_codes_dynamic_weight_and_timeout() {
         dynamic,
     };
     let t = Duration::from_secs(5);
-    assert!(run(&misc("exit 0", false), t).ok);
-    assert!(!run(&misc("exit 1", true), t).ok);
+    assert!(run_one(&misc("exit 0", false), t).ok);
+    assert!(!run_one(&misc("exit 1", true), t).ok);
     assert!(
-        !run(&misc("exit 7", false), t).ok,
+        !run_one(&misc("exit 7", false), t).ok,
         "7 without misc_dynamic is down"
     );
-    let o = run(&misc("exit 7", true), t);
+    let o = run_one(&misc("exit 7", true), t);
     assert!(o.ok && o.weight == Some(5), "{o:?}");
-    let o = run(&misc("exit 2", true), t);
+    let o = run_one(&misc("exit 2", true), t);
     assert_eq!(o.weight, Some(0));
     let (o, took) = timed(&misc("sleep 30", false), Duration::from_millis(300));
     assert!(!o.ok && o.reason.contains("timed out"), "{o:?}");

@@ -163,11 +163,12 @@ fn checker(
         || !k.status_code.is_empty()
         || k.virtualhost.is_some()
         || k.http_protocol.is_some()
+        || k.fast_recovery.is_some()
         || !k.url.is_empty();
     if !matches!(kind, "http" | "https") {
         only(
             c,
-            "path/url/status_code/digest/virtualhost/http_protocol",
+            "path/url/status_code/digest/virtualhost/http_protocol/fast_recovery",
             http_only,
             "http and https",
         );
@@ -355,6 +356,7 @@ fn checker(
             tls: (kind == "https").then(|| Tls {
                 verify: k.verify.unwrap_or(false),
             }),
+            fast_recovery: k.fast_recovery.unwrap_or(false),
         },
         timing,
     })
@@ -660,6 +662,7 @@ mod tests {
         let c = load(
             "[[service]]\nvip = \"10.0.0.1\"\nport = 443\n[service.health]\n\
              [[service.health.check]]\ntype = \"SSL_GET\"\nvirtualhost = \"www.example.com\"\n\
+             fast_recovery = true\n\
              [[service.health.check.url]]\npath = \"/health\"\nstatus_code = [204]\n\
              digest = \"9b3a0c85a887a256d6939da88aabd8cd\"\n\
              [[service.health.check]]\ntype = \"https\"\nconnect_port = 8443\nverify = true\n\
@@ -691,8 +694,9 @@ mod tests {
                 virtualhost: Some("www.example.com".into()),
                 http11: false,
                 tls: Some(Tls { verify: false }),
+                fast_recovery: true,
             },
-            "the service's port; certificates not verified"
+            "the service's port; certificates not verified; fast_recovery"
         );
         match &b.probe {
             Probe::Http {
@@ -812,6 +816,10 @@ mod tests {
             (
                 "type = \"http\"\nhttp_protocol = \"2\"",
                 &["http_protocol", "1.1"],
+            ),
+            (
+                "type = \"tcp\"\nfast_recovery = true",
+                &["fast_recovery", "does not apply to a tcp check"],
             ),
         ];
         for (check, want) in cases {

@@ -355,6 +355,7 @@ pub struct RawCheck {
     pub virtualhost: Option<String>,
     pub http_protocol: Option<String>,
     pub verify: Option<bool>,
+    pub fast_recovery: Option<bool>,
     #[serde(default)]
     pub url: Vec<RawUrl>,
     pub misc_path: Option<String>,

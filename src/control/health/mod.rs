@@ -21,7 +21,7 @@ use crate::control::metrics::HealthSample;
 use crate::lb::snapshot::Snapshot;
 use crate::lb::types::{RsId, ServiceId};
 
-pub use machine::Timing;
+pub use machine::{Kind, Timing};
 pub use probe::{Outcome, Probe, Tls, Url};
 pub use runner::{HealthEvent, Runner};
 
@@ -58,7 +58,11 @@ impl ServerChecks {
             let what = match &c.probe {
                 Probe::Tcp { target, .. } => format!("tcp {target}"),
                 Probe::Http {
-                    target, urls, tls, ..
+                    target,
+                    urls,
+                    tls,
+                    fast_recovery,
+                    ..
                 } => {
                     let paths: Vec<&str> = urls.iter().map(|u| u.path.as_str()).collect();
                     let verify = if tls.is_some_and(|t| t.verify) {
@@ -66,7 +70,12 @@ impl ServerChecks {
                     } else {
                         ""
                     };
-                    format!("{} {target} {}{verify}", c.probe.kind(), paths.join(","))
+                    let fast = if *fast_recovery { " fast_recovery" } else { "" };
+                    format!(
+                        "{} {target} {}{verify}{fast}",
+                        c.probe.kind(),
+                        paths.join(",")
+                    )
                 }
                 Probe::Misc { path, dynamic } => {
                     format!("misc {path:?}{}", if *dynamic { " dynamic" } else { "" })
@@ -354,6 +363,7 @@ impl Effects {
                 checker,
                 kind,
                 outcome,
+                ..
             } => {
                 if let Some(Some(v)) = self.views.get_mut(rs.0 as usize) {
                     v.run += 1;
@@ -539,6 +549,7 @@ mod tests {
                 weight,
                 reason: "test".into(),
             },
+            late: Duration::ZERO,
         }
     }
 

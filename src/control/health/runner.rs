@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::machine::{Server, Timing};
+use super::machine::{Checker, Server, Timing};
 use super::probe::{self, Outcome, Probe};
 use super::ServerChecks;
 use crate::lb::types::RsId;
@@ -34,6 +34,9 @@ pub enum HealthEvent {
         kind: &'static str,
         /// What happened.
         outcome: Outcome,
+        /// How late the check started after it was due (the scheduler's
+        /// own delay: thread start, a busy machine).
+        late: Duration,
     },
     /// The server came up or went down.
     Server {
@@ -58,7 +61,8 @@ struct Entry {
     rs: RsId,
     machine: Server,
     probes: Vec<(Probe, Timing)>,
-    in_flight: Vec<bool>,
+    /// Per checker: when the check in flight started, and how late.
+    in_flight: Vec<Option<(Instant, Duration)>>,
     notify_up: Option<String>,
     notify_down: Option<String>,
 }
@@ -81,16 +85,20 @@ impl Runner {
             .enumerate()
             .filter_map(|(i, c)| {
                 let c = c.as_ref()?;
-                let timings: Vec<Timing> = c.checks.iter().map(|k| k.timing).collect();
+                let kinds: Vec<_> = c
+                    .checks
+                    .iter()
+                    .map(|k| (k.timing, k.probe.epilog()))
+                    .collect();
                 Some(Entry {
                     rs: RsId(i as u32),
-                    machine: Server::new(&timings, c.alpha, now),
+                    machine: Server::new(&kinds, c.alpha, now),
                     probes: c
                         .checks
                         .iter()
                         .map(|k| (k.probe.clone(), k.timing))
                         .collect(),
-                    in_flight: vec![false; c.checks.len()],
+                    in_flight: vec![None; c.checks.len()],
                     notify_up: c.notify_up.clone(),
                     notify_down: c.notify_down.clone(),
                 })
@@ -144,47 +152,13 @@ fn notify(children: &mut Vec<Child>, script: &Option<String>) {
 }
 
 fn schedule(mut entries: Vec<Entry>, out: Sender<HealthEvent>, stop: &AtomicBool) {
-    let (done_tx, done_rx) = mpsc::channel::<(usize, usize, Outcome)>();
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
     let mut notifiers: Vec<Child> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let mut next = now + MAX_SLEEP;
         for (e, entry) in entries.iter_mut().enumerate() {
-            for c in 0..entry.probes.len() {
-                if entry.in_flight[c] {
-                    continue;
-                }
-                let due = entry.machine.checkers()[c].next_due();
-                if due > now {
-                    next = next.min(due);
-                    continue;
-                }
-                let (probe, timing) = entry.probes[c].clone();
-                let tx = done_tx.clone();
-                let started = std::thread::Builder::new()
-                    .name("pmdlb-check".into())
-                    .stack_size(CHECK_STACK)
-                    .spawn(move || {
-                        let o = probe::run(&probe, timing.connect_timeout);
-                        let _ = tx.send((e, c, o));
-                    });
-                match started {
-                    Ok(_) => entry.in_flight[c] = true,
-                    // Counted as a failed check; tried again per the machine.
-                    Err(err) => {
-                        let _ = done_tx.send((
-                            e,
-                            c,
-                            Outcome {
-                                ok: false,
-                                weight: None,
-                                reason: format!("no thread for the check: {err}"),
-                            },
-                        ));
-                        entry.in_flight[c] = true;
-                    }
-                }
-            }
+            next = next.min(start_due(e, entry, now, &done_tx));
         }
         let wait = next.saturating_duration_since(Instant::now());
         let mut first = match done_rx.recv_timeout(wait) {
@@ -192,33 +166,90 @@ fn schedule(mut entries: Vec<Entry>, out: Sender<HealthEvent>, stop: &AtomicBool
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
-        while let Some((e, c, outcome)) = first.take().or_else(|| done_rx.try_recv().ok()) {
-            let entry = &mut entries[e];
-            entry.in_flight[c] = false;
-            let ok = outcome.ok;
-            let kind = entry.probes[c].0.kind();
-            let rs = entry.rs;
-            if out
-                .send(HealthEvent::Result {
-                    rs,
-                    checker: c,
-                    kind,
-                    outcome,
-                })
-                .is_err()
-            {
+        while let Some(done) = first.take().or_else(|| done_rx.try_recv().ok()) {
+            if !finish(&mut entries[done.0], done, &out, &mut notifiers) {
                 return;
-            }
-            if let Some(up) = entry.machine.on_result(c, ok, Instant::now()) {
-                let _ = out.send(HealthEvent::Server { rs, up });
-                let script = if up {
-                    &entry.notify_up
-                } else {
-                    &entry.notify_down
-                };
-                notify(&mut notifiers, script);
             }
         }
         notifiers.retain_mut(|c| !matches!(c.try_wait(), Ok(Some(_)) | Err(_)));
     }
+}
+
+/// A finished check: entry, checker, result.
+type Done = (usize, usize, Outcome);
+
+/// Starts every due check of `entry` (number `e`) on a thread of its own;
+/// returns when the next of its idle checkers is due.
+fn start_due(e: usize, entry: &mut Entry, now: Instant, done: &Sender<Done>) -> Instant {
+    let mut next = now + MAX_SLEEP;
+    for c in 0..entry.probes.len() {
+        if entry.in_flight[c].is_some() {
+            continue;
+        }
+        let checker: &Checker = &entry.machine.checkers()[c];
+        let due = checker.next_due();
+        if due > now {
+            next = next.min(due);
+            continue;
+        }
+        let url = checker.url();
+        let (probe, timing) = entry.probes[c].clone();
+        let tx = done.clone();
+        let started = std::thread::Builder::new()
+            .name("pmdlb-check".into())
+            .stack_size(CHECK_STACK)
+            .spawn(move || {
+                let o = probe::run(&probe, url, timing.connect_timeout);
+                let _ = tx.send((e, c, o));
+            });
+        if let Err(err) = started {
+            // Counted as a failed check; tried again per the machine.
+            let _ = done.send((
+                e,
+                c,
+                Outcome {
+                    ok: false,
+                    weight: None,
+                    reason: format!("no thread for the check: {err}"),
+                },
+            ));
+        }
+        entry.in_flight[c] = Some((now, now.saturating_duration_since(due)));
+    }
+    next
+}
+
+/// Feeds one result to its machine and reports it (and a state change,
+/// running the notify script); false when the control loop is gone.
+fn finish(
+    entry: &mut Entry,
+    (_, c, outcome): Done,
+    out: &Sender<HealthEvent>,
+    notifiers: &mut Vec<Child>,
+) -> bool {
+    let Some((started, late)) = entry.in_flight[c].take() else {
+        return true;
+    };
+    let ok = outcome.ok;
+    let rs = entry.rs;
+    let ev = HealthEvent::Result {
+        rs,
+        checker: c,
+        kind: entry.probes[c].0.kind(),
+        outcome,
+        late,
+    };
+    if out.send(ev).is_err() {
+        return false;
+    }
+    if let Some(up) = entry.machine.on_result(c, ok, started, Instant::now()) {
+        let _ = out.send(HealthEvent::Server { rs, up });
+        let script = if up {
+            &entry.notify_up
+        } else {
+            &entry.notify_down
+        };
+        notify(notifiers, script);
+    }
+    true
 }
