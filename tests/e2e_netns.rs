@@ -733,6 +733,48 @@ fn answered(
         .collect()
 }
 
+/// A TCP server on port 9000 that accepts every connection and never
+/// answers (nor closes).
+const HANG: &str = "import socket\n\
+s = socket.socket()\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', 9000))\n\
+s.listen(64)\n\
+kept = []\n\
+while True:\n    kept.append(s.accept()[0])\n";
+
+/// While port 8081's first check hangs (it started with pmdlb and has
+/// no result until its 30 s timeout), `ctl servers` answers within a
+/// second and a statistics line comes every second: a hanging target holds
+/// its own check thread, nothing else.
+fn control_plane_while_a_check_hangs(lb: &Lb) {
+    use std::time::Instant;
+
+    let hung = || server_row(&lb.ctl("servers").unwrap(), 8081, "10.100.1.13");
+    let lines = |log: &str| log.matches("rs_down=").count();
+    let before = lines(&lb.log());
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        lb.ctl("servers").unwrap();
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stats = lines(&lb.log()) - before;
+    let row = hung();
+    println!(
+        "health e2e (hanging target): ctl servers took at most {worst:?} over 4 s of hanging \
+         checks; {stats} statistics lines; {row}"
+    );
+    assert!(worst < Duration::from_secs(1), "ctl servers took {worst:?}");
+    assert!(stats >= 3, "{stats} statistics lines in 4 s");
+    assert!(
+        row.contains(" up checks=0 "),
+        "the check did not hang through the window: {row}"
+    );
+}
+
 /// A rate-limited download of `/dl` through the VIP from `client`, running
 /// in the background into `out`; `/dl` exists on rs2 only, so an attempt
 /// that lands elsewhere fails at once (404) and is tried again. Returns
@@ -779,10 +821,23 @@ fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> std::
 /// kept (1 ≥ 1); rs2's url is deleted (404) → quorum lost, only rs3
 /// answers; rs1 back (sum 2 < 3) → still only rs3; rs2 back (3) → rs1 and
 /// rs2 again, rs3 on standby.
+///
+/// Port 8081: an HTTP_GET of a target that accepts and never answers (30 s
+/// timeout): while its first check hangs, `ctl servers` answers promptly
+/// and the statistics line keeps coming every second; the check then fails
+/// with a timeout.
 #[test]
 fn health_inhibit_misc_digest_and_quorum_hysteresis() {
     let _g = lock();
-    let t = Topology::up("k", 3, 4);
+    let mut t = Topology::up("k", 3, 4);
+    t.spawn_in("rs3", &["python3", "-c", HANG]);
+    wait_for("the hanging target listens", 10, || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.ns("rs3"), "ss", "-ltn"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(":9000 ")
+    });
     t.add_management("10.100.1.3/24");
     let flags = t.scratch();
     let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
@@ -811,16 +866,21 @@ fn health_inhibit_misc_digest_and_quorum_hysteresis() {
              [[service.health.check]]\ntype = \"http\"\npath = \"/health.html\"\n\
              status_code = [200]\ndigest = \"{ok_md5}\"\n\
              [[service.server]]\naddr = \"10.100.1.11\"\nweight = 2\n\
-             [[service.server]]\naddr = \"10.100.1.12\"\n",
+             [[service.server]]\naddr = \"10.100.1.12\"\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 8081\n\
+             [service.health]\ndelay_loop = 1\nconnect_timeout = 30\nretry = 0\n\
+             [[service.health.check]]\ntype = \"http\"\nconnect_port = 9000\n\
+             [[service.server]]\naddr = \"10.100.1.13\"\n",
             misc(1),
             misc(2)
         ),
     );
     let lb = Lb::start(&t, "pmdlb-e2e-k", &cfg);
-    wait_for("every server checked up", 15, || {
+    wait_for("every server checked but the hanging one", 20, || {
         let s = lb.ctl("servers").unwrap();
-        s.matches(" up checks=").count() == 4 && !s.contains("checks=0 ")
+        s.matches(" up checks=").count() == 5 && s.matches("checks=0 ").count() == 1
     });
+    control_plane_while_a_check_hangs(&lb);
     let mut load = Load::new(&t);
     for c in 0..2 {
         load.spawn("A", client(c), format!("http://{VIP}/"));
@@ -831,6 +891,10 @@ fn health_inhibit_misc_digest_and_quorum_hysteresis() {
     inhibit_under_a_download(&t, &lb, &load, &flags, &big);
     quorum_with_hysteresis(&t, &lb, &load);
     drop(load);
+    wait_for("the hanging check fails at its timeout", 40, || {
+        let row = server_row(&lb.ctl("servers").unwrap(), 8081, "10.100.1.13");
+        row.contains(" down checks=1 ") && row.contains("last=fail http#0: /: response: timed out")
+    });
     let (code, log) = lb.stop();
     assert_eq!(code, Some(0), "{log}");
 }
@@ -923,6 +987,10 @@ fn inhibit_under_a_download(
     let back = t_back.elapsed();
     println!(
         "health e2e (inhibit): rs2's script passing again → a new client on rs2 after {back:?}"
+    );
+    assert!(
+        back <= Duration::from_secs(delay_loop + 2),
+        "rs2 back after {back:?}: over one delay_loop (plus slack)"
     );
     assert!(
         row_weight(&rs2()) == 1,
