@@ -808,7 +808,7 @@ fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> std::
 /// keepalived semantics end to end, under curl loops on two services.
 ///
 /// Port 80, `inhibit_on_failure`, a MISC_CHECK per server whose script
-/// fails while a flag file exists: while an 8 MiB download at 1 MiB/s runs
+/// fails while a flag file exists: while a 12 MiB download at 1 MiB/s runs
 /// from rs2, rs2's script starts failing → within
 /// `delay_loop × (retry + 1) + misc_timeout` plus one interval rs2 is at
 /// weight 0 and gets no new client, yet the download finishes whole (size and MD5); a SIGHUP reload
@@ -840,7 +840,7 @@ fn health_inhibit_misc_digest_and_quorum_hysteresis() {
     });
     t.add_management("10.100.1.3/24");
     let flags = t.scratch();
-    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
     t.write_www(2, "dl", &big);
     for s in 1..=2 {
         t.write_www(s, "health.html", b"ok\n");
@@ -972,9 +972,12 @@ fn inhibit_under_a_download(
         "the download arrived damaged: {} bytes",
         got.len()
     );
+    wait_for("five port-80 answers after the bound", 15, || {
+        answered(load, "A", t_flip + bound, Instant::now()).len() >= 5
+    });
     let since_bound = answered(load, "A", t_flip + bound, Instant::now());
     assert!(
-        since_bound.len() >= 5 && !since_bound.iter().any(|w| w == "rs2"),
+        !since_bound.iter().any(|w| w == "rs2"),
         "new clients on rs2 while it is down: {since_bound:?}"
     );
     let t_back = Instant::now();
