@@ -744,9 +744,9 @@ kept = []\n\
 while True:\n    kept.append(s.accept()[0])\n";
 
 /// While port 8081's first check hangs (it started with pmdlb and has
-/// no result until its 30 s timeout), `ctl servers` answers within a
-/// second and a statistics line comes every second: a hanging target holds
-/// its own check thread, nothing else.
+/// no result until its 30 s timeout), `ctl servers` answers (measured:
+/// about 0.1 s; bound 5 s) and a statistics line comes every second: a
+/// hanging target holds its own check thread, nothing else.
 fn control_plane_while_a_check_hangs(lb: &Lb) {
     use std::time::Instant;
 
@@ -767,7 +767,8 @@ fn control_plane_while_a_check_hangs(lb: &Lb) {
         "health e2e (hanging target): ctl servers took at most {worst:?} over 4 s of hanging \
          checks; {stats} statistics lines; {row}"
     );
-    assert!(worst < Duration::from_secs(1), "ctl servers took {worst:?}");
+    // Far below the 30 s the check hangs, with room for a busy machine.
+    assert!(worst < Duration::from_secs(5), "ctl servers took {worst:?}");
     assert!(stats >= 3, "{stats} statistics lines in 4 s");
     assert!(
         row.contains(" up checks=0 "),
@@ -775,11 +776,22 @@ fn control_plane_while_a_check_hangs(lb: &Lb) {
     );
 }
 
+/// A child process killed (even if stopped) when the test lets go of it,
+/// also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A rate-limited download of `/dl` through the VIP from `client`, running
 /// in the background into `out`; `/dl` exists on rs2 only, so an attempt
 /// that lands elsewhere fails at once (404) and is tried again. Returns
 /// once bytes from rs2 flow.
-fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> std::process::Child {
+fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> KillOnDrop {
     for _ in 0..20 {
         let _ = std::fs::remove_file(out);
         let mut child = Command::new("ip")
@@ -792,7 +804,7 @@ fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> std::
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             if std::fs::metadata(out).map_or(0, |m| m.len()) > 0 {
-                return child;
+                return KillOnDrop(child);
             }
             if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
                 break;
@@ -808,12 +820,13 @@ fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> std::
 /// keepalived semantics end to end, under curl loops on two services.
 ///
 /// Port 80, `inhibit_on_failure`, a MISC_CHECK per server whose script
-/// fails while a flag file exists: while a 12 MiB download at 1 MiB/s runs
-/// from rs2, rs2's script starts failing → within
-/// `delay_loop × (retry + 1) + misc_timeout` plus one interval rs2 is at
-/// weight 0 and gets no new client, yet the download finishes whole (size and MD5); a SIGHUP reload
-/// and an admin change of rs1 leave rs2 down; the script passing again
-/// brings rs2 back to new clients.
+/// fails while a flag file exists: while an 8 MiB download at 1 MiB/s runs
+/// from rs2 (its client paused, so it surely spans the change), rs2's
+/// script starts failing → within `delay_loop × (retry + 1) +
+/// misc_timeout` plus one interval rs2 is at weight 0 and gets no new
+/// client; resumed, the download finishes whole (size and MD5) through the
+/// quiesced rs2. A SIGHUP reload and an admin change of rs1 leave rs2 down;
+/// the script passing again brings rs2 back to new clients.
 ///
 /// Port 8080, an HTTP_GET with status 200 and a digest, rs1 weight 2, rs2
 /// weight 1, quorum 2 with hysteresis 1 (lost below 1, regained at 3),
@@ -840,7 +853,7 @@ fn health_inhibit_misc_digest_and_quorum_hysteresis() {
     });
     t.add_management("10.100.1.3/24");
     let flags = t.scratch();
-    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
     t.write_www(2, "dl", &big);
     for s in 1..=2 {
         t.write_www(s, "health.html", b"ok\n");
@@ -919,6 +932,17 @@ fn inhibit_under_a_download(
     });
     let out = t.scratch().join("dl.out");
     let mut dl = download_from_rs2(t, &client(3), &out);
+    // The client pauses (its kernel keeps the connection, advertising a
+    // closed window) so the download is surely still running when rs2
+    // goes down, however fast curl's rate limit lets it start.
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &dl.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig} curl");
+    };
+    signal("-STOP");
     let t_flip = Instant::now();
     std::fs::write(flags.join("rs2.down"), b"").unwrap();
     wait_for("rs2 reported down at weight 0", 15, || {
@@ -926,10 +950,7 @@ fn inhibit_under_a_download(
         r.contains(" down checks=") && row_weight(&r) == 0
     });
     let detected = t_flip.elapsed();
-    assert!(
-        dl.try_wait().unwrap().is_none(),
-        "the download ended before rs2 went down: it shows nothing"
-    );
+    let partial = std::fs::metadata(&out).map_or(0, |m| m.len());
     let row = rs2();
     assert!(row.contains("last=fail misc#0: exit 1"), "{row}");
     // A reload and a change of rs1 do not concern rs2: it stays down.
@@ -956,16 +977,24 @@ fn inhibit_under_a_download(
     );
     assert!(row_weight(&r1) == 3 && r1.contains(" up checks="), "{r1}");
     assert!(row_weight(&r2) == 0 && r2.contains(" down checks="), "{r2}");
-    let st = dl.wait().unwrap();
+    signal("-CONT");
+    let t_cont = Instant::now();
+    let st = dl.0.wait().unwrap();
+    let rest = t_cont.elapsed();
     let done = t_flip.elapsed();
     let got = std::fs::read(&out).unwrap_or_default();
     println!(
         "health e2e (inhibit): rs2's misc check failing → down at weight 0 after {detected:?} \
-         (bound {bound:?}); the download from rs2 finished {done:?} after the flip: {} of {} bytes, {st}",
+         (bound {bound:?}); the download from rs2 had {partial} bytes then, and finished {done:?} after \
+         the flip ({rest:?} after the client resumed): {} of {} bytes, {st}",
         got.len(),
         big.len()
     );
     assert!(detected <= bound, "detection {detected:?} over {bound:?}");
+    assert!(
+        partial < big.len() as u64,
+        "the download was over before rs2 went down"
+    );
     assert!(st.success(), "the download from quiesced rs2 failed: {st}");
     assert!(
         got.len() == big.len() && md5::compute(&got) == md5::compute(big),
