@@ -118,6 +118,38 @@ fn http_passes_with_the_right_status_and_digest() {
 }
 
 #[test]
+fn http_fetches_the_url_it_is_given() {
+    // 200 for /a, 404 for anything else.
+    let by_path = listener(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let text: &[u8] = if buf[..n].starts_with(b"GET /a ") {
+            b"HTTP/1.0 200 OK\r\n\r\na"
+        } else {
+            b"HTTP/1.0 404 Not Found\r\n\r\n"
+        };
+        let _ = s.write_all(text);
+    });
+    let mut p = http(by_path, "/a", None);
+    if let Probe::Http { urls, .. } = &mut p {
+        urls.push(Url {
+            path: "/b".into(),
+            status: vec![(200, 299)],
+            digest: None,
+        });
+    }
+    let t = Duration::from_secs(2);
+    let (first, second) = (run(&p, 0, t), run(&p, 1, t));
+    assert!(first.ok && first.reason == "/a: ok", "{first:?}");
+    assert!(
+        !second.ok && second.reason == "/b: status 404",
+        "{second:?}"
+    );
+    assert!(run(&p, 9, t).ok, "out of range: the first url");
+}
+
+#[test]
 fn bad_targets_fail_within_their_timeouts() {
     let timeout = Duration::from_millis(700);
     let hanging = listener(hang);
