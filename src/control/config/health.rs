@@ -144,11 +144,19 @@ fn checker(
         },
         0,
     );
+    let warmup = secs(
+        c,
+        &format!("{key}.warmup"),
+        k.warmup.or(pick(|h| h.warmup, srv, svc)),
+        delay_loop.as_secs() as i64,
+        0,
+    );
     let mut timing = Timing {
         delay_loop,
         connect_timeout,
         retry,
         delay_before_retry,
+        warmup,
     };
     let only = |c: &mut Check, field: &str, set: bool, kinds: &str| {
         if set {
@@ -588,6 +596,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 retry: 1,
                 delay_before_retry: Duration::from_secs(3),
+                warmup: Duration::from_secs(60),
             }
         );
         match &http.probe {
@@ -615,7 +624,7 @@ mod tests {
         let c = load(
             "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\ndelay_loop = 10\nretry = 3\n\
              [[service.health.check]]\ntype = \"tcp\"\n\
-             [[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nretry = 0\ninhibit_on_failure = true\nalpha = true\n\
+             [[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nretry = 0\ninhibit_on_failure = true\nalpha = true\nwarmup = 0\n\
              [[service.server]]\naddr = \"10.0.1.12\"\n[service.server.health]\n\
              [[service.server.health.check]]\ntype = \"misc\"\nmisc_path = \"true\"\nmisc_dynamic = true\n\
              [[service.server.health.check]]\ntype = \"http\"\nconnect_port = 8080\ndelay_loop = 2\n\
@@ -655,6 +664,12 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert_eq!(b.checks[1].timing.delay_loop, Duration::from_secs(2));
+        assert_eq!(a.checks[0].timing.warmup, Duration::ZERO, "the server's");
+        assert_eq!(
+            b.checks[1].timing.warmup,
+            Duration::from_secs(2),
+            "warmup defaults to the checker's delay_loop"
+        );
     }
 
     #[test]
@@ -679,6 +694,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 retry: 1,
                 delay_before_retry: Duration::from_secs(3),
+                warmup: Duration::from_secs(60),
             }
         );
         assert_eq!(

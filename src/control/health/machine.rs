@@ -39,6 +39,10 @@ pub struct Timing {
     pub retry: u32,
     /// Between a failure and its retry.
     pub delay_before_retry: Duration,
+    /// The first check starts a random share of this (plus a second)
+    /// after start, so many checks do not all start at once (keepalived's
+    /// `warmup`, default `delay_loop`).
+    pub warmup: Duration,
 }
 
 /// Which keepalived epilog a checker follows.
@@ -231,12 +235,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with these checkers (all due at `first`).
-    pub fn new(checkers: &[(Timing, Kind)], alpha: bool, first: Instant) -> Server {
+    /// A server with these checkers, each with the time its first check
+    /// is due.
+    pub fn new(checkers: &[(Timing, Kind, Instant)], alpha: bool) -> Server {
         Server {
             checkers: checkers
                 .iter()
-                .map(|&(t, k)| Checker::new(t, k, alpha, first))
+                .map(|&(t, k, first)| Checker::new(t, k, alpha, first))
                 .collect(),
         }
     }

@@ -10,6 +10,7 @@ fn t(retry: u32) -> Timing {
         connect_timeout: Duration::from_secs(5),
         retry,
         delay_before_retry: Duration::from_secs(3),
+        warmup: Duration::ZERO,
     }
 }
 
@@ -95,7 +96,7 @@ fn retry_zero_goes_down_at_the_first_failure() {
 fn alpha_starts_down_until_the_first_pass() {
     for kind in [Kind::Tcp, Kind::Misc] {
         let t0 = Instant::now();
-        let mut srv = Server::new(&[(t(1), kind)], true, t0);
+        let mut srv = Server::new(&[(t(1), kind, t0)], true);
         assert!(!srv.is_alive());
         assert_eq!(srv.on_result(0, false, t0, t0), None);
         assert_eq!(srv.on_result(0, false, t0 + s(3), t0 + s(3)), None);
@@ -105,7 +106,7 @@ fn alpha_starts_down_until_the_first_pass() {
             "{kind:?}"
         );
     }
-    let plain = Server::new(&[(t(1), Kind::Tcp)], false, Instant::now());
+    let plain = Server::new(&[(t(1), Kind::Tcp, Instant::now())], false);
     assert!(plain.is_alive(), "without alpha a server starts up");
 }
 
@@ -275,7 +276,7 @@ fn quorum_with_hysteresis() {
 #[test]
 fn several_checkers_server_alive_only_while_all_are_up() {
     let t0 = Instant::now();
-    let mut srv = Server::new(&[(t(0), Kind::Tcp), (t(0), HTTP1)], false, t0);
+    let mut srv = Server::new(&[(t(0), Kind::Tcp, t0), (t(0), HTTP1, t0)], false);
     assert!(srv.is_alive());
     assert_eq!(
         srv.on_result(0, false, t0, t0),

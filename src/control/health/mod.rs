@@ -530,6 +530,7 @@ mod tests {
                     connect_timeout: Duration::from_secs(1),
                     retry: 0,
                     delay_before_retry: Duration::from_secs(1),
+                    warmup: Duration::ZERO,
                 },
             }],
             alpha,

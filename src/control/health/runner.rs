@@ -4,6 +4,7 @@
 //! result and change to the control loop over a channel.
 #![forbid(unsafe_code)]
 
+use std::hash::BuildHasher as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -20,6 +21,17 @@ use crate::lb::types::RsId;
 const CHECK_STACK: usize = 128 << 10;
 /// The scheduler wakes at least this often (to see a stop).
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Every checker's first check is at least this long after start, plus a
+/// random share of its `warmup` (keepalived's `BOOTSTRAP_DELAY` in
+/// `register_checkers_thread`).
+pub const BOOTSTRAP_DELAY: Duration = Duration::from_secs(1);
+
+/// When a checker's first check is due: [`BOOTSTRAP_DELAY`] plus the
+/// share `seed / 2^64` of its warmup.
+fn first_due(start: Instant, t: &Timing, seed: u64) -> Instant {
+    let share = (seed >> 11) as f64 / (1u64 << 53) as f64;
+    start + BOOTSTRAP_DELAY + t.warmup.mul_f64(share)
+}
 
 /// What the runner tells the control loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +92,7 @@ impl Runner {
     /// Returns `None` when nothing is checked.
     pub fn start(checks: &[Option<ServerChecks>]) -> Result<Option<Runner>, HealthError> {
         let now = Instant::now();
+        let random = std::hash::RandomState::new();
         let entries: Vec<Entry> = checks
             .iter()
             .enumerate()
@@ -88,11 +101,15 @@ impl Runner {
                 let kinds: Vec<_> = c
                     .checks
                     .iter()
-                    .map(|k| (k.timing, k.probe.epilog()))
+                    .enumerate()
+                    .map(|(j, k)| {
+                        let seed = random.hash_one((i, j));
+                        (k.timing, k.probe.epilog(), first_due(now, &k.timing, seed))
+                    })
                     .collect();
                 Some(Entry {
                     rs: RsId(i as u32),
-                    machine: Server::new(&kinds, c.alpha, now),
+                    machine: Server::new(&kinds, c.alpha),
                     probes: c
                         .checks
                         .iter()
@@ -252,4 +269,45 @@ fn finish(
         notify(notifiers, script);
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_checks_are_spread_over_bootstrap_plus_warmup() {
+        let t0 = Instant::now();
+        let t = Timing {
+            delay_loop: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            retry: 1,
+            delay_before_retry: Duration::from_secs(3),
+            warmup: Duration::from_secs(60),
+        };
+        assert_eq!(first_due(t0, &t, 0), t0 + BOOTSTRAP_DELAY);
+        assert_eq!(
+            first_due(t0, &t, 1 << 63),
+            t0 + BOOTSTRAP_DELAY + Duration::from_secs(30)
+        );
+        let last = first_due(t0, &t, u64::MAX);
+        assert!(last <= t0 + Duration::from_secs(61) && last > t0 + Duration::from_secs(60));
+        let random = std::hash::RandomState::new();
+        let dues: Vec<Instant> = (0..1000)
+            .map(|i| first_due(t0, &t, random.hash_one(i)))
+            .collect();
+        let early = dues
+            .iter()
+            .filter(|&&d| d < t0 + Duration::from_secs(31))
+            .count();
+        assert!(
+            (300..=700).contains(&early),
+            "{early} of 1000 in the first half"
+        );
+        let none = Timing {
+            warmup: Duration::ZERO,
+            ..t
+        };
+        assert_eq!(first_due(t0, &none, u64::MAX), t0 + BOOTSTRAP_DELAY);
+    }
 }
