@@ -83,11 +83,12 @@ impl ServerChecks {
             };
             let _ = writeln!(
                 o,
-                "     check {what}  every {}s  timeout {}s  retry {} after {}s",
+                "     check {what}  every {}s  timeout {}s  retry {} after {}s  warmup {}s",
                 t.delay_loop.as_secs(),
                 t.connect_timeout.as_secs(),
                 t.retry,
-                t.delay_before_retry.as_secs()
+                t.delay_before_retry.as_secs(),
+                t.warmup.as_secs()
             );
         }
         let _ = write!(
