@@ -409,7 +409,10 @@ fn two_workers_share_persistence() {
 /// out of scheduling and put it back: under a continuous curl loop rs2's
 /// HTTP server is stopped → within delay_loop × (retry + 1) +
 /// connect_timeout plus one interval no new client lands on rs2; started
-/// again → rs2 receives new clients within one delay_loop (plus slack).
+/// again → rs2 receives new clients within one delay_loop (plus slack):
+/// the check has `fast_recovery`, without which keepalived's HTTP_GET
+/// needs a second pass one delay_loop after the failed url passes (that
+/// path runs in `health_inhibit_misc_digest_and_quorum_hysteresis`).
 /// The checks reach the servers through the lb namespace's kernel on a
 /// management veth (bare metal: a management NIC routed to the servers).
 #[test]
@@ -431,6 +434,7 @@ fn health_check_takes_a_stopped_server_out_and_back() {
              retry = {retry}\ndelay_before_retry = 1\n\
              sorry_server = \"10.100.1.13\"\n\
              [[service.health.check]]\ntype = \"http\"\npath = \"/index.html\"\nstatus_code = [200]\n\
+             fast_recovery = true\n\
              [[service.server]]\naddr = \"10.100.1.11\"\n[[service.server]]\naddr = \"10.100.1.12\"\n"
         ),
     );
@@ -689,6 +693,402 @@ fn health_check_takes_a_stopped_server_out_and_back() {
     );
     let (code, log) = lb.stop();
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// The row of real server `addr` under the service on `port` in `ctl
+/// servers` (empty if none).
+fn server_row(table: &str, port: u16, addr: &str) -> String {
+    let mut in_svc = false;
+    for line in table.lines() {
+        if let Some(rest) = line.strip_prefix("  -> ") {
+            if in_svc && rest.split_whitespace().next() == Some(addr) {
+                return line.to_string();
+            }
+        } else {
+            in_svc = line.contains(&format!(":{port} "));
+        }
+    }
+    String::new()
+}
+
+/// The weight column of a `ctl servers` row.
+fn row_weight(row: &str) -> u32 {
+    row.split_whitespace()
+        .nth(3)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no weight in {row:?}"))
+}
+
+/// Who answered `svc` among the requests sent in `from..to`.
+fn answered(
+    load: &Load,
+    svc: &str,
+    from: std::time::Instant,
+    to: std::time::Instant,
+) -> Vec<String> {
+    load.answers()
+        .into_iter()
+        .filter(|a| a.svc == svc && a.sent >= from && a.sent < to && !a.who.is_empty())
+        .map(|a| a.who)
+        .collect()
+}
+
+/// A TCP server on port 9000 that accepts every connection and never
+/// answers (nor closes).
+const HANG: &str = "import socket\n\
+s = socket.socket()\n\
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+s.bind(('0.0.0.0', 9000))\n\
+s.listen(64)\n\
+kept = []\n\
+while True:\n    kept.append(s.accept()[0])\n";
+
+/// While port 8081's first check hangs (it started with pmdlb and has
+/// no result until its 30 s timeout), `ctl servers` answers (measured:
+/// about 0.1 s; bound 5 s) and a statistics line comes every second: a
+/// hanging target holds its own check thread, nothing else.
+fn control_plane_while_a_check_hangs(lb: &Lb) {
+    use std::time::Instant;
+
+    let hung = || server_row(&lb.ctl("servers").unwrap(), 8081, "10.100.1.13");
+    let lines = |log: &str| log.matches("rs_down=").count();
+    let before = lines(&lb.log());
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        lb.ctl("servers").unwrap();
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stats = lines(&lb.log()) - before;
+    let row = hung();
+    println!(
+        "health e2e (hanging target): ctl servers took at most {worst:?} over 4 s of hanging \
+         checks; {stats} statistics lines; {row}"
+    );
+    // Far below the 30 s the check hangs, with room for a busy machine.
+    assert!(worst < Duration::from_secs(5), "ctl servers took {worst:?}");
+    assert!(stats >= 3, "{stats} statistics lines in 4 s");
+    assert!(
+        row.contains(" up checks=0 "),
+        "the check did not hang through the window: {row}"
+    );
+}
+
+/// A child process killed (even if stopped) when the test lets go of it,
+/// also when it fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A rate-limited download of `/dl` through the VIP from `client`, running
+/// in the background into `out`; `/dl` exists on rs2 only, so an attempt
+/// that lands elsewhere fails at once (404) and is tried again. Returns
+/// once bytes from rs2 flow.
+fn download_from_rs2(t: &Topology, client: &str, out: &std::path::Path) -> KillOnDrop {
+    for _ in 0..20 {
+        let _ = std::fs::remove_file(out);
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &t.ns("cl"), "curl", "-s", "-f"])
+            .args(["--limit-rate", "1M", "--interface", client, "-o"])
+            .arg(out)
+            .arg(format!("http://{VIP}/dl"))
+            .spawn()
+            .expect("curl");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if std::fs::metadata(out).map_or(0, |m| m.len()) > 0 {
+                return KillOnDrop(child);
+            }
+            if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("no download landed on rs2 in 20 attempts");
+}
+
+/// keepalived semantics end to end, under curl loops on two services.
+///
+/// Port 80, `inhibit_on_failure`, a MISC_CHECK per server whose script
+/// fails while a flag file exists: while an 8 MiB download at 1 MiB/s runs
+/// from rs2 (its client paused, so it surely spans the change), rs2's
+/// script starts failing → within `delay_loop × (retry + 1) +
+/// misc_timeout` plus one interval rs2 is at weight 0 and gets no new
+/// client; resumed, the download finishes whole (size and MD5) through the
+/// quiesced rs2. A SIGHUP reload and an admin change of rs1 leave rs2 down;
+/// the script passing again brings rs2 back to new clients.
+///
+/// Port 8080, an HTTP_GET with status 200 and a digest, rs1 weight 2, rs2
+/// weight 1, quorum 2 with hysteresis 1 (lost below 1, regained at 3),
+/// sorry server rs3: rs1's body changes (digest mismatch) → rs1 out, quorum
+/// kept (1 ≥ 1); rs2's url is deleted (404) → quorum lost, only rs3
+/// answers; rs1 back (sum 2 < 3) → still only rs3; rs2 back (3) → rs1 and
+/// rs2 again, rs3 on standby.
+///
+/// Port 8081: an HTTP_GET of a target that accepts and never answers (30 s
+/// timeout): while its first check hangs, `ctl servers` answers promptly
+/// and the statistics line keeps coming every second; the check then fails
+/// with a timeout.
+#[test]
+fn health_inhibit_misc_digest_and_quorum_hysteresis() {
+    let _g = lock();
+    let mut t = Topology::up("k", 3, 4);
+    t.spawn_in("rs3", &["python3", "-c", HANG]);
+    wait_for("the hanging target listens", 10, || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &t.ns("rs3"), "ss", "-ltn"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).contains(":9000 ")
+    });
+    t.add_management("10.100.1.3/24");
+    let flags = t.scratch();
+    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    t.write_www(2, "dl", &big);
+    for s in 1..=2 {
+        t.write_www(s, "health.html", b"ok\n");
+    }
+    let misc = |s: usize| {
+        format!(
+            "[[service.server]]\naddr = \"10.100.1.1{s}\"\n\
+             [[service.server.health.check]]\ntype = \"misc\"\nmisc_timeout = 1\n\
+             misc_path = \"test ! -e {}\"\n",
+            flags.join(format!("rs{s}.down")).display()
+        )
+    };
+    let ok_md5 = format!("{:x}", md5::compute(b"ok\n"));
+    let cfg = config_text(
+        "pmdlb-e2e-k",
+        &format!(
+            "[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+             [service.health]\ndelay_loop = 1\nretry = 1\ndelay_before_retry = 1\n\
+             inhibit_on_failure = true\n{}{}\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"rr\"\n\
+             [service.health]\ndelay_loop = 1\nconnect_timeout = 1\nretry = 0\n\
+             delay_before_retry = 1\nquorum = 2\nhysteresis = 1\nsorry_server = \"10.100.1.13\"\n\
+             [[service.health.check]]\ntype = \"http\"\npath = \"/health.html\"\n\
+             status_code = [200]\ndigest = \"{ok_md5}\"\n\
+             [[service.server]]\naddr = \"10.100.1.11\"\nweight = 2\n\
+             [[service.server]]\naddr = \"10.100.1.12\"\n\
+             [[service]]\nvip = \"{VIP}\"\nport = 8081\n\
+             [service.health]\ndelay_loop = 1\nconnect_timeout = 30\nretry = 0\n\
+             [[service.health.check]]\ntype = \"http\"\nconnect_port = 9000\n\
+             [[service.server]]\naddr = \"10.100.1.13\"\n",
+            misc(1),
+            misc(2)
+        ),
+    );
+    let lb = Lb::start(&t, "pmdlb-e2e-k", &cfg);
+    wait_for("every server checked but the hanging one", 20, || {
+        let s = lb.ctl("servers").unwrap();
+        s.matches(" up checks=").count() == 5 && s.matches("checks=0 ").count() == 1
+    });
+    control_plane_while_a_check_hangs(&lb);
+    let mut load = Load::new(&t);
+    for c in 0..2 {
+        load.spawn("A", client(c), format!("http://{VIP}/"));
+    }
+    for c in 2..4 {
+        load.spawn("B", client(c), format!("http://{VIP}:8080/"));
+    }
+    inhibit_under_a_download(&t, &lb, &load, &flags, &big);
+    quorum_with_hysteresis(&t, &lb, &load);
+    drop(load);
+    wait_for("the hanging check fails at its timeout", 40, || {
+        let row = server_row(&lb.ctl("servers").unwrap(), 8081, "10.100.1.13");
+        row.contains(" down checks=1 ") && row.contains("last=fail http#0: /: response: timed out")
+    });
+    let (code, log) = lb.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// Port 80's part of [`health_inhibit_misc_digest_and_quorum_hysteresis`].
+fn inhibit_under_a_download(
+    t: &Topology,
+    lb: &Lb,
+    load: &Load,
+    flags: &std::path::Path,
+    big: &[u8],
+) {
+    use std::time::Instant;
+
+    let (delay_loop, retry, misc_timeout) = (1u64, 1u64, 1u64);
+    let bound = Duration::from_secs(delay_loop * (retry + 1) + misc_timeout + delay_loop);
+    let rs2 = || server_row(&lb.ctl("servers").unwrap(), 80, "10.100.1.12");
+    wait_for("rs2 answers port 80", 10, || {
+        load.answers()
+            .iter()
+            .any(|a| a.svc == "A" && a.who == "rs2")
+    });
+    let out = t.scratch().join("dl.out");
+    let mut dl = download_from_rs2(t, &client(3), &out);
+    // The client pauses (its kernel keeps the connection, advertising a
+    // closed window) so the download is surely still running when rs2
+    // goes down, however fast curl's rate limit lets it start.
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &dl.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill {sig} curl");
+    };
+    signal("-STOP");
+    let t_flip = Instant::now();
+    std::fs::write(flags.join("rs2.down"), b"").unwrap();
+    wait_for("rs2 reported down at weight 0", 15, || {
+        let r = rs2();
+        r.contains(" down checks=") && row_weight(&r) == 0
+    });
+    let detected = t_flip.elapsed();
+    let partial = std::fs::metadata(&out).map_or(0, |m| m.len());
+    let row = rs2();
+    assert!(row.contains("last=fail misc#0: exit 1"), "{row}");
+    // A reload and a change of rs1 do not concern rs2: it stays down.
+    lb.signal("HUP");
+    wait_for("the reload", 10, || {
+        lb.log().contains("pmdlb: SIGHUP: reloading")
+    });
+    admin_ok(
+        lb,
+        &[
+            "-e",
+            "-t",
+            &format!("{VIP}:80"),
+            "-r",
+            "10.100.1.11:80",
+            "-w",
+            "3",
+        ],
+        "",
+    );
+    let (r1, r2) = (
+        server_row(&lb.ctl("servers").unwrap(), 80, "10.100.1.11"),
+        rs2(),
+    );
+    assert!(row_weight(&r1) == 3 && r1.contains(" up checks="), "{r1}");
+    assert!(row_weight(&r2) == 0 && r2.contains(" down checks="), "{r2}");
+    signal("-CONT");
+    let t_cont = Instant::now();
+    let st = dl.0.wait().unwrap();
+    let rest = t_cont.elapsed();
+    let done = t_flip.elapsed();
+    let got = std::fs::read(&out).unwrap_or_default();
+    println!(
+        "health e2e (inhibit): rs2's misc check failing → down at weight 0 after {detected:?} \
+         (bound {bound:?}); the download from rs2 had {partial} bytes then, and finished {done:?} after \
+         the flip ({rest:?} after the client resumed): {} of {} bytes, {st}",
+        got.len(),
+        big.len()
+    );
+    assert!(detected <= bound, "detection {detected:?} over {bound:?}");
+    assert!(
+        partial < big.len() as u64,
+        "the download was over before rs2 went down"
+    );
+    assert!(st.success(), "the download from quiesced rs2 failed: {st}");
+    assert!(
+        got.len() == big.len() && md5::compute(&got) == md5::compute(big),
+        "the download arrived damaged: {} bytes",
+        got.len()
+    );
+    wait_for("five port-80 answers after the bound", 15, || {
+        answered(load, "A", t_flip + bound, Instant::now()).len() >= 5
+    });
+    let since_bound = answered(load, "A", t_flip + bound, Instant::now());
+    assert!(
+        !since_bound.iter().any(|w| w == "rs2"),
+        "new clients on rs2 while it is down: {since_bound:?}"
+    );
+    let t_back = Instant::now();
+    std::fs::remove_file(flags.join("rs2.down")).unwrap();
+    wait_for("rs2 gets new clients again", 10, || {
+        load.answers()
+            .iter()
+            .any(|a| a.svc == "A" && a.sent >= t_back && a.who == "rs2")
+    });
+    let back = t_back.elapsed();
+    println!(
+        "health e2e (inhibit): rs2's script passing again → a new client on rs2 after {back:?}"
+    );
+    assert!(
+        back <= Duration::from_secs(delay_loop + 2),
+        "rs2 back after {back:?}: over one delay_loop (plus slack)"
+    );
+    assert!(
+        row_weight(&rs2()) == 1,
+        "back at its configured weight: {}",
+        rs2()
+    );
+}
+
+/// Port 8080's part of [`health_inhibit_misc_digest_and_quorum_hysteresis`].
+fn quorum_with_hysteresis(t: &Topology, lb: &Lb, load: &Load) {
+    use std::time::Instant;
+
+    let table = || lb.ctl("servers").unwrap();
+    let row = |addr: &str| server_row(&table(), 8080, addr);
+    let (rs1, rs2, rs3) = ("10.100.1.11", "10.100.1.12", "10.100.1.13");
+    // Only `who` answers requests sent from now on (after a short grace
+    // for those already scheduled), at least three of them.
+    let only = |what: &str, who: &[&str]| {
+        let from = Instant::now() + Duration::from_millis(300);
+        wait_for(what, 10, || {
+            answered(load, "B", from, Instant::now()).len() >= 3
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        let got = answered(load, "B", from, Instant::now());
+        assert!(
+            got.iter().all(|w| who.contains(&w.as_str())),
+            "{what}: {got:?}"
+        );
+        got
+    };
+    // The digest no longer matches: rs1 out; 1 ≥ 2 − 1 keeps the quorum.
+    t.write_www(1, "health.html", b"changed\n");
+    wait_for("rs1 down on its digest", 10, || {
+        row(rs1).contains(" down checks=")
+    });
+    assert!(row(rs1).contains("/health.html: digest "), "{}", row(rs1));
+    assert!(row(rs3).contains("sorry server standby"), "{}", table());
+    only("rs1 out, quorum kept", &["rs2"]);
+    // The url is gone (404): rs2 out, the sum 0 < 1 loses the quorum.
+    t.remove_www(2, "health.html");
+    wait_for("quorum lost", 10, || row(rs3).contains("sorry server in"));
+    assert!(
+        row(rs2).contains("/health.html: status 404"),
+        "{}",
+        row(rs2)
+    );
+    only("quorum lost: the sorry server", &["rs3"]);
+    // rs1 back: 2 < 2 + 1, the sorry server stays.
+    t.write_www(1, "health.html", b"ok\n");
+    wait_for("rs1 up again", 10, || row(rs1).contains(" up checks="));
+    let held = only("hysteresis: still the sorry server", &["rs3"]);
+    assert!(row(rs3).contains("sorry server in"), "{}", table());
+    // rs2 back: 3 ≥ 3, the real servers again.
+    t.write_www(2, "health.html", b"ok\n");
+    let t_rs2 = Instant::now();
+    wait_for("quorum regained", 10, || {
+        row(rs3).contains("sorry server standby")
+    });
+    let regained = t_rs2.elapsed();
+    let after = only("quorum regained: the real servers", &["rs1", "rs2"]);
+    println!(
+        "health e2e (quorum): {} requests to the sorry server while rs1 alone was back \
+         (hysteresis), quorum regained {regained:?} after rs2's url came back, then {:?}",
+        held.len(),
+        count(&after)
+    );
 }
 
 /// Tunnel servers in other subnets behind the router, next to a DR server

@@ -180,6 +180,28 @@ impl Topology {
         self.wait_listen(s, port, true);
     }
 
+    /// Writes `name` in the directory real server `s` (1-based) serves on
+    /// all its HTTP ports (replacing it atomically: a request sees the old
+    /// or the new content, never part of one).
+    pub fn write_www(&self, s: usize, name: &str, bytes: &[u8]) {
+        let dir = self.www.join(format!("rs{s}"));
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+
+    /// Removes `name` from the directory real server `s` serves (a 404).
+    pub fn remove_www(&self, s: usize, name: &str) {
+        let _ = std::fs::remove_file(self.www.join(format!("rs{s}")).join(name));
+    }
+
+    /// A scratch directory of the topology (removed with it).
+    pub fn scratch(&self) -> PathBuf {
+        let d = self.www.join("scratch");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
     /// Starts a UDP receiver on `port` of every real server in `servers`:
     /// it counts the datagrams it gets and keeps the count in a file that
     /// [`Topology::udp_count`] reads. Waits until each one listens.

@@ -144,11 +144,19 @@ fn checker(
         },
         0,
     );
+    let warmup = secs(
+        c,
+        &format!("{key}.warmup"),
+        k.warmup.or(pick(|h| h.warmup, srv, svc)),
+        delay_loop.as_secs() as i64,
+        0,
+    );
     let mut timing = Timing {
         delay_loop,
         connect_timeout,
         retry,
         delay_before_retry,
+        warmup,
     };
     let only = |c: &mut Check, field: &str, set: bool, kinds: &str| {
         if set {
@@ -163,11 +171,12 @@ fn checker(
         || !k.status_code.is_empty()
         || k.virtualhost.is_some()
         || k.http_protocol.is_some()
+        || k.fast_recovery.is_some()
         || !k.url.is_empty();
     if !matches!(kind, "http" | "https") {
         only(
             c,
-            "path/url/status_code/digest/virtualhost/http_protocol",
+            "path/url/status_code/digest/virtualhost/http_protocol/fast_recovery",
             http_only,
             "http and https",
         );
@@ -355,6 +364,7 @@ fn checker(
             tls: (kind == "https").then(|| Tls {
                 verify: k.verify.unwrap_or(false),
             }),
+            fast_recovery: k.fast_recovery.unwrap_or(false),
         },
         timing,
     })
@@ -586,6 +596,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 retry: 1,
                 delay_before_retry: Duration::from_secs(3),
+                warmup: Duration::from_secs(60),
             }
         );
         match &http.probe {
@@ -613,7 +624,7 @@ mod tests {
         let c = load(
             "[[service]]\nvip = \"10.0.0.1\"\nport = 80\n[service.health]\ndelay_loop = 10\nretry = 3\n\
              [[service.health.check]]\ntype = \"tcp\"\n\
-             [[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nretry = 0\ninhibit_on_failure = true\nalpha = true\n\
+             [[service.server]]\naddr = \"10.0.1.11\"\n[service.server.health]\nretry = 0\ninhibit_on_failure = true\nalpha = true\nwarmup = 0\n\
              [[service.server]]\naddr = \"10.0.1.12\"\n[service.server.health]\n\
              [[service.server.health.check]]\ntype = \"misc\"\nmisc_path = \"true\"\nmisc_dynamic = true\n\
              [[service.server.health.check]]\ntype = \"http\"\nconnect_port = 8080\ndelay_loop = 2\n\
@@ -653,6 +664,12 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert_eq!(b.checks[1].timing.delay_loop, Duration::from_secs(2));
+        assert_eq!(a.checks[0].timing.warmup, Duration::ZERO, "the server's");
+        assert_eq!(
+            b.checks[1].timing.warmup,
+            Duration::from_secs(2),
+            "warmup defaults to the checker's delay_loop"
+        );
     }
 
     #[test]
@@ -660,6 +677,7 @@ mod tests {
         let c = load(
             "[[service]]\nvip = \"10.0.0.1\"\nport = 443\n[service.health]\n\
              [[service.health.check]]\ntype = \"SSL_GET\"\nvirtualhost = \"www.example.com\"\n\
+             fast_recovery = true\n\
              [[service.health.check.url]]\npath = \"/health\"\nstatus_code = [204]\n\
              digest = \"9b3a0c85a887a256d6939da88aabd8cd\"\n\
              [[service.health.check]]\ntype = \"https\"\nconnect_port = 8443\nverify = true\n\
@@ -676,6 +694,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(5),
                 retry: 1,
                 delay_before_retry: Duration::from_secs(3),
+                warmup: Duration::from_secs(60),
             }
         );
         assert_eq!(
@@ -691,8 +710,9 @@ mod tests {
                 virtualhost: Some("www.example.com".into()),
                 http11: false,
                 tls: Some(Tls { verify: false }),
+                fast_recovery: true,
             },
-            "the service's port; certificates not verified"
+            "the service's port; certificates not verified; fast_recovery"
         );
         match &b.probe {
             Probe::Http {
@@ -812,6 +832,10 @@ mod tests {
             (
                 "type = \"http\"\nhttp_protocol = \"2\"",
                 &["http_protocol", "1.1"],
+            ),
+            (
+                "type = \"tcp\"\nfast_recovery = true",
+                &["fast_recovery", "does not apply to a tcp check"],
             ),
         ];
         for (check, want) in cases {

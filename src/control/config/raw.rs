@@ -320,6 +320,7 @@ pub struct RawHealth {
     pub connect_timeout: Option<i64>,
     pub retry: Option<i64>,
     pub delay_before_retry: Option<i64>,
+    pub warmup: Option<i64>,
     pub alpha: Option<bool>,
     pub inhibit_on_failure: Option<bool>,
     pub notify_up: Option<String>,
@@ -348,6 +349,7 @@ pub struct RawCheck {
     pub connect_timeout: Option<i64>,
     pub retry: Option<i64>,
     pub delay_before_retry: Option<i64>,
+    pub warmup: Option<i64>,
     pub path: Option<String>,
     pub digest: Option<String>,
     #[serde(default)]
@@ -355,6 +357,7 @@ pub struct RawCheck {
     pub virtualhost: Option<String>,
     pub http_protocol: Option<String>,
     pub verify: Option<bool>,
+    pub fast_recovery: Option<bool>,
     #[serde(default)]
     pub url: Vec<RawUrl>,
     pub misc_path: Option<String>,

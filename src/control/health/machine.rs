@@ -1,17 +1,29 @@
-//! The health-check state machine, exactly as keepalived's checkers
-//! (`check_tcp.c` `tcp_epilog`, `check_http.c` `epilog`, `ipwrapper.c`
-//! `update_svr_checker_state`): pure, driven by results and the time they
-//! arrived, so it is tested with an injected clock.
+//! The health-check state machine, exactly as keepalived's checkers: pure,
+//! driven by results and the time they arrived, so it is tested with an
+//! injected clock. Each checker type follows its own keepalived epilog:
 //!
-//! - A success resets the retry count; a down checker comes up at once.
-//! - A failure with retries left schedules a retry after
-//!   `delay_before_retry`; with none left an up checker goes down (and the
-//!   count starts again). So an up checker goes down after `retry + 1`
-//!   consecutive failures.
-//! - Otherwise the next check is `delay_loop` after this one.
+//! - **tcp** (`check_tcp.c` `tcp_epilog`): a success resets the retry
+//!   count and brings a down checker up. A failure of an up checker with
+//!   retries left is retried after `delay_before_retry`; with none left the
+//!   checker goes down. So it goes down after `retry + 1` consecutive
+//!   failures. A down checker is checked every `delay_loop` (no retries).
+//! - **misc** (`check_misc.c`): the same, except that the next run is timed
+//!   from when the script *started*, not from when it ended.
+//! - **http/https** (`check_http.c` `epilog`, `timeout_epilog`): one url is
+//!   fetched per check, the next url `delay_loop` later, so an up checker
+//!   with n urls takes n rounds of `delay_loop` to fetch them all. A
+//!   failing url is retried (same url) after `delay_before_retry`; after
+//!   `retry + 1` consecutive failures the checker goes down and that url is
+//!   the failed url, re-fetched every `max(delay_before_retry, delay_loop)`.
+//!   When it passes, every url is fetched again from the first, one per
+//!   `delay_loop`, and the checker comes up once all have passed: a single
+//!   url needs two passes, `delay_loop` apart. With `fast_recovery` a
+//!   checker that is not up and knows of no failed url (start, alpha,
+//!   recovery) fetches the next url at once.
 //! - A checker starts up, or down with `alpha` (the server is added only
 //!   after a pass).
-//! - A server is alive only while every one of its checkers is up.
+//! - A server is alive only while every one of its checkers is up
+//!   (`ipwrapper.c` `update_svr_checker_state`).
 #![forbid(unsafe_code)]
 
 use std::time::{Duration, Instant};
@@ -27,24 +39,52 @@ pub struct Timing {
     pub retry: u32,
     /// Between a failure and its retry.
     pub delay_before_retry: Duration,
+    /// The first check starts a random share of this (plus a second)
+    /// after start, so many checks do not all start at once (keepalived's
+    /// `warmup`, default `delay_loop`).
+    pub warmup: Duration,
+}
+
+/// Which keepalived epilog a checker follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// TCP_CHECK.
+    Tcp,
+    /// MISC_CHECK.
+    Misc,
+    /// HTTP_GET / SSL_GET with `urls` urls (at least one).
+    Http {
+        /// How many urls it fetches, one per check.
+        urls: usize,
+        /// No delay between urls while not up and no url is known failed.
+        fast_recovery: bool,
+    },
 }
 
 /// One checker's state.
 #[derive(Clone, Debug)]
 pub struct Checker {
     timing: Timing,
+    kind: Kind,
     up: bool,
+    has_run: bool,
     retry_it: u32,
+    url_it: usize,
+    failed_url: Option<usize>,
     next: Instant,
 }
 
 impl Checker {
     /// A checker whose first check is due at `first`; up unless `alpha`.
-    pub fn new(timing: Timing, alpha: bool, first: Instant) -> Checker {
+    pub fn new(timing: Timing, kind: Kind, alpha: bool, first: Instant) -> Checker {
         Checker {
             timing,
+            kind,
             up: !alpha,
+            has_run: false,
             retry_it: 0,
+            url_it: 0,
+            failed_url: None,
             next: first,
         }
     }
@@ -64,23 +104,127 @@ impl Checker {
         self.retry_it
     }
 
-    /// Feed one result that arrived at `now`; schedules the next check and
-    /// returns `Some(new state)` when the checker changed state.
-    pub fn on_result(&mut self, ok: bool, now: Instant) -> Option<bool> {
+    /// The url the next check fetches (http; 0 otherwise).
+    pub fn url(&self) -> usize {
+        self.url_it
+    }
+
+    /// The url that made it go down, while it is still failing (http).
+    pub fn failed_url(&self) -> Option<usize> {
+        self.failed_url
+    }
+
+    /// Feed one result: the check started at `started` and its result
+    /// arrived at `now`. Schedules the next check and returns `Some(new
+    /// state)` when the checker changed state.
+    pub fn on_result(&mut self, ok: bool, started: Instant, now: Instant) -> Option<bool> {
         let was = self.up;
+        match self.kind {
+            Kind::Tcp => self.tcp_epilog(ok, now),
+            Kind::Misc => self.misc_epilog(ok, started),
+            Kind::Http {
+                urls,
+                fast_recovery,
+            } => self.http_epilog(ok, urls, fast_recovery, now),
+        }
+        (was != self.up).then_some(self.up)
+    }
+
+    fn tcp_epilog(&mut self, ok: bool, now: Instant) {
+        let t = self.timing;
+        let mut delay = t.delay_loop;
+        if ok || ((self.up || !self.has_run) && self.retry_it >= t.retry) {
+            self.retry_it = 0;
+            if ok {
+                self.up = true;
+            } else if self.up || !self.has_run {
+                self.up = false;
+            }
+        } else if self.up {
+            delay = t.delay_before_retry;
+            self.retry_it += 1;
+        }
+        self.has_run = true;
+        self.next = now + delay;
+    }
+
+    fn misc_epilog(&mut self, ok: bool, started: Instant) {
+        let t = self.timing;
         if ok {
             self.retry_it = 0;
             self.up = true;
-            self.next = now + self.timing.delay_loop;
-        } else if self.retry_it < self.timing.retry {
-            self.retry_it += 1;
-            self.next = now + self.timing.delay_before_retry;
-        } else {
-            self.retry_it = 0;
-            self.up = false;
-            self.next = now + self.timing.delay_loop;
+        } else if self.up || !self.has_run {
+            if self.retry_it < t.retry {
+                self.retry_it += 1;
+            } else {
+                self.retry_it = 0;
+                self.up = false;
+            }
         }
-        (was != self.up).then_some(self.up)
+        let delay = if self.retry_it > 0 {
+            t.delay_before_retry
+        } else {
+            t.delay_loop
+        };
+        self.has_run = true;
+        self.next = started + delay;
+    }
+
+    /// keepalived's `timeout_epilog` and `epilog` (see the module doc).
+    fn http_epilog(&mut self, ok: bool, urls: usize, fast_recovery: bool, now: Instant) {
+        #[derive(PartialEq)]
+        enum Method {
+            New,
+            Retry,
+            Failed,
+        }
+        let t = self.timing;
+        let method = if ok {
+            Method::New
+        } else if self.up || !self.has_run {
+            self.has_run = true;
+            Method::Retry
+        } else {
+            Method::Failed
+        };
+        // `None`: past the last url.
+        let mut url_it = Some(self.url_it);
+        match method {
+            Method::New => {
+                url_it = Some(self.url_it + 1).filter(|&u| u < urls);
+                self.retry_it = 0;
+            }
+            Method::Retry => self.retry_it += 1,
+            Method::Failed => {}
+        }
+        if method == Method::New && url_it.is_none() && self.failed_url.is_none() {
+            // Every url passed.
+            self.up = true;
+            self.has_run = true;
+            url_it = Some(0);
+            self.retry_it = 0;
+        } else if method == Method::Retry && self.retry_it > t.retry {
+            self.up = false;
+            self.failed_url = url_it;
+        } else if method == Method::New && self.failed_url.is_some() {
+            // The failed url passes: fetch them all again.
+            self.failed_url = None;
+            url_it = Some(0);
+            self.retry_it = 0;
+        }
+        self.url_it = url_it.unwrap_or(0);
+        let delay = if method == Method::New {
+            if !self.has_run {
+                self.retry_it = t.retry;
+            }
+            t.delay_loop
+        } else if self.failed_url.is_some() {
+            t.delay_before_retry.max(t.delay_loop)
+        } else {
+            t.delay_before_retry
+        };
+        let hurry = fast_recovery && (!self.has_run || (!self.up && self.failed_url.is_none()));
+        self.next = if hurry { now } else { now + delay };
     }
 }
 
@@ -91,12 +235,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with these checkers (all due at `first`).
-    pub fn new(timings: &[Timing], alpha: bool, first: Instant) -> Server {
+    /// A server with these checkers, each with the time its first check
+    /// is due.
+    pub fn new(checkers: &[(Timing, Kind, Instant)], alpha: bool) -> Server {
         Server {
-            checkers: timings
+            checkers: checkers
                 .iter()
-                .map(|t| Checker::new(*t, alpha, first))
+                .map(|&(t, k, first)| Checker::new(t, k, alpha, first))
                 .collect(),
         }
     }
@@ -111,12 +256,18 @@ impl Server {
         &self.checkers
     }
 
-    /// Feed a result of checker `idx`; returns `Some(alive)` when the
+    /// Feed a result of checker `idx` (see [`Checker::on_result`]); returns `Some(alive)` when the
     /// server's state changed (pulled at the first checker failure,
     /// restored when the last one recovers).
-    pub fn on_result(&mut self, idx: usize, ok: bool, now: Instant) -> Option<bool> {
+    pub fn on_result(
+        &mut self,
+        idx: usize,
+        ok: bool,
+        started: Instant,
+        now: Instant,
+    ) -> Option<bool> {
         let was = self.is_alive();
-        self.checkers.get_mut(idx)?.on_result(ok, now);
+        self.checkers.get_mut(idx)?.on_result(ok, started, now);
         let is = self.is_alive();
         (was != is).then_some(is)
     }
@@ -135,115 +286,5 @@ pub fn quorum_step(has_quorum: bool, weight_sum: u64, quorum: u64, hysteresis: u
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(retry: u32) -> Timing {
-        Timing {
-            delay_loop: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(5),
-            retry,
-            delay_before_retry: Duration::from_secs(3),
-        }
-    }
-
-    fn s(n: u64) -> Duration {
-        Duration::from_secs(n)
-    }
-
-    #[test]
-    fn down_after_retry_plus_one_failures_spaced_by_delay_before_retry() {
-        let t0 = Instant::now();
-        let mut c = Checker::new(t(2), false, t0);
-        assert!(c.is_up());
-        assert_eq!(c.on_result(false, t0), None);
-        assert_eq!(c.next_due(), t0 + s(3));
-        assert_eq!(c.retries(), 1);
-        assert_eq!(c.on_result(false, t0 + s(3)), None);
-        assert_eq!(c.next_due(), t0 + s(6));
-        assert_eq!(c.on_result(false, t0 + s(6)), Some(false), "third failure");
-        assert_eq!(c.next_due(), t0 + s(66), "down: back to delay_loop");
-        assert_eq!(c.retries(), 0);
-    }
-
-    #[test]
-    fn a_success_resets_the_count_and_one_success_brings_it_up() {
-        let t0 = Instant::now();
-        let mut c = Checker::new(t(1), false, t0);
-        c.on_result(false, t0);
-        assert_eq!(c.on_result(true, t0 + s(3)), None);
-        assert_eq!(c.retries(), 0);
-        assert_eq!(c.next_due(), t0 + s(63));
-        // Not down after one more failure: the count started again.
-        assert_eq!(c.on_result(false, t0 + s(63)), None);
-        assert_eq!(c.on_result(false, t0 + s(66)), Some(false));
-        // Down: failures retry (as keepalived) but change nothing.
-        assert_eq!(c.on_result(false, t0 + s(126)), None);
-        assert_eq!(c.next_due(), t0 + s(129));
-        assert_eq!(c.on_result(true, t0 + s(129)), Some(true));
-    }
-
-    #[test]
-    fn retry_zero_goes_down_at_the_first_failure() {
-        let t0 = Instant::now();
-        let mut c = Checker::new(t(0), false, t0);
-        assert_eq!(c.on_result(false, t0), Some(false));
-        assert_eq!(c.next_due(), t0 + s(60));
-    }
-
-    #[test]
-    fn alpha_starts_down_until_the_first_pass() {
-        let t0 = Instant::now();
-        let mut srv = Server::new(&[t(1)], true, t0);
-        assert!(!srv.is_alive());
-        assert_eq!(srv.on_result(0, false, t0), None);
-        assert_eq!(srv.on_result(0, false, t0 + s(3)), None);
-        assert_eq!(srv.on_result(0, true, t0 + s(63)), Some(true));
-        let plain = Server::new(&[t(1)], false, t0);
-        assert!(plain.is_alive(), "without alpha a server starts up");
-    }
-
-    #[test]
-    fn quorum_with_hysteresis() {
-        // quorum 4, hysteresis 1: lost below 3, regained at 5.
-        let mut q = true;
-        let mut trace = Vec::new();
-        for sum in [6, 4, 3, 2, 3, 4, 5, 4, 3, 2] {
-            q = quorum_step(q, sum, 4, 1);
-            trace.push(q);
-        }
-        assert_eq!(
-            trace,
-            [true, true, true, false, false, false, true, true, true, false]
-        );
-        assert!(
-            quorum_step(true, 0, 1, 1),
-            "quorum - hysteresis = 0: never lost"
-        );
-        assert!(
-            !quorum_step(true, 0, 1, 0),
-            "the default quorum 1: lost at 0"
-        );
-        assert!(quorum_step(false, 1, 1, 0));
-    }
-
-    #[test]
-    fn several_checkers_server_alive_only_while_all_are_up() {
-        let t0 = Instant::now();
-        let mut srv = Server::new(&[t(0), t(0)], false, t0);
-        assert!(srv.is_alive());
-        assert_eq!(
-            srv.on_result(0, false, t0),
-            Some(false),
-            "first failure pulls it"
-        );
-        assert_eq!(srv.on_result(1, false, t0), None, "already down");
-        assert_eq!(srv.on_result(0, true, t0 + s(60)), None, "one still down");
-        assert_eq!(
-            srv.on_result(1, true, t0 + s(60)),
-            Some(true),
-            "last one recovers"
-        );
-        assert_eq!(srv.on_result(7, true, t0), None, "unknown checker");
-    }
-}
+#[path = "machine_tests.rs"]
+mod tests;

@@ -21,7 +21,7 @@ use crate::control::metrics::HealthSample;
 use crate::lb::snapshot::Snapshot;
 use crate::lb::types::{RsId, ServiceId};
 
-pub use machine::Timing;
+pub use machine::{Kind, Timing};
 pub use probe::{Outcome, Probe, Tls, Url};
 pub use runner::{HealthEvent, Runner};
 
@@ -58,7 +58,11 @@ impl ServerChecks {
             let what = match &c.probe {
                 Probe::Tcp { target, .. } => format!("tcp {target}"),
                 Probe::Http {
-                    target, urls, tls, ..
+                    target,
+                    urls,
+                    tls,
+                    fast_recovery,
+                    ..
                 } => {
                     let paths: Vec<&str> = urls.iter().map(|u| u.path.as_str()).collect();
                     let verify = if tls.is_some_and(|t| t.verify) {
@@ -66,7 +70,12 @@ impl ServerChecks {
                     } else {
                         ""
                     };
-                    format!("{} {target} {}{verify}", c.probe.kind(), paths.join(","))
+                    let fast = if *fast_recovery { " fast_recovery" } else { "" };
+                    format!(
+                        "{} {target} {}{verify}{fast}",
+                        c.probe.kind(),
+                        paths.join(",")
+                    )
                 }
                 Probe::Misc { path, dynamic } => {
                     format!("misc {path:?}{}", if *dynamic { " dynamic" } else { "" })
@@ -74,11 +83,12 @@ impl ServerChecks {
             };
             let _ = writeln!(
                 o,
-                "     check {what}  every {}s  timeout {}s  retry {} after {}s",
+                "     check {what}  every {}s  timeout {}s  retry {} after {}s  warmup {}s",
                 t.delay_loop.as_secs(),
                 t.connect_timeout.as_secs(),
                 t.retry,
-                t.delay_before_retry.as_secs()
+                t.delay_before_retry.as_secs(),
+                t.warmup.as_secs()
             );
         }
         let _ = write!(
@@ -354,6 +364,7 @@ impl Effects {
                 checker,
                 kind,
                 outcome,
+                ..
             } => {
                 if let Some(Some(v)) = self.views.get_mut(rs.0 as usize) {
                     v.run += 1;
@@ -520,6 +531,7 @@ mod tests {
                     connect_timeout: Duration::from_secs(1),
                     retry: 0,
                     delay_before_retry: Duration::from_secs(1),
+                    warmup: Duration::ZERO,
                 },
             }],
             alpha,
@@ -539,6 +551,7 @@ mod tests {
                 weight,
                 reason: "test".into(),
             },
+            late: Duration::ZERO,
         }
     }
 

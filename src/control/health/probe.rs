@@ -4,10 +4,11 @@
 //! thread at most the timeout and never delays another check.
 //!
 //! - `tcp` (TCP_CHECK): the connect succeeds within `connect_timeout`.
-//! - `http` (HTTP_GET): a GET of every URL over plain TCP; each exchange
-//!   (connect, request, whole response) within `connect_timeout`; the
-//!   status must be in the URL's list and, with a `digest`, the MD5 of the
-//!   body (as keepalived's `genhash` prints it) must match.
+//! - `http` (HTTP_GET): a GET of one of its URLs over plain TCP (the state
+//!   machine says which: keepalived fetches one url per check); the
+//!   exchange (connect, request, whole response) within `connect_timeout`;
+//!   the status must be in the URL's list and, with a `digest`, the MD5 of
+//!   the body (as keepalived's `genhash` prints it) must match.
 //! - `https` (SSL_GET): the same over TLS (native-tls, the system's
 //!   OpenSSL); the handshake counts in the exchange's `connect_timeout`.
 //!   The virtualhost is also the SNI name. Certificates are not verified
@@ -24,6 +25,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use native_tls::{HandshakeError, TlsConnector};
+
+use super::machine::Kind;
 use socket2::{Domain, Socket, Type};
 
 /// Largest response read (headers + body); more is a failure.
@@ -69,7 +72,7 @@ pub enum Probe {
         target: SocketAddr,
         /// Source address.
         bindto: Option<IpAddr>,
-        /// The URLs, all of which must pass.
+        /// The URLs, all of which must pass (one fetched per check).
         urls: Vec<Url>,
         /// `Host:` (and the TLS SNI name); the target address when not set.
         virtualhost: Option<String>,
@@ -77,6 +80,9 @@ pub enum Probe {
         http11: bool,
         /// Over TLS: an `https` check.
         tls: Option<Tls>,
+        /// keepalived's `fast_recovery`: no `delay_loop` between urls
+        /// while the checker is not up and knows of no failed url.
+        fast_recovery: bool,
     },
     /// Run a script.
     Misc {
@@ -88,6 +94,22 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// The keepalived epilog its checker follows.
+    pub fn epilog(&self) -> Kind {
+        match self {
+            Probe::Tcp { .. } => Kind::Tcp,
+            Probe::Misc { .. } => Kind::Misc,
+            Probe::Http {
+                urls,
+                fast_recovery,
+                ..
+            } => Kind::Http {
+                urls: urls.len().max(1),
+                fast_recovery: *fast_recovery,
+            },
+        }
+    }
+
     /// `tcp`, `http`, `https` or `misc`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -128,8 +150,9 @@ impl Outcome {
     }
 }
 
-/// Runs `probe` with `timeout` (connect timeout, or the script's timeout).
-pub fn run(probe: &Probe, timeout: Duration) -> Outcome {
+/// Runs `probe` with `timeout` (connect timeout, or the script's timeout);
+/// an http check fetches its url number `url` (the first if out of range).
+pub fn run(probe: &Probe, url: usize, timeout: Duration) -> Outcome {
     match probe {
         Probe::Tcp { target, bindto } => match connect(*target, *bindto, timeout) {
             Ok(_) => Outcome::pass("connected"),
@@ -142,6 +165,7 @@ pub fn run(probe: &Probe, timeout: Duration) -> Outcome {
             virtualhost,
             http11,
             tls,
+            ..
         } => {
             let host = Host {
                 header: virtualhost.clone().unwrap_or_else(|| match target.ip() {
@@ -154,12 +178,13 @@ pub fn run(probe: &Probe, timeout: Duration) -> Outcome {
                     .clone()
                     .unwrap_or_else(|| target.ip().to_string()),
             };
-            for u in urls {
-                if let Err(e) = http_get(*target, *bindto, &host, u, *http11, *tls, timeout) {
-                    return Outcome::fail(format!("{}: {e}", u.path));
-                }
+            let Some(u) = urls.get(url).or(urls.first()) else {
+                return Outcome::pass("no url");
+            };
+            match http_get(*target, *bindto, &host, u, *http11, *tls, timeout) {
+                Ok(()) => Outcome::pass(format!("{}: ok", u.path)),
+                Err(e) => Outcome::fail(format!("{}: {e}", u.path)),
             }
-            Outcome::pass(format!("{} url(s) ok", urls.len()))
         }
         Probe::Misc { path, dynamic } => misc(path, *dynamic, timeout),
     }
