@@ -337,6 +337,28 @@ impl Effects {
         self.quorums.get(svc)?.as_ref().map(|q| q.1)
     }
 
+    /// Whether a service can take clients, for the VIP announcement: its
+    /// quorum where one is configured; else, where any of its servers is
+    /// checked, at least one checked server up or one unchecked server
+    /// (keepalived's default quorum of 1); a service with no checks is.
+    pub fn service_healthy(&self, snap: &Snapshot, svc: usize) -> bool {
+        if let Some(has) = self.has_quorum(svc) {
+            return has;
+        }
+        let Some(st) = snap.service(ServiceId(svc as u32)) else {
+            return true;
+        };
+        let mut checked = false;
+        for rs in st.servers.iter().map(|r| r.id) {
+            match self.view(rs) {
+                Some(v) if v.up => return true,
+                Some(_) => checked = true,
+                None => return true,
+            }
+        }
+        !checked
+    }
+
     fn after(&mut self, snap: &Snapshot, rs: RsId) {
         self.apply(snap, rs);
         if let Some(&svc) = self.svc_of.get(rs.0 as usize) {
@@ -782,6 +804,7 @@ mod exposition_tests {
                 mbufs: 0,
                 stale: &[],
                 health,
+                announce: None,
             }
             .render()
         };
