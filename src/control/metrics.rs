@@ -569,6 +569,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn announce_families_only_when_configured() {
+        let snap = Snapshot::new(&[]);
+        let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
+        let render = |announce| {
+            Exposition {
+                workers: &[],
+                snap: &snap,
+                traffic: &book,
+                conn_capacity: 0,
+                templates: 0,
+                template_capacity: 0,
+                mbufs_in_use: 0,
+                mbufs: 0,
+                stale: &[],
+                health: &[],
+                announce,
+            }
+            .render()
+        };
+        assert!(!render(None).contains("pmdlb_announc"));
+        let text = render(Some(AnnounceSample {
+            announcing: false,
+            drained: true,
+            routes: 0,
+            changes: 3,
+            failures: 1,
+        }));
+        for line in [
+            "pmdlb_announcing 0",
+            "pmdlb_drained 1",
+            "pmdlb_announce_routes 0",
+            "pmdlb_announce_changes_total 3",
+            "pmdlb_announce_failures_total 1",
+            "# TYPE pmdlb_announce_changes_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(escape_label("x\ny"), "x\\ny");
