@@ -15,7 +15,8 @@
 #   directors  ${PFX}-da / ${PFX}-db : lbrx (on brA / brB) and lbtx (on brS)
 #                          for pmdlb's net_af_packet, no kernel addresses;
 #                          lbmg 10.210.1.3 / 10.210.2.3 (kernel, on brA / brB)
-#                          for BGP; BIRD AS 65001 learns table 100 protocol
+#                          for BGP; lbhc 10.210.9.4 / 10.210.9.5 (kernel, on
+#                          brS) for pmdlb's health checks; BIRD AS 65001 learns table 100 protocol
 #                          200 and exports it with next hop 10.210.1.2 /
 #                          10.210.2.2 (pmdlb's announce.next_hops)
 #   servers    ${PFX}-rs1..N : eth0 10.210.9.1N/24 on brS, VIP on lo,
@@ -118,7 +119,7 @@ down() {
   rm -rf "$DIR"
 }
 
-director() { # role bridge mgmt-addr next-hop
+director() { # role bridge mgmt-addr next-hop check-addr
   local r=$1
   veth_pair lbrx "$r" "sw${r}rx" sw
   on_bridge "sw${r}rx" "$2"
@@ -126,9 +127,12 @@ director() { # role bridge mgmt-addr next-hop
   on_bridge "sw${r}tx" brS
   veth_pair lbmg "$r" "sw${r}mg" sw
   on_bridge "sw${r}mg" "$2"
+  veth_pair lbhc "$r" "sw${r}hc" sw
+  on_bridge "sw${r}hc" brS
   ns "$r" sysctl -qw net.ipv6.conf.lbrx.disable_ipv6=1 net.ipv6.conf.lbtx.disable_ipv6=1 \
-    net.ipv6.conf.lbmg.disable_ipv6=1
+    net.ipv6.conf.lbmg.disable_ipv6=1 net.ipv6.conf.lbhc.disable_ipv6=1
   ns "$r" ip addr add "$3/24" dev lbmg
+  ns "$r" ip addr add "$5/24" dev lbhc
   director_conf "$r" "$3" "$4" >"$DIR/$r.conf"
 }
 
@@ -165,8 +169,8 @@ up() {
   done
   ns cl ip route add default via 10.210.0.1
 
-  director da brA 10.210.1.3 10.210.1.2
-  director db brB 10.210.2.3 10.210.2.2
+  director da brA 10.210.1.3 10.210.1.2 10.210.9.4
+  director db brB 10.210.2.3 10.210.2.2 10.210.9.5
 
   for s in $(seq 1 "$servers"); do
     local r="rs$s"

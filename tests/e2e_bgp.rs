@@ -26,13 +26,20 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Both directors running and announcing; the router with both paths.
-fn two_directors(tag: &str) -> (BgpTopology, Director, Director) {
+/// Both directors running and announcing (A's service with `health_a`);
+/// the router with both paths.
+fn two_directors(tag: &str, health_a: &str) -> (BgpTopology, Director, Director) {
     let t = BgpTopology::up(tag, 2, 8);
     let pa = format!("{}-a", t.pfx);
     let pb = format!("{}-b", t.pfx);
-    let a = Director::start(&t, "da", &pa, &director_config(&pa, "da", &["10.210.9.11"]));
-    let b = Director::start(&t, "db", &pb, &director_config(&pb, "db", &["10.210.9.12"]));
+    let ca = director_config(&pa, "da", &["10.210.9.11"], health_a);
+    let a = Director::start(&t, "da", &pa, &ca);
+    let b = Director::start(
+        &t,
+        "db",
+        &pb,
+        &director_config(&pb, "db", &["10.210.9.12"], ""),
+    );
     let took = t.wait_paths(VIP, &[HOP_A, HOP_B], Duration::from_secs(20));
     assert!(
         took.is_some(),
@@ -90,7 +97,7 @@ fn table100(t: &BgpTopology, role: &str) -> String {
 #[test]
 fn drain_moves_new_clients_to_the_other_director_and_a_stop_withdraws_first() {
     let _g = lock();
-    let (t, mut a, b) = two_directors("d");
+    let (t, mut a, b) = two_directors("d", "");
     both_answer(&t);
     let st = a.ctl("status").unwrap();
     assert!(st.contains("announce: announcing"), "{st}");
@@ -167,7 +174,7 @@ fn drain_moves_new_clients_to_the_other_director_and_a_stop_withdraws_first() {
 #[test]
 fn a_dead_director_or_bird_loses_its_path_within_the_hold_time() {
     let _g = lock();
-    let (t, _a, mut b) = two_directors("k");
+    let (t, _a, mut b) = two_directors("k", "");
     both_answer(&t);
 
     // A's BIRD frozen: no keepalives, the router's hold timer expires.
@@ -230,4 +237,46 @@ fn a_dead_director_or_bird_loses_its_path_within_the_hold_time() {
     assert!(t0.elapsed() <= HOLD, "{:?}", t0.elapsed());
     assert!(table100(&t, "db").is_empty(), "{}", table100(&t, "db"));
     only(&t, &["rs1"]);
+}
+
+#[test]
+fn a_director_whose_service_loses_its_quorum_withdraws_and_announces_again_when_it_is_back() {
+    let _g = lock();
+    // A checks rs1 over its kernel interface on the server segment (lbhc):
+    // down after one failed connect (retry 0), back after one pass.
+    let health = "[service.health]\ndelay_loop = 1\nconnect_timeout = 1\nretry = 0\n\
+                  delay_before_retry = 1\nquorum = 1\n[[service.health.check]]\ntype = \"tcp\"\n";
+    let (mut t, a, _b) = two_directors("q", health);
+    both_answer(&t);
+    let t0 = Instant::now();
+    t.stop_server(1);
+    let took = t.wait_paths(VIP, &[HOP_B], Duration::from_secs(10));
+    assert!(
+        took.is_some(),
+        "quorum lost: router has {:?}\n{}",
+        t.router_paths(VIP),
+        a.log()
+    );
+    println!(
+        "quorum lost: A's path gone {} ms after rs1 stopped",
+        t0.elapsed().as_millis()
+    );
+    let st = a.ctl("status").unwrap();
+    assert!(st.contains("withdrawn (a service lost its quorum)"), "{st}");
+    only(&t, &["rs2"]);
+    let t0 = Instant::now();
+    t.start_server(1);
+    let took = t.wait_paths(VIP, &[HOP_A, HOP_B], Duration::from_secs(10));
+    assert!(
+        took.is_some(),
+        "quorum back: router has {:?}\n{}",
+        t.router_paths(VIP),
+        a.log()
+    );
+    println!(
+        "quorum back: A's path back {} ms after rs1 started",
+        t0.elapsed().as_millis()
+    );
+    both_answer(&t);
+    assert!(a.ctl("status").unwrap().contains("announce: announcing"));
 }

@@ -63,28 +63,11 @@ impl BgpTopology {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("index.html"), format!("rs{s}\n")).unwrap();
             std::fs::write(d.join("big"), vec![b'x'; 64 << 20]).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &t.ns(&format!("rs{s}"))])
-                .args(["python3", "-m", "http.server", "80", "--directory"])
-                .arg(&d)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start http.server");
+            let child = t.spawn_http(s);
             t.servers.push(child);
         }
         for s in 1..=servers {
-            let ns = t.ns(&format!("rs{s}"));
-            let up = wait_for(Duration::from_secs(10), || {
-                let out = Command::new("ip")
-                    .args(["netns", "exec", &ns, "ss", "-ltn"])
-                    .output()
-                    .ok()?;
-                String::from_utf8_lossy(&out.stdout)
-                    .contains(":80 ")
-                    .then_some(())
-            });
-            assert!(up.is_some(), "http server in {ns} did not start");
+            t.wait_listen(s, true);
         }
         t
     }
@@ -170,6 +153,44 @@ impl BgpTopology {
         self.script(&["bird", role]);
     }
 
+    /// Stops the HTTP server of real server `s` (1-based) and waits until
+    /// nothing listens on its port 80.
+    pub fn stop_server(&mut self, s: usize) {
+        let _ = self.servers[s - 1].kill();
+        let _ = self.servers[s - 1].wait();
+        self.wait_listen(s, false);
+    }
+
+    /// Starts the HTTP server of real server `s` again and waits until it
+    /// listens.
+    pub fn start_server(&mut self, s: usize) {
+        self.servers[s - 1] = self.spawn_http(s);
+        self.wait_listen(s, true);
+    }
+
+    fn spawn_http(&self, s: usize) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+            .args(["python3", "-m", "http.server", "80", "--directory"])
+            .arg(self.www.join(format!("rs{s}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start http.server")
+    }
+
+    fn wait_listen(&self, s: usize, listening: bool) {
+        let ns = self.ns(&format!("rs{s}"));
+        let done = wait_for(Duration::from_secs(10), || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-ltn"])
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).contains(":80 ") == listening).then_some(())
+        });
+        assert!(done.is_some(), "{ns}: port 80 listening != {listening}");
+    }
+
     /// SIGKILLs the BIRD of `role`.
     pub fn kill_bird(&self, role: &str) {
         let pid =
@@ -195,8 +216,9 @@ impl Drop for BgpTopology {
 
 /// One director's part of a pmdlb configuration: its ports, its TX
 /// address on the server segment, its next hop, `[announce]` and one
-/// service on the VIP port 80 with `servers` (addresses).
-pub fn director_config(prefix: &str, role: &str, servers: &[&str]) -> String {
+/// service on the VIP port 80 with `servers` (addresses); `health` is
+/// appended to the service (e.g. a `[service.health]` table).
+pub fn director_config(prefix: &str, role: &str, servers: &[&str], health: &str) -> String {
     let (tx_addr, next_hop) = match role {
         "da" => ("10.210.9.2", "10.210.1.2"),
         _ => ("10.210.9.3", "10.210.2.2"),
@@ -237,7 +259,7 @@ next_hops = ["{next_hop}"]
 vip = "{VIP}"
 port = 80
 scheduler = "rr"
-{servers}"#
+{servers}{health}"#
     )
 }
 
