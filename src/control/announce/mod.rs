@@ -104,11 +104,11 @@ impl Announcer {
             if was_on != is_on {
                 self.changes += 1;
             }
-            if was_on != is_on || was.is_none() {
-                match hold {
-                    None => println!("pmdlb: announce: {vip} announced"),
-                    Some(h) => println!("pmdlb: announce: {vip} withdrawn ({h})"),
-                }
+            match (hold, was_on != is_on, was.is_none()) {
+                (None, true, _) => println!("pmdlb: announce: {vip} announced"),
+                (Some(h), true, _) => println!("pmdlb: announce: {vip} withdrawn ({h})"),
+                (Some(h), false, true) => println!("pmdlb: announce: {vip} not announced ({h})"),
+                _ => {}
             }
         }
         for (vip, _) in self
