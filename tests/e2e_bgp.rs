@@ -280,3 +280,70 @@ fn a_director_whose_service_loses_its_quorum_withdraws_and_announces_again_when_
     both_answer(&t);
     assert!(a.ctl("status").unwrap().contains("announce: announcing"));
 }
+
+/// Packets director `d` has transmitted (`ctl stats`, tx_sent total).
+fn tx_sent(d: &Director) -> u64 {
+    let st = d.ctl("stats").unwrap();
+    st.lines()
+        .find(|l| l.starts_with("tx_sent "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no tx_sent in\n{st}"))
+}
+
+#[test]
+fn with_maglev_and_sloppy_tcp_a_download_survives_its_director_being_drained() {
+    let _g = lock();
+    // Both directors with both servers, mh and sloppy_tcp: the same choice
+    // for a flow wherever ECMP sends it.
+    let t = BgpTopology::up("m", 2, 8);
+    let (pa, pb) = (format!("{}-a", t.pfx), format!("{}-b", t.pfx));
+    let both = ["10.210.9.11", "10.210.9.12"];
+    let a = Director::start(&t, "da", &pa, &director_config(&pa, "da", &both, ""));
+    let b = Director::start(&t, "db", &pb, &director_config(&pb, "db", &both, ""));
+    b.ctl("drain").unwrap();
+    assert!(t
+        .wait_paths(VIP, &[HOP_A], Duration::from_secs(20))
+        .is_some());
+    // A 16 MiB download at 2 MB/s (8 s), started through A only.
+    let dl = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("cl"),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code} %{size_download}", "-m", "30"])
+        .args(["--limit-rate", "2M", "--interface", "10.210.0.2"])
+        .arg(format!("http://{VIP}/big"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    // B back, A drained: the router moves the flow to B mid-download.
+    let b_before = tx_sent(&b);
+    b.ctl("undrain").unwrap();
+    assert!(t.wait_paths(VIP, &[HOP_A, HOP_B], WITHDRAW_WAIT).is_some());
+    a.ctl("drain").unwrap();
+    assert!(t.wait_paths(VIP, &[HOP_B], WITHDRAW_WAIT).is_some());
+    let a_after = tx_sent(&a);
+    let out = dl.wait_with_output().unwrap();
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(got, format!("200 {}", 16 << 20), "the download broke");
+    let b_carried = tx_sent(&b) - b_before;
+    let a_carried = tx_sent(&a) - a_after;
+    println!(
+        "moved download: completed; B forwarded {b_carried} packets since the move, A {a_carried} after its drain"
+    );
+    assert!(
+        b_carried > 50,
+        "the flow did not move to B ({b_carried} packets)"
+    );
+    assert!(
+        a_carried < 10,
+        "A still carried the flow ({a_carried} packets)"
+    );
+}

@@ -46,7 +46,7 @@ impl BgpTopology {
     /// Builds the topology with `servers` real servers (10.210.9.1N) and
     /// `clients` client addresses (10.210.0.2 ..), starts BIRD in the
     /// router and both directors and an HTTP server on port 80 of every
-    /// real server answering its own name (and a 64 MiB `big` file).
+    /// real server answering its own name (and a 16 MiB `big` file).
     pub fn up(tag: &str, servers: usize, clients: usize) -> BgpTopology {
         let pfx = format!("pb{}{}", tag, std::process::id() % 10000);
         let dir = std::env::temp_dir().join(format!("{pfx}-bird"));
@@ -62,7 +62,7 @@ impl BgpTopology {
             let d = t.www.join(format!("rs{s}"));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("index.html"), format!("rs{s}\n")).unwrap();
-            std::fs::write(d.join("big"), vec![b'x'; 64 << 20]).unwrap();
+            std::fs::write(d.join("big"), vec![b'x'; 16 << 20]).unwrap();
             let child = t.spawn_http(s);
             t.servers.push(child);
         }
@@ -216,9 +216,16 @@ impl Drop for BgpTopology {
 
 /// One director's part of a pmdlb configuration: its ports, its TX
 /// address on the server segment, its next hop, `[announce]` and one
-/// service on the VIP port 80 with `servers` (addresses); `health` is
-/// appended to the service (e.g. a `[service.health]` table).
+/// service on the VIP port 80 with `servers` (addresses; several: the mh
+/// scheduler and sloppy_tcp, so directors with the same servers pick the
+/// same one for a flow, also mid-connection); `health` is appended to the
+/// service (e.g. a `[service.health]` table).
 pub fn director_config(prefix: &str, role: &str, servers: &[&str], health: &str) -> String {
+    let (scheduler, sloppy) = if servers.len() > 1 {
+        ("mh", true)
+    } else {
+        ("rr", false)
+    };
     let (tx_addr, next_hop) = match role {
         "da" => ("10.210.9.2", "10.210.1.2"),
         _ => ("10.210.9.3", "10.210.2.2"),
@@ -250,6 +257,9 @@ persistence = 65536
 [neighbours]
 retry_ms = 200
 
+[ipvs]
+sloppy_tcp = {sloppy}
+
 [announce]
 table = 100
 protocol = 200
@@ -258,7 +268,7 @@ next_hops = ["{next_hop}"]
 [[service]]
 vip = "{VIP}"
 port = 80
-scheduler = "rr"
+scheduler = "{scheduler}"
 {servers}{health}"#
     )
 }
