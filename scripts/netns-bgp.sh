@@ -140,6 +140,8 @@ up() {
   local servers=${1:-2} clients=${2:-8}
   command -v bird >/dev/null || { echo "netns-bgp: bird not found; run scripts/install-deps.sh" >&2; exit 1; }
   down
+  # A step that fails leaves nothing half built.
+  trap down ERR
   mkdir -p "$DIR"
   for n in cl sw rt da db $(seq -f "rs%g" 1 "$servers"); do
     ip netns add "$PFX-$n"
@@ -186,6 +188,7 @@ up() {
 
   router_conf >"$DIR/rt.conf"
   for r in rt da db; do bird_start "$r"; done
+  trap - ERR
   echo "netns-bgp: topology $PFX up ($servers servers, $clients clients, VIP $VIP; BIRD sockets $DIR/{rt,da,db}.ctl)"
 }
 

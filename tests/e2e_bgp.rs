@@ -149,24 +149,26 @@ fn drain_moves_new_clients_to_the_other_director_and_a_stop_withdraws_first() {
     let st = b.ctl("status").unwrap();
     assert!(st.contains("changes 1 "), "B announced once:\n{st}");
 
-    // A clean stop withdraws the route before the workers stop.
+    // A clean stop withdraws the route before the workers stop: the
+    // router is down to B's path while A still runs (stop_delay_ms 500).
     let t0 = Instant::now();
+    a.send_term();
+    let took = t.wait_paths(VIP, &[HOP_B], WITHDRAW_WAIT);
+    let alive = a.running();
+    assert!(took.is_some(), "stop: router has {:?}", t.router_paths(VIP));
+    println!(
+        "stop: router down to one path {} ms after SIGTERM, pmdlb still running: {alive}",
+        t0.elapsed().as_millis()
+    );
+    assert!(alive, "pmdlb exited before the router lost its path");
     assert_eq!(a.terminate(), Some(0), "{}", a.log());
     let log = a.log();
     let withdrawn = log.find("routes withdrawn in").expect(&log);
+    let delay = log.find("forwarding 500 ms more").expect(&log);
     let final_stats = log.find("final statistics").expect(&log);
     assert!(
-        withdrawn < final_stats,
+        withdrawn < delay && delay < final_stats,
         "withdrawn after the workers stopped:\n{log}"
-    );
-    assert!(
-        t.wait_paths(VIP, &[HOP_B], WITHDRAW_WAIT).is_some(),
-        "stop: router has {:?}",
-        t.router_paths(VIP)
-    );
-    println!(
-        "stop: router down to one path {} ms after SIGTERM",
-        t0.elapsed().as_millis()
     );
     only(&t, &["rs2"]);
 }

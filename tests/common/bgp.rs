@@ -264,6 +264,7 @@ sloppy_tcp = {sloppy}
 table = 100
 protocol = 200
 next_hops = ["{next_hop}"]
+stop_delay_ms = 500
 
 [[service]]
 vip = "{VIP}"
@@ -347,6 +348,22 @@ impl Director {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_term(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Whether pmdlb has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGTERM, then waits (bounded) for the exit; the exit code.

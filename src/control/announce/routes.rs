@@ -265,6 +265,7 @@ mod tests {
             device: "pmdlb0".into(),
             own_device: true,
             next_hops: Vec::new(),
+            stop_delay_ms: 0,
         }
     }
 

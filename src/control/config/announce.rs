@@ -38,6 +38,9 @@ pub struct AnnounceSettings {
     /// Addresses pmdlb answers ARP/ND for on the RX NIC but never
     /// announces: the BGP next hops routers send VIP traffic to.
     pub next_hops: Vec<IpAddr>,
+    /// On a stop, how long the workers keep forwarding after the routes
+    /// are withdrawn (time for the routers to converge), milliseconds.
+    pub stop_delay_ms: u32,
 }
 
 /// `[announce]`, if present; adds the next hops to `vips` (ARP and ping
@@ -56,6 +59,7 @@ pub(super) fn settings(
         c.err("announce.device", why);
     }
     let next_hops = next_hops(c, &raw.next_hops, vips);
+    let stop_delay_ms = c.int("announce.stop_delay_ms", raw.stop_delay_ms, 0, 0, 60_000) as u32;
     Some(AnnounceSettings {
         table,
         protocol,
@@ -63,6 +67,7 @@ pub(super) fn settings(
         device,
         own_device: raw.own_device.unwrap_or(true),
         next_hops,
+        stop_delay_ms,
     })
 }
 
@@ -192,6 +197,10 @@ mod tests {
             ("protocol = 12", &["announce.protocol", "BIRD"]),
             ("protocol = 3", &["announce.protocol", "5..=255"]),
             ("metric = -1", &["announce.metric"]),
+            (
+                "stop_delay_ms = 60001",
+                &["announce.stop_delay_ms", "0..=60000"],
+            ),
             ("device = \"a b\"", &["announce.device", "interface name"]),
             ("peer = 1", &["unknown field"]),
         ] {

@@ -268,6 +268,7 @@ pub struct RawAnnounce {
     pub own_device: Option<bool>,
     #[serde(default)]
     pub next_hops: Vec<String>,
+    pub stop_delay_ms: Option<i64>,
 }
 
 /// `[[vip]]`.

@@ -83,6 +83,13 @@ impl ControlPlane<'_> {
                 "pmdlb: announce: routes withdrawn in {} ms, before the workers stop",
                 t.elapsed().as_millis()
             );
+            let delay = self.cfg.announce().map_or(0, |s| s.stop_delay_ms);
+            if delay > 0 {
+                // The workers still forward what the routers send while
+                // they converge; nothing else is left for this loop to do.
+                println!("pmdlb: announce: forwarding {delay} ms more (announce.stop_delay_ms)");
+                std::thread::sleep(Duration::from_millis(u64::from(delay)));
+            }
         } else {
             eprintln!(
                 "pmdlb: announce: routes not confirmed withdrawn after {} s; stopping anyway",
