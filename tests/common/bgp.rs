@@ -392,8 +392,10 @@ impl Drop for Director {
     }
 }
 
-/// EAL's runtime directory and any hugepage files of `prefix`.
+/// EAL's runtime directory, any hugepage files and the control socket of
+/// `prefix` (a SIGKILLed pmdlb leaves them).
 fn remove_eal_files(prefix: &str) {
+    let _ = std::fs::remove_file(format!("/run/pmdlb/{prefix}.sock"));
     let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
     if let Ok(dir) = std::fs::read_dir("/dev/hugepages") {
         for e in dir.flatten() {
