@@ -68,7 +68,8 @@ enum Cmd {
         quiet: bool,
     },
     /// Send a command to a running pmdlb: stats | servers [--stats [--exact] | --rate] |
-    /// weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | stop.
+    /// weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | status | drain |
+    /// undrain | stop (drain withdraws the VIP routes of [announce] and keeps forwarding).
     ///
     /// SERVICE is tcp:VIP:PORT, udp:VIP:PORT, sctp:VIP:PORT or fwmark:N.
     Ctl {

@@ -2,6 +2,9 @@
 //! wrappers all use, with no DPDK in them: a cache-line prefetch, the cycle
 //! counter, and the transparent-huge-page hint for the big tables. One of
 //! the three modules allowed `unsafe`; each block says why it is sound.
+//! [`tun`]: the process-lived interface the VIP announcement routes use.
+
+pub mod tun;
 
 /// Size of an x86-64 (and arm64 4K-granule) transparent huge page.
 pub const HUGE_PAGE: usize = 2 << 20;

@@ -395,6 +395,13 @@ impl<'eal> Director<'eal> {
         })
     }
 
+    /// Whether every port's link is up (a port whose state cannot be read
+    /// counts as down).
+    pub fn links_up(&self) -> bool {
+        let up = |p: &dpdk::port::Port| p.link().is_ok_and(|l| l.up);
+        up(&self.ports.rx) && self.ports.tx.as_ref().map_or(true, up)
+    }
+
     /// Whether live capture is served.
     pub fn pdump(&self) -> bool {
         self.pdump.is_some()

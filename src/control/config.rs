@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod announce;
 mod health;
 mod raw;
 mod services;
@@ -17,6 +18,8 @@ pub mod values;
 mod tests;
 
 use std::fmt;
+
+pub use announce::{check_device_name, AnnounceSettings};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -266,6 +269,7 @@ pub struct Config {
     state_flags: StateFlags,
     neighbours: NeighbourSettings,
     metrics: MetricsSettings,
+    announce: Option<AnnounceSettings>,
     vips: Vec<VipSpec>,
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
@@ -410,6 +414,7 @@ impl Config {
         diff("[tables]", self.tables == new.tables);
         diff("[neighbours]", self.neighbours == new.neighbours);
         diff("[metrics]", self.metrics == new.metrics);
+        diff("[announce]", self.announce == new.announce);
         diff(
             "health checks",
             self.health == new.health && self.quorums == new.quorums,
@@ -501,6 +506,11 @@ impl Config {
     /// `[metrics]`.
     pub fn metrics(&self) -> &MetricsSettings {
         &self.metrics
+    }
+
+    /// `[announce]`: the VIP host routes for BGP (`None`: not announced).
+    pub fn announce(&self) -> Option<&AnnounceSettings> {
+        self.announce.as_ref()
     }
 
     /// Every VIP pmdlb answers for: the `[[vip]]` entries first, then the

@@ -36,7 +36,11 @@
 //! - `weight SERVICE SERVER WEIGHT` — set a weight (0 = quiescent)
 //! - `remove SERVICE SERVER` — take a server out (`expire_nodest_conn` applies)
 //! - `reload` — re-read the configuration and apply what may change (as SIGHUP)
-//! - `stop` — graceful stop, as SIGTERM
+//! - `stop` — graceful stop, as SIGTERM (VIP routes withdrawn first)
+//! - `status` — the VIP announcement (`[announce]`): state, each VIP, counts
+//! - `drain` — withdraw the VIP routes and keep forwarding (graceful drain
+//!   before maintenance: routers move new flows to the other directors)
+//! - `undrain` — announce the VIPs again
 //!
 //! SERVICE is `tcp:VIP:PORT`, `udp:VIP:PORT`, `sctp:VIP:PORT` (IPv6 VIP in
 //! brackets: `tcp:[fd00::1]:80`) or `fwmark:N`; SERVER is an address.
@@ -90,6 +94,12 @@ pub enum Command {
     Stop,
     /// Re-read the configuration (as SIGHUP).
     Reload,
+    /// The VIP announcement's state.
+    Status,
+    /// Withdraw the VIP routes, keep forwarding.
+    Drain,
+    /// Announce the VIPs again after a drain.
+    Undrain,
 }
 
 /// Parses `tcp:10.0.0.1:80`, `udp:[fd00::1]:53` or `fwmark:7`.
@@ -141,6 +151,9 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ["servers", "--rate" | "rate"] => Ok(Command::ServerRates),
         ["stop"] => Ok(Command::Stop),
         ["reload"] => Ok(Command::Reload),
+        ["status"] => Ok(Command::Status),
+        ["drain"] => Ok(Command::Drain),
+        ["undrain"] => Ok(Command::Undrain),
         ["weight", svc, server, w] => Ok(Command::Weight {
             service: parse_service(svc)?,
             server: addr(server)?,
@@ -148,7 +161,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }),
         ["remove", svc, server] => Ok(Command::Remove { service: parse_service(svc)?, server: addr(server)? }),
         _ => Err(format!(
-            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | stop"
+            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | status | drain | undrain | stop"
         )),
     }
 }
@@ -586,6 +599,10 @@ mod tests {
             Ok(Command::ServerStats { exact: true })
         );
         assert_eq!(parse("servers --rate"), Ok(Command::ServerRates));
+        assert_eq!(parse("drain"), Ok(Command::Drain));
+        assert_eq!(parse("undrain"), Ok(Command::Undrain));
+        assert_eq!(parse("status"), Ok(Command::Status));
+        assert!(parse("drain now").is_err());
         assert_eq!(
             parse("weight tcp:10.0.0.1:80 10.0.1.11 0"),
             Ok(Command::Weight {

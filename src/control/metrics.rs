@@ -73,6 +73,24 @@ pub struct Exposition<'a> {
     /// Per real server (`RsId` order) with health checks: `(up, checks
     /// run, checks failed)`; `None` for unchecked servers.
     pub health: &'a [Option<HealthSample>],
+    /// The VIP announcement, when `[announce]` is configured.
+    pub announce: Option<AnnounceSample>,
+}
+
+/// The VIP announcement's state for the exposition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnounceSample {
+    /// Every VIP that should be announced has its route installed, and
+    /// at least one has.
+    pub announcing: bool,
+    /// `pmdlb ctl drain` is in effect.
+    pub drained: bool,
+    /// Host routes installed now.
+    pub routes: u64,
+    /// Times a VIP's announcement changed (added or withdrawn).
+    pub changes: u64,
+    /// Route commands that failed.
+    pub failures: u64,
 }
 
 /// One checked server's health for the exposition.
@@ -194,7 +212,50 @@ impl Exposition<'_> {
         self.tables_part(&mut out);
         self.traffic_part(&mut out);
         self.health_part(&mut out);
+        self.announce_part(&mut out);
         out
+    }
+
+    fn announce_part(&self, out: &mut String) {
+        let Some(a) = self.announce else {
+            return;
+        };
+        let one = |v: u64| vec![(String::new(), v)];
+        family(
+            out,
+            "pmdlb_announcing",
+            "gauge",
+            "1 while pmdlb has the host routes of its VIPs in its announce table (BGP exports them).",
+            &one(u64::from(a.announcing)),
+        );
+        family(
+            out,
+            "pmdlb_drained",
+            "gauge",
+            "1 after pmdlb ctl drain: routes withdrawn, forwarding continues.",
+            &one(u64::from(a.drained)),
+        );
+        family(
+            out,
+            "pmdlb_announce_routes",
+            "gauge",
+            "VIP host routes installed in the announce table.",
+            &one(a.routes),
+        );
+        family(
+            out,
+            "pmdlb_announce_changes_total",
+            "counter",
+            "VIP announcements added or withdrawn.",
+            &one(a.changes),
+        );
+        family(
+            out,
+            "pmdlb_announce_failures_total",
+            "counter",
+            "Route commands (ip route) that failed; retried.",
+            &one(a.failures),
+        );
     }
 
     fn health_part(&self, out: &mut String) {
@@ -506,6 +567,46 @@ impl Exposition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn announce_families_only_when_configured() {
+        let snap = Snapshot::new(&[]);
+        let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
+        let render = |announce| {
+            Exposition {
+                workers: &[],
+                snap: &snap,
+                traffic: &book,
+                conn_capacity: 0,
+                templates: 0,
+                template_capacity: 0,
+                mbufs_in_use: 0,
+                mbufs: 0,
+                stale: &[],
+                health: &[],
+                announce,
+            }
+            .render()
+        };
+        assert!(!render(None).contains("pmdlb_announc"));
+        let text = render(Some(AnnounceSample {
+            announcing: false,
+            drained: true,
+            routes: 0,
+            changes: 3,
+            failures: 1,
+        }));
+        for line in [
+            "pmdlb_announcing 0",
+            "pmdlb_drained 1",
+            "pmdlb_announce_routes 0",
+            "pmdlb_announce_changes_total 3",
+            "pmdlb_announce_failures_total 1",
+            "# TYPE pmdlb_announce_changes_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {

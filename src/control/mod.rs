@@ -1,9 +1,10 @@
-//! Control plane: the ipvsadm command line (`pmdlb admin`), configuration and validation, the `pmdlb check` summary,
+//! Control plane: the ipvsadm command line (`pmdlb admin`), configuration and validation, the `pmdlb check` summary, the VIP announcement for BGP,
 //! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
 //! runtime commands over the control socket, traffic counters and rates,
 //! the Prometheus metrics listener and DPDK telemetry commands.
 
 pub mod admin;
+pub mod announce;
 pub mod bringup;
 pub mod config;
 pub mod ctl;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::control::admin::client::decode_request;
 use crate::control::admin::serve::Handled;
 use crate::control::admin::AdminError;
+use crate::control::announce::{AnnounceError, Announcer};
 use crate::control::bringup::{start_eal, Director, Shared, Via};
 use crate::control::config::Config;
 use crate::control::ctl::{socket_path, Answer, Command, CtlServer};
@@ -39,6 +40,7 @@ use crate::lb::spec::{ServiceAddr, ServiceSpec};
 use crate::lb::types::RsId;
 use crate::wire::ethernet::MacAddr;
 
+mod announce;
 mod conns;
 mod host;
 mod reload;
@@ -89,6 +91,9 @@ pub enum RunError {
     /// The health checks could not start.
     #[error(transparent)]
     Health(#[from] HealthError),
+    /// The VIP announcement could not start.
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
     /// A worker stopped by itself (panic).
     #[error("{0}")]
     Worker(String),
@@ -277,6 +282,9 @@ pub struct ControlPlane<'a> {
     buf: [u8; 128],
     /// `-L -c` requests waiting for the workers' connection dumps.
     listings: conns::Listings,
+    /// The VIP routes for BGP (`[announce]`); withdrawn before the
+    /// workers stop.
+    announcer: Option<Announcer>,
     director: Director<'a>,
 }
 
@@ -332,6 +340,7 @@ impl<'a> ControlPlane<'a> {
             println!("pmdlb: metrics at http://{a}/metrics");
         }
         let checks = Runner::start(cfg.health())?;
+        let announcer = cfg.announce().map(Announcer::start).transpose()?;
         let ctl_path = socket_path(&cfg.eal().file_prefix);
         let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
             path: ctl_path.display().to_string(),
@@ -369,6 +378,7 @@ impl<'a> ControlPlane<'a> {
             rx_mac,
             buf: [0u8; 128],
             listings: conns::Listings::default(),
+            announcer,
             director,
         })
     }
@@ -433,6 +443,8 @@ impl<'a> ControlPlane<'a> {
             let (health, snap) = (&mut self.health, &self.current.snap());
             r.drain(|ev| health.on_event(snap, ev));
         }
+        self.announce_tick();
+        let announce = self.announcer.as_mut().map(Announcer::sample);
         let templates = self.templates();
         let (cfg, persist, director, resolver, health) = (
             self.cfg,
@@ -450,6 +462,7 @@ impl<'a> ControlPlane<'a> {
                 mbufs: u64::from(director.mbufs()),
                 stale: resolver.stale(now),
                 health: health.samples(),
+                announce,
             });
         self.stats_line(now);
         if self.stop.load(Ordering::Relaxed) {
@@ -516,6 +529,7 @@ impl<'a> ControlPlane<'a> {
                 Answer::ok("stopping\n")
             }
             Command::Reload => self.reload(),
+            Command::Status | Command::Drain | Command::Undrain => self.announce_command(&c),
             Command::Stats => Answer::ok(format!(
                 "{}persistence templates live: {}\n{}\n{}\n{}",
                 full_table(&self.director.workers.read()),
@@ -595,11 +609,13 @@ impl<'a> ControlPlane<'a> {
         servers_table(self.current.snap(), &self.current.specs, &self.health)
     }
 
-    /// Stops: stops and joins the workers, prints the final statistics,
+    /// Stops: withdraws the VIP routes (while the workers still forward),
+    /// stops and joins the workers, prints the final statistics,
     /// closes the control socket (answers already given, a `stop` answer
     /// included, still reach their clients; later requests hear that pmdlb
     /// is stopping) and tears the director down.
     pub fn finish(mut self, ended: Ended) -> Result<(), RunError> {
+        self.withdraw_routes();
         drop(self.checks.take());
         let failure = self.director.workers.stop();
         self.print_final();

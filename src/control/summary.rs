@@ -186,6 +186,27 @@ pub fn summary(cfg: &Config) -> String {
         n.retry_ms,
         on_off(n.gratuitous_arp)
     );
+    if let Some(a) = cfg.announce() {
+        let hops: Vec<String> = a.next_hops.iter().map(|h| h.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "Announce  table {} proto {} metric {} dev {} ({})  next hops {}",
+            a.table,
+            a.protocol,
+            a.metric,
+            a.device,
+            if a.own_device {
+                "pmdlb's TUN"
+            } else {
+                "existing"
+            },
+            if hops.is_empty() {
+                "none".to_owned()
+            } else {
+                hops.join(", ")
+            }
+        );
+    }
 
     let _ = writeln!(o, "\nServices ({})", cfg.services().len());
     let mut rs_id = 0usize;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::control::http::{HttpError, MetricsBody, MetricsServer};
-use crate::control::metrics::{Exposition, HealthSample};
+use crate::control::metrics::{AnnounceSample, Exposition, HealthSample};
 use crate::control::traffic::{rate_table, stats_table, TrafficBook};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::traffic::PublishedTraffic;
@@ -38,6 +38,8 @@ pub struct Gauges {
     pub stale: Vec<IpAddr>,
     /// Health of each checked server (`RsId` order).
     pub health: Vec<Option<HealthSample>>,
+    /// The VIP announcement (`None`: not configured).
+    pub announce: Option<AnnounceSample>,
 }
 
 /// The observers' side of the control loop.
@@ -105,6 +107,7 @@ impl Watch {
             mbufs: g.mbufs,
             stale: &g.stale,
             health: &g.health,
+            announce: g.announce,
         }
         .render();
         self.body.publish(text);

@@ -88,6 +88,7 @@ pub fn scratch(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
 }
+pub mod bgp;
 pub mod netns;
 pub mod running;
 pub mod tunnel;

@@ -134,6 +134,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub control: RawControl,
+    pub announce: Option<RawAnnounce>,
     #[serde(default)]
     pub vip: Vec<RawVip>,
     #[serde(default)]
@@ -254,6 +255,20 @@ pub struct RawNeighbours {
 #[serde(deny_unknown_fields)]
 pub struct RawMetrics {
     pub listen: Option<String>,
+}
+
+/// `[announce]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnnounce {
+    pub table: Option<i64>,
+    pub protocol: Option<i64>,
+    pub metric: Option<i64>,
+    pub device: Option<String>,
+    pub own_device: Option<bool>,
+    #[serde(default)]
+    pub next_hops: Vec<String>,
+    pub stop_delay_ms: Option<i64>,
 }
 
 /// `[[vip]]`.

@@ -963,6 +963,7 @@ fn all_example_files_load() {
         [
             "af_packet.toml",
             "baremetal.toml",
+            "bgp-director.toml",
             "memif.toml",
             "pcap.toml",
             "reference.toml",

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::raw::{RawConfig, StrOrInt};
-use super::{health, services, settings};
+use super::{announce, health, services, settings};
 use super::{
     Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
     Warning,
@@ -254,7 +254,8 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
     if let Some(path) = &raw.control.rules {
         rules_file(&mut c, origin, path, &mut services);
     }
-    let vips = services::vips(&mut c, &raw.vip, &services, &marks);
+    let mut vips = services::vips(&mut c, &raw.vip, &services, &marks);
+    let announce = announce::settings(&mut c, raw.announce.as_ref(), &mut vips);
     services::cross_checks(&mut c, &services, &marks, &ports);
     services::mh_limits(&mut c, &services, tables.mh_size);
     let cap = tables.capacity();
@@ -305,6 +306,7 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
             state_flags,
             neighbours,
             metrics,
+            announce,
             vips,
             marks,
             services,

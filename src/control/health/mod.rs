@@ -347,6 +347,28 @@ impl Effects {
         self.quorums.get(svc)?.as_ref().map(|q| q.1)
     }
 
+    /// Whether a service can take clients, for the VIP announcement: its
+    /// quorum where one is configured; else, where any of its servers is
+    /// checked, at least one checked server up or one unchecked server
+    /// (keepalived's default quorum of 1); a service with no checks is.
+    pub fn service_healthy(&self, snap: &Snapshot, svc: usize) -> bool {
+        if let Some(has) = self.has_quorum(svc) {
+            return has;
+        }
+        let Some(st) = snap.service(ServiceId(svc as u32)) else {
+            return true;
+        };
+        let mut checked = false;
+        for rs in st.servers.iter().map(|r| r.id) {
+            match self.view(rs) {
+                Some(v) if v.up => return true,
+                Some(_) => checked = true,
+                None => return true,
+            }
+        }
+        !checked
+    }
+
     fn after(&mut self, snap: &Snapshot, rs: RsId) {
         self.apply(snap, rs);
         if let Some(&svc) = self.svc_of.get(rs.0 as usize) {
@@ -580,6 +602,37 @@ mod tests {
     }
 
     #[test]
+    fn a_service_is_healthy_for_the_announcement_while_a_checked_server_is_up() {
+        let s = snap();
+        assert!(Effects::new(&s, &[None, None, None], &[]).service_healthy(&s, 0));
+        let two = [checks(false, false), checks(false, false), None];
+        let mut e = Effects::new(&s, &[two[0].clone(), two[1].clone(), None], &[]);
+        e.on_event(&s, server(0, false));
+        e.on_event(&s, server(1, false));
+        assert!(e.service_healthy(&s, 0), "the unchecked server counts");
+        let mut e = Effects::new(&s, &[two[0].clone(), two[1].clone(), two[0].clone()], &[]);
+        e.on_event(&s, server(0, false));
+        e.on_event(&s, server(1, false));
+        assert!(e.service_healthy(&s, 0), "rs2 still up");
+        e.on_event(&s, server(2, false));
+        assert!(!e.service_healthy(&s, 0), "every checked server down");
+        e.on_event(&s, server(1, true));
+        assert!(e.service_healthy(&s, 0));
+    }
+
+    #[test]
+    fn a_service_with_quorum_is_healthy_while_it_has_it() {
+        let (s, q) = with_sorry(10, 0, false, None);
+        let c = checks(false, false);
+        let mut e = Effects::new(&s, &[c.clone(), c.clone(), c, None], &q);
+        assert!(e.service_healthy(&s, 0), "15 of quorum 10");
+        e.on_event(&s, server(0, false));
+        assert!(e.service_healthy(&s, 0), "10 of 10");
+        e.on_event(&s, server(1, false));
+        assert!(!e.service_healthy(&s, 0), "5 of 10: lost");
+    }
+
+    #[test]
     fn alpha_servers_start_out_of_service() {
         let s = snap();
         let e = Effects::new(
@@ -795,6 +848,7 @@ mod exposition_tests {
                 mbufs: 0,
                 stale: &[],
                 health,
+                announce: None,
             }
             .render()
         };

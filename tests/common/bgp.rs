@@ -1,0 +1,407 @@
+//! Several-directors harness: the topology of `scripts/netns-bgp.sh` (a
+//! router running BIRD with ECMP, two director namespaces each with its own
+//! BIRD, real servers, clients), python HTTP servers on the real servers,
+//! and one pmdlb per director on net_af_packet. Everything — namespaces,
+//! BIRD daemons, pmdlb processes, EAL files — is removed on drop, also
+//! when a test fails.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The VIP of the topology.
+pub const VIP: &str = "10.210.100.100";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Waits until `f` gives `Some`, retrying every 50 ms, up to `within`;
+/// returns the value and how long it took, or `None` on timeout.
+pub fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<(T, Duration)> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some((v, start.elapsed()));
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The topology, its BIRD daemons and its HTTP servers.
+pub struct BgpTopology {
+    pub pfx: String,
+    /// BIRD's configurations, sockets, pid files and logs.
+    pub dir: PathBuf,
+    www: PathBuf,
+    servers: Vec<Child>,
+}
+
+impl BgpTopology {
+    /// Builds the topology with `servers` real servers (10.210.9.1N) and
+    /// `clients` client addresses (10.210.0.2 ..), starts BIRD in the
+    /// router and both directors and an HTTP server on port 80 of every
+    /// real server answering its own name (and a 16 MiB `big` file).
+    pub fn up(tag: &str, servers: usize, clients: usize) -> BgpTopology {
+        let pfx = format!("pb{}{}", tag, std::process::id() % 10000);
+        let dir = std::env::temp_dir().join(format!("{pfx}-bird"));
+        let www = std::env::temp_dir().join(format!("{pfx}-www"));
+        let mut t = BgpTopology {
+            pfx,
+            dir,
+            www,
+            servers: Vec::new(),
+        };
+        t.script(&["up", &servers.to_string(), &clients.to_string()]);
+        for s in 1..=servers {
+            let d = t.www.join(format!("rs{s}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("index.html"), format!("rs{s}\n")).unwrap();
+            std::fs::write(d.join("big"), vec![b'x'; 16 << 20]).unwrap();
+            let child = t.spawn_http(s);
+            t.servers.push(child);
+        }
+        for s in 1..=servers {
+            t.wait_listen(s, true);
+        }
+        t
+    }
+
+    fn script(&self, args: &[&str]) {
+        let st = Command::new(repo().join("scripts/netns-bgp.sh"))
+            .args(args)
+            .env("PMDLB_NS_PREFIX", &self.pfx)
+            .env("PMDLB_BGP_DIR", &self.dir)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run scripts/netns-bgp.sh");
+        assert!(st.success(), "scripts/netns-bgp.sh {args:?} failed");
+    }
+
+    /// The namespace of `role` (cl, rt, da, db, rs1, ...).
+    pub fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.pfx)
+    }
+
+    /// `birdc -s SOCKET ARGS` for the BIRD of `role` (rt, da, db).
+    pub fn birdc(&self, role: &str, args: &str) -> String {
+        let out = Command::new("birdc")
+            .arg("-s")
+            .arg(self.dir.join(format!("{role}.ctl")))
+            .args(args.split_whitespace())
+            .output()
+            .expect("run birdc");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether the router's BGP sessions to both directors are up.
+    pub fn sessions_established(&self) -> bool {
+        let p = self.birdc("rt", "show protocols");
+        p.lines()
+            .filter(|l| l.starts_with("da ") || l.starts_with("db "))
+            .filter(|l| l.contains("Established"))
+            .count()
+            == 2
+    }
+
+    /// The next hops of the router's kernel route to `vip` (empty: none).
+    pub fn router_paths(&self, vip: &str) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns("rt"), "route", "show", vip])
+            .output()
+            .expect("ip route show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[0] == "via")
+            .map(|w| w[1].to_owned())
+            .collect()
+    }
+
+    /// Waits (bounded) until the router's route to `vip` has exactly
+    /// `hops` as next hops (sorted); returns how long it took.
+    pub fn wait_paths(&self, vip: &str, hops: &[&str], within: Duration) -> Option<Duration> {
+        let mut want: Vec<String> = hops.iter().map(|h| h.to_string()).collect();
+        want.sort();
+        wait_for(within, || {
+            let mut got = self.router_paths(vip);
+            got.sort();
+            (got == want).then_some(())
+        })
+        .map(|r| r.1)
+    }
+
+    /// One HTTP GET from `client` (an address of the client namespace):
+    /// the body, or an empty string on failure.
+    pub fn get(&self, client: &str, url: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns("cl"), "curl", "-s", "-m", "3"])
+            .args(["--interface", client, url])
+            .output()
+            .expect("run curl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Starts the BIRD of `role` again (after [`BgpTopology::kill_bird`]).
+    pub fn start_bird(&self, role: &str) {
+        self.script(&["bird", role]);
+    }
+
+    /// Stops the HTTP server of real server `s` (1-based) and waits until
+    /// nothing listens on its port 80.
+    pub fn stop_server(&mut self, s: usize) {
+        let _ = self.servers[s - 1].kill();
+        let _ = self.servers[s - 1].wait();
+        self.wait_listen(s, false);
+    }
+
+    /// Starts the HTTP server of real server `s` again and waits until it
+    /// listens.
+    pub fn start_server(&mut self, s: usize) {
+        self.servers[s - 1] = self.spawn_http(s);
+        self.wait_listen(s, true);
+    }
+
+    fn spawn_http(&self, s: usize) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+            .args(["python3", "-m", "http.server", "80", "--directory"])
+            .arg(self.www.join(format!("rs{s}")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start http.server")
+    }
+
+    fn wait_listen(&self, s: usize, listening: bool) {
+        let ns = self.ns(&format!("rs{s}"));
+        let done = wait_for(Duration::from_secs(10), || {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, "ss", "-ltn"])
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout).contains(":80 ") == listening).then_some(())
+        });
+        assert!(done.is_some(), "{ns}: port 80 listening != {listening}");
+    }
+
+    /// SIGKILLs the BIRD of `role`.
+    pub fn kill_bird(&self, role: &str) {
+        let pid =
+            std::fs::read_to_string(self.dir.join(format!("{role}.pid"))).expect("bird pid file");
+        let st = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "kill -KILL bird {role}");
+    }
+}
+
+impl Drop for BgpTopology {
+    fn drop(&mut self) {
+        for c in &mut self.servers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.script(&["down"]);
+        let _ = std::fs::remove_dir_all(&self.www);
+    }
+}
+
+/// One director's part of a pmdlb configuration: its ports, its TX
+/// address on the server segment, its next hop, `[announce]` and one
+/// service on the VIP port 80 with `servers` (addresses; several: the mh
+/// scheduler and sloppy_tcp, so directors with the same servers pick the
+/// same one for a flow, also mid-connection); `health` is appended to the
+/// service (e.g. a `[service.health]` table).
+pub fn director_config(prefix: &str, role: &str, servers: &[&str], health: &str) -> String {
+    let (scheduler, sloppy) = if servers.len() > 1 {
+        ("mh", true)
+    } else {
+        ("rr", false)
+    };
+    let (tx_addr, next_hop) = match role {
+        "da" => ("10.210.9.2", "10.210.1.2"),
+        _ => ("10.210.9.3", "10.210.2.2"),
+    };
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("[[service.server]]\naddr = \"{s}\"\n"))
+        .collect();
+    format!(
+        r#"[eal]
+lcores = "0-1"
+hugepages = false
+memory_mb = 256
+file_prefix = "{prefix}"
+vdevs = ["net_af_packet0,iface=lbrx,qpairs=1", "net_af_packet1,iface=lbtx,qpairs=1"]
+
+[ports]
+rx = "net_af_packet0"
+tx = "net_af_packet1"
+tx_addr = "{tx_addr}"
+
+[workers]
+stats_interval_s = 0
+
+[tables]
+connections = 65536
+persistence = 65536
+
+[neighbours]
+retry_ms = 200
+
+[ipvs]
+sloppy_tcp = {sloppy}
+
+[announce]
+table = 100
+protocol = 200
+next_hops = ["{next_hop}"]
+stop_delay_ms = 500
+
+[[service]]
+vip = "{VIP}"
+port = 80
+scheduler = "{scheduler}"
+{servers}{health}"#
+    )
+}
+
+/// A running pmdlb in a director namespace.
+pub struct Director {
+    child: Option<Child>,
+    pub config: PathBuf,
+    pub prefix: String,
+    out: PathBuf,
+}
+
+impl Director {
+    /// Writes `config` and starts `pmdlb run` in the namespace of `role`;
+    /// waits until its servers are resolved.
+    pub fn start(t: &BgpTopology, role: &str, prefix: &str, config: &str) -> Director {
+        let cfg = t.dir.join(format!("{prefix}.toml"));
+        std::fs::write(&cfg, config).unwrap();
+        let out = t.dir.join(format!("{prefix}.log"));
+        let log = std::fs::File::create(&out).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns(role)])
+            .arg(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pmdlb");
+        let d = Director {
+            child: Some(child),
+            config: cfg,
+            prefix: prefix.to_string(),
+            out,
+        };
+        let ready = wait_for(Duration::from_secs(20), || {
+            let s = d.ctl("servers").ok()?;
+            (s.contains("->") && !s.contains("unresolved")).then_some(())
+        });
+        assert!(
+            ready.is_some(),
+            "pmdlb in {role} did not resolve its servers:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    /// Runs `pmdlb ctl` with `cmd`.
+    pub fn ctl(&self, cmd: &str) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["ctl", "--config"])
+            .arg(&self.config)
+            .args(cmd.split_whitespace())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Everything pmdlb printed so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.out) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// SIGKILLs pmdlb and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_term(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Whether pmdlb has not exited yet.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit; the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // `ip netns exec` execs pmdlb: the child pid is pmdlb's.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let done = wait_for(Duration::from_secs(15), || child.try_wait().ok().flatten());
+        match done {
+            Some((st, _)) => st.code(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        self.terminate();
+        remove_eal_files(&self.prefix);
+    }
+}
+
+/// EAL's runtime directory, any hugepage files and the control socket of
+/// `prefix` (a SIGKILLed pmdlb leaves them).
+fn remove_eal_files(prefix: &str) {
+    let _ = std::fs::remove_file(format!("/run/pmdlb/{prefix}.sock"));
+    let _ = std::fs::remove_dir_all(Path::new("/var/run/dpdk").join(prefix));
+    if let Ok(dir) = std::fs::read_dir("/dev/hugepages") {
+        for e in dir.flatten() {
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
