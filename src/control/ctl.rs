@@ -292,8 +292,9 @@ impl Request {
     }
 
     /// A request as if read from a client, and where its answer goes
-    /// (tests of code that keeps requests waiting).
-    #[cfg(test)]
+    /// (tests of code that keeps requests waiting; those are not built
+    /// under loom).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn for_test(text: &str) -> (Request, Receiver<Answer>) {
         let (reply, rx) = sync_channel(1);
         (
