@@ -262,16 +262,8 @@ impl Worker {
                 target,
                 vlan,
                 ip_len,
-            } => {
-                let Some(m) = ls.rx.take(i) else { return };
-                let Some(m) = self.rewrite(m, target, vlan, ip_len, st, &mut ls.ids) else {
-                    return;
-                };
-                st.io.forwarded += 1;
-                ls.traffic.forwarded(target.rs, ip_len);
-                count_flush(st, ls.lanes.dr.push(m));
             }
-            Verdict::Fragment {
+            | Verdict::Fragment {
                 target,
                 vlan,
                 ip_len,
@@ -280,7 +272,13 @@ impl Worker {
                 let Some(m) = self.rewrite(m, target, vlan, ip_len, st, &mut ls.ids) else {
                     return;
                 };
-                self.send_fragments(ls, m, target, ip_len);
+                if matches!(verdict, Verdict::Fragment { .. }) {
+                    self.send_fragments(ls, m, target, ip_len);
+                    return;
+                }
+                st.io.forwarded += 1;
+                ls.traffic.forwarded(target.rs, ip_len);
+                count_flush(st, ls.lanes.dr.push(m));
             }
             Verdict::Reply { len } | Verdict::TooBig { len } => {
                 let Some(mut m) = ls.rx.take(i) else { return };
