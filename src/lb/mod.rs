@@ -59,4 +59,5 @@ pub mod spec;
 pub mod state;
 pub(crate) mod sync;
 pub mod sync_record;
+pub mod sync_ring;
 pub mod types;
