@@ -16,17 +16,18 @@
 //!
 //! What the sync daemon needs next:
 //!
-//! * **Workers → control plane.** On a connection's creation and on a
-//!   state change, a worker enqueues a small `Copy` item (the entry and its
-//!   template, if any) on its own single-producer ring; nothing else per
-//!   packet. Which events are sent follows `ip_vs_sync_conn_needed`: TCP
-//!   only in ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT and TIME_WAIT — at
-//!   once on a change into one of them but ESTABLISHED, otherwise when the
-//!   entry's packet count modulo `sync_period` (50) equals
-//!   `sync_threshold` (3); UDP-like flows on that count alone; never
-//!   one-packet flows; a template with each connection it controls. The
-//!   count needs a byte in `ConnEntry` (its line has 4 bytes of padding
-//!   left). A full ring is counted, not waited on.
+//! * **Workers → control plane** (built: `state`'s sync module). A
+//!   packet that meets the send rule pushes its entry (an
+//!   [`sync_ring::Outgoing`], the time left as its expiry) on the worker's
+//!   own ring, published once per burst; nothing else per packet but a
+//!   byte increment in the entry's line. The rule follows
+//!   `ip_vs_sync_conn_needed`: TCP only in ESTABLISHED, FIN_WAIT, CLOSE,
+//!   CLOSE_WAIT and TIME_WAIT — at once on a change into one of them
+//!   (ESTABLISHED included, unlike IPVS), otherwise when the entry's
+//!   packet count modulo the period (50) equals the threshold (3); UDP-like
+//!   flows on that count alone; never one-packet flows. An entry holding a
+//!   template is pushed alone: the daemon derives the template's record.
+//!   A full ring is counted, not waited on.
 //! * **Control plane.** Drains the rings, turns items into records with
 //!   the current snapshot, packs them with `MessageBuilder` (flushed when
 //!   full or at most 2 s after the first record, as `IPVS_SYNC_FLUSH_TIME`)
@@ -35,14 +36,16 @@
 //!   Receiving checks the sync id (`Message::accepts_syncid`), decodes, maps
 //!   each record with `install_of` and counts sent, received, installed and
 //!   dropped by reason. Master/backup as IPVS, or both roles at once.
-//! * **Installation.** A connection belongs in the table of the worker its
-//!   flow's RSS hash reaches, so received connections go to that worker
-//!   through a control → worker ring and are inserted at a burst boundary
-//!   (moving an entry to another server only for an active record, as
-//!   `ip_vs_proc_conn`); templates go into the shared persistence table
-//!   directly, with the received timeout and no reference. The snapshot's
-//!   service lookup by address is a linear scan today; a receiver at
-//!   volume wants an index.
+//! * **Installation** (the worker side is built: `WorkerState::install`).
+//!   The control plane cannot know which worker's queue a flow reaches, so
+//!   every worker gets every connection record through its control →
+//!   worker ring and installs it at a slow job (moving an entry to another
+//!   server only for an active record, as `ip_vs_proc_conn`); an installed
+//!   entry counts in its server's connections only once a packet reaches
+//!   it on that worker (adoption). Templates go into the shared persistence
+//!   table directly, with the received timeout and no reference. The
+//!   snapshot's service lookup by address is a linear scan today; a
+//!   receiver at volume wants an index.
 
 pub mod clock;
 pub mod conn;
