@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use crate::control::config::values::proto_name;
 use crate::control::estimator::Totals;
+use crate::control::sync::SyncStats;
 use crate::control::traffic::TrafficBook;
 use crate::dataplane::counters::WorkerStats;
 use crate::dataplane::verdict::DropReason;
@@ -75,6 +76,8 @@ pub struct Exposition<'a> {
     pub health: &'a [Option<HealthSample>],
     /// The VIP announcement, when `[announce]` is configured.
     pub announce: Option<AnnounceSample>,
+    /// The sync daemon's counters, when `[sync]` is configured.
+    pub sync: Option<SyncStats>,
 }
 
 /// The VIP announcement's state for the exposition.
@@ -213,7 +216,36 @@ impl Exposition<'_> {
         self.traffic_part(&mut out);
         self.health_part(&mut out);
         self.announce_part(&mut out);
+        self.sync_part(&mut out);
         out
+    }
+
+    /// `pmdlb_sync_*`: every sync counter, one family per
+    /// [`SyncStats::rows`] family, reasons as labels.
+    fn sync_part(&self, out: &mut String) {
+        let Some(s) = self.sync else {
+            return;
+        };
+        let rows = s.rows();
+        let mut i = 0;
+        while i < rows.len() {
+            let first = rows[i];
+            let samples: Vec<(String, u64)> = rows[i..]
+                .iter()
+                .take_while(|r| r.family == first.family)
+                .map(|r| {
+                    let l = if r.label.is_empty() {
+                        String::new()
+                    } else {
+                        labels(&[(r.label, r.value_label)])
+                    };
+                    (l, r.value)
+                })
+                .collect();
+            i += samples.len();
+            let name = format!("pmdlb_sync_{}_total", first.family);
+            family(out, &name, "counter", first.help, &samples);
+        }
     }
 
     fn announce_part(&self, out: &mut String) {
@@ -585,6 +617,7 @@ mod tests {
                 stale: &[],
                 health: &[],
                 announce,
+                sync: None,
             }
             .render()
         };
