@@ -239,6 +239,7 @@ impl Workers {
                 published: Arc::clone(&pubd),
                 traffic: Arc::clone(&tpub),
                 dump: Arc::clone(&dump),
+                sync_in: None,
                 stop: Arc::clone(stop),
             };
             let guard_flag = Arc::clone(&done);

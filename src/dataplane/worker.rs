@@ -9,7 +9,9 @@
 //! mbufs taken from the same pool (`dataplane::fragment` does the bytes). Slow jobs —
 //! connection-table sweep slices, counter publishing and, when the control
 //! plane asked, a bounded slice of a connection dump (`dataplane::dump`) —
-//! run every `SLOW_EVERY` loops. Per-real-server packets and bytes are counted in
+//! run every `SLOW_EVERY` loops, and so does installing (a bounded number
+//! of) connections peer directors sent; the connections this worker reports
+//! to them are published once per burst. Per-real-server packets and bytes are counted in
 //! worker-local arrays (`dataplane::traffic`). The per-packet path allocates nothing, takes no lock,
 //! makes no system call and does not log.
 #![forbid(unsafe_code)]
@@ -30,10 +32,16 @@ use crate::dpdk::{Flushed, Mbuf, MbufRing, PortId, QueueId, RxBurst, TxBuffer, M
 use crate::lb::live::{Live, SeenEpoch, Tables};
 use crate::lb::spec::{Forwarding, Tunnel};
 use crate::lb::state::WorkerState;
+use crate::lb::sync_record::ConnInstall;
+use crate::lb::sync_ring::Consumer;
 use crate::sys::rdtsc;
 
 /// Loops between slow jobs.
 pub const SLOW_EVERY: u64 = 64;
+
+/// Connections from peers (sync records) installed per slow job, at most:
+/// bounds the time a slow job takes however fast peers send.
+pub const SYNC_INSTALLS_PER_JOB: usize = 256;
 
 /// Frames the control plane hands a worker to send (ARP requests for real
 /// servers on the TX port, gratuitous ARP / unsolicited NA on the RX port).
@@ -87,6 +95,10 @@ pub struct Worker {
     /// Where connection entries are copied when the control plane asks
     /// (`ipvsadm -L -c`), a bounded slice per slow job.
     pub dump: Arc<ConnDump>,
+    /// Connections peers sent, for this worker's table (every worker gets
+    /// every record; see `lb::state`'s sync module), installed a bounded
+    /// number per slow job. `None`: no sync.
+    pub sync_in: Option<Consumer<ConnInstall>>,
     /// Set by the control plane to stop the loop.
     pub stop: Arc<AtomicBool>,
 }
@@ -245,6 +257,7 @@ impl Worker {
                 &mut self.state,
             );
         }
+        self.state.flush_sync();
         for i in 0..n {
             let verdict = ls.verdicts[i];
             self.act(ls, i, verdict);
@@ -373,10 +386,17 @@ impl Worker {
         }
     }
 
-    /// Every `SLOW_EVERY` loops: expiry, counters, a step of a dump.
+    /// Every `SLOW_EVERY` loops: expiry, connections from peers, counters,
+    /// a step of a dump.
     #[cold]
     fn slow_job(&mut self, ls: &mut LoopState) {
         self.state.sweep(self.sweep_buckets);
+        if let Some(sync_in) = &mut self.sync_in {
+            let state = &mut self.state;
+            sync_in.drain(SYNC_INSTALLS_PER_JOB, |c| {
+                state.install(&c);
+            });
+        }
         fill_state_stats(&self.state, &mut ls.st);
         self.published.publish(&ls.st);
         self.publish_traffic(&ls.traffic);

@@ -208,6 +208,13 @@ pub const F_TEMPLATE: u8 = 1;
 /// replies, so for a UDP-like flow this is the only sign that it is more
 /// than one unanswered datagram (a spoofed source sends one and is gone).
 pub const F_CONFIRMED: u8 = 2;
+/// Entry flag: installed from a peer director's sync record and not yet
+/// *adopted* — no packet of the flow has reached this worker since. Such
+/// an entry is not counted in its server's active/inactive connections
+/// (the control plane hands every record to every worker, and only the
+/// one its flow reaches may count it); the first packet clears the flag
+/// and counts it (see `lb::state`'s sync module).
+pub const F_SYNCED: u8 = 4;
 
 /// One connection, as the table hands it out (it stores it in a [`Line`]
 /// with its own bytes).
@@ -276,6 +283,10 @@ struct Line {
     /// a lookup homed here probes lines `0..=reach` ahead and no further.
     /// A property of the position, kept whatever occupies the line.
     reach: u8,
+    /// Packets of the entry modulo the sync period (IPVS's `in_pkts`):
+    /// 1 after the creating packet, bumped by [`ConnTable::update_counted`]
+    /// in the line it writes anyway. Fills what was the line's padding.
+    pkts: u8,
     svc: ServiceId,
     rs: RsId,
     tpl_slot: u32,
@@ -299,6 +310,7 @@ impl Line {
         tag: 0,
         disp: 0,
         reach: 0,
+        pkts: 0,
         svc: ServiceId(0),
         rs: RsId(0),
         tpl_slot: 0,
@@ -470,6 +482,58 @@ impl ConnTable {
         l.expires = expires;
     }
 
+    /// [`ConnTable::update`] that also counts the packet: the entry's
+    /// packet count goes up by one modulo `period` (1..=255; the count
+    /// wraps to 0 on reaching it) and the new count is returned. The
+    /// count lives in the line `update` writes, so no other line is
+    /// touched.
+    #[inline(always)]
+    pub fn update_counted(
+        &mut self,
+        idx: usize,
+        state: ConnState,
+        add_flags: u8,
+        expires: u64,
+        period: u8,
+    ) -> u8 {
+        let l = &mut self.lines[idx];
+        l.state = state;
+        l.flags |= add_flags;
+        l.expires = expires;
+        let n = l.pkts.wrapping_add(1);
+        l.pkts = if n >= period { 0 } else { n };
+        l.pkts
+    }
+
+    /// Clear `flags` of the entry at `idx`.
+    #[inline]
+    pub fn clear_flags(&mut self, idx: usize, flags: u8) {
+        self.lines[idx].flags &= !flags;
+    }
+
+    /// The packet count of the entry at `idx` (modulo the period it was
+    /// counted with).
+    #[inline]
+    pub fn pkts(&self, idx: usize) -> u8 {
+        self.lines[idx].pkts
+    }
+
+    /// Overwrite the entry at `idx` with `e` (same key: a flow whose
+    /// server, state, flags or expiry a sync record changed), and set its
+    /// packet count to `pkts`. The line stays where it is.
+    #[inline]
+    pub fn rewrite(&mut self, idx: usize, e: &ConnEntry, pkts: u8) {
+        let l = &mut self.lines[idx];
+        debug_assert!(l.in_use() && l.key == e.key);
+        l.state = e.state;
+        l.flags = e.flags;
+        l.svc = e.svc;
+        l.rs = e.rs;
+        l.tpl_slot = e.tpl_slot;
+        l.expires = e.expires;
+        l.pkts = pkts;
+    }
+
     /// Remove the entry at `idx` (the caller has done its accounting).
     #[inline]
     pub fn remove(&mut self, idx: usize) {
@@ -578,9 +642,18 @@ impl ConnTable {
         })
     }
 
-    /// Write a new entry where [`ConnTable::reserve`] said; returns its index.
+    /// Write a new entry where [`ConnTable::reserve`] said; returns its
+    /// index. Its packet count starts at 1: the creating packet counts.
     #[inline]
     pub fn insert(&mut self, r: Reserved, e: ConnEntry) -> usize {
+        self.insert_counted(r, e, 1)
+    }
+
+    /// [`ConnTable::insert`] with the packet count to start from (an
+    /// entry installed from a sync record starts at the sync threshold,
+    /// as IPVS sets `in_pkts`, so its next send is a period away).
+    #[inline]
+    pub fn insert_counted(&mut self, r: Reserved, e: ConnEntry, pkts: u8) -> usize {
         let reach = self.lines[r.idx].reach;
         debug_assert!(!self.lines[r.idx].in_use());
         self.lines[r.idx] = Line {
@@ -590,6 +663,7 @@ impl ConnTable {
             tag: r.tag,
             disp: r.disp,
             reach,
+            pkts,
             svc: e.svc,
             rs: e.rs,
             tpl_slot: e.tpl_slot,
@@ -954,6 +1028,25 @@ mod tests {
             None
         );
         assert_eq!(n + rest, 300);
+    }
+
+    #[test]
+    fn packet_count_starts_at_one_and_wraps_at_the_period() {
+        let mut t = ConnTable::new(64, 5);
+        let k = key(1);
+        let r = t.reserve(t.hash(&k), 0, |_| {}).unwrap();
+        let idx = t.insert(r, entry(k, 10));
+        assert_eq!(t.pkts(idx), 1, "the creating packet counts");
+        let seen: Vec<u8> = (0..6)
+            .map(|_| t.update_counted(idx, S::Established, 0, 20, 4))
+            .collect();
+        assert_eq!(seen, [2, 3, 0, 1, 2, 3]);
+        assert_eq!(t.entry(idx).expires, 20);
+        // the largest period a byte holds
+        t.rewrite(idx, &entry(k, 30), 253);
+        assert_eq!(t.update_counted(idx, S::Established, 0, 40, 255), 254);
+        assert_eq!(t.update_counted(idx, S::Established, 0, 40, 255), 0);
+        assert_eq!(t.entry(idx).expires, 40);
     }
 
     #[test]

@@ -76,11 +76,17 @@
 //!   [`PRESSURE_SWEEP`] times as many groups of lines per call.
 #![forbid(unsafe_code)]
 
+mod sync;
+#[cfg(all(test, not(loom)))]
+mod sync_tests;
+
+pub use sync::Installed;
+
 use std::sync::Arc;
 
 use crate::lb::clock::{secs, Clock};
 use crate::lb::conn::{
-    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_TEMPLATE,
+    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_SYNCED, F_TEMPLATE,
 };
 use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
@@ -89,6 +95,7 @@ use crate::lb::realserver::RealServer;
 use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
 use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{DefenceMode, Persistence, StateFlags, Timeouts};
+use crate::lb::sync_ring::{Outgoing, Producer, SyncRule};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
 
 counter_set! {
@@ -100,7 +107,9 @@ counter_set! {
         conn_created,
         /// Connection entries removed, for any reason: expired (lazily, by the
         /// sweep, or reclaimed on insertion), evicted (`conn_reclaimed`),
-        /// expired early (`syn_recv_expired_early`), server removed.
+        /// expired early (`syn_recv_expired_early`), server removed. Entries
+        /// installed from sync count here too: the table holds
+        /// `conn_created + sync_installed - conn_expired` entries.
         conn_expired,
         /// Connections dropped because their server was removed
         /// (`expire_nodest_conn`).
@@ -143,6 +152,29 @@ counter_set! {
         template_full,
         /// Connections tracked without a template: writer flag busy too long.
         template_busy,
+        /// Connections queued for the sync daemon (to be sent to peers).
+        sync_queued,
+        /// Connections not queued for sync: the ring to the daemon was full.
+        sync_ring_full,
+        /// Entries installed from peers' sync records (new entries).
+        sync_installed,
+        /// Existing entries a sync record for the same server updated
+        /// (state, expiry).
+        sync_updated,
+        /// Existing entries an active sync record moved to another server.
+        sync_moved,
+        /// Inactive sync records ignored: they disagree with the entry's
+        /// server (the end of a connection already replaced).
+        sync_ignored,
+        /// Sync records not installed: the flow's window of the connection
+        /// table was full of live entries.
+        sync_install_full,
+        /// Sync records not installed: their service or server is not in the
+        /// current snapshot.
+        sync_invalid,
+        /// Entries installed from sync that a packet reached on this worker:
+        /// counted in their server's connections from then on.
+        sync_adopted,
     }
 }
 
@@ -182,6 +214,11 @@ pub struct WorkerState {
     /// allocated once: plain writes, published by the worker with its
     /// traffic.
     conns_by_rs: Box<[u64]>,
+    /// The ring to the sync daemon, once [`WorkerState::enable_sync`].
+    sync: Option<Producer<Outgoing>>,
+    /// When connections are reported; its period also bounds the
+    /// entries' packet counts (kept with sync off too).
+    sync_rule: SyncRule,
 }
 
 /// A scheduler-state slot no service uses.
@@ -236,17 +273,26 @@ struct Books<'a> {
 }
 
 impl Books<'_> {
-    /// Undo a connection's effects: server counters and template reference.
-    /// `at` is when it ended (its expiry, or now when dropped early).
+    /// Undo a connection's effects and count its removal. `at` is when it
+    /// ended (its expiry, or now when dropped early).
     fn release(&mut self, e: &ConnEntry, at: u64) {
-        if let Some(s) = self.snap.server(e.rs) {
-            s.conn_released(e.is_active());
+        self.unbind(e, at);
+        self.counters.conn_expired += 1;
+    }
+
+    /// Undo what binds a connection to its server: the server's counters
+    /// (unless the entry is an unadopted synced one, which never took
+    /// them) and its template reference.
+    fn unbind(&mut self, e: &ConnEntry, at: u64) {
+        if e.flags & F_SYNCED == 0 {
+            if let Some(s) = self.snap.server(e.rs) {
+                s.conn_released(e.is_active());
+            }
         }
         if e.has_template() {
             let t = self.template_timeout(e.svc);
             self.persist.release(e.tpl_slot, at, t);
         }
-        self.counters.conn_expired += 1;
     }
 
     /// Remove an entry that is past its deadline (or, `now` before the
@@ -302,6 +348,8 @@ impl WorkerState {
             defence: Defence::default(),
             counters: StateCounters::default(),
             conns_by_rs,
+            sync: None,
+            sync_rule: SyncRule::default(),
         };
         w.configure_defence();
         w.reset_scheds();
@@ -582,7 +630,9 @@ impl WorkerState {
             self.counters.conn_dest_removed += 1;
             return Err(StateDrop::DestRemoved);
         }
+        let synced = e.flags & F_SYNCED != 0;
         let mut state = e.state;
+        let mut changed = false;
         if let Some(f) = tcp {
             let ns = tcp_transition(state, f);
             if ns != state {
@@ -591,19 +641,31 @@ impl WorkerState {
                     state == ConnState::Established,
                     ns == ConnState::Established,
                 );
-                if was != is {
+                if was != is && !synced {
                     srv.conn_changed(is);
                 }
                 state = ns;
+                changed = true;
             }
         }
-        self.conns.update(
+        let pkts = self.conns.update_counted(
             idx,
             state,
             F_CONFIRMED,
             now + timeout_ms(state, &self.timeouts),
+            self.sync_rule.period,
         );
-        match target(srv, e.rs) {
+        if synced {
+            // Adopted: counted from now on, with the state it has now.
+            self.conns.clear_flags(idx, F_SYNCED);
+            srv.conn_created(state == ConnState::Established);
+            self.counters.sync_adopted += 1;
+        }
+        let t = target(srv, e.rs);
+        if self.sync.is_some() && sync::needed(e.key.proto, state, changed, pkts, self.sync_rule) {
+            self.queue_sync(idx);
+        }
+        match t {
             Some(t) => Ok(t),
             None => {
                 self.counters.no_mac += 1;
@@ -817,11 +879,15 @@ impl WorkerState {
             tpl_slot: held.map_or(0, |h| h.slot),
             expires: now + timeout_ms(state, &self.timeouts),
         };
-        self.conns.insert(slot, e);
+        let idx = self.conns.insert(slot, e);
         srv.conn_created(e.is_active());
         self.counters.conn_created += 1;
         let slot = self.snap.server_slot(rs);
         self.conns_by_rs[slot] += 1;
+        // The creating packet: a TCP entry's change from NONE, count 1.
+        if self.sync.is_some() && sync::needed(key.proto, state, is_tcp, 1, self.sync_rule) {
+            self.queue_sync(idx);
+        }
         Ok(t)
     }
 
@@ -961,12 +1027,12 @@ mod tests {
     use crate::lb::types::Family;
     use crate::wire::ethernet::MacAddr;
 
-    const SYN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::SYN));
-    const ACK: Option<TcpFlags> = Some(TcpFlags(TcpFlags::ACK));
-    const FIN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::FIN | TcpFlags::ACK));
-    const RST: Option<TcpFlags> = Some(TcpFlags(TcpFlags::RST));
+    pub(super) const SYN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::SYN));
+    pub(super) const ACK: Option<TcpFlags> = Some(TcpFlags(TcpFlags::ACK));
+    pub(super) const FIN: Option<TcpFlags> = Some(TcpFlags(TcpFlags::FIN | TcpFlags::ACK));
+    pub(super) const RST: Option<TcpFlags> = Some(TcpFlags(TcpFlags::RST));
 
-    fn servers(n: usize) -> Vec<RealServerSpec> {
+    pub(super) fn servers(n: usize) -> Vec<RealServerSpec> {
         (0..n)
             .map(|i| RealServerSpec {
                 addr: format!("10.9.0.{}", i + 1).parse().unwrap(),
@@ -980,7 +1046,12 @@ mod tests {
             .collect()
     }
 
-    fn svc(addr: ServiceAddr, sched: SchedulerKind, p: Option<(u32, u8)>, n: usize) -> ServiceSpec {
+    pub(super) fn svc(
+        addr: ServiceAddr,
+        sched: SchedulerKind,
+        p: Option<(u32, u8)>,
+        n: usize,
+    ) -> ServiceSpec {
         ServiceSpec {
             ops: false,
             addr,
@@ -994,7 +1065,7 @@ mod tests {
         }
     }
 
-    fn vip(port: u16) -> ServiceAddr {
+    pub(super) fn vip(port: u16) -> ServiceAddr {
         ServiceAddr::Addr {
             proto: 6,
             vip: "192.0.2.1".parse().unwrap(),
@@ -1002,7 +1073,7 @@ mod tests {
         }
     }
 
-    fn worker_on(
+    pub(super) fn worker_on(
         snap: &Arc<Snapshot>,
         pt: &Arc<PersistTable>,
         flags: StateFlags,
@@ -1020,13 +1091,13 @@ mod tests {
         )
     }
 
-    fn setup(specs: &[ServiceSpec], flags: StateFlags) -> (WorkerState, Arc<Snapshot>) {
+    pub(super) fn setup(specs: &[ServiceSpec], flags: StateFlags) -> (WorkerState, Arc<Snapshot>) {
         let snap = Arc::new(Snapshot::new(specs));
         let pt = Arc::new(PersistTable::new(1024, 4, 1));
         (worker_on(&snap, &pt, flags, 4096), snap)
     }
 
-    fn tcp(client: [u8; 4], cport: u16, vport: u16) -> FlowKey {
+    pub(super) fn tcp(client: [u8; 4], cport: u16, vport: u16) -> FlowKey {
         FlowKey {
             client: Addr::v4(client),
             vip: Addr::v4([192, 0, 2, 1]),
@@ -1037,19 +1108,19 @@ mod tests {
         }
     }
 
-    fn udp(client: [u8; 4], cport: u16) -> FlowKey {
+    pub(super) fn udp(client: [u8; 4], cport: u16) -> FlowKey {
         FlowKey {
             proto: ip_proto::UDP,
             ..tcp(client, cport, 53)
         }
     }
 
-    const S0: ServiceId = ServiceId(0);
+    pub(super) const S0: ServiceId = ServiceId(0);
 
     /// `n` flows `make(i)` whose home line in `w`'s connection table is
     /// `home`: `conn::WINDOW` of them fill one window, as keys chosen by
     /// an attacker who knew the hash would.
-    fn homed(
+    pub(super) fn homed(
         w: &WorkerState,
         home: usize,
         n: usize,
@@ -1062,7 +1133,7 @@ mod tests {
             .collect()
     }
 
-    fn counts(snap: &Snapshot, rs: u32) -> (u32, u32) {
+    pub(super) fn counts(snap: &Snapshot, rs: u32) -> (u32, u32) {
         let s = snap.server(RsId(rs)).unwrap();
         (s.active(), s.inactive())
     }

@@ -45,6 +45,42 @@ pub struct Outgoing {
     pub entry: ConnEntry,
 }
 
+/// When a worker reports a connection (IPVS's `sync_threshold` sysctl,
+/// the pair `threshold period`): on the packet whose count modulo
+/// `period` equals `threshold` — the 3rd, 53rd, 103rd … with the
+/// defaults — besides the TCP state changes that report at once (see
+/// `lb::state`'s sync module). `threshold` must be below `period`, and
+/// `period` at least 1 (IPVS's `sync_period` 0, "once only", is not
+/// offered); [`SyncRule::sanitized`] makes any pair so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncRule {
+    /// The count, within a period, at which a connection is reported.
+    pub threshold: u8,
+    /// Packets per period (1..=255).
+    pub period: u8,
+}
+
+impl Default for SyncRule {
+    /// IPVS's defaults: `DEFAULT_SYNC_THRESHOLD` 3, `DEFAULT_SYNC_PERIOD` 50.
+    fn default() -> Self {
+        SyncRule {
+            threshold: 3,
+            period: 50,
+        }
+    }
+}
+
+impl SyncRule {
+    /// The rule with `period` at least 1 and `threshold` below it.
+    pub fn sanitized(self) -> Self {
+        let period = self.period.max(1);
+        SyncRule {
+            threshold: self.threshold.min(period - 1),
+            period,
+        }
+    }
+}
+
 struct Slot([AtomicU64; WORDS]);
 
 /// A single-producer single-consumer ring of `T`.
