@@ -33,6 +33,8 @@ use crate::lb::persist::PersistTable;
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::Snapshot;
 use crate::lb::state::{StateConfig, WorkerState};
+use crate::lb::sync_record::ConnInstall;
+use crate::lb::sync_ring::Consumer;
 use crate::wire::ethernet::MacAddr;
 
 /// The tables built at start: what workers share with the control plane.
@@ -214,7 +216,7 @@ impl Workers {
                     seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
                 },
             );
-            attach_sync(&mut state, sync_ends.next());
+            let sync_in = attach_sync(&mut state, sync_ends.next());
             let worker = Worker {
                 index: i as u16,
                 rx_port: l.ports.rx.id(),
@@ -239,7 +241,7 @@ impl Workers {
                 published: Arc::clone(&pubd),
                 traffic: Arc::clone(&tpub),
                 dump: Arc::clone(&dump),
-                sync_in: None,
+                sync_in,
                 stop: Arc::clone(stop),
             };
             let guard_flag = Arc::clone(&done);
@@ -283,13 +285,14 @@ impl Workers {
 }
 
 /// A worker's side of `[sync]`: its outgoing ring on its state (roles
-/// that send, with the threshold/period rule) and its install ring as its
-/// `sync_in` (roles that receive). Wired once `sync-dp`'s
-/// `WorkerState::enable_sync` and `Worker::sync_in` are merged; until
-/// then the ends are dropped (the daemon runs, the workers neither report
-/// nor install).
-fn attach_sync(_state: &mut WorkerState, ends: Option<WorkerEnds>) {
-    drop(ends);
+/// that send, with the threshold/period rule); returns its install ring,
+/// its `sync_in` (roles that receive).
+fn attach_sync(state: &mut WorkerState, ends: Option<WorkerEnds>) -> Option<Consumer<ConnInstall>> {
+    let ends = ends?;
+    if let Some(out) = ends.outgoing {
+        state.enable_sync(out, ends.rule);
+    }
+    ends.installs
 }
 
 /// The DPDK side of a running pmdlb. Field order is teardown order: workers

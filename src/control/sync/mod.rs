@@ -26,7 +26,7 @@ use crate::control::config::{SyncSettings, SyncTransport};
 use crate::lb::live::Live;
 use crate::lb::persist::PersistTable;
 use crate::lb::sync_record::ConnInstall;
-use crate::lb::sync_ring::{Consumer, Outgoing, Producer, SyncRing};
+use crate::lb::sync_ring::{Consumer, Outgoing, Producer, SyncRing, SyncRule};
 use crate::wire::ipvs_sync::{max_message_len, Role};
 
 pub use counters::{SyncCounters, SyncStats};
@@ -48,8 +48,8 @@ pub struct WorkerEnds {
     pub outgoing: Option<Producer<Outgoing>>,
     /// What it installs (its `Worker::sync_in`).
     pub installs: Option<Consumer<ConnInstall>>,
-    /// The send rule: `(threshold, period)` (`sync_ring::SyncRule`).
-    pub rule: (u8, u8),
+    /// The send rule.
+    pub rule: SyncRule,
 }
 
 /// The rings of `workers` workers for `s`: only those its role uses.
@@ -59,7 +59,10 @@ pub fn rings(s: &SyncSettings, workers: usize) -> (ControlEnds, Vec<WorkerEnds>)
     let slots = s.ring as usize;
     for _ in 0..workers {
         let mut w = WorkerEnds {
-            rule: (s.threshold, s.period),
+            rule: SyncRule {
+                threshold: s.threshold,
+                period: s.period,
+            },
             ..WorkerEnds::default()
         };
         if s.role.sends() {
@@ -292,7 +295,7 @@ mod tests {
         assert!(ws
             .iter()
             .all(|w| w.outgoing.is_some() && w.installs.is_none()));
-        assert_eq!(ws[0].rule, (2, 9));
+        assert_eq!((ws[0].rule.threshold, ws[0].rule.period), (2, 9));
         assert!(ready(&s, Duration::ZERO), "a master never holds");
         let b = settings("role = \"backup\"\npeers = [\"10.1.0.2:9000\"]\nannounce_hold_ms = 500");
         let (cp, _) = rings(&b, 2);
