@@ -704,6 +704,7 @@ impl<'a> Builder<'a> {
                 .collect();
             Arc::new(HashTables::build(
                 spec.scheduler,
+                spec.sched_flags,
                 &hashed,
                 self.prev.mh_size,
             ))

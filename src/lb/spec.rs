@@ -92,13 +92,21 @@ impl SchedulerKind {
     }
 }
 
-/// Scheduler flags (`ipvsadm -b`): sh-fallback, sh-port, mh-fallback, mh-port.
+/// Scheduler flags (`ipvsadm -b`): sh-fallback, sh-port, mh-fallback,
+/// mh-port, and pmdlb's own mh-template.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedFlags {
     /// sh/mh: if the hashed server is unavailable, try the next one.
     pub fallback: bool,
     /// sh/mh: include the client port in the hash.
     pub port: bool,
+    /// A persistent service's new templates take their server from Maglev
+    /// hashing of the template key (the masked client address), whatever
+    /// the scheduler: directors with the same configuration and server
+    /// states create the same template for a client, so a client that ECMP
+    /// moves to another director before its template was synced keeps its
+    /// server. Not in IPVS (`mh-template`).
+    pub mh_template: bool,
 }
 
 /// Persistence (`ipvsadm -p TIMEOUT -M NETMASK`).

@@ -92,7 +92,7 @@ use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
 use crate::lb::persist::{Held, PersistError, PersistTable, TemplateKey};
 use crate::lb::realserver::RealServer;
-use crate::lb::sched::{stateless_pick, SchedCtx, SchedState};
+use crate::lb::sched::{mh, stateless_pick, SchedCtx, SchedState};
 use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{DefenceMode, Persistence, StateFlags, Timeouts};
 use crate::lb::sync_ring::{Outgoing, Producer, SyncRule};
@@ -576,6 +576,27 @@ impl WorkerState {
         Some(st.servers[i].id)
     }
 
+    /// The server of a new template: the scheduler's pick, or with
+    /// `mh-template` the Maglev slot of the template key.
+    fn schedule_template(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        tk: &TemplateKey,
+    ) -> Option<RsId> {
+        let st = self.snap.service(svc)?;
+        if !st.flags.mh_template {
+            return self.schedule(svc, key);
+        }
+        let ctx = SchedCtx {
+            servers: self.snap.servers_of(st),
+            tables: &st.tables,
+            flags: st.flags,
+            weights_gen: self.snap.weights_gen(),
+        };
+        mh::template_pick(&ctx, &tk.client).map(|i| st.servers[i].id)
+    }
+
     fn stateless(&self, svc: ServiceId, key: &FlowKey) -> Option<RsId> {
         let st = self.snap.service(svc)?;
         let ctx = SchedCtx {
@@ -716,7 +737,7 @@ impl WorkerState {
             self.counters.tcp_not_syn += 1;
             return Err(StateDrop::TcpNotSyn);
         }
-        let Some(rs) = self.schedule(svc, key) else {
+        let Some(rs) = self.schedule_template(svc, key, tk) else {
             self.counters.no_real_server += 1;
             return Err(StateDrop::NoRealServer);
         };
@@ -1333,6 +1354,45 @@ mod tests {
             assert_ne!(a1, c);
             // a non-SYN from a client with a template is accepted (DESIGN §1)
             assert_eq!(w.assign(S0, &tcp([10, 0, 0, 1], 3000, 80), ACK), Ok(a1));
+        }
+    }
+
+    #[test]
+    fn mh_template_makes_two_directors_create_the_same_templates() {
+        // Two directors: separate snapshots, persistence tables and
+        // workers from one configuration (wlc, /24 persistence).
+        let mut spec = svc(vip(80), SchedulerKind::Wlc, Some((300, 24)), 5);
+        spec.sched_flags.mh_template = true;
+        let (mut d1, _) = setup(std::slice::from_ref(&spec), StateFlags::default());
+        let (mut d2, _) = setup(std::slice::from_ref(&spec), StateFlags::default());
+        // Different clients of each /24, in opposite orders, so nothing but
+        // the template key decides.
+        let on_d1: Vec<_> = (0..200u8)
+            .map(|n| {
+                d1.assign(S0, &tcp([10, 1, n, 1], 1000, 80), SYN)
+                    .unwrap()
+                    .rs
+            })
+            .collect();
+        for n in (0..200u8).rev() {
+            let t = d2.assign(S0, &tcp([10, 1, n, 77], 2000, 80), SYN).unwrap();
+            assert_eq!(t.rs, on_d1[n as usize], "10.1.{n}.0/24");
+        }
+        let used: std::collections::BTreeSet<_> = on_d1.iter().collect();
+        assert_eq!(used.len(), 5, "every server gets templates");
+        // A server taken out: both rehash its clients the same way, and
+        // nobody else's template moves.
+        let (mut d3, s3) = setup(std::slice::from_ref(&spec), StateFlags::default());
+        s3.set_weight(on_d1[0], 0);
+        for n in 0..200u8 {
+            let a = d3
+                .assign(S0, &tcp([10, 1, n, 9], 3000, 80), SYN)
+                .unwrap()
+                .rs;
+            assert_ne!(a, on_d1[0]);
+            if on_d1[n as usize] != on_d1[0] {
+                assert_eq!(a, on_d1[n as usize], "10.1.{n}.0/24 kept its server");
+            }
         }
     }
 

@@ -445,6 +445,9 @@ pub fn sched_flags_text(sched: SchedulerKind, f: SchedFlags) -> Option<String> {
     if f.port {
         v.push(b);
     }
+    if f.mh_template {
+        v.push("mh-template");
+    }
     (!v.is_empty()).then(|| v.join(","))
 }
 
@@ -1018,6 +1021,8 @@ fn sched_flags(sched: &str, arg: &str) -> Result<(SchedFlags, bool), AdminError>
             "flag-3" => flag3 = true,
             "sh-fallback" | "sh-port" if sched != "sh" => return Err(incompatible()),
             "mh-fallback" | "mh-port" if sched != "mh" => return Err(incompatible()),
+            // pmdlb's own: templates from Maglev, any scheduler (-p needed)
+            "mh-template" => f.mh_template = true,
             "sh-fallback" | "mh-fallback" => f.fallback = true,
             "sh-port" | "mh-port" => f.port = true,
             _ => {
@@ -1421,6 +1426,11 @@ fn build(
 ) -> Result<AdminCmd, AdminError> {
     let is_dest_cmd = matches!(e.cmd, Cmd::AddDest | Cmd::EditDest);
     check_service(e)?;
+    if flags.mh_template && e.persistent.is_none() && matches!(e.cmd, Cmd::Add | Cmd::Edit) {
+        return Err(AdminError::usage(
+            "scheduler flag `mh-template' needs a persistent service (-p)",
+        ));
+    }
     let dest_port = dest_port(e);
     if is_dest_cmd {
         check_dest(e)?;

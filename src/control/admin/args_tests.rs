@@ -277,7 +277,8 @@ fn sched_flags() {
         f("-A -t 10.0.0.1:80 -s sh -b sh-port"),
         SchedFlags {
             fallback: false,
-            port: true
+            port: true,
+            ..SchedFlags::default()
         }
     );
     // -b before -s: the flags are checked against the final scheduler.
@@ -285,16 +286,23 @@ fn sched_flags() {
         f("-A -t 10.0.0.1:80 -b sh-fallback,sh-port -s sh"),
         SchedFlags {
             fallback: true,
-            port: true
+            port: true,
+            ..SchedFlags::default()
         }
     );
     assert!(f("-A -t 10.0.0.1:80 -s mh -b mh-fallback").fallback);
+    assert!(f("-A -t 10.0.0.1:80 -s wlc -p 300 -b mh-template").mh_template);
+    usage_err(
+        "-A -t 10.0.0.1:80 -s wlc -b mh-template",
+        "scheduler flag `mh-template' needs a persistent service (-p)",
+    );
     assert!(f("-A -t 10.0.0.1:80 -s mh --sched-flags mh-port").port);
     assert_eq!(
         f("-A -t 10.0.0.1:80 -s rr -b flag-1,flag-2"),
         SchedFlags {
             fallback: true,
-            port: true
+            port: true,
+            ..SchedFlags::default()
         }
     );
     usage_err(

@@ -181,11 +181,18 @@ fn flag_names_follow_the_scheduler() {
     s.sched_flags = SchedFlags {
         fallback: true,
         port: true,
+        ..SchedFlags::default()
     };
     let got = list_service(&s, &ListOpts::default());
     // print_sched_flags for neither sh nor mh: "flag-1," "flag-2,", last comma cut
     assert!(
         got.ends_with("TCP  10.0.0.1:80 rr (flag-1,flag-2)\n"),
+        "{got}"
+    ); // pmdlb's own flag goes after ipvsadm's (not an ipvsadm name)
+    s.sched_flags.mh_template = true;
+    let got = list_service(&s, &ListOpts::default());
+    assert!(
+        got.ends_with("TCP  10.0.0.1:80 rr (flag-1,flag-2,mh-template)\n"),
         "{got}"
     );
 }

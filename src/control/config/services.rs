@@ -215,6 +215,16 @@ pub(super) fn services(
         };
         let mut sched_flags = SchedFlags::default();
         for (j, f) in s.flags.iter().enumerate() {
+            if f.trim() == "mh-template" {
+                sched_flags.mh_template = true;
+                if matches!(s.persistent, None | Some(BoolOrInt::Bool(false))) {
+                    c.err(
+                        format!("{key}.flags[{j}]"),
+                        format!("({label}): mh-template needs a persistent service; set persistent or remove the flag"),
+                    );
+                }
+                continue;
+            }
             let (needs, fallback) = match f.trim() {
                 "sh-fallback" => (SchedulerKind::Sh, true),
                 "sh-port" => (SchedulerKind::Sh, false),
@@ -223,7 +233,7 @@ pub(super) fn services(
                 other => {
                     c.err(
                         format!("{key}.flags[{j}]"),
-                        format!("({label}): unknown flag \"{other}\"; use sh-fallback, sh-port, mh-fallback or mh-port"),
+                        format!("({label}): unknown flag \"{other}\"; use sh-fallback, sh-port, mh-fallback, mh-port or mh-template"),
                     );
                     continue;
                 }

@@ -764,6 +764,17 @@ fn schedulers_and_flags() {
         &with(&format!("{SVC}flags = [\"fast\"]\n{RS}")),
         &["service[0].flags[0]", "unknown flag"],
     );
+    let (c, _) = ok(&with(&format!(
+        "{SVC}scheduler = \"wlc\"\npersistent = 300\nflags = [\"mh-template\"]\n{RS}"
+    )));
+    assert!(c.services()[0].sched_flags.mh_template);
+    assert_err(
+        &with(&format!("{SVC}flags = [\"mh-template\"]\n{RS}")),
+        &[
+            "service[0].flags[0]",
+            "mh-template needs a persistent service",
+        ],
+    );
 }
 
 #[test]

@@ -234,6 +234,19 @@ impl Scheduler for Mh {
     }
 }
 
+/// The server of a new persistence template under `mh-template`: the
+/// Maglev slot of the masked client address (no port), rehashed past
+/// unavailable servers as `mh-fallback` does — always, so a template is
+/// created whenever some server is available, and directors whose servers
+/// are in the same states agree. `None` when none is available.
+pub fn template_pick(ctx: &SchedCtx<'_>, masked_client: &Addr) -> Option<usize> {
+    let t = &ctx.tables.maglev;
+    let usable = |i: usize| ctx.servers.get(i).is_some_and(|s| s.available());
+    (0..t.len() as u64)
+        .filter_map(|salt| t.get(client_hash(masked_client, 0, salt)))
+        .find(|&i| usable(i))
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::super::testutil::*;
@@ -443,6 +456,7 @@ mod tests {
         let flags = SchedFlags {
             fallback: true,
             port: false,
+            ..SchedFlags::default()
         };
         let s = snap(SchedulerKind::Mh, &[1, 1, 1], flags);
         let mut st = SchedState::new(SchedulerKind::Mh);
@@ -462,6 +476,7 @@ mod tests {
         let flags = SchedFlags {
             fallback: true,
             port: false,
+            ..SchedFlags::default()
         };
         let s = snap(SchedulerKind::Mh, &[1, 1], flags);
         let mut st = SchedState::new(SchedulerKind::Mh);

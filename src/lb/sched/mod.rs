@@ -125,18 +125,24 @@ impl SchedState {
 pub struct HashTables {
     /// sh/dh buckets: local server index or [`NONE`].
     pub hashed: Vec<u32>,
-    /// Maglev lookup table (mh only; empty for other schedulers).
+    /// Maglev lookup table (mh, or any scheduler with `mh-template`;
+    /// empty otherwise).
     pub maglev: mh::MaglevTable,
 }
 
 impl HashTables {
-    /// Build for `servers` = (address, weight) in configuration order; an
-    /// mh service's Maglev table gets `mh_size` slots.
-    pub fn build(kind: SchedulerKind, servers: &[(Addr, u32)], mh_size: mh::TableSize) -> Self {
+    /// Build for `servers` = (address, weight) in configuration order; the
+    /// Maglev table of an mh or `mh-template` service gets `mh_size` slots.
+    pub fn build(
+        kind: SchedulerKind,
+        flags: SchedFlags,
+        servers: &[(Addr, u32)],
+        mh_size: mh::TableSize,
+    ) -> Self {
         let weights: Vec<u32> = servers.iter().map(|s| s.1).collect();
         HashTables {
             hashed: sh::build_table(&weights),
-            maglev: if kind == SchedulerKind::Mh {
+            maglev: if kind == SchedulerKind::Mh || flags.mh_template {
                 mh::MaglevTable::build(mh_size, servers)
             } else {
                 mh::MaglevTable::default()

@@ -68,6 +68,7 @@ mod tests {
         let flags = SchedFlags {
             fallback: true,
             port: false,
+            ..SchedFlags::default()
         };
         let s = snap(SchedulerKind::Sh, &[1, 1], flags);
         let mut st = SchedState::new(SchedulerKind::Sh);
