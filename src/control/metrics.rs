@@ -642,6 +642,49 @@ mod tests {
     }
 
     #[test]
+    fn sync_families_only_when_configured_reasons_as_labels() {
+        let snap = Snapshot::new(&[]);
+        let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
+        let render = |sync| {
+            Exposition {
+                workers: &[],
+                snap: &snap,
+                traffic: &book,
+                conn_capacity: 0,
+                templates: 0,
+                template_capacity: 0,
+                mbufs_in_use: 0,
+                mbufs: 0,
+                stale: &[],
+                health: &[],
+                announce: None,
+                sync,
+            }
+            .render()
+        };
+        assert!(!render(None).contains("pmdlb_sync"));
+        let text = render(Some(SyncStats {
+            drop_syncid: 2,
+            conns_sent: 5,
+            templates_sent: 1,
+            records_received: 9,
+            ..SyncStats::default()
+        }));
+        for line in [
+            "# TYPE pmdlb_sync_datagrams_dropped_total counter",
+            "pmdlb_sync_datagrams_dropped_total{reason=\"syncid\"} 2",
+            "pmdlb_sync_datagrams_dropped_total{reason=\"size_mismatch\"} 0",
+            "pmdlb_sync_records_sent_total{kind=\"conn\"} 5",
+            "pmdlb_sync_records_sent_total{kind=\"template\"} 1",
+            "pmdlb_sync_records_received_total 9",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let helps = text.matches("# HELP pmdlb_sync_records_sent_total").count();
+        assert_eq!(helps, 1, "one family, one HELP");
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(escape_label("x\ny"), "x\\ny");
