@@ -139,3 +139,104 @@ pub fn run(socket: UdpSocket, mut inst: Installer, stop: Arc<AtomicBool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::bringup::Shared;
+    use crate::control::config::Config;
+    use crate::lb::sync_ring::SyncRing;
+    use crate::wire::ipvs_sync::{flags, MessageBuilder, SyncAddrs, SyncConn};
+    use std::net::Ipv4Addr;
+
+    const CFG: &str = "[eal]\nlcores = \"0-1\"\n[ports]\nrx = \"net_null0\"\n\
+        [[service]]\nvip = \"10.0.0.1\"\nport = 53\nproto = \"udp\"\n\
+        [[service.server]]\naddr = \"10.0.1.1\"\nmac = \"02:00:00:00:01:01\"\n";
+
+    fn conn(client: u8, template: bool) -> SyncConn {
+        SyncConn {
+            protocol: 17,
+            flags: flags::DROUTE | if template { flags::TEMPLATE } else { 0 },
+            state: 0,
+            cport: if template { 0 } else { 4000 },
+            vport: 53,
+            dport: 53,
+            fwmark: 0,
+            timeout: 30,
+            addrs: SyncAddrs::V4 {
+                client: Ipv4Addr::new(192, 0, 2, client),
+                virt: Ipv4Addr::new(10, 0, 0, 1),
+                dest: Ipv4Addr::new(10, 0, 1, 1),
+            },
+            seq: None,
+            pe: None,
+        }
+    }
+
+    fn message(syncid: u8, recs: &[SyncConn]) -> Vec<u8> {
+        let mut b = MessageBuilder::new(syncid, 1472);
+        for r in recs {
+            b.push(r).unwrap();
+        }
+        b.take().unwrap()
+    }
+
+    #[test]
+    fn checks_in_the_kernels_order_and_hands_connections_to_every_worker() {
+        let cfg = Config::from_str(CFG, "t.toml").unwrap().0;
+        let shared = Shared::build(&cfg).unwrap();
+        let (p0, mut c0) = SyncRing::<ConnInstall>::split(64);
+        let (p1, mut c1) = SyncRing::<ConnInstall>::split(64);
+        let peer: SocketAddr = "10.1.0.2:40000".parse().unwrap();
+        let own: SocketAddr = "0.0.0.0:41000".parse().unwrap();
+        let mut inst = Installer {
+            rings: vec![p0, p1],
+            persist: Arc::clone(&shared.persist),
+            live: Arc::clone(&shared.current.live),
+            now_ms: || 1000,
+            counters: Arc::new(SyncCounters::default()),
+            filter: Filter {
+                syncid: 5,
+                own: Some(own),
+                peers: vec![peer.ip()],
+            },
+        };
+        inst.datagram(&message(5, &[conn(1, false), conn(2, true)]), peer);
+        inst.datagram(&message(6, &[conn(3, false)]), peer);
+        inst.datagram(
+            &message(5, &[conn(4, false)]),
+            "10.1.0.9:40000".parse().unwrap(),
+        );
+        inst.datagram(
+            &message(5, &[conn(5, false)]),
+            "127.0.0.1:41000".parse().unwrap(),
+        );
+        let mut bad = message(6, &[conn(6, false)]);
+        bad.push(0);
+        inst.datagram(&bad, peer);
+        let s = inst.counters.read();
+        assert_eq!(s.datagrams_received, 5);
+        assert_eq!(
+            (
+                s.drop_syncid,
+                s.drop_not_peer,
+                s.drop_own,
+                s.drop_size_mismatch
+            ),
+            (1, 1, 1, 1),
+            "the size is checked before the sync id, as the kernel does"
+        );
+        assert_eq!(
+            (s.records_received, s.conns_handed, s.templates_installed),
+            (2, 1, 0),
+            "a template of a non-persistent service is refused"
+        );
+        assert_eq!(s.not_installed_not_persistent, 1);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        c0.drain(10, |x| a.push(x));
+        c1.drain(10, |x| b.push(x));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a, b, "every worker gets the connection");
+        assert_eq!((a[0].key.cport, a[0].timeout_ms), (4000, 30_000));
+    }
+}
