@@ -17,6 +17,7 @@ use crate::control::current::Current;
 use crate::control::health::Effects;
 use crate::control::layout;
 use crate::control::run::{RunError, RunOptions, CONTROL_RING, MBUF_DATA_ROOM, PERSIST_SHARDS};
+use crate::control::sync::{self as sync_daemon, ControlEnds, WorkerEnds};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
 use crate::dataplane::dump::ConnDump;
@@ -32,6 +33,8 @@ use crate::lb::persist::PersistTable;
 use crate::lb::service::ServiceTable;
 use crate::lb::snapshot::Snapshot;
 use crate::lb::state::{StateConfig, WorkerState};
+use crate::lb::sync_record::ConnInstall;
+use crate::lb::sync_ring::Consumer;
 use crate::wire::ethernet::MacAddr;
 
 /// The tables built at start: what workers share with the control plane.
@@ -169,12 +172,14 @@ struct Launch<'a> {
     tables: &'a Shared,
     to_control: &'a Arc<MbufRing>,
     control_tx: &'a Arc<ControlTx>,
+    /// Each worker's ends of the sync rings (empty without `[sync]`).
+    sync: Vec<WorkerEnds>,
 }
 
 impl Workers {
     /// Launches one worker per lcore. If a launch fails, the workers already
     /// running are stopped and joined before the error returns.
-    fn launch(l: Launch<'_>, stop: &Arc<AtomicBool>) -> Result<Workers, RunError> {
+    fn launch(mut l: Launch<'_>, stop: &Arc<AtomicBool>) -> Result<Workers, RunError> {
         let cfg = l.cfg;
         let hz = dpdk::tsc_hz().max(1);
         let w = cfg.workers();
@@ -193,6 +198,7 @@ impl Workers {
             seen: Vec::new(),
             dumps: Vec::new(),
         };
+        let mut sync_ends = std::mem::take(&mut l.sync).into_iter();
         for (i, &lcore) in l.lcores.iter().enumerate() {
             let pubd = Arc::new(Published::default());
             let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
@@ -200,7 +206,7 @@ impl Workers {
             seen.set(snap.epoch());
             let done = Arc::new(AtomicBool::new(false));
             let dump = Arc::new(ConnDump::new(cfg.tables().connections as usize));
-            let state = WorkerState::new(
+            let mut state = WorkerState::new(
                 Arc::clone(snap),
                 Arc::clone(&l.tables.persist),
                 StateConfig {
@@ -210,6 +216,7 @@ impl Workers {
                     seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
                 },
             );
+            let sync_in = attach_sync(&mut state, sync_ends.next());
             let worker = Worker {
                 index: i as u16,
                 rx_port: l.ports.rx.id(),
@@ -234,7 +241,7 @@ impl Workers {
                 published: Arc::clone(&pubd),
                 traffic: Arc::clone(&tpub),
                 dump: Arc::clone(&dump),
-                sync_in: None,
+                sync_in,
                 stop: Arc::clone(stop),
             };
             let guard_flag = Arc::clone(&done);
@@ -277,6 +284,17 @@ impl Workers {
     }
 }
 
+/// A worker's side of `[sync]`: its outgoing ring on its state (roles
+/// that send, with the threshold/period rule); returns its install ring,
+/// its `sync_in` (roles that receive).
+fn attach_sync(state: &mut WorkerState, ends: Option<WorkerEnds>) -> Option<Consumer<ConnInstall>> {
+    let ends = ends?;
+    if let Some(out) = ends.outgoing {
+        state.enable_sync(out, ends.rule);
+    }
+    ends.installs
+}
+
 /// The DPDK side of a running pmdlb. Field order is teardown order: workers
 /// are stopped and joined first, then the control plane's burst and the
 /// rings give their mbufs back, the ports are stopped and closed, the pool
@@ -287,6 +305,9 @@ impl Workers {
 pub struct Director<'eal> {
     /// The launched workers.
     pub workers: Workers,
+    /// The control plane's ends of the sync rings, for the sync daemon
+    /// (taken when it starts).
+    pub sync: Option<ControlEnds>,
     /// The control plane's burst for the TX NIC's RX queues.
     burst: RxBurst,
     /// Frames the control plane sends through worker 0.
@@ -360,6 +381,13 @@ impl<'eal> Director<'eal> {
             tx_vlan: ps.tx_vlan,
             tunnel_mtu: ps.tx_mtu(),
         };
+        let (sync_cp, sync_ws) = match cfg.sync() {
+            Some(s) => {
+                let (cp, ws) = sync_daemon::rings(s, nworkers);
+                (Some(cp), ws)
+            }
+            None => (None, Vec::new()),
+        };
         let launch = Launch {
             cfg,
             lcores,
@@ -368,11 +396,13 @@ impl<'eal> Director<'eal> {
             tables: &tables,
             to_control: &to_control,
             control_tx: &control_tx,
+            sync: sync_ws,
         };
         let workers = Workers::launch(launch, stop)?;
         tables.current.seen = workers.seen.clone();
         let director = Director {
             workers,
+            sync: sync_cp,
             burst: RxBurst::default(),
             control_tx,
             to_control,
@@ -460,6 +490,7 @@ impl<'eal> Director<'eal> {
     pub fn close(self) {
         let Director {
             mut workers,
+            sync,
             burst,
             control_tx,
             to_control,
@@ -469,6 +500,7 @@ impl<'eal> Director<'eal> {
         } = self;
         workers.stop();
         drop(workers);
+        drop(sync);
         drop(burst);
         drop(control_tx);
         drop(to_control);

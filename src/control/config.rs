@@ -11,6 +11,7 @@ mod health;
 mod raw;
 mod services;
 mod settings;
+mod sync;
 mod validate;
 pub mod values;
 
@@ -22,6 +23,7 @@ use std::fmt;
 pub use announce::{check_device_name, AnnounceSettings};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+pub use sync::{SyncRole, SyncSettings, SyncTransport};
 
 use crate::control::health::{QuorumSpec, ServerChecks};
 use crate::control::layout::NicQueues;
@@ -270,6 +272,7 @@ pub struct Config {
     neighbours: NeighbourSettings,
     metrics: MetricsSettings,
     announce: Option<AnnounceSettings>,
+    sync: Option<SyncSettings>,
     vips: Vec<VipSpec>,
     marks: Vec<MarkRuleSpec>,
     services: Vec<ServiceSpec>,
@@ -415,6 +418,7 @@ impl Config {
         diff("[neighbours]", self.neighbours == new.neighbours);
         diff("[metrics]", self.metrics == new.metrics);
         diff("[announce]", self.announce == new.announce);
+        diff("[sync]", self.sync == new.sync);
         diff(
             "health checks",
             self.health == new.health && self.quorums == new.quorums,
@@ -511,6 +515,12 @@ impl Config {
     /// `[announce]`: the VIP host routes for BGP (`None`: not announced).
     pub fn announce(&self) -> Option<&AnnounceSettings> {
         self.announce.as_ref()
+    }
+
+    /// `[sync]`: connection and persistence sync between directors
+    /// (`None`: no sync daemon).
+    pub fn sync(&self) -> Option<&SyncSettings> {
+        self.sync.as_ref()
     }
 
     /// Every VIP pmdlb answers for: the `[[vip]]` entries first, then the

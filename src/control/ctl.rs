@@ -100,6 +100,8 @@ pub enum Command {
     Drain,
     /// Announce the VIPs again after a drain.
     Undrain,
+    /// The sync daemon's settings and counters.
+    Sync,
 }
 
 /// Parses `tcp:10.0.0.1:80`, `udp:[fd00::1]:53` or `fwmark:7`.
@@ -154,6 +156,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ["status"] => Ok(Command::Status),
         ["drain"] => Ok(Command::Drain),
         ["undrain"] => Ok(Command::Undrain),
+        ["sync"] => Ok(Command::Sync),
         ["weight", svc, server, w] => Ok(Command::Weight {
             service: parse_service(svc)?,
             server: addr(server)?,
@@ -161,7 +164,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         }),
         ["remove", svc, server] => Ok(Command::Remove { service: parse_service(svc)?, server: addr(server)? }),
         _ => Err(format!(
-            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | status | drain | undrain | stop"
+            "unknown command {line:?}; commands: stats | servers [--stats [--exact] | --rate] | weight SERVICE SERVER WEIGHT | remove SERVICE SERVER | reload | status | drain | undrain | sync | stop"
         )),
     }
 }
@@ -603,6 +606,7 @@ mod tests {
         assert_eq!(parse("drain"), Ok(Command::Drain));
         assert_eq!(parse("undrain"), Ok(Command::Undrain));
         assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(parse("sync"), Ok(Command::Sync));
         assert!(parse("drain now").is_err());
         assert_eq!(
             parse("weight tcp:10.0.0.1:80 10.0.1.11 0"),

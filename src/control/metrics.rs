@@ -13,6 +13,7 @@ use std::net::IpAddr;
 
 use crate::control::config::values::proto_name;
 use crate::control::estimator::Totals;
+use crate::control::sync::SyncStats;
 use crate::control::traffic::TrafficBook;
 use crate::dataplane::counters::WorkerStats;
 use crate::dataplane::verdict::DropReason;
@@ -75,6 +76,8 @@ pub struct Exposition<'a> {
     pub health: &'a [Option<HealthSample>],
     /// The VIP announcement, when `[announce]` is configured.
     pub announce: Option<AnnounceSample>,
+    /// The sync daemon's counters, when `[sync]` is configured.
+    pub sync: Option<SyncStats>,
 }
 
 /// The VIP announcement's state for the exposition.
@@ -213,7 +216,36 @@ impl Exposition<'_> {
         self.traffic_part(&mut out);
         self.health_part(&mut out);
         self.announce_part(&mut out);
+        self.sync_part(&mut out);
         out
+    }
+
+    /// `pmdlb_sync_*`: every sync counter, one family per
+    /// [`SyncStats::rows`] family, reasons as labels.
+    fn sync_part(&self, out: &mut String) {
+        let Some(s) = self.sync else {
+            return;
+        };
+        let rows = s.rows();
+        let mut i = 0;
+        while i < rows.len() {
+            let first = rows[i];
+            let samples: Vec<(String, u64)> = rows[i..]
+                .iter()
+                .take_while(|r| r.family == first.family)
+                .map(|r| {
+                    let l = if r.label.is_empty() {
+                        String::new()
+                    } else {
+                        labels(&[(r.label, r.value_label)])
+                    };
+                    (l, r.value)
+                })
+                .collect();
+            i += samples.len();
+            let name = format!("pmdlb_sync_{}_total", first.family);
+            family(out, &name, "counter", first.help, &samples);
+        }
     }
 
     fn announce_part(&self, out: &mut String) {
@@ -585,6 +617,7 @@ mod tests {
                 stale: &[],
                 health: &[],
                 announce,
+                sync: None,
             }
             .render()
         };
@@ -606,6 +639,49 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn sync_families_only_when_configured_reasons_as_labels() {
+        let snap = Snapshot::new(&[]);
+        let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
+        let render = |sync| {
+            Exposition {
+                workers: &[],
+                snap: &snap,
+                traffic: &book,
+                conn_capacity: 0,
+                templates: 0,
+                template_capacity: 0,
+                mbufs_in_use: 0,
+                mbufs: 0,
+                stale: &[],
+                health: &[],
+                announce: None,
+                sync,
+            }
+            .render()
+        };
+        assert!(!render(None).contains("pmdlb_sync"));
+        let text = render(Some(SyncStats {
+            drop_syncid: 2,
+            conns_sent: 5,
+            templates_sent: 1,
+            records_received: 9,
+            ..SyncStats::default()
+        }));
+        for line in [
+            "# TYPE pmdlb_sync_datagrams_dropped_total counter",
+            "pmdlb_sync_datagrams_dropped_total{reason=\"syncid\"} 2",
+            "pmdlb_sync_datagrams_dropped_total{reason=\"size_mismatch\"} 0",
+            "pmdlb_sync_records_sent_total{kind=\"conn\"} 5",
+            "pmdlb_sync_records_sent_total{kind=\"template\"} 1",
+            "pmdlb_sync_records_received_total 9",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing:\n{text}");
+        }
+        let helps = text.matches("# HELP pmdlb_sync_records_sent_total").count();
+        assert_eq!(helps, 1, "one family, one HELP");
     }
 
     #[test]

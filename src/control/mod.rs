@@ -1,4 +1,4 @@
-//! Control plane: the ipvsadm command line (`pmdlb admin`), configuration and validation, the `pmdlb check` summary, the VIP announcement for BGP,
+//! Control plane: the ipvsadm command line (`pmdlb admin`), configuration and validation, the `pmdlb check` summary, the VIP announcement for BGP, the connection sync daemon,
 //! `pmdlb run` (startup, neighbour resolution, statistics, shutdown) and
 //! runtime commands over the control socket, traffic counters and rates,
 //! the Prometheus metrics listener and DPDK telemetry commands.
@@ -18,6 +18,7 @@ pub mod neigh;
 pub mod run;
 pub mod stats;
 pub mod summary;
+pub mod sync;
 pub mod telemetry;
 pub mod traffic;
 pub mod watch;

@@ -28,6 +28,7 @@ use crate::control::layout::LayoutError;
 use crate::control::neigh::Resolver;
 use crate::control::stats::{compact_line, full_table, total};
 use crate::control::summary::{service_line, service_name};
+use crate::control::sync::{SocketError, SyncDaemon};
 use crate::control::telemetry;
 use crate::control::watch::{Gauges, Watch};
 use crate::dataplane::counters::WorkerStats;
@@ -94,6 +95,9 @@ pub enum RunError {
     /// The VIP announcement could not start.
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    /// The sync daemon could not start.
+    #[error(transparent)]
+    Sync(#[from] SocketError),
     /// A worker stopped by itself (panic).
     #[error("{0}")]
     Worker(String),
@@ -285,6 +289,8 @@ pub struct ControlPlane<'a> {
     /// The VIP routes for BGP (`[announce]`); withdrawn before the
     /// workers stop.
     announcer: Option<Announcer>,
+    /// The connection sync daemon (`[sync]`); stopped before the workers.
+    sync: Option<SyncDaemon>,
     director: Director<'a>,
 }
 
@@ -295,7 +301,7 @@ impl<'a> ControlPlane<'a> {
         cfg: &'a Config,
         opts: &'a RunOptions,
         stop: &Arc<AtomicBool>,
-        director: Director<'a>,
+        mut director: Director<'a>,
         tables: Shared,
     ) -> Result<ControlPlane<'a>, RunError> {
         let Shared {
@@ -340,6 +346,7 @@ impl<'a> ControlPlane<'a> {
             println!("pmdlb: metrics at http://{a}/metrics");
         }
         let checks = Runner::start(cfg.health())?;
+        let sync = start_sync(cfg, &mut director, &current, &persist)?;
         let announcer = cfg.announce().map(Announcer::start).transpose()?;
         let ctl_path = socket_path(&cfg.eal().file_prefix);
         let ctl = CtlServer::bind(&ctl_path).map_err(|err| RunError::Ctl {
@@ -379,14 +386,26 @@ impl<'a> ControlPlane<'a> {
             buf: [0u8; 128],
             listings: conns::Listings::default(),
             announcer,
+            sync,
             director,
         })
     }
 
     /// The workers' clock (TSC milliseconds), for the persistence table.
     fn now_ms(&self) -> u64 {
-        let hz = dpdk::tsc_hz().max(1);
-        crate::sys::rdtsc() / (hz / 1000).max(1)
+        workers_now_ms()
+    }
+
+    /// `ctl stats`'s sync part: the daemon lines and every counter.
+    fn sync_section(&self) -> String {
+        self.sync.as_ref().map_or_else(String::new, |d| {
+            format!("\nsync:\n{}{}", d.daemon_lines(), d.stats().table())
+        })
+    }
+
+    /// Whether the sync receiver (if any) has run its announce hold.
+    fn sync_ready(&self) -> bool {
+        self.sync.as_ref().map_or(true, SyncDaemon::ready)
     }
 
     /// Persistence templates alive now.
@@ -446,6 +465,7 @@ impl<'a> ControlPlane<'a> {
         self.announce_tick();
         let announce = self.announcer.as_mut().map(Announcer::sample);
         let templates = self.templates();
+        let sync = self.sync.as_ref().map(SyncDaemon::stats);
         let (cfg, persist, director, resolver, health) = (
             self.cfg,
             &self.persist,
@@ -463,6 +483,7 @@ impl<'a> ControlPlane<'a> {
                 stale: resolver.stale(now),
                 health: health.samples(),
                 announce,
+                sync,
             });
         self.stats_line(now);
         if self.stop.load(Ordering::Relaxed) {
@@ -531,13 +552,18 @@ impl<'a> ControlPlane<'a> {
             Command::Reload => self.reload(),
             Command::Status | Command::Drain | Command::Undrain => self.announce_command(&c),
             Command::Stats => Answer::ok(format!(
-                "{}persistence templates live: {}\n{}\n{}\n{}",
+                "{}persistence templates live: {}\n{}\n{}\n{}{}",
                 full_table(&self.director.workers.read()),
                 self.templates(),
                 self.servers_table(),
                 self.watch.stats_table(false),
-                self.watch.rate_table()
+                self.watch.rate_table(),
+                self.sync_section()
             )),
+            Command::Sync => match &self.sync {
+                Some(d) => Answer::ok(format!("{}{}", d.daemon_lines(), d.stats().table())),
+                None => Answer::failed("no [sync] section in the configuration: no sync daemon"),
+            },
             Command::Servers => Answer::ok(self.servers_table()),
             Command::ServerStats { exact } => Answer::ok(self.watch.stats_table(exact)),
             Command::ServerRates => Answer::ok(self.watch.rate_table()),
@@ -617,6 +643,11 @@ impl<'a> ControlPlane<'a> {
     pub fn finish(mut self, ended: Ended) -> Result<(), RunError> {
         self.withdraw_routes();
         drop(self.checks.take());
+        if let Some(d) = self.sync.as_mut() {
+            // Before the workers: the pending datagram leaves.
+            d.stop();
+            println!("pmdlb: sync: stopped; {}", sync_summary(&d.stats()));
+        }
         let failure = self.director.workers.stop();
         self.print_final();
         let ControlPlane {
@@ -688,6 +719,46 @@ impl<'a> ControlPlane<'a> {
         }
         println!("accounting: rx={} unaccounted={}", t.io.rx, t.unaccounted());
     }
+}
+
+/// The workers' clock (TSC milliseconds), for the persistence table.
+fn workers_now_ms() -> u64 {
+    let hz = dpdk::tsc_hz().max(1);
+    crate::sys::rdtsc() / (hz / 1000).max(1)
+}
+
+/// Starts the sync daemon of `[sync]` on the rings bring-up made, after
+/// the workers.
+fn start_sync(
+    cfg: &Config,
+    director: &mut Director<'_>,
+    current: &Current,
+    persist: &Arc<PersistTable>,
+) -> Result<Option<SyncDaemon>, RunError> {
+    let (Some(s), Some(ends)) = (cfg.sync(), director.sync.take()) else {
+        return Ok(None);
+    };
+    let cx = crate::control::sync::Context {
+        live: Arc::clone(&current.live),
+        persist: Arc::clone(persist),
+        now_ms: workers_now_ms,
+    };
+    Ok(Some(SyncDaemon::start(s, ends, cx)?))
+}
+
+/// The sync counters' headline, one line.
+fn sync_summary(s: &crate::control::sync::SyncStats) -> String {
+    format!(
+        "datagrams_sent={} records_sent={} send_errors={} datagrams_received={} records_received={} conns_handed={} templates_installed={} install_ring_full={}",
+        s.datagrams_sent,
+        s.records_sent(),
+        s.send_errors,
+        s.datagrams_received,
+        s.records_received,
+        s.conns_handed,
+        s.templates_installed,
+        s.install_ring_full
+    )
 }
 
 fn admin_answer(r: Result<String, AdminError>) -> Answer {

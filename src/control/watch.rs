@@ -40,6 +40,8 @@ pub struct Gauges {
     pub health: Vec<Option<HealthSample>>,
     /// The VIP announcement (`None`: not configured).
     pub announce: Option<AnnounceSample>,
+    /// The sync daemon's counters (`None`: no `[sync]`).
+    pub sync: Option<crate::control::sync::SyncStats>,
 }
 
 /// The observers' side of the control loop.
@@ -108,6 +110,7 @@ impl Watch {
             stale: &g.stale,
             health: &g.health,
             announce: g.announce,
+            sync: g.sync,
         }
         .render();
         self.body.publish(text);

@@ -31,7 +31,8 @@
 //! checked last, after all of ipvsadm's own checks, with a message saying
 //! so: masquerading (`-m`), persistence engines (`--pe`), the lblc/lblcr
 //! schedulers, gre tunnels and remote checksum offload, `flag-3`, tunnel
-//! servers of another address family, and the sync daemon commands.
+//! servers of another address family, and `--start-daemon/--stop-daemon`
+//! (the sync daemon is configured in `[sync]`; `-L --daemon` lists it).
 //!
 //! Deliberate differences, all because pmdlb resolves no names: hosts and
 //! ports must be numeric (ipvsadm would look names up), IPv4 addresses are
@@ -287,6 +288,8 @@ pub enum ListWhat {
     Connections,
     /// `--timeout`.
     Timeouts,
+    /// `--daemon`: the sync daemon lines.
+    Daemon,
 }
 
 /// One parsed ipvsadm command.
@@ -462,6 +465,7 @@ impl AdminCmd {
                     ListWhat::Service(svc) => v.extend(svc.to_args()),
                     ListWhat::Connections => v.push(s("-c")),
                     ListWhat::Timeouts => v.push(s("--timeout")),
+                    ListWhat::Daemon => v.push(s("--daemon")),
                 }
                 for (on, name) in [
                     (opts.numeric, "-n"),
@@ -1510,14 +1514,9 @@ fn unsupported(e: &Entry, flag3: bool, is_dest_cmd: bool) -> Result<(), AdminErr
     match e.cmd {
         Cmd::StartDaemon | Cmd::StopDaemon => {
             return Err(AdminError::usage(format!(
-                "--{}: not supported by pmdlb admin: pmdlb has no connection sync daemon yet",
+                "--{}: not supported by pmdlb admin: the sync daemon is configured in the [sync] section and runs with pmdlb (see -L --daemon)",
                 e.cmd.name()
             )))
-        }
-        Cmd::List if e.has(Opt::Daemon) => {
-            return Err(AdminError::usage(
-                "--daemon: not supported by pmdlb admin: pmdlb has no connection sync daemon yet",
-            ))
         }
         _ => {}
     }
@@ -1645,6 +1644,8 @@ fn assemble(
                 ListWhat::Service(s)
             } else if e.has(Opt::Timeout) {
                 ListWhat::Timeouts
+            } else if e.has(Opt::Daemon) {
+                ListWhat::Daemon
             } else {
                 ListWhat::All
             },

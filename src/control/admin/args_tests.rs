@@ -771,8 +771,17 @@ fn list_options() {
         "Illegal 'scheduler' option with the 'list' command",
     );
     usage_err("-L -o", "Illegal 'ops' option with the 'list' command");
-    let e = err("-L --daemon");
-    assert!(e.msg.contains("not supported"), "{e:?}");
+    assert_eq!(
+        ok("-L --daemon"),
+        AdminCmd::List {
+            what: ListWhat::Daemon,
+            opts: ListOpts::default()
+        }
+    );
+    usage_err(
+        "-L --daemon --stats",
+        "options conflicts in the list command",
+    );
 }
 
 #[test]

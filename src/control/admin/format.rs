@@ -507,8 +507,9 @@ Usage (as ipvsadm; SERVICE is -t|-u|--sctp-service ADDR:PORT or -f MARK [-6]):
 Schedulers: rr wrr lc wlc (default) sed nq sh dh mh fo ovf.
 Scheduler flags: sh-fallback sh-port (sh), mh-fallback mh-port (mh), flag-1 flag-2.
 -p without a value is 360 s. Forwarding is direct routing (-g, default) or a
-tunnel (-i); masquerading, persistence engines, lblc/lblcr, gre tunnels and the
-sync daemon commands are not supported. Addresses and ports are numeric only.
+tunnel (-i); masquerading, persistence engines, lblc/lblcr, gre tunnels and
+--start-daemon/--stop-daemon are not supported (the sync daemon is the [sync]
+section; -L --daemon shows it). Addresses and ports are numeric only.
 ",
     );
     s

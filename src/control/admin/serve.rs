@@ -33,6 +33,8 @@ pub trait Host {
     fn timeouts(&self) -> Timeouts;
     /// `--set`: new timeouts for every worker.
     fn set_timeouts(&mut self, t: Timeouts) -> Result<(), String>;
+    /// `-L --daemon`: ipvsadm's sync daemon lines (empty: none runs).
+    fn daemon(&self) -> String;
     /// `-Z`: zero the counters of one service (its servers too) or all.
     fn zero(&mut self, service: Option<&ServiceAddr>);
 }
@@ -95,6 +97,7 @@ fn run(host: &mut impl Host, req: AdminRequest) -> Result<String, AdminError> {
             // `handle` returned `NeedsConnections` before coming here.
             ListWhat::Connections => Err(AdminError::failed("-L -c is answered asynchronously")),
             ListWhat::Timeouts => Ok(format::list_timeouts(&host.timeouts())),
+            ListWhat::Daemon => Ok(host.daemon()),
         },
         AdminCmd::Zero(sel) => {
             match sel {

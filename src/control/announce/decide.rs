@@ -20,6 +20,9 @@ pub enum Hold {
     PortDown,
     /// A worker is not running.
     WorkerStopped,
+    /// The sync receiver has not yet run `sync.announce_hold_ms`: a
+    /// restarted director learns the live flows before ECMP sends it any.
+    SyncPending,
     /// One of the VIP's services has lost its quorum (or every checked
     /// server is down).
     Unhealthy,
@@ -32,6 +35,7 @@ impl fmt::Display for Hold {
             Hold::Stopping => "stopping",
             Hold::PortDown => "port link down",
             Hold::WorkerStopped => "worker not running",
+            Hold::SyncPending => "sync receiver still learning (sync.announce_hold_ms)",
             Hold::Unhealthy => "a service lost its quorum",
         })
     }
@@ -48,6 +52,9 @@ pub struct Inputs<'a> {
     pub ports_up: bool,
     /// Every worker runs.
     pub workers_running: bool,
+    /// The sync receiver (if any) has run `sync.announce_hold_ms`; true
+    /// without a receiving `[sync]`.
+    pub sync_ready: bool,
     /// The VIPs of the current rule set.
     pub vips: &'a [VipSpec],
     /// Addresses never announced (`announce.next_hops`).
@@ -66,6 +73,8 @@ pub fn decide(i: &Inputs) -> Vec<(IpAddr, Option<Hold>)> {
         Some(Hold::PortDown)
     } else if !i.workers_running {
         Some(Hold::WorkerStopped)
+    } else if !i.sync_ready {
+        Some(Hold::SyncPending)
     } else {
         None
     };
@@ -128,6 +137,7 @@ mod tests {
             stopping: false,
             ports_up: true,
             workers_running: true,
+            sync_ready: true,
             vips,
             next_hops: hops,
             services: svcs,
@@ -164,6 +174,33 @@ mod tests {
         assert!(decide(&i)
             .iter()
             .all(|(_, h)| *h == Some(Hold::WorkerStopped)));
+    }
+
+    #[test]
+    fn sync_pending_holds_every_vip_until_ready() {
+        let vips = [vip("10.0.0.1"), vip("10.0.0.2")];
+        let svcs = [(vec![ip("10.0.0.1")], false)];
+        let mut i = inputs(&vips, &[], &svcs);
+        i.sync_ready = false;
+        assert!(decide(&i)
+            .iter()
+            .all(|(_, h)| *h == Some(Hold::SyncPending)));
+        i.workers_running = false;
+        assert!(
+            decide(&i)
+                .iter()
+                .all(|(_, h)| *h == Some(Hold::WorkerStopped)),
+            "a stopped worker is the stronger reason"
+        );
+        i = inputs(&vips, &[], &svcs);
+        assert_eq!(
+            decide(&i),
+            vec![
+                (ip("10.0.0.1"), Some(Hold::Unhealthy)),
+                (ip("10.0.0.2"), None)
+            ],
+            "ready: the per-VIP reasons again"
+        );
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub control: RawControl,
     pub announce: Option<RawAnnounce>,
+    pub sync: Option<RawSync>,
     #[serde(default)]
     pub vip: Vec<RawVip>,
     #[serde(default)]
@@ -269,6 +270,26 @@ pub struct RawAnnounce {
     #[serde(default)]
     pub next_hops: Vec<String>,
     pub stop_delay_ms: Option<i64>,
+}
+
+/// `[sync]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSync {
+    pub role: Option<String>,
+    pub syncid: Option<i64>,
+    pub interface: Option<String>,
+    pub group: Option<String>,
+    pub port: Option<i64>,
+    pub ttl: Option<i64>,
+    pub peers: Option<Vec<String>>,
+    pub source: Option<String>,
+    pub maxlen: Option<i64>,
+    pub threshold: Option<i64>,
+    pub period: Option<i64>,
+    pub flush_ms: Option<i64>,
+    pub ring: Option<i64>,
+    pub announce_hold_ms: Option<i64>,
 }
 
 /// `[[vip]]`.

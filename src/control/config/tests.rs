@@ -978,6 +978,7 @@ fn all_example_files_load() {
             "memif.toml",
             "pcap.toml",
             "reference.toml",
+            "sync-director.toml",
             "tunnel.toml"
         ]
     );

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::raw::{RawConfig, StrOrInt};
-use super::{announce, health, services, settings};
+use super::{announce, health, services, settings, sync};
 use super::{
     Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
     Warning,
@@ -256,6 +256,7 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
     }
     let mut vips = services::vips(&mut c, &raw.vip, &services, &marks);
     let announce = announce::settings(&mut c, raw.announce.as_ref(), &mut vips);
+    let sync = sync::settings(&mut c, raw.sync.as_ref());
     services::cross_checks(&mut c, &services, &marks, &ports);
     services::mh_limits(&mut c, &services, tables.mh_size);
     let cap = tables.capacity();
@@ -307,6 +308,7 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
             neighbours,
             metrics,
             announce,
+            sync,
             vips,
             marks,
             services,

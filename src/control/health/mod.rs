@@ -849,6 +849,7 @@ mod exposition_tests {
                 stale: &[],
                 health,
                 announce: None,
+                sync: None,
             }
             .render()
         };

@@ -18,6 +18,7 @@ const WITHDRAW_TIME: Duration = Duration::from_secs(3);
 impl ControlPlane<'_> {
     /// Decides again what to announce (every tick).
     pub(super) fn announce_tick(&mut self) {
+        let sync_ready = self.sync_ready();
         let Some(a) = self.announcer.as_mut() else {
             return;
         };
@@ -38,6 +39,7 @@ impl ControlPlane<'_> {
             stopping: self.stop.load(Ordering::Relaxed),
             ports_up: self.director.links_up(),
             workers_running: self.director.workers.ended_on_its_own().is_none(),
+            sync_ready,
             vips,
             next_hops,
             services: &services,

@@ -78,6 +78,12 @@ impl ControlPlane<'_> {
 }
 
 impl Host for ControlPlane<'_> {
+    fn daemon(&self) -> String {
+        self.sync
+            .as_ref()
+            .map_or_else(String::new, |d| d.daemon_lines())
+    }
+
     fn specs(&self) -> &[ServiceSpec] {
         &self.current.specs
     }
