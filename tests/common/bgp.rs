@@ -33,6 +33,20 @@ pub fn wait_for<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option
     }
 }
 
+/// One HTTP GET with curl in namespace `ns` from `client` (one of its
+/// addresses), at most `max` for the whole transfer: the body, trimmed,
+/// or an empty string on failure. Needs no topology borrowed, so threads
+/// can use it.
+pub fn http_get(ns: &str, client: &str, url: &str, max: Duration) -> String {
+    let max = format!("{:.1}", max.as_secs_f64());
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-s", "-m", &max])
+        .args(["--interface", client, url])
+        .output()
+        .expect("run curl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The topology, its BIRD daemons and its HTTP servers.
 pub struct BgpTopology {
     pub pfx: String,
@@ -40,6 +54,8 @@ pub struct BgpTopology {
     pub dir: PathBuf,
     www: PathBuf,
     servers: Vec<Child>,
+    /// HTTP servers on further ports ([`BgpTopology::serve_port`]).
+    extra: Vec<Child>,
 }
 
 impl BgpTopology {
@@ -56,6 +72,7 @@ impl BgpTopology {
             dir,
             www,
             servers: Vec::new(),
+            extra: Vec::new(),
         };
         t.script(&["up", &servers.to_string(), &clients.to_string()]);
         for s in 1..=servers {
@@ -63,13 +80,49 @@ impl BgpTopology {
             std::fs::create_dir_all(&d).unwrap();
             std::fs::write(d.join("index.html"), format!("rs{s}\n")).unwrap();
             std::fs::write(d.join("big"), vec![b'x'; 16 << 20]).unwrap();
-            let child = t.spawn_http(s);
+            let child = t.spawn_http(s, 80);
             t.servers.push(child);
         }
         for s in 1..=servers {
-            t.wait_listen(s, true);
+            t.wait_listen(s, 80, true);
         }
         t
+    }
+
+    /// The directory real server `s` (1-based) serves its files from.
+    pub fn www(&self, s: usize) -> PathBuf {
+        self.www.join(format!("rs{s}"))
+    }
+
+    /// Starts a second HTTP server on `port` of every real server (the
+    /// same files) and waits until they all listen; stopped on drop.
+    pub fn serve_port(&mut self, port: u16) {
+        for s in 1..=self.servers.len() {
+            let child = self.spawn_http(s, port);
+            self.extra.push(child);
+        }
+        for s in 1..=self.servers.len() {
+            self.wait_listen(s, port, true);
+        }
+    }
+
+    /// The next hop the router's multipath route picks for the TCP flow
+    /// `client:sport → vip:dport` arriving from the clients, as the kernel
+    /// hashes it (`ip route get … ipproto tcp sport … dport …`); `None`
+    /// without a route.
+    pub fn route_of_flow(&self, client: &str, sport: u16, vip: &str, dport: u16) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns("rt"), "route", "get", vip, "from", client])
+            .args(["iif", "rtc", "ipproto", "tcp"])
+            .args(["sport", &sport.to_string(), "dport", &dport.to_string()])
+            .output()
+            .expect("ip route get");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == "via")
+            .map(|w| w[1].to_owned())
     }
 
     fn script(&self, args: &[&str]) {
@@ -140,12 +193,12 @@ impl BgpTopology {
     /// One HTTP GET from `client` (an address of the client namespace):
     /// the body, or an empty string on failure.
     pub fn get(&self, client: &str, url: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns("cl"), "curl", "-s", "-m", "3"])
-            .args(["--interface", client, url])
-            .output()
-            .expect("run curl");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        self.get_within(client, url, Duration::from_secs(3))
+    }
+
+    /// [`BgpTopology::get`] with curl's whole-transfer limit `max`.
+    pub fn get_within(&self, client: &str, url: &str, max: Duration) -> String {
+        http_get(&self.ns("cl"), client, url, max)
     }
 
     /// Starts the BIRD of `role` again (after [`BgpTopology::kill_bird`]).
@@ -158,20 +211,21 @@ impl BgpTopology {
     pub fn stop_server(&mut self, s: usize) {
         let _ = self.servers[s - 1].kill();
         let _ = self.servers[s - 1].wait();
-        self.wait_listen(s, false);
+        self.wait_listen(s, 80, false);
     }
 
     /// Starts the HTTP server of real server `s` again and waits until it
     /// listens.
     pub fn start_server(&mut self, s: usize) {
-        self.servers[s - 1] = self.spawn_http(s);
-        self.wait_listen(s, true);
+        self.servers[s - 1] = self.spawn_http(s, 80);
+        self.wait_listen(s, 80, true);
     }
 
-    fn spawn_http(&self, s: usize) -> Child {
+    fn spawn_http(&self, s: usize, port: u16) -> Child {
         Command::new("ip")
             .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
-            .args(["python3", "-m", "http.server", "80", "--directory"])
+            .args(["python3", "-m", "http.server", &port.to_string()])
+            .arg("--directory")
             .arg(self.www.join(format!("rs{s}")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -179,16 +233,17 @@ impl BgpTopology {
             .expect("start http.server")
     }
 
-    fn wait_listen(&self, s: usize, listening: bool) {
+    fn wait_listen(&self, s: usize, port: u16, listening: bool) {
         let ns = self.ns(&format!("rs{s}"));
         let done = wait_for(Duration::from_secs(10), || {
             let out = Command::new("ip")
                 .args(["netns", "exec", &ns, "ss", "-ltn"])
                 .output()
                 .ok()?;
-            (String::from_utf8_lossy(&out.stdout).contains(":80 ") == listening).then_some(())
+            let want = format!(":{port} ");
+            (String::from_utf8_lossy(&out.stdout).contains(&want) == listening).then_some(())
         });
-        assert!(done.is_some(), "{ns}: port 80 listening != {listening}");
+        assert!(done.is_some(), "{ns}: port {port} listening != {listening}");
     }
 
     /// SIGKILLs the BIRD of `role`.
@@ -205,7 +260,7 @@ impl BgpTopology {
 
 impl Drop for BgpTopology {
     fn drop(&mut self) {
-        for c in &mut self.servers {
+        for c in self.servers.iter_mut().chain(self.extra.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -226,14 +281,30 @@ pub fn director_config(prefix: &str, role: &str, servers: &[&str], health: &str)
     } else {
         ("rr", false)
     };
+    format!(
+        "{}[[service]]\nvip = \"{VIP}\"\nport = 80\nscheduler = \"{scheduler}\"\n{}{health}",
+        director_base(prefix, role, sloppy),
+        servers_toml(servers)
+    )
+}
+
+/// `[[service.server]]` tables for `servers` (addresses).
+pub fn servers_toml(servers: &[&str]) -> String {
+    servers
+        .iter()
+        .map(|s| format!("[[service.server]]\naddr = \"{s}\"\n"))
+        .collect()
+}
+
+/// Everything of a director's configuration but its services: EAL, the
+/// ports and TX address of director `role` (da, db), tables, `[ipvs]`
+/// with `sloppy_tcp` and `[announce]` with its next hop. Services and
+/// further sections are appended by the caller.
+pub fn director_base(prefix: &str, role: &str, sloppy: bool) -> String {
     let (tx_addr, next_hop) = match role {
         "da" => ("10.210.9.2", "10.210.1.2"),
         _ => ("10.210.9.3", "10.210.2.2"),
     };
-    let servers: String = servers
-        .iter()
-        .map(|s| format!("[[service.server]]\naddr = \"{s}\"\n"))
-        .collect();
     format!(
         r#"[eal]
 lcores = "0-1"
@@ -266,11 +337,7 @@ protocol = 200
 next_hops = ["{next_hop}"]
 stop_delay_ms = 500
 
-[[service]]
-vip = "{VIP}"
-port = 80
-scheduler = "{scheduler}"
-{servers}{health}"#
+"#
     )
 }
 
@@ -288,33 +355,85 @@ impl Director {
     pub fn start(t: &BgpTopology, role: &str, prefix: &str, config: &str) -> Director {
         let cfg = t.dir.join(format!("{prefix}.toml"));
         std::fs::write(&cfg, config).unwrap();
-        let out = t.dir.join(format!("{prefix}.log"));
-        let log = std::fs::File::create(&out).unwrap();
+        let mut d = Director {
+            child: None,
+            config: cfg,
+            prefix: prefix.to_string(),
+            out: t.dir.join(format!("{prefix}.log")),
+        };
+        d.spawn(t, role);
+        d
+    }
+
+    /// Starts pmdlb again with the same configuration after it stopped
+    /// or was killed (its leftover EAL files and socket removed first);
+    /// its output is appended to the same log. Waits as
+    /// [`Director::start`] does.
+    pub fn restart(&mut self, t: &BgpTopology, role: &str) {
+        self.kill();
+        remove_eal_files(&self.prefix);
+        self.spawn(t, role);
+    }
+
+    fn spawn(&mut self, t: &BgpTopology, role: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.out)
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &t.ns(role)])
             .arg(env!("CARGO_BIN_EXE_pmdlb"))
             .args(["run", "--config"])
-            .arg(&cfg)
+            .arg(&self.config)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("start pmdlb");
-        let d = Director {
-            child: Some(child),
-            config: cfg,
-            prefix: prefix.to_string(),
-            out,
-        };
+        self.child = Some(child);
         let ready = wait_for(Duration::from_secs(20), || {
-            let s = d.ctl("servers").ok()?;
+            let s = self.ctl("servers").ok()?;
             (s.contains("->") && !s.contains("unresolved")).then_some(())
         });
         assert!(
             ready.is_some(),
             "pmdlb in {role} did not resolve its servers:\n{}",
-            d.log()
+            self.log()
         );
-        d
+    }
+
+    /// Runs `pmdlb admin` (ipvsadm's command line) with `args` against
+    /// this director, bounded by `pmdlb`'s own dump limits.
+    pub fn admin(&self, args: &str) -> Result<String, String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
+            .args(["admin", "--config"])
+            .arg(&self.config)
+            .args(args.split_whitespace())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+        }
+    }
+
+    /// Every `name … value` line of `pmdlb ctl stats` whose last word is a
+    /// number: the worker counter table's totals and the control plane's
+    /// counters (a name seen twice keeps its first value).
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let text = self.ctl("stats").unwrap_or_default();
+        let mut m = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(name), Some(Ok(v))) = (words.first(), words.last().map(|w| w.parse())) {
+                if words.len() >= 2 {
+                    m.entry(name.trim_end_matches(':').to_string()).or_insert(v);
+                }
+            }
+        }
+        m
     }
 
     /// Runs `pmdlb ctl` with `cmd`.
