@@ -317,13 +317,16 @@ const BEFORE_KILL: usize = 0;
 const AFTER_KILL: usize = 1;
 const AFTER_REJOIN: usize = 2;
 
+/// Every persistent client's answers: (phase, body) in order.
+type Answers = BTreeMap<String, Vec<(usize, String)>>;
+
 /// Persistent clients, each asking for `/` on port 8080 every 300 ms in
 /// its own thread and noting (phase, answer); an empty answer is a failed
 /// request.
 struct PersistentClients {
     stop: Arc<AtomicBool>,
     phase: Arc<AtomicUsize>,
-    answers: Arc<Mutex<BTreeMap<String, Vec<(usize, String)>>>>,
+    answers: Arc<Mutex<Answers>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -363,7 +366,7 @@ impl PersistentClients {
 
     /// Stops the clients (bounded by curl's own limit) and returns what
     /// each got.
-    fn finish(mut self) -> BTreeMap<String, Vec<(usize, String)>> {
+    fn finish(mut self) -> Answers {
         self.stop.store(true, Ordering::Relaxed);
         for th in self.threads.drain(..) {
             let _ = th.join();
