@@ -7,7 +7,7 @@
 //! interfaces `lbhc`). Only sync can carry an established connection or a
 //! persistence template from one director to the other.
 //!
-//! Long rate-limited downloads (port 80, not persistent) and persistent
+//! Long paced downloads (port 8081, not persistent) and persistent
 //! clients (port 8080, `persistent = 300`, a request every 300 ms) run
 //! through both directors; the one carrying more downloads is SIGKILLed;
 //! the router loses its path within the BGP hold time; every download
@@ -45,12 +45,14 @@ const FIRST_SPORT: u16 = 41001;
 /// Persistent clients: the addresses after the downloads'.
 const PERSISTENT: usize = 4;
 const PERSIST_PORT: u16 = 8080;
+/// The downloads' service port (scripts/paced-http.py on the servers).
+const DL_PORT: u16 = 8081;
 /// The download: pseudo-random bytes (so a reordered or repeated segment
-/// changes the MD5), at `RATE` per download: about 40 s, several times
-/// what the kill and the rejoin take.
+/// changes the MD5), sent by the servers at `RATE` bytes/s per download:
+/// about 40 s, twice what the kill and the rejoin take.
 const FILE: &str = "sync-big";
 const SIZE: usize = 12 << 20;
-const RATE: &str = "300K";
+const RATE: u64 = 300 << 10;
 /// A moved download must have at least this much left when its director
 /// dies — more than any TCP window — so that finishing proves the survivor
 /// forwarded its ACKs.
@@ -87,7 +89,7 @@ fn config(prefix: &str, me: Side) -> String {
     format!(
         r#"{base}[[service]]
 vip = "{VIP}"
-port = 80
+port = {DL_PORT}
 scheduler = "rr"
 {servers}
 [[service]]
@@ -185,6 +187,12 @@ fn announcing(t: &BgpTopology, role: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).contains(VIP)
 }
 
+/// `pmdlb ctl sync` of `d` (the daemon's settings and counters), or why
+/// not.
+fn sync_text(d: &Director) -> String {
+    d.ctl("sync").unwrap_or_else(|e| e)
+}
+
 /// A counter of `c`, 0 when absent.
 fn get(c: &BTreeMap<String, u64>, name: &str) -> u64 {
     c.get(name).copied().unwrap_or(0)
@@ -217,9 +225,9 @@ impl Download {
             .args(["netns", "exec", &t.ns("cl"), "curl", "-s", "-o"])
             .arg(&file)
             .args(["-w", "%{http_code} %{size_download}", "-m", "85"])
-            .args(["--limit-rate", RATE, "--interface", &client])
+            .args(["--interface", &client])
             .args(["--local-port", &sport.to_string()])
-            .arg(format!("http://{VIP}/{FILE}"))
+            .arg(format!("http://{VIP}:{DL_PORT}/{FILE}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -276,7 +284,7 @@ impl Drop for Download {
 }
 
 /// The real server holding the TCP connection of `client:sport` to the
-/// VIP's port 80, and how many bytes its peer has acknowledged (`ss -ti`
+/// VIP, and how many bytes its peer has acknowledged (`ss -ti`
 /// `bytes_acked` in the server's namespace). The director sees only
 /// client → server packets, so this grows only while some director
 /// forwards the client's ACKs.
@@ -390,6 +398,7 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     let started = Instant::now();
     let mut t = BgpTopology::up("s", SERVERS.len(), DOWNLOADS + PERSISTENT);
     t.serve_port(PERSIST_PORT);
+    t.serve_paced(DL_PORT, RATE);
     let data = pseudo_random(SIZE);
     let want_md5 = md5::compute(&data);
     for s in 1..=SERVERS.len() {
@@ -464,7 +473,7 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
                     l.iter()
                         .find(|e| {
                             e.client == d.flow()
-                                && e.virt == format!("{VIP}:80")
+                                && e.virt == format!("{VIP}:{DL_PORT}")
                                 && e.state == "ESTABLISHED"
                         })
                         .map(|e| e.dest.clone())
@@ -476,9 +485,11 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     });
     let Some((dests, sync_took)) = synced else {
         panic!(
-            "downloads not established on both directors\nA:\n{:?}\nB:\n{:?}\nA log:\n{}\nB log:\n{}",
+            "downloads not established on both directors\nA:\n{:?}\nB:\n{:?}\nA sync:\n{}\nB sync:\n{}\nA log:\n{}\nB log:\n{}",
             listing(&dirs[0]),
             listing(&dirs[1]),
+            sync_text(&dirs[0]),
+            sync_text(&dirs[1]),
             dirs[0].log(),
             dirs[1].log()
         );
@@ -489,7 +500,7 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         .iter()
         .map(|d| {
             let hop = t
-                .route_of_flow(&d.client, d.sport, VIP, 80)
+                .route_of_flow(&d.client, d.sport, VIP, DL_PORT)
                 .expect("router route of a download");
             sides.iter().position(|s| s.hop == hop).expect(&hop)
         })
@@ -603,9 +614,12 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     let t_start = Instant::now();
     dirs[v].restart(&t, victim.role);
     let mut last_held = BTreeMap::new();
+    let mut held_for_sync = false;
     let back = wait_for(Duration::from_secs(25), || {
         if !announcing(&t, victim.role) {
             last_held = dirs[v].counters();
+            let st = dirs[v].ctl("status").unwrap_or_default();
+            held_for_sync |= st.contains("announce_hold_ms");
             return None;
         }
         let mut paths = t.router_paths(VIP);
@@ -637,6 +651,11 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         victim.name
     );
     assert!(
+        held_for_sync,
+        "{}'s status never said it held its VIPs for sync",
+        victim.name
+    );
+    assert!(
         get(&last_held, "sync_installed") > 0,
         "{} announced before it installed any synced state: {last_held:?}",
         victim.name
@@ -644,24 +663,24 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
 
     // The flows ECMP hashes to the victim again are the ones it carried
     // (the hash depends on the flow and the set of next hops only), and
-    // they go on through it: its port-80 service forwards packets (only
-    // downloads use port 80), and their servers see ACKs.
+    // they go on through it: its download service forwards packets (only
+    // downloads use it), and their servers see ACKs.
     let back_flows: Vec<usize> = (0..DOWNLOADS)
         .filter(|&i| {
-            t.route_of_flow(&downloads[i].client, downloads[i].sport, VIP, 80)
+            t.route_of_flow(&downloads[i].client, downloads[i].sport, VIP, DL_PORT)
                 .as_deref()
                 == Some(victim.hop)
         })
         .collect();
     assert_eq!(back_flows, moved, "ECMP moved other flows back");
-    let pkts_back = in_pkts(&dirs[v], 80);
+    let pkts_back = in_pkts(&dirs[v], DL_PORT);
     let acked_back: Vec<(usize, u64)> = moved
         .iter()
         .map(|&i| server_acked(&t, &downloads[i].client, downloads[i].sport).unwrap_or((0, 0)))
         .collect();
     let through_victim = wait_for(Duration::from_secs(10), || {
         let still = moved.iter().any(|&i| !downloads[i].done());
-        let fwd = in_pkts(&dirs[v], 80) > pkts_back;
+        let fwd = in_pkts(&dirs[v], DL_PORT) > pkts_back;
         (fwd || !still).then_some(fwd)
     });
     assert_eq!(
@@ -741,18 +760,23 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     }
     let total: usize = answers.values().map(Vec::len).sum();
     println!(
-        "rejoin: {} of {} flows hashed back ESTABLISHED on {}, {} of them acknowledged through it; {} port-80 packets forwarded by it since announcing",
+        "rejoin: {} of {} flows hashed back ESTABLISHED on {}, {} of them acknowledged through it; {} download packets forwarded by it since announcing",
         established_back,
         moved.len(),
         victim.name,
         acked_more,
-        in_pkts(&dirs[v], 80) - pkts_back
+        in_pkts(&dirs[v], DL_PORT) - pkts_back
     );
     println!(
         "persistent: {total} requests, {failed} failed, every answer from the first server; at the end A: {}\n  B: {}\n  victim at announce: {}",
         sync_counters(&end_a),
         sync_counters(&end_b),
         sync_counters(&victim_back)
+    );
+    println!(
+        "A sync:\n{}\nB sync:\n{}",
+        sync_text(&dirs[0]),
+        sync_text(&dirs[1])
     );
     assert_eq!(failed, 0, "persistent requests failed: {answers:?}");
     println!("total {:.1} s", started.elapsed().as_secs_f64());

@@ -94,11 +94,33 @@ impl BgpTopology {
         self.www.join(format!("rs{s}"))
     }
 
-    /// Starts a second HTTP server on `port` of every real server (the
+    /// Starts a further HTTP server on `port` of every real server (the
     /// same files) and waits until they all listen; stopped on drop.
     pub fn serve_port(&mut self, port: u16) {
         for s in 1..=self.servers.len() {
             let child = self.spawn_http(s, port);
+            self.extra.push(child);
+        }
+        for s in 1..=self.servers.len() {
+            self.wait_listen(s, port, true);
+        }
+    }
+
+    /// As [`BgpTopology::serve_port`], but every response body is paced by
+    /// the server at `bytes_per_s` (scripts/paced-http.py): a download
+    /// lasts size / rate, with the client's ACKs flowing all along.
+    pub fn serve_paced(&mut self, port: u16, bytes_per_s: u64) {
+        for s in 1..=self.servers.len() {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&format!("rs{s}"))])
+                .arg(repo().join("scripts/paced-http.py"))
+                .arg(port.to_string())
+                .arg(self.www(s))
+                .arg(bytes_per_s.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start scripts/paced-http.py");
             self.extra.push(child);
         }
         for s in 1..=self.servers.len() {
