@@ -10,7 +10,8 @@
 #   router ns  ${PFX}-rt : rtc 10.210.0.1 (clients), rta 10.210.1.1 (brA),
 #                          rtb 10.210.2.1 (brB), rts 10.210.9.1 (brS, the
 #                          servers' return path); BIRD AS 65000, ECMP (merge
-#                          paths) into its main table, L4 multipath hash
+#                          paths) into its main table, multipath hash over
+#                          the 5-tuple (policy 3, fields 0x37)
 #   switch ns  ${PFX}-sw : bridges brA, brB (one per director), brS (servers)
 #   directors  ${PFX}-da / ${PFX}-db : lbrx (on brA / brB) and lbtx (on brS)
 #                          for pmdlb's net_af_packet, no kernel addresses;
@@ -158,7 +159,16 @@ up() {
     on_bridge "sw${pair%%:*}" "${pair##*:}"
   done
   ns rt sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
-    net.ipv4.conf.default.rp_filter=0 net.ipv4.fib_multipath_hash_policy=1
+    net.ipv4.conf.default.rp_filter=0
+  # The multipath hash over the 5-tuple only, as a hardware router's. Not
+  # policy 1: it takes a packet's skb->hash when one is set, and a packet
+  # from a local socket that crossed a veth still carries its socket's
+  # random txhash (rethought on retransmissions) — a flow's path would be
+  # neither what `ip route get ... sport ... dport` says nor stable.
+  # Policy 3 (Linux 5.12+) dissects the fields below (src/dst address,
+  # protocol, src/dst port); older kernels fall back to policy 1.
+  ns rt sysctl -qw net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 2>/dev/null ||
+    ns rt sysctl -qw net.ipv4.fib_multipath_hash_policy=1
   for d in rtc rta rtb rts; do ns rt sysctl -qw "net.ipv4.conf.$d.rp_filter=0"; done
   ns rt ip addr add 10.210.0.1/24 dev rtc
   ns rt ip addr add 10.210.1.1/24 dev rta

@@ -177,6 +177,21 @@ fn in_pkts(d: &Director, port: u16) -> u64 {
         .unwrap_or_else(|| panic!("no row for {service} in\n{text}"))
 }
 
+/// The active connections director `d` counts for service VIP:`port`
+/// (`pmdlb admin -L -n`, its servers' ActiveConn summed). Entries
+/// installed from sync are not counted until a packet reaches them
+/// (adoption): this is the number of established flows `d` itself carries.
+fn active_conns(d: &Director, port: u16) -> u64 {
+    let text = d.admin("-L -n").unwrap_or_default();
+    let service = format!("{VIP}:{port}");
+    text.lines()
+        .skip_while(|l| !l.starts_with(&format!("TCP  {service} ")))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("->"))
+        .filter_map(|l| l.split_whitespace().nth(4)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Whether director `role`'s kernel table 100 holds the VIP route (what
 /// its BIRD exports).
 fn announcing(t: &BgpTopology, role: &str) -> bool {
@@ -397,6 +412,18 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
 ) {
     let started = Instant::now();
     let mut t = BgpTopology::up("s", SERVERS.len(), DOWNLOADS + PERSISTENT);
+    // Which director carries a flow is read from the router's route for
+    // its 5-tuple: true only with a hash of the 5-tuple alone (policy 3).
+    let policy = Command::new("ip")
+        .args(["netns", "exec", &t.ns("rt"), "sysctl", "-n"])
+        .arg("net.ipv4.fib_multipath_hash_policy")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&policy.stdout).trim(),
+        "3",
+        "the router needs the custom 5-tuple multipath hash (Linux 5.12+)"
+    );
     t.serve_port(PERSIST_PORT);
     t.serve_paced(DL_PORT, RATE);
     let data = pseudo_random(SIZE);
@@ -508,6 +535,18 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     let carried = [0, 1].map(|i| carrier.iter().filter(|&&c| c == i).count());
     // The victim carries at least one download (all of them, if ECMP put
     // every flow on one director).
+    // pmdlb's own books agree: each director counts as active exactly the
+    // downloads it carries (the peer's synced copies are not adopted).
+    let counted = wait_for(Duration::from_secs(5), || {
+        let c = [0, 1].map(|i| active_conns(&dirs[i], DL_PORT));
+        (c == carried.map(|n| n as u64)).then_some(c)
+    });
+    assert!(
+        counted.is_some(),
+        "active download connections A {} B {}, the router's split {carried:?}",
+        active_conns(&dirs[0], DL_PORT),
+        active_conns(&dirs[1], DL_PORT)
+    );
     let v = if carried[0] >= carried[1] { 0 } else { 1 };
     let s = 1 - v;
     let (victim, survivor) = (sides[v], sides[s]);
@@ -579,7 +618,6 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         dirs[s].log()
     );
     let resume_ms = t_kill.elapsed();
-    let surv_after = dirs[s].counters();
     println!(
         "kill {}: path withdrawn after {} ms (hold {} s); its {} downloads progress again {} ms after the kill",
         victim.name,
@@ -588,6 +626,16 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         moved.len(),
         resume_ms.as_millis()
     );
+    // Every moved flow adopted: the survivor counts all downloads now.
+    let all = wait_for(Duration::from_secs(5), || {
+        (active_conns(&dirs[s], DL_PORT) == DOWNLOADS as u64).then_some(())
+    });
+    assert!(
+        all.is_some(),
+        "survivor counts {} active downloads, not {DOWNLOADS}",
+        active_conns(&dirs[s], DL_PORT)
+    );
+    let surv_after = dirs[s].counters();
     println!(
         "survivor {} before the kill: {}\nsurvivor {} after:          {}",
         survivor.name,
@@ -600,8 +648,9 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         "survivor installed nothing from sync: {surv_after:?}"
     );
     assert!(
-        get(&surv_after, "sync_adopted") > get(&surv_before, "sync_adopted"),
-        "survivor adopted no synced entry for the moved flows: {surv_after:?}"
+        get(&surv_after, "sync_adopted") - get(&surv_before, "sync_adopted") >= moved.len() as u64,
+        "survivor adopted fewer synced entries than flows moved ({}): {surv_after:?}",
+        moved.len()
     );
     assert_eq!(
         get(&surv_after, "tcp_not_syn"),
@@ -693,6 +742,18 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
             .map(|&i| downloads[i].size())
             .collect::<Vec<_>>(),
         dirs[v].log()
+    );
+    // It adopted every flow hashed back (they are its own active ones).
+    let adopted_back = wait_for(Duration::from_secs(5), || {
+        let n = active_conns(&dirs[v], DL_PORT);
+        let still = moved.iter().all(|&i| !downloads[i].done());
+        (n == moved.len() as u64 || !still).then_some(n)
+    });
+    assert_eq!(
+        adopted_back.map(|r| r.0),
+        Some(moved.len() as u64),
+        "{} counts other active downloads than the flows hashed back to it",
+        victim.name
     );
     let rows = listing(&dirs[v]);
     let established_back = moved

@@ -131,7 +131,9 @@ impl BgpTopology {
     /// The next hop the router's multipath route picks for the TCP flow
     /// `client:sport → vip:dport` arriving from the clients, as the kernel
     /// hashes it (`ip route get … ipproto tcp sport … dport …`); `None`
-    /// without a route.
+    /// without a route. The path the flow's packets take only because the
+    /// router hashes the 5-tuple alone (scripts/netns-bgp.sh sets policy
+    /// 3; with policy 1 a packet's socket hash decides).
     pub fn route_of_flow(&self, client: &str, sport: u16, vip: &str, dport: u16) -> Option<String> {
         let out = Command::new("ip")
             .args(["-n", &self.ns("rt"), "route", "get", vip, "from", client])
