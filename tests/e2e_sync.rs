@@ -665,9 +665,12 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     let mut last_held = BTreeMap::new();
     let mut held_for_sync = false;
     let back = wait_for(Duration::from_secs(25), || {
+        // Read before the check, so a reading kept is one from before
+        // the route existed.
+        let now = dirs[v].counters();
+        let st = dirs[v].ctl("status").unwrap_or_default();
         if !announcing(&t, victim.role) {
-            last_held = dirs[v].counters();
-            let st = dirs[v].ctl("status").unwrap_or_default();
+            last_held = now;
             held_for_sync |= st.contains("announce_hold_ms");
             return None;
         }
