@@ -38,10 +38,16 @@ const WITHDRAW_WAIT: Duration = Duration::from_secs(6);
 const ANNOUNCE_HOLD: Duration = Duration::from_millis(3000);
 /// The real servers (rs1.. in the topology), on both directors.
 const SERVERS: [&str; 3] = ["10.210.9.11", "10.210.9.12", "10.210.9.13"];
-/// Downloads: client addresses 10.210.0.2.., one each, from fixed local
-/// ports, so every flow's 5-tuple is known before it starts.
+/// Downloads: client addresses 10.210.0.2.., one each, from local ports
+/// chosen before they start (so every flow's 5-tuple is known): from
+/// [`first_sport`], which differs from run to run, so runs see different
+/// ECMP splits.
 const DOWNLOADS: usize = 8;
-const FIRST_SPORT: u16 = 41001;
+
+/// The first download's local port: 41000 + 8 × (pid mod 1000) + 1.
+fn first_sport() -> u16 {
+    41001 + (std::process::id() % 1000) as u16 * DOWNLOADS as u16
+}
 /// Persistent clients: the addresses after the downloads'.
 const PERSISTENT: usize = 4;
 const PERSIST_PORT: u16 = 8080;
@@ -234,7 +240,7 @@ struct Download {
 impl Download {
     fn start(t: &BgpTopology, dir: &Path, i: usize) -> Download {
         let client = format!("10.210.0.{}", 2 + i);
-        let sport = FIRST_SPORT + i as u16;
+        let sport = first_sport() + i as u16;
         let file = dir.join(format!("dl{i}"));
         let child = Command::new("ip")
             .args(["netns", "exec", &t.ns("cl"), "curl", "-s", "-o"])
@@ -664,14 +670,21 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     dirs[v].restart(&t, victim.role);
     let mut last_held = BTreeMap::new();
     let mut held_for_sync = false;
+    let mut learned_while_held = false;
     let back = wait_for(Duration::from_secs(25), || {
         // Read before the check, so a reading kept is one from before
         // the route existed.
         let now = dirs[v].counters();
         let st = dirs[v].ctl("status").unwrap_or_default();
+        let rows = listing(&dirs[v]);
         if !announcing(&t, victim.role) {
             last_held = now;
             held_for_sync |= st.contains("announce_hold_ms");
+            // Every download, with its server, in its table already.
+            learned_while_held |= downloads.iter().zip(&dests).all(|(d, dest)| {
+                rows.iter()
+                    .any(|e| e.client == d.flow() && e.state == "ESTABLISHED" && e.dest == *dest)
+            });
             return None;
         }
         let mut paths = t.router_paths(VIP);
@@ -710,6 +723,11 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     assert!(
         get(&last_held, "sync_installed") > 0,
         "{} announced before it installed any synced state: {last_held:?}",
+        victim.name
+    );
+    assert!(
+        learned_while_held,
+        "{} announced before every download was in its table",
         victim.name
     );
 
