@@ -539,8 +539,6 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         })
         .collect();
     let carried = [0, 1].map(|i| carrier.iter().filter(|&&c| c == i).count());
-    // The victim carries at least one download (all of them, if ECMP put
-    // every flow on one director).
     // pmdlb's own books agree: each director counts as active exactly the
     // downloads it carries (the peer's synced copies are not adopted).
     let counted = wait_for(Duration::from_secs(5), || {
@@ -553,7 +551,13 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         active_conns(&dirs[0], DL_PORT),
         active_conns(&dirs[1], DL_PORT)
     );
-    let v = if carried[0] >= carried[1] { 0 } else { 1 };
+    // The victim carries at least one download: the only one that does,
+    // or, when both do, A or B by the pid's parity (both sides over runs).
+    let v = match carried {
+        [0, _] => 1,
+        [_, 0] => 0,
+        _ => (std::process::id() % 2) as usize,
+    };
     let s = 1 - v;
     let (victim, survivor) = (sides[v], sides[s]);
     let moved: Vec<usize> = (0..DOWNLOADS).filter(|&i| carrier[i] == v).collect();
