@@ -9,7 +9,7 @@
 //!
 //! Long paced downloads (port 8081, not persistent) and persistent
 //! clients (port 8080, `persistent = 300`, a request every 300 ms) run
-//! through both directors; the one carrying more downloads is SIGKILLed;
+//! through both directors; one that carries downloads is SIGKILLed;
 //! the router loses its path within the BGP hold time; every download
 //! finishes whole on the survivor and every persistent answer comes from
 //! the client's first server. Then the killed director is started again:
