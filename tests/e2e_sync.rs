@@ -780,6 +780,7 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         "{} counts other active downloads than the flows hashed back to it",
         victim.name
     );
+    let survivor_counts = active_conns(&dirs[s], DL_PORT);
     let rows = listing(&dirs[v]);
     let established_back = moved
         .iter()
@@ -846,12 +847,14 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
     }
     let total: usize = answers.values().map(Vec::len).sum();
     println!(
-        "rejoin: {} of {} flows hashed back ESTABLISHED on {}, {} of them acknowledged through it; {} download packets forwarded by it since announcing",
+        "rejoin: {} of {} flows hashed back ESTABLISHED on {}, {} of them acknowledged through it; {} download packets forwarded by it since announcing; {} still counts {} active downloads",
         established_back,
         moved.len(),
         victim.name,
         acked_more,
-        in_pkts(&dirs[v], DL_PORT) - pkts_back
+        in_pkts(&dirs[v], DL_PORT) - pkts_back,
+        survivor.name,
+        survivor_counts
     );
     println!(
         "persistent: {total} requests, {failed} failed, every answer from the first server; at the end A: {}\n  B: {}\n  victim at announce: {}",
