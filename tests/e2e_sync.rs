@@ -780,6 +780,22 @@ fn a_sigkilled_directors_downloads_and_persistent_clients_continue_on_the_other_
         "{} counts other active downloads than the flows hashed back to it",
         victim.name
     );
+    // And the survivor let them go: the rejoined director's records for
+    // them tell it a peer carries them now (`sync_released`), so only the
+    // flows still hashed to it count there.
+    let stays = (DOWNLOADS - moved.len()) as u64;
+    let let_go = wait_for(Duration::from_secs(5), || {
+        let n = active_conns(&dirs[s], DL_PORT);
+        let still = moved.iter().all(|&i| !downloads[i].done());
+        (n == stays || !still).then_some(n)
+    });
+    assert_eq!(
+        let_go.map(|r| r.0),
+        Some(stays),
+        "{} still counts flows that went back to {}",
+        survivor.name,
+        victim.name
+    );
     let survivor_counts = active_conns(&dirs[s], DL_PORT);
     let rows = listing(&dirs[v]);
     let established_back = moved

@@ -175,6 +175,10 @@ counter_set! {
         /// Entries installed from sync that a packet reached on this worker:
         /// counted in their server's connections from then on.
         sync_adopted,
+        /// Counted entries a peer's record for the same server reached: the
+        /// peer carries the flow now, so this worker's server counts let it
+        /// go until a packet here adopts it again.
+        sync_released,
     }
 }
 

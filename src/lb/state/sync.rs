@@ -56,7 +56,13 @@
 //! entry goes through `Books::unbind`, which releases counts only of
 //! entries that took them (the sweep, lazy expiry, reclaim, eviction,
 //! `expire_nodest_conn`, the removed-server drop); a snapshot switch does
-//! not touch entries or counts. A moved entry becomes unadopted again.
+//! not touch entries or counts. A moved entry becomes unadopted again, and
+//! so does a counted entry (adopted, or created here) that a record for
+//! the same server reaches: a peer only reports flows whose packets it
+//! sees, so ECMP now sends this one there (a rejoined director took its
+//! flows back) and this director's server counts let it go
+//! (`sync_released`); its template reference stays until it ends, and a
+//! packet here adopts it again.
 #![forbid(unsafe_code)]
 
 use super::{Books, WorkerState};
@@ -181,7 +187,7 @@ impl WorkerState {
         Installed::Inserted
     }
 
-    /// A record for a flow with a live entry `e` at `idx`.
+    /// A record for a flow with a live entry `e` at `idx`: see the module doc.
     fn install_over(
         &mut self,
         idx: usize,
@@ -191,15 +197,19 @@ impl WorkerState {
     ) -> Installed {
         let threshold = self.sync_rule.threshold;
         if e.rs == c.rs {
-            let is = c.state == ConnState::Established;
-            if e.flags & F_SYNCED == 0 && e.is_active() != is {
+            if e.flags & F_SYNCED == 0 {
+                // A peer saw the flow's packets: ECMP sends them there now
+                // (the flow went back to a rejoined director). Stop
+                // counting it here; a packet here adopts it again.
                 if let Some(s) = self.snap.server(e.rs) {
-                    s.conn_changed(is);
+                    s.conn_released(e.is_active());
                 }
+                self.counters.sync_released += 1;
             }
             let n = ConnEntry {
                 state: c.state,
                 expires: e.expires.max(expires),
+                flags: e.flags | F_SYNCED,
                 ..*e
             };
             self.conns.rewrite(idx, &n, threshold);

@@ -313,22 +313,34 @@ fn a_record_for_the_same_server_updates_state_and_keeps_the_later_expiry() {
     assert_eq!((e.state, deadline), (ConnState::FinWait, 900_000));
     assert_eq!(
         counts(&snap, t.rs.0),
-        (0, 1),
-        "the state change moved the count"
+        (0, 0),
+        "a peer carries the flow now: this worker no longer counts it"
     );
-    // longer: the record's
+    assert_eq!(w.counters().sync_released, 1);
+    // longer: the record's; still not counted here (and not released twice)
     w.set_now(100);
     w.install(&record(k, t.rs.0, ConnState::Established, 2_000_000));
     let (e, deadline) = entry_of(&w, &k).unwrap();
     assert_eq!((e.state, deadline), (ConnState::Established, 2_000_100));
-    assert_eq!(counts(&snap, t.rs.0), (1, 0));
+    assert_eq!(counts(&snap, t.rs.0), (0, 0));
     assert_eq!(w.counters().sync_updated, 2);
+    assert_eq!(w.counters().sync_released, 1);
+    // the flow comes back here: the next packet adopts it again, once
+    assert_eq!(w.assign(S0, &k, ACK).map(|x| x.rs), Ok(t.rs));
+    w.assign(S0, &k, ACK).unwrap();
+    assert_eq!(counts(&snap, t.rs.0), (1, 0));
+    assert_eq!(w.counters().sync_adopted, 1);
+    // it ends: released once
+    w.set_now(3_000_000);
+    assert_eq!(w.sweep(1 << 20), 1);
+    assert_eq!(counts(&snap, t.rs.0), (0, 0));
     // an unadopted entry's update counts nothing
     let u = tcp([10, 0, 0, 2], 1000, 80);
     w.install(&record(u, 1, ConnState::Established, 5_000));
     w.install(&record(u, 1, ConnState::FinWait, 5_000));
     assert_eq!(entry_of(&w, &u).unwrap().0.state, ConnState::FinWait);
-    assert_eq!(counts(&snap, 1), if t.rs.0 == 1 { (1, 0) } else { (0, 0) });
+    assert_eq!(counts(&snap, 1), (0, 0));
+    assert_eq!(w.counters().sync_released, 1);
 }
 
 #[test]
