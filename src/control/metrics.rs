@@ -600,27 +600,31 @@ impl Exposition<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn announce_families_only_when_configured() {
+    /// The exposition of no workers and no services, with `announce` and
+    /// `sync`: what the optional families add.
+    fn render_optional(announce: Option<AnnounceSample>, sync: Option<SyncStats>) -> String {
         let snap = Snapshot::new(&[]);
         let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
-        let render = |announce| {
-            Exposition {
-                workers: &[],
-                snap: &snap,
-                traffic: &book,
-                conn_capacity: 0,
-                templates: 0,
-                template_capacity: 0,
-                mbufs_in_use: 0,
-                mbufs: 0,
-                stale: &[],
-                health: &[],
-                announce,
-                sync: None,
-            }
-            .render()
-        };
+        Exposition {
+            workers: &[],
+            snap: &snap,
+            traffic: &book,
+            conn_capacity: 0,
+            templates: 0,
+            template_capacity: 0,
+            mbufs_in_use: 0,
+            mbufs: 0,
+            stale: &[],
+            health: &[],
+            announce,
+            sync,
+        }
+        .render()
+    }
+
+    #[test]
+    fn announce_families_only_when_configured() {
+        let render = |announce| render_optional(announce, None);
         assert!(!render(None).contains("pmdlb_announc"));
         let text = render(Some(AnnounceSample {
             announcing: false,
@@ -643,25 +647,7 @@ mod tests {
 
     #[test]
     fn sync_families_only_when_configured_reasons_as_labels() {
-        let snap = Snapshot::new(&[]);
-        let book = TrafficBook::new(&snap, Vec::new(), std::time::Instant::now());
-        let render = |sync| {
-            Exposition {
-                workers: &[],
-                snap: &snap,
-                traffic: &book,
-                conn_capacity: 0,
-                templates: 0,
-                template_capacity: 0,
-                mbufs_in_use: 0,
-                mbufs: 0,
-                stale: &[],
-                health: &[],
-                announce: None,
-                sync,
-            }
-            .render()
-        };
+        let render = |sync| render_optional(None, sync);
         assert!(!render(None).contains("pmdlb_sync"));
         let text = render(Some(SyncStats {
             drop_syncid: 2,

@@ -147,13 +147,8 @@ mod tests {
     use super::*;
     use crate::control::config::Config;
 
-    const MIN: &str = "[eal]\nlcores = \"0-1\"\n[ports]\nrx = \"net_null0\"\n\
-        [[service]]\nvip = \"10.0.0.1\"\nport = 80\n";
-
     fn load(extra: &str) -> Result<Config, String> {
-        Config::from_str(&format!("{MIN}{extra}"), "t.toml")
-            .map(|c| c.0)
-            .map_err(|e| e.to_string())
+        crate::control::config::tests::load_one_service(extra)
     }
 
     #[test]

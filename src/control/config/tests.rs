@@ -7,6 +7,16 @@ use crate::lb::spec::{DefenceMode, PortRange, SchedulerKind, ServiceAddr};
 /// The smallest valid configuration.
 const MIN: &str = "[eal]\nlcores = \"0-1\"\n[ports]\nrx = \"net_null0\"\n";
 
+/// A one-service configuration plus `extra` (the sections' own tests).
+pub(super) fn load_one_service(extra: &str) -> Result<Config, String> {
+    Config::from_str(
+        &format!("{MIN}[[service]]\nvip = \"10.0.0.1\"\nport = 80\n{extra}"),
+        "t.toml",
+    )
+    .map(|c| c.0)
+    .map_err(|e| e.to_string())
+}
+
 fn ok(text: &str) -> (Config, Vec<Warning>) {
     match Config::from_str(text, "t.toml") {
         Ok(v) => v,
