@@ -673,13 +673,17 @@ impl WorkerState {
                 changed = true;
             }
         }
-        let pkts = self.conns.update_counted(
-            idx,
-            state,
-            F_CONFIRMED,
-            now + timeout_ms(state, &self.timeouts),
-            self.sync_rule.period,
-        );
+        let expires = now + timeout_ms(state, &self.timeouts);
+        // The packet count only matters to the sync rule: without sync the
+        // update stays the plain one.
+        let pkts = if self.sync.is_some() {
+            let period = self.sync_rule.period;
+            self.conns
+                .update_counted(idx, state, F_CONFIRMED, expires, period)
+        } else {
+            self.conns.update(idx, state, F_CONFIRMED, expires);
+            0
+        };
         if synced {
             // Adopted: counted from now on, with the state it has now.
             self.conns.clear_flags(idx, F_SYNCED);
