@@ -519,13 +519,7 @@ fn read_request(stream: &UnixStream, stop: &AtomicBool) -> Result<String, Answer
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if crate::control::is_retry(&e) => {}
             Err(e) => return Err(Answer::failed(format_args!("cannot read the request: {e}"))),
         }
     }
@@ -543,13 +537,7 @@ fn write_by(stream: &UnixStream, mut bytes: &[u8], deadline: Instant) -> std::io
         match (&*stream).write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if crate::control::is_retry(&e) => {}
             Err(e) => return Err(e),
         }
     }

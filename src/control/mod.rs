@@ -22,3 +22,14 @@ pub mod sync;
 pub mod telemetry;
 pub mod traffic;
 pub mod watch;
+
+/// Whether a socket call that failed with `e` only timed out or was
+/// interrupted (a read or write timeout ran out, a signal came): try again.
+pub(crate) fn is_retry(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}

@@ -78,6 +78,27 @@ pub enum ConnState {
 use ConnState as S;
 
 impl ConnState {
+    /// Every state, in discriminant order.
+    pub const ALL: [ConnState; 12] = [
+        S::None,
+        S::Established,
+        S::SynSent,
+        S::SynRecv,
+        S::FinWait,
+        S::TimeWait,
+        S::Close,
+        S::CloseWait,
+        S::LastAck,
+        S::Listen,
+        S::SynAck,
+        S::Udp,
+    ];
+
+    /// The state whose discriminant is `b` (`state as u8` back).
+    pub fn from_repr(b: u8) -> Option<ConnState> {
+        Self::ALL.get(b as usize).copied()
+    }
+
     /// The state's name in `/proc/net/ip_vs_conn` and `ipvsadm -L -c`
     /// for a connection of IP protocol `proto`: IPVS's `tcp_state_name_table`
     /// for TCP, `UDP` for UDP (`udp_state_name_table`). pmdlb tracks no
@@ -589,23 +610,34 @@ impl ConnTable {
                 disp: d as u8,
             });
         }
-        for d in 0..WINDOW {
-            let idx = home + d;
-            if !self.lines[idx].in_use() {
-                continue;
-            }
-            let e = self.lines[idx].entry();
-            if expired(&e) {
-                on_expire(&e);
-                self.remove(idx);
-                return Some(Reserved {
-                    idx,
-                    tag,
-                    disp: d as u8,
-                });
-            }
+        (0..WINDOW)
+            .find(|&d| self.reclaim(home + d, &mut expired, &mut on_expire))
+            .map(|d| Reserved {
+                idx: home + d,
+                tag,
+                disp: d as u8,
+            })
+    }
+
+    /// Remove the entry at `idx` if it is in use and `expired` says so
+    /// (after `on_expire` did its accounting); whether it did.
+    #[inline]
+    fn reclaim(
+        &mut self,
+        idx: usize,
+        expired: &mut impl FnMut(&ConnEntry) -> bool,
+        on_expire: &mut impl FnMut(&ConnEntry),
+    ) -> bool {
+        if !self.lines[idx].in_use() {
+            return false;
         }
-        None
+        let e = self.lines[idx].entry();
+        if !expired(&e) {
+            return false;
+        }
+        on_expire(&e);
+        self.remove(idx);
+        true
     }
 
     /// Make room for a new flow with hash `h` whose window is full of live
@@ -713,13 +745,7 @@ impl ConnTable {
         for _ in 0..max_groups.min(n / GROUP).saturating_mul(GROUP) {
             let idx = self.cursor;
             self.cursor = if idx + 1 == n { 0 } else { idx + 1 };
-            if !self.lines[idx].in_use() {
-                continue;
-            }
-            let e = self.lines[idx].entry();
-            if expired(&e) {
-                on_expire(&e);
-                self.remove(idx);
+            if self.reclaim(idx, &mut expired, &mut on_expire) {
                 removed += 1;
             }
         }
@@ -753,6 +779,15 @@ mod tests {
             tpl_slot: 0,
             expires,
         }
+    }
+
+    #[test]
+    fn every_state_comes_back_from_its_discriminant() {
+        for (i, st) in ConnState::ALL.into_iter().enumerate() {
+            assert_eq!(st as usize, i);
+            assert_eq!(ConnState::from_repr(i as u8), Some(st));
+        }
+        assert_eq!(ConnState::from_repr(ConnState::ALL.len() as u8), None);
     }
 
     #[test]

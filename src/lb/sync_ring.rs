@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 
 use crate::lb::conn::{ConnEntry, ConnState};
+use crate::lb::hash::addr_words;
 use crate::lb::sync::{AtomicU64, Ordering};
 use crate::lb::sync_record::ConnInstall;
 use crate::lb::types::{Addr, Family, FlowKey, RsId, ServiceId};
@@ -225,32 +226,12 @@ impl<T: Item> Consumer<T> {
     }
 }
 
-fn addr_words(a: &Addr) -> (u64, u64) {
-    let v = u128::from_le_bytes(a.0);
-    (v as u64, (v >> 64) as u64)
-}
-
 fn addr_of(lo: u64, hi: u64) -> Addr {
     Addr((lo as u128 | (hi as u128) << 64).to_le_bytes())
 }
 
 fn state_of(b: u8) -> ConnState {
-    use ConnState as S;
-    const ALL: [ConnState; 12] = [
-        S::None,
-        S::Established,
-        S::SynSent,
-        S::SynRecv,
-        S::FinWait,
-        S::TimeWait,
-        S::Close,
-        S::CloseWait,
-        S::LastAck,
-        S::Listen,
-        S::SynAck,
-        S::Udp,
-    ];
-    ALL.get(b as usize).copied().unwrap_or(S::None)
+    ConnState::from_repr(b).unwrap_or(ConnState::None)
 }
 
 /// Words 0..4: the addresses; word 4: ports, protocol, family, state and a

@@ -429,8 +429,14 @@ impl Director {
     /// Runs `pmdlb admin` (ipvsadm's command line) with `args` against
     /// this director, bounded by `pmdlb`'s own dump limits.
     pub fn admin(&self, args: &str) -> Result<String, String> {
+        self.pmdlb("admin", args)
+    }
+
+    /// Runs `pmdlb SUB --config THIS_CONFIG ARGS…`: its standard output, or
+    /// with its standard error when it failed.
+    fn pmdlb(&self, sub: &str, args: &str) -> Result<String, String> {
         let out = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-            .args(["admin", "--config"])
+            .args([sub, "--config"])
             .arg(&self.config)
             .args(args.split_whitespace())
             .output()
@@ -462,18 +468,7 @@ impl Director {
 
     /// Runs `pmdlb ctl` with `cmd`.
     pub fn ctl(&self, cmd: &str) -> Result<String, String> {
-        let out = Command::new(env!("CARGO_BIN_EXE_pmdlb"))
-            .args(["ctl", "--config"])
-            .arg(&self.config)
-            .args(cmd.split_whitespace())
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
-        }
+        self.pmdlb("ctl", cmd)
     }
 
     /// Everything pmdlb printed so far.

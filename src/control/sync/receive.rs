@@ -125,13 +125,7 @@ pub fn run(socket: UdpSocket, mut inst: Installer, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => inst.datagram(&buf[..n], from),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if crate::control::is_retry(&e) => {}
             Err(e) => {
                 eprintln!("pmdlb: sync: receive: {e}");
                 std::thread::sleep(std::time::Duration::from_millis(100));
