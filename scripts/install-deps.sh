@@ -12,6 +12,7 @@ PKGS=(
   curl python3 tshark            # clients, HTTP servers, independent decoder
   prometheus                     # promtool check metrics (tests/run_metrics.rs)
   dpdk-doc gnuplot-nox           # DPDK's l3fwd source (scripts/build-l3fwd.sh); bench.sh's plot
+  valgrind                       # instructions per packet (scripts/bench-ir.sh)
   bird2                          # BGP for the several-directors test (tests/e2e_bgp.rs)
   kmod procps iputils-ping
 )

@@ -121,12 +121,17 @@ enum Step {
 /// A transport flow waiting for its real server.
 #[derive(Clone, Copy)]
 struct FlowReq {
-    svc: ServiceId,
     key: FlowKey,
+    svc: ServiceId,
     tcp: Option<TcpFlags>,
-    hash: u64,
-    l3: usize,
     tci: Option<u16>,
+    /// The IPv4 total length: the verdict's `ip_len`.
+    ip_len: u16,
+    /// Where the IPv4 header starts (14, or 18 behind a tag).
+    l3: u8,
+    hash: u64,
+    /// What the probe of step 2 found ([`FlowState::prefetch_entry`]).
+    hint: u64,
 }
 
 /// Decides a whole burst: `out[i]` is the verdict of `frames[i]`, exactly
@@ -216,8 +221,8 @@ fn decide_chunk<S: FlowState>(
         }
         // the home line has arrived: prefetch what comes next (frames past
         // the end are `Whole`)
-        if let Some(Step::Flow(r)) = i.checked_sub(PIPELINE_GAP).and_then(|j| steps.get(j)) {
-            state.prefetch_entry(r.svc, &r.key, r.hash);
+        if let Some(Step::Flow(r)) = i.checked_sub(PIPELINE_GAP).and_then(|j| steps.get_mut(j)) {
+            r.hint = state.prefetch_entry(r.svc, &r.key, r.hash);
         }
         if let Some(j) = i.checked_sub(2 * PIPELINE_GAP) {
             decide_step(frames[j], &steps[j], ctx, services, state, &mut out[j]);
@@ -240,27 +245,30 @@ fn decide_step<S: FlowState>(
 ) {
     match step {
         Step::Whole => *out = decide(frame, ctx, services, state),
-        Step::Flow(r) => {
-            let l2 = L2 {
-                l3: r.l3,
-                tci: r.tci,
-                to_us: true,
-            };
-            match state.assign_hashed(r.svc, &r.key, r.hash, r.tcp) {
-                Ok(t) => forward_into(frame, &l2, ctx, t, out),
-                Err(e) => *out = Verdict::Drop(e.into()),
+        Step::Flow(r) => match state.assign_hashed(r.svc, &r.key, r.hash, r.hint, r.tcp) {
+            Ok(t) if t.forward == Forwarding::Dr => {
+                forward_dr(frame, r.tci, u32::from(r.ip_len), ctx, t, out)
             }
-        }
+            Ok(t) => {
+                let l2 = L2 {
+                    l3: usize::from(r.l3),
+                    tci: r.tci,
+                    to_us: true,
+                };
+                forward_into(frame, &l2, ctx, t, out)
+            }
+            Err(e) => *out = Verdict::Drop(e.into()),
+        },
     }
 }
 
 /// The common case in one straight pass: to our MAC, untagged or one
-/// 802.1Q tag, IPv4 with a good header, an unfragmented (or first
-/// fragment) TCP/UDP/SCTP packet with a complete header and a service.
-/// `None` for anything else (then [`decide`] sees the frame whole, and
-/// gives every drop reason). `last` caches the previous service lookup;
-/// `ip_cksum_good`: the NIC found the IPv4 header checksum good, so it is
-/// not summed again.
+/// 802.1Q tag, IPv4 with a good 20-byte header (no options), an
+/// unfragmented (or first fragment) TCP/UDP/SCTP packet with a complete
+/// header and a service. `None` for anything else (then [`decide`] sees
+/// the frame whole, and gives every drop reason). `last` caches the
+/// previous service lookup; `ip_cksum_good`: the NIC found the IPv4 header
+/// checksum good, so it is not summed again.
 #[inline(always)]
 fn fast_parse(
     frame: &[u8],
@@ -269,7 +277,7 @@ fn fast_parse(
     services: &ServiceTable,
     last: &mut Option<(u32, u8, u16, Option<ServiceId>)>,
 ) -> Option<FlowReq> {
-    let eth = frame.get(0..ethernet::HEADER_LEN)?;
+    let eth = frame.first_chunk::<{ ethernet::HEADER_LEN }>()?;
     if eth[0..6] != *ctx.rx_mac.as_bytes() {
         return None;
     }
@@ -284,22 +292,37 @@ fn fast_parse(
         }
         _ => return None,
     };
-    let ip = ipv4::Packet::new_unchecked(frame.get(l3..)?);
-    if ip.check_len().is_err() || !(ip_cksum_good || ip.verify_checksum()) || ip.ttl() == 0 {
+    let packet = frame.get(l3..)?;
+    let ip = packet.first_chunk::<{ ipv4::HEADER_LEN }>()?;
+    // version 4, no options; the rest (options, fragments) goes whole
+    if ip[0] != 0x45 {
         return None;
     }
-    let proto = ip.protocol_number();
-    if !is_port_proto(proto) || ip.frag_offset() != 0 {
+    let total = be16(ip, 2);
+    if usize::from(total) < ipv4::HEADER_LEN || usize::from(total) > packet.len() {
         return None;
     }
-    let l4 = l3 + ip.header_len()..l3 + ip.total_len() as usize;
-    let (src4, dst4) = (ip.src_addr(), ip.dst_addr());
-    let dst_word = u32::from_ne_bytes(dst4);
+    if !(ip_cksum_good || ipv4::header_checksum_ok(ip)) || ip[8] == 0 {
+        return None;
+    }
+    let proto = ip[9];
+    let frag = be16(ip, 6);
+    if frag & 0x1fff != 0 {
+        return None;
+    }
+    let src4 = [ip[12], ip[13], ip[14], ip[15]];
+    let dst4 = [ip[16], ip[17], ip[18], ip[19]];
     let L4Ports {
         src: sport,
         dst: dport,
         tcp,
-    } = l4_ports(proto, frame.get(l4)?, !ip.more_frags()).ok()?;
+    } = l4_ports(
+        proto,
+        &packet[ipv4::HEADER_LEN..usize::from(total)],
+        frag & 0x2000 == 0,
+    )
+    .ok()?;
+    let dst_word = u32::from_ne_bytes(dst4);
     let svc = match *last {
         Some((d, p, port, svc)) if d == dst_word && p == proto && port == dport => svc,
         _ => {
@@ -309,7 +332,6 @@ fn fast_parse(
         }
     }?;
     Some(FlowReq {
-        svc,
         key: FlowKey {
             client: Addr::v4(src4),
             vip: Addr::v4(dst4),
@@ -318,10 +340,13 @@ fn fast_parse(
             proto,
             family: Family::V4,
         },
+        svc,
         tcp,
-        hash: 0,
-        l3,
         tci,
+        ip_len: total,
+        l3: l3 as u8,
+        hash: 0,
+        hint: 0,
     })
 }
 
@@ -403,18 +428,7 @@ fn forward_into(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target, out:
         }
     }
     rewrite_macs(frame, &target.mac, &ctx.tx_mac);
-    let vlan = match (ctx.tx_vlan, l2.tci) {
-        (TxVlan::Keep, _) | (TxVlan::Untagged, None) => VlanAction::None,
-        (TxVlan::Set(vid), Some(tci)) => {
-            let new = (tci & 0xf000) | (vid & 0x0fff);
-            if let Some(b) = frame.get_mut(14..16) {
-                b.copy_from_slice(&new.to_be_bytes());
-            }
-            VlanAction::None
-        }
-        (TxVlan::Set(vid), None) => VlanAction::Insert(vid & 0x0fff),
-        (TxVlan::Untagged, Some(_)) => VlanAction::Remove,
-    };
+    let vlan = vlan_action(frame, ctx.tx_vlan, l2.tci);
     let ip_len = ip_len(frame, l2.l3);
     if fragment {
         *out = Verdict::Fragment {
@@ -428,6 +442,45 @@ fn forward_into(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target, out:
             vlan,
             ip_len,
         };
+    }
+}
+
+/// [`forward_into`] for a direct-routing server, whose packet needs no
+/// MTU check, with the IP length the parse already read.
+#[inline(always)]
+fn forward_dr(
+    frame: &mut [u8],
+    tci: Option<u16>,
+    ip_len: u32,
+    ctx: &DecideCtx,
+    target: Target,
+    out: &mut Verdict,
+) {
+    rewrite_macs(frame, &target.mac, &ctx.tx_mac);
+    let vlan = vlan_action(frame, ctx.tx_vlan, tci);
+    *out = Verdict::Forward {
+        target,
+        vlan,
+        ip_len,
+    };
+}
+
+/// What the TX port's VLAN policy does to a frame received with tag `tci`:
+/// a new VLAN id is written in place; an insert or a removal is left to
+/// the worker (it changes the frame's length).
+#[inline(always)]
+fn vlan_action(frame: &mut [u8], tx_vlan: TxVlan, tci: Option<u16>) -> VlanAction {
+    match (tx_vlan, tci) {
+        (TxVlan::Keep, _) | (TxVlan::Untagged, None) => VlanAction::None,
+        (TxVlan::Set(vid), Some(tci)) => {
+            let new = (tci & 0xf000) | (vid & 0x0fff);
+            if let Some(b) = frame.get_mut(14..16) {
+                b.copy_from_slice(&new.to_be_bytes());
+            }
+            VlanAction::None
+        }
+        (TxVlan::Set(vid), None) => VlanAction::Insert(vid & 0x0fff),
+        (TxVlan::Untagged, Some(_)) => VlanAction::Remove,
     }
 }
 

@@ -368,6 +368,8 @@ pub struct ConnTable {
     seed: u64,
     len: usize,
     cursor: usize,
+    /// Bumped (wrapping) by every insertion and removal: see [`Probe`].
+    generation: u32,
 }
 
 impl std::fmt::Debug for ConnTable {
@@ -376,6 +378,63 @@ impl std::fmt::Debug for ConnTable {
             .field("capacity", &self.capacity())
             .field("len", &self.len)
             .finish()
+    }
+}
+
+/// What a probe of a flow's home line found, tied to the table's
+/// generation (bumped by every insertion and removal): a flow's line, or
+/// the certainty that the flow is not in the table, holds only while the
+/// generation is the same. The burst pipeline probes a flow some frames
+/// before it decides it, and frames in between may add or remove entries.
+/// `u64` inside, 0 meaning "look again", so it passes through
+/// [`crate::lb::flow::FlowState`] as a plain word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe(u64);
+
+impl Probe {
+    /// Nothing known: look the flow up.
+    pub const UNKNOWN: Probe = Probe(0);
+    const ABSENT: u64 = 1;
+
+    #[inline(always)]
+    fn at(generation: u32, idx: usize) -> Probe {
+        match u32::try_from(idx + 2) {
+            Ok(at) => Probe((generation as u64) << 32 | at as u64),
+            Err(_) => Probe::UNKNOWN, // beyond 2^32 lines: look again
+        }
+    }
+
+    #[inline(always)]
+    fn absent(generation: u32) -> Probe {
+        Probe((generation as u64) << 32 | Self::ABSENT)
+    }
+
+    /// Whether the flow was certainly not in the table (when probed).
+    #[inline(always)]
+    pub fn is_absent(self) -> bool {
+        self.0 as u32 == Self::ABSENT as u32
+    }
+
+    /// The probe as a word, and back.
+    #[inline(always)]
+    pub fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    /// See [`Probe::to_bits`].
+    #[inline(always)]
+    pub fn from_bits(b: u64) -> Probe {
+        Probe(b)
+    }
+
+    /// `Some(found)` when the probe still holds at `generation`.
+    #[inline(always)]
+    fn found(self, generation: u32) -> Option<Option<usize>> {
+        let at = self.0 as u32;
+        if at == 0 || (self.0 >> 32) as u32 != generation {
+            return None;
+        }
+        Some((at != Self::ABSENT as u32).then(|| at as usize - 2))
     }
 }
 
@@ -408,6 +467,7 @@ impl ConnTable {
             seed,
             len: 0,
             cursor: 0,
+            generation: 0,
         }
     }
 
@@ -459,20 +519,35 @@ impl ConnTable {
         crate::sys::prefetch(&self.lines[h as usize & self.mask]);
     }
 
-    /// Second step, once the home line has arrived: `true` if `key` may be
-    /// in the table (found in its home line, or lines further on to look
-    /// at, which are prefetched); `false`: certainly a new flow.
+    /// Second step, once the home line has arrived: what the home line
+    /// says about `key`, as a [`Probe`] that [`ConnTable::find_probed`]
+    /// trusts while no entry was inserted or removed since. Further lines
+    /// to look at are prefetched.
     #[inline(always)]
-    pub fn prefetch_rest(&self, key: &FlowKey, h: u64) -> bool {
+    pub fn probe(&self, key: &FlowKey, h: u64) -> Probe {
         let (home, tag) = self.home(h);
         let l = &self.lines[home];
         if l.tag == tag && l.key == *key {
-            return true;
+            return Probe::at(self.generation, home);
         }
         for d in 1..=l.reach as usize {
             crate::sys::prefetch(&self.lines[home + d]);
         }
-        l.reach != 0
+        if l.reach == 0 {
+            Probe::absent(self.generation)
+        } else {
+            Probe::UNKNOWN
+        }
+    }
+
+    /// [`ConnTable::find`] that takes a [`ConnTable::probe`]'s word for it
+    /// when the table has not changed since (no line looked at again).
+    #[inline(always)]
+    pub fn find_probed(&self, key: &FlowKey, h: u64, p: Probe) -> Option<usize> {
+        match p.found(self.generation) {
+            Some(found) => found,
+            None => self.find(key, h),
+        }
     }
 
     /// Find a flow with precomputed hash `h`: its entry index.
@@ -564,6 +639,7 @@ impl ConnTable {
         }
         l.tag = 0;
         self.len -= 1;
+        self.generation = self.generation.wrapping_add(1);
         let disp = l.disp;
         let home = idx - disp as usize;
         if disp != 0 && self.lines[home].reach == disp {
@@ -688,6 +764,7 @@ impl ConnTable {
     pub fn insert_counted(&mut self, r: Reserved, e: ConnEntry, pkts: u8) -> usize {
         let reach = self.lines[r.idx].reach;
         debug_assert!(!self.lines[r.idx].in_use());
+        self.generation = self.generation.wrapping_add(1);
         self.lines[r.idx] = Line {
             key: e.key,
             state: e.state,
@@ -819,6 +896,34 @@ mod tests {
         assert_eq!(S::FinWait.ipvs_name(ip_proto::TCP), "FIN_WAIT");
         assert_eq!(S::Udp.ipvs_name(ip_proto::UDP), "UDP");
         assert_eq!(S::Udp.ipvs_name(ip_proto::SCTP), "NONE");
+    }
+
+    #[test]
+    fn a_probe_holds_only_while_no_entry_comes_or_goes() {
+        let mut t = ConnTable::new(64, 7);
+        let (a, b) = (key(1), key(2));
+        let (ha, hb) = (t.hash(&a), t.hash(&b));
+        // absent: believed while nothing changed, looked up again after
+        let absent = t.probe(&a, ha);
+        assert!(absent.is_absent());
+        assert_eq!(t.find_probed(&a, ha, absent), None);
+        let r = t.reserve(ha, 0, |_| unreachable!()).unwrap();
+        let ia = t.insert(r, entry(a, 100));
+        assert_eq!(t.find_probed(&a, ha, absent), Some(ia));
+        // found: its line, until the entry leaves and another takes it
+        let found = t.probe(&a, ha);
+        assert_eq!(t.find_probed(&a, ha, found), Some(ia));
+        t.remove(ia);
+        assert_eq!(t.find_probed(&a, ha, found), None);
+        let r = t.reserve(hb, 0, |_| unreachable!()).unwrap();
+        let ib = t.insert(r, entry(b, 100));
+        assert_eq!(t.find_probed(&a, ha, found), None);
+        assert_eq!(t.find_probed(&b, hb, Probe::UNKNOWN), Some(ib));
+        // updates keep a probe valid
+        let pb = t.probe(&b, hb);
+        t.update(ib, S::Established, F_CONFIRMED, 200);
+        assert_eq!(pb.found(t.generation), Some(Some(ib)));
+        assert_eq!(Probe::from_bits(pb.to_bits()), pb);
     }
 
     #[test]

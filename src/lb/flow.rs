@@ -74,24 +74,29 @@ pub trait FlowState {
 
     /// Burst pipeline, step 2 (optional): with the lines of step 1 arrived,
     /// prefetch the entry the flow of service `svc` will hit (or, for a
-    /// new flow, what creating it will read). Default: nothing.
+    /// new flow, what creating it will read). Returns a hint for
+    /// [`FlowState::assign_hashed`] (what the probe found, in the
+    /// implementation's terms; 0: nothing). Default: nothing, 0.
     #[inline(always)]
-    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) -> u64 {
         let _ = (svc, key, hash);
+        0
     }
 
     /// [`FlowState::assign`] with the hash [`FlowState::prepare`] returned
-    /// for `key` (state may have changed since: implementations look up
-    /// again, only the hash is reused). Default: `assign`.
+    /// for `key` and the hint [`FlowState::prefetch_entry`] returned (0 if
+    /// it was not called). State may have changed since: an implementation
+    /// uses the hint only if it can tell it still holds. Default: `assign`.
     #[inline(always)]
     fn assign_hashed(
         &mut self,
         svc: ServiceId,
         key: &FlowKey,
         hash: u64,
+        hint: u64,
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
-        let _ = hash;
+        let _ = (hash, hint);
         self.assign(svc, key, tcp)
     }
 }

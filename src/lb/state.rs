@@ -86,7 +86,8 @@ use std::sync::Arc;
 
 use crate::lb::clock::{secs, Clock};
 use crate::lb::conn::{
-    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_SYNCED, F_TEMPLATE,
+    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, Probe, F_CONFIRMED, F_SYNCED,
+    F_TEMPLATE,
 };
 use crate::lb::counters::counter_set;
 use crate::lb::flow::{FlowState, StateDrop, Target};
@@ -950,6 +951,23 @@ impl WorkerState {
         Ok(t)
     }
 
+    /// An entry found for a packet that cannot use it — expired (lazily),
+    /// re-keyed to another service, or a new connection on a reused
+    /// 4-tuple: undo its effects and remove it. Out of line: the entry is
+    /// read again here, so the hot path never builds a copy of it.
+    #[cold]
+    #[inline(never)]
+    fn retire_at(&mut self, idx: usize, now: u64, exp: Expiry) {
+        let e = self.conns.entry(idx);
+        let mut books = Books {
+            snap: &self.snap,
+            persist: &self.persist,
+            counters: &mut self.counters,
+        };
+        books.retire(&e, now, exp);
+        self.conns.remove(idx);
+    }
+
     fn finish_target(&mut self, rs: RsId) -> Result<Target, StateDrop> {
         match self.snap.server(rs).and_then(|s| target(s, rs)) {
             Some(t) => Ok(t),
@@ -970,7 +988,7 @@ impl FlowState for WorkerState {
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
         let h = self.conns.hash(key);
-        self.assign_hashed(svc, key, h, tcp)
+        self.assign_hashed(svc, key, h, 0, tcp)
     }
 
     #[inline(always)]
@@ -981,14 +999,16 @@ impl FlowState for WorkerState {
     }
 
     #[inline(always)]
-    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) {
-        if !self.conns.prefetch_rest(key, hash) {
+    fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) -> u64 {
+        let probe = self.conns.probe(key, hash);
+        if probe.is_absent() {
             // A new flow: a persistent service will look its template up.
             if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
                 self.persist
                     .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
             }
         }
+        probe.to_bits()
     }
 
     #[inline(always)]
@@ -997,24 +1017,17 @@ impl FlowState for WorkerState {
         svc: ServiceId,
         key: &FlowKey,
         h: u64,
+        hint: u64,
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
-        if let Some(idx) = self.conns.find(key, h) {
+        if let Some(idx) = self.conns.find_probed(key, h, Probe::from_bits(hint)) {
             let e = self.conns.entry(idx);
             let exp = self.defence.expiry;
             let now = self.clock.now_ms();
             if now < exp.deadline(&e) && e.svc == svc && !self.syn_reschedules(&e, tcp) {
                 return self.existing(idx, tcp);
             }
-            // expired (lazy), re-keyed to another service, or a new
-            // connection on a reused 4-tuple: retire it
-            let mut books = Books {
-                snap: &self.snap,
-                persist: &self.persist,
-                counters: &mut self.counters,
-            };
-            books.retire(&e, now, exp);
-            self.conns.remove(idx);
+            self.retire_at(idx, now, exp);
         }
         self.new_flow(svc, key, h, tcp)
     }

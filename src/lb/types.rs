@@ -104,7 +104,7 @@ pub mod ip_proto {
 }
 
 /// The 5-tuple of a client→VIP flow, as the director sees it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, Eq, Debug)]
 pub struct FlowKey {
     /// Client (source) address.
     pub client: Addr,
@@ -118,6 +118,37 @@ pub struct FlowKey {
     pub proto: u8,
     /// Address family.
     pub family: Family,
+}
+
+impl FlowKey {
+    /// The ports, protocol and family in one word: with the two addresses,
+    /// everything the key compares.
+    #[inline(always)]
+    fn tail(&self) -> u64 {
+        self.cport as u64
+            | (self.vport as u64) << 16
+            | (self.proto as u64) << 32
+            | (self.family as u64) << 40
+    }
+}
+
+/// Field by field, as a derived `PartialEq` would, but without a branch
+/// per field: the lookups compare a key on every packet; the addresses
+/// compare as two 16-byte vectors, the rest as one word.
+impl PartialEq for FlowKey {
+    #[inline(always)]
+    fn eq(&self, o: &Self) -> bool {
+        (self.client.0 == o.client.0) & (self.vip.0 == o.vip.0) & (self.tail() == o.tail())
+    }
+}
+
+/// Hashes exactly what [`PartialEq`] compares.
+impl core::hash::Hash for FlowKey {
+    fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
+        self.client.hash(h);
+        self.vip.hash(h);
+        self.tail().hash(h);
+    }
 }
 
 /// TCP flags of a packet, as the input-only state machine needs them.
@@ -143,6 +174,43 @@ impl TcpFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_keys_are_equal_exactly_when_every_field_is() {
+        let base = FlowKey {
+            client: Addr::v4([10, 1, 2, 3]),
+            vip: Addr::v4([10, 0, 0, 100]),
+            cport: 40000,
+            vport: 80,
+            proto: ip_proto::TCP,
+            family: Family::V4,
+        };
+        assert_eq!(base, base);
+        let mut others = Vec::new();
+        for i in 0..16 {
+            let mut k = base;
+            k.client.0[i] ^= 0x80;
+            others.push(k);
+            let mut k = base;
+            k.vip.0[i] ^= 1;
+            others.push(k);
+        }
+        for change in [
+            |k: &mut FlowKey| k.cport ^= 0x8000,
+            |k: &mut FlowKey| k.cport ^= 1,
+            |k: &mut FlowKey| k.vport ^= 0x0100,
+            |k: &mut FlowKey| k.proto = ip_proto::UDP,
+            |k: &mut FlowKey| k.family = Family::V6,
+            |k: &mut FlowKey| std::mem::swap(&mut k.cport, &mut k.vport),
+        ] {
+            let mut k = base;
+            change(&mut k);
+            others.push(k);
+        }
+        for k in &others {
+            assert_ne!(*k, base, "{k:?}");
+        }
+    }
 
     #[test]
     fn masks() {

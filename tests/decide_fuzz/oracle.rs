@@ -390,6 +390,7 @@ impl FlowState for OracleState {
         svc: ServiceId,
         key: &FlowKey,
         hash: u64,
+        _hint: u64,
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
         assert_eq!(
