@@ -108,7 +108,7 @@ fn conn(c: &mut Criterion) {
                     let mut t = filled_conns(n, 1);
                     let start = Instant::now();
                     let mut gone = 0u64;
-                    t.sweep(usize::MAX, |e| e.expires <= 1, |_| gone += 1);
+                    t.sweep(usize::MAX, |_| {}, |e| e.expires <= 1, |_| gone += 1);
                     total += start.elapsed();
                     done += gone.max(1);
                 }

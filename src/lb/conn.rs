@@ -415,6 +415,12 @@ impl Probe {
         self.0 as u32 == Self::ABSENT as u32
     }
 
+    /// Whether the flow was found in its home line (when probed).
+    #[inline(always)]
+    pub fn is_found(self) -> bool {
+        self.0 as u32 >= 2
+    }
+
     /// The probe as a word, and back.
     #[inline(always)]
     pub fn to_bits(self) -> u64 {
@@ -810,20 +816,33 @@ impl ConnTable {
 
     /// Visit the next `max_groups` groups of [`GROUP`] lines and remove the
     /// entries for which `expired` says so, after `on_expire` did their
-    /// accounting. Returns the number removed.
+    /// accounting. `ahead` sees every entry of a group before any of the
+    /// group is removed (to prefetch what their removal will touch).
+    /// Returns the number removed.
     pub fn sweep(
         &mut self,
         max_groups: usize,
+        mut ahead: impl FnMut(&ConnEntry),
         mut expired: impl FnMut(&ConnEntry) -> bool,
         mut on_expire: impl FnMut(&ConnEntry),
     ) -> usize {
         let n = self.lines.len();
         let mut removed = 0;
-        for _ in 0..max_groups.min(n / GROUP).saturating_mul(GROUP) {
-            let idx = self.cursor;
-            self.cursor = if idx + 1 == n { 0 } else { idx + 1 };
-            if self.reclaim(idx, &mut expired, &mut on_expire) {
-                removed += 1;
+        for _ in 0..max_groups.min(n.div_ceil(GROUP)) {
+            let start = self.cursor;
+            let end = n.min(start + GROUP);
+            self.cursor = if end == n { 0 } else { end };
+            // first what the group's removals will touch elsewhere, so
+            // those misses overlap instead of stalling one by one
+            for l in &self.lines[start..end] {
+                if l.in_use() {
+                    ahead(&l.entry());
+                }
+            }
+            for idx in start..end {
+                if self.reclaim(idx, &mut expired, &mut on_expire) {
+                    removed += 1;
+                }
             }
         }
         removed
@@ -946,7 +965,7 @@ mod tests {
         t.remove(idx);
         assert_eq!(t.find(&key(5), t.hash(&key(5))), None);
         let mut gone = 0;
-        let n = t.sweep(1 << 20, |e| e.expires <= 500, |_| gone += 1);
+        let n = t.sweep(1 << 20, |_| {}, |e| e.expires <= 500, |_| gone += 1);
         assert_eq!(n, 401 - 1);
         assert_eq!(gone, n);
         assert_eq!(t.len(), 399);

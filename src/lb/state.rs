@@ -542,8 +542,15 @@ impl WorkerState {
             counters: &mut self.counters,
         };
         let mut removed_dest = 0;
+        let persist = &*self.persist;
         let n = self.conns.sweep(
             conn_buckets,
+            |e| {
+                // a template reference an expiry will give back
+                if e.has_template() && now >= exp.deadline(e) {
+                    persist.prefetch_slot(e.tpl_slot);
+                }
+            },
             |e| {
                 now >= exp.deadline(e) || (nodest && snap.server(e.rs).map_or(true, |s| s.is_out()))
             },
@@ -1001,8 +1008,10 @@ impl FlowState for WorkerState {
     #[inline(always)]
     fn prefetch_entry(&self, svc: ServiceId, key: &FlowKey, hash: u64) -> u64 {
         let probe = self.conns.probe(key, hash);
-        if probe.is_absent() {
-            // A new flow: a persistent service will look its template up.
+        if !probe.is_found() {
+            // Not in its home line, so most likely a new flow (an old one
+            // further on is rare): a persistent service will look its
+            // template up.
             if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
                 self.persist
                     .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
