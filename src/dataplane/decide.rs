@@ -141,9 +141,10 @@ struct FlowReq {
 /// A pipeline of three steps per chunk of [`BURST_MAX`], each
 /// [`PIPELINE_GAP`] frames behind the one before: parse a frame and find
 /// its service (one service lookup per distinct `(dst, proto, port)` run),
-/// hash its flow and prefetch its connection line; probe that line and
-/// prefetch what the flow needs next (further lines, or its template when
-/// it is new); assign and rewrite, in order. The misses of a burst
+/// hash its flow and prefetch its connection line; probe that line,
+/// keep what the probe found and prefetch what the flow needs next
+/// (further lines, or its template when it is not at home); assign and
+/// rewrite, in order. The misses of a burst
 /// overlap, a bounded number at a time, instead of stalling one packet at
 /// a time. Frames the fast
 /// parse does not cover (ARP, ICMP, IPv6, fragments, VLAN-changed or

@@ -15,7 +15,11 @@
 //! lines per entry of capacity the table is at most half full: almost
 //! every entry sits in its home line or the next (measured in
 //! `benches/README.md`). A byte of the hash (the tag, 0 = free line) is
-//! compared before the key. Capacity is fixed at construction; nothing
+//! compared before the key. The burst pipeline probes a flow's home line
+//! ([`ConnTable::probe`]) some frames before it decides the flow; the
+//! [`Probe`] it keeps stays good while the table's generation (bumped by
+//! every insertion and removal) is unchanged, so the decision does not
+//! probe again. Capacity is fixed at construction; nothing
 //! allocates afterwards. The table is owned by one worker (RSS keeps a
 //! flow on one queue), so it uses no atomics at all.
 //!
