@@ -308,7 +308,7 @@ fn fast_parse(
     }
     let proto = ip[9];
     let frag = be16(ip, 6);
-    if frag & 0x1fff != 0 {
+    if frag & ipv4::OFFSET_MASK != 0 {
         return None;
     }
     let src4 = [ip[12], ip[13], ip[14], ip[15]];
@@ -320,7 +320,7 @@ fn fast_parse(
     } = l4_ports(
         proto,
         &packet[ipv4::HEADER_LEN..usize::from(total)],
-        frag & 0x2000 == 0,
+        frag & ipv4::FLAG_MF == 0,
     )
     .ok()?;
     let dst_word = u32::from_ne_bytes(dst4);

@@ -26,19 +26,14 @@
 #![forbid(unsafe_code)]
 
 use crate::wire::checksum;
+use crate::wire::ipv4::{self, FLAG_DF as DF, FLAG_MF as MF, OFFSET_MASK};
 
 /// Most fragments one packet is split into (at the smallest MTU pmdlb
 /// accepts, 68, the largest packet a 2,048-byte mbuf holds needs 43).
 pub const MAX_FRAGMENTS: usize = 64;
 
 /// The fixed IPv4 header pmdlb splits (no options).
-const IPV4_LEN: usize = 20;
-/// The fragment-offset field's mask (13 bits, 8-byte units).
-const OFFSET_MASK: u16 = 0x1fff;
-/// The more-fragments bit.
-const MF: u16 = 0x2000;
-/// The don't-fragment bit.
-const DF: u16 = 0x4000;
+const IPV4_LEN: usize = ipv4::HEADER_LEN;
 
 /// Why a frame cannot be split.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

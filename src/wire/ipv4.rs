@@ -26,9 +26,12 @@ mod field {
 /// Length of a header without options.
 pub const HEADER_LEN: usize = field::DST_ADDR.end;
 
-const FLAG_DF: u16 = 0x4000;
-const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
+/// The don't-fragment bit of the flags and fragment-offset field.
+pub const FLAG_DF: u16 = 0x4000;
+/// The more-fragments bit of that field.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset's bits in that field (13 bits, 8-byte units).
+pub const OFFSET_MASK: u16 = 0x1fff;
 
 /// Whether an option-less header's checksum verifies: the same test as
 /// [`Packet::verify_checksum`] for a header of [`HEADER_LEN`] bytes, as
