@@ -428,17 +428,18 @@ fn forward_into(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target, out:
             }
         }
     }
-    rewrite_macs(frame, &target.mac, &ctx.tx_mac);
-    let vlan = vlan_action(frame, ctx.tx_vlan, l2.tci);
     let ip_len = ip_len(frame, l2.l3);
-    if fragment {
-        *out = Verdict::Fragment {
+    forward_dr(frame, l2.tci, ip_len, ctx, target, out);
+    if let (
+        true,
+        Verdict::Forward {
             target,
             vlan,
             ip_len,
-        };
-    } else {
-        *out = Verdict::Forward {
+        },
+    ) = (fragment, *out)
+    {
+        *out = Verdict::Fragment {
             target,
             vlan,
             ip_len,
@@ -446,8 +447,9 @@ fn forward_into(frame: &mut [u8], l2: &L2, ctx: &DecideCtx, target: Target, out:
     }
 }
 
-/// [`forward_into`] for a direct-routing server, whose packet needs no
-/// MTU check, with the IP length the parse already read.
+/// The rewrite and verdict of a packet that needs no MTU check (a
+/// direct-routing server's; the fast path calls it with the IP length its
+/// parse read, [`forward_into`] after its tunnel checks).
 #[inline(always)]
 fn forward_dr(
     frame: &mut [u8],
