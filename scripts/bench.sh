@@ -14,6 +14,7 @@
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
 #                         [--pdump-ab] [--tunnel-ab] [--ab OLD_PMDLB] [--no-l3fwd]
+#                         [--perf]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --no-l3fwd  leave DPDK's l3fwd out of the series (it is also left out,
 #             with a message, when the hugepages for its hashes are short).
@@ -25,6 +26,9 @@
 #             testpmd mac-fwd in the same series: new/old and both / mac.
 #   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
 #             servers, interleaved: the cost of the encapsulation.
+#   --perf    also profile the forwarding core (perf record -C 1, software
+#             clock) over each pmdlb run's measured seconds: writes
+#             target/bench/perf-DATE-CASE.data and prints its top symbols.
 # Needs root, hugepages (scripts/setup-hugepages.sh) and dpdk-testpmd;
 # l3fwd needs dpdk-doc and more hugepages (see L3FWD_HASH_MB); the plot
 # needs gnuplot (scripts/install-deps.sh installs both).
@@ -44,6 +48,8 @@ TUNNEL_AB=0
 AB_OLD=
 FORWARD=dr
 L3FWD_ON=1
+PERF=0
+PERF_TAG=run
 while (($#)); do
   case "$1" in
     --quick) REPS=1; SECS=4; CLIENTS="65536" ;;
@@ -57,7 +63,8 @@ while (($#)); do
     --tunnel-ab) TUNNEL_AB=1 ;;
     --ab) AB_OLD=$2; shift ;;
     --no-l3fwd) L3FWD_ON=0 ;;
-    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+    --perf) PERF=1 ;;
+    -h|--help) sed -n 2,32p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -68,6 +75,9 @@ if ((BUILD)); then
   cargo build --release --bin pmdlb --example gen_pcap >&2
 fi
 PMDLB=$CARGO_TARGET_DIR/release/pmdlb
+OUTDIR=$CARGO_TARGET_DIR/bench
+mkdir -p "$OUTDIR"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 GEN=$CARGO_TARGET_DIR/release/examples/gen_pcap
 TESTPMD=$(command -v dpdk-testpmd)
 if ((PDUMP_AB || TUNNEL_AB)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
@@ -206,12 +216,31 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   "${2:-$PMDLB}" run --config "$1" >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  sleep $((WARMUP + SECS + 1))
+  if ((PERF)); then
+    sleep $((WARMUP + 1))
+    profile_core "$OUTDIR/perf-$STAMP-$PERF_TAG.data"
+    sleep 1
+  else
+    sleep $((WARMUP + SECS + 1))
+  fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" || echo "bench.sh: pmdlb exited $? (log: $(tail -3 "$log"))" >&2
   PIDS=("${PIDS[@]/$pid}")
   grep -o 'fwd=[0-9]* ([0-9.]*/s)' "$log" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
     tail -n +$((WARMUP + 1)) | head -n "$SECS" | awk '{print $1/1e6}' | median
+}
+
+# The forwarding core's profile over the measured seconds (--perf): the
+# VM has no hardware counters, so the software clock; the top symbols with
+# their shared objects go to stderr, the data file stays for perf report.
+profile_core() { # data-file
+  perf record -q -e cpu-clock -C 1 -g -o "$1" -- sleep "$SECS" >/dev/null 2>&1 || {
+    echo "bench.sh: perf record failed (is perf installed?)" >&2
+    return 0
+  }
+  echo "bench.sh: profile of lcore 1 ($PERF_TAG): $1" >&2
+  perf report -q -i "$1" --no-children --sort dso,sym --percent-limit 1.5 --stdio 2>/dev/null |
+    grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -25 | sed 's/^/  /' >&2
 }
 
 # testpmd: Tx-pps of port 1 (net_null) from --stats-period 1 blocks.
@@ -394,7 +423,9 @@ if [[ -n $AB_OLD ]]; then
         R["$proto $n mac $rep"]=$(run_testpmd mac "$pcap" "$frames")
         echo "rep $rep: $proto $n clients testpmd mac-fwd ${R["$proto $n mac $rep"]} Mpps" >&2
       fi
+      PERF_TAG="$proto-$n-$kind-$rep-new"
       R["$c new $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+      PERF_TAG="$proto-$n-$kind-$rep-old"
       R["$c old $rep"]=$(run_pmdlb "$WORK/pmdlb.toml" "$AB_OLD")
       echo "rep $rep: $c pmdlb new ${R["$c new $rep"]} old ${R["$c old $rep"]} Mpps" >&2
     done
@@ -453,6 +484,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
       echo "rep $rep: $proto $n clients testpmd mac-fwd ${R["$base mac $rep"]} Mpps" >&2
     fi
     write_config "$WORK/pmdlb.toml" "$pcap" "$frames"
+    PERF_TAG="$proto-$n-$kind-$rep"
     R["$c $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
     echo "rep $rep: $c pmdlb ${R["$c $rep"]} Mpps" >&2
     if [[ $kind == persistent ]]; then
@@ -469,10 +501,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
   done
 done
 
-# every run, then the medians and the plot, under target/bench
-OUTDIR=$CARGO_TARGET_DIR/bench
-mkdir -p "$OUTDIR"
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+# every run, then the medians and the plot, under target/bench (OUTDIR)
 RAW=$OUTDIR/bench-$STAMP.tsv
 MEDS=$OUTDIR/bench-$STAMP-medians.tsv
 PNG=$OUTDIR/bench-$STAMP-udp.png

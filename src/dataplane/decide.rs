@@ -74,7 +74,7 @@ use crate::dataplane::neighbour::{write_na, ALL_NODES, ALL_NODES_MAC};
 use crate::dataplane::rewrite::{rewrite_macs, TxVlan};
 use crate::dataplane::tunnel::{self, TooBig};
 use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
-use crate::lb::flow::{FlowState, Target};
+use crate::lb::flow::{FlowState, OnAssigned, StateDrop, Target};
 use crate::lb::service::ServiceTable;
 use crate::lb::spec::{Forwarding, Tunnel};
 use crate::lb::types::{ip_proto, Addr, Family, FlowKey, ServiceId, TcpFlags};
@@ -246,7 +246,28 @@ fn decide_step<S: FlowState>(
 ) {
     match step {
         Step::Whole => *out = decide(frame, ctx, services, state),
-        Step::Flow(r) => match state.assign_hashed(r.svc, &r.key, r.hash, r.hint, r.tcp) {
+        Step::Flow(r) => {
+            let then = Then { frame, r, ctx, out };
+            state.assign_then(r.svc, &r.key, (r.hash, r.hint), r.tcp, then)
+        }
+    }
+}
+
+/// The last step's verdict writer, handed to the state layer
+/// ([`FlowState::assign_then`]) so that each of its paths writes the
+/// verdict with the target in registers.
+struct Then<'a> {
+    frame: &'a mut [u8],
+    r: &'a FlowReq,
+    ctx: &'a DecideCtx,
+    out: &'a mut Verdict,
+}
+
+impl OnAssigned for Then<'_> {
+    #[inline(always)]
+    fn assigned(self, assigned: Result<Target, StateDrop>) {
+        let Then { frame, r, ctx, out } = self;
+        match assigned {
             Ok(t) if t.forward == Forwarding::Dr => {
                 forward_dr(frame, r.tci, u32::from(r.ip_len), ctx, t, out)
             }
@@ -259,7 +280,7 @@ fn decide_step<S: FlowState>(
                 forward_into(frame, &l2, ctx, t, out)
             }
             Err(e) => *out = Verdict::Drop(e.into()),
-        },
+        }
     }
 }
 

@@ -99,4 +99,30 @@ pub trait FlowState {
         let _ = (hash, hint);
         self.assign(svc, key, tcp)
     }
+
+    /// [`FlowState::assign_hashed`] that hands its result to `then`. An
+    /// implementation may hand it over on each of its paths (found, new)
+    /// instead of once from a result merged from both: the merged result
+    /// lives in memory, built with narrow stores that the caller's copy of
+    /// the target reads back whole, a failed store forwarding on every
+    /// packet. Default: `then` of `assign_hashed`.
+    #[inline(always)]
+    fn assign_then(
+        &mut self,
+        svc: ServiceId,
+        key: &FlowKey,
+        hashed: (u64, u64),
+        tcp: Option<TcpFlags>,
+        then: impl OnAssigned,
+    ) {
+        then.assigned(self.assign_hashed(svc, key, hashed.0, hashed.1, tcp))
+    }
+}
+
+/// What [`FlowState::assign_then`] hands its result to: the burst
+/// decision's verdict writer. A trait rather than a closure so that its
+/// one method is inlined into every path that calls it.
+pub trait OnAssigned {
+    /// Takes the result of the assignment (called once).
+    fn assigned(self, assigned: Result<Target, StateDrop>);
 }

@@ -65,8 +65,9 @@
 //! packet here adopts it again.
 #![forbid(unsafe_code)]
 
-use super::{Books, WorkerState};
-use crate::lb::conn::{ConnEntry, ConnState, F_CONFIRMED, F_SYNCED};
+use super::{Books, StateCounters, WorkerState};
+use crate::lb::conn::{ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_SYNCED};
+
 use crate::lb::sync_record::ConnInstall;
 use crate::lb::sync_ring::{Outgoing, Producer, SyncRule};
 use crate::lb::types::ip_proto;
@@ -131,17 +132,24 @@ impl WorkerState {
     }
 
     /// Push the entry at `idx`, with the time it has left, or count a full
-    /// ring.
+    /// ring. A function of the fields it uses rather than of the whole
+    /// state, so that a caller can keep a borrowed server across it and
+    /// build the packet's target after the call (see `existing`).
     #[inline(never)]
-    pub(super) fn queue_sync(&mut self, idx: usize) {
-        let now = self.clock.now_ms();
-        let Some(out) = &mut self.sync else { return };
-        let mut entry = self.conns.entry(idx);
+    pub(super) fn queue_sync(
+        sync: &mut Option<Producer<Outgoing>>,
+        conns: &ConnTable,
+        counters: &mut StateCounters,
+        now: u64,
+        idx: usize,
+    ) {
+        let Some(out) = sync else { return };
+        let mut entry = conns.entry(idx);
         entry.expires = entry.expires.saturating_sub(now);
         if out.push(&Outgoing { entry }) {
-            self.counters.sync_queued += 1;
+            counters.sync_queued += 1;
         } else {
-            self.counters.sync_ring_full += 1;
+            counters.sync_ring_full += 1;
         }
     }
 
