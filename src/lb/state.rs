@@ -325,6 +325,17 @@ impl Books<'_> {
     }
 }
 
+/// `assign_hashed`'s receiver of [`FlowState::assign_then`]:
+/// keeps the result for a caller that wants it as a value.
+struct Keep<'a>(&'a mut Result<Target, StateDrop>);
+
+impl OnAssigned for Keep<'_> {
+    #[inline(always)]
+    fn assigned(self, assigned: Result<Target, StateDrop>) {
+        *self.0 = assigned;
+    }
+}
+
 #[inline(always)]
 fn target(s: &RealServer, rs: RsId) -> Option<Target> {
     s.mac().map(|mac| Target {
@@ -1032,16 +1043,9 @@ impl FlowState for WorkerState {
         hint: u64,
         tcp: Option<TcpFlags>,
     ) -> Result<Target, StateDrop> {
-        if let Some(idx) = self.conns.find_probed(key, h, Probe::from_bits(hint)) {
-            let e = self.conns.entry(idx);
-            let exp = self.defence.expiry;
-            let now = self.clock.now_ms();
-            if now < exp.deadline(&e) && e.svc == svc && !self.syn_reschedules(&e, tcp) {
-                return self.existing(idx, tcp);
-            }
-            self.retire_at(idx, now, exp);
-        }
-        self.new_flow(svc, key, h, tcp)
+        let mut assigned = Err(StateDrop::NoRealServer); // always overwritten
+        self.assign_then(svc, key, (h, hint), tcp, Keep(&mut assigned));
+        assigned
     }
 
     #[inline(always)]
