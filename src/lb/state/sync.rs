@@ -67,7 +67,6 @@
 
 use super::{Books, StateCounters, WorkerState};
 use crate::lb::conn::{ConnEntry, ConnState, ConnTable, F_CONFIRMED, F_SYNCED};
-
 use crate::lb::sync_record::ConnInstall;
 use crate::lb::sync_ring::{Outgoing, Producer, SyncRule};
 use crate::lb::types::ip_proto;
