@@ -231,11 +231,15 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
 }
 
 # The forwarding core's profile over the measured seconds (--perf): the
-# VM has no hardware counters, so the software clock; the top symbols with
-# their shared objects go to stderr, the data file stays for perf report.
+# VM has no hardware counters, so the software clock; no call graph (the
+# release build keeps no frame pointers, so its chains come out empty); the
+# top symbols with their shared objects go to stderr, the data file stays
+# for perf report / perf annotate. When perf fails the run still lasts its
+# measured seconds, so its median is taken over as many as the others'.
 profile_core() { # data-file
-  perf record -q -e cpu-clock -C 1 -g -o "$1" -- sleep "$SECS" >/dev/null 2>&1 || {
-    echo "bench.sh: perf record failed (is perf installed?)" >&2
+  perf record -q -e cpu-clock -C 1 -o "$1" -- sleep "$SECS" >/dev/null 2>&1 || {
+    echo "bench.sh: perf record failed (is perf installed? scripts/install-deps.sh)" >&2
+    sleep "$SECS"
     return 0
   }
   echo "bench.sh: profile of lcore 1 ($PERF_TAG): $1" >&2

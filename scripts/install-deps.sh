@@ -13,6 +13,7 @@ PKGS=(
   prometheus                     # promtool check metrics (tests/run_metrics.rs)
   dpdk-doc gnuplot-nox           # DPDK's l3fwd source (scripts/build-l3fwd.sh); bench.sh's plot
   valgrind                       # instructions per packet (scripts/bench-ir.sh)
+  linux-perf                     # bench.sh --perf: profile of the forwarding core
   bird2                          # BGP for the several-directors test (tests/e2e_bgp.rs)
   kmod procps iputils-ping
 )
