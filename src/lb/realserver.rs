@@ -4,6 +4,12 @@
 //! plane — weight, MAC slot, removal flag and the active/inactive connection
 //! counters the lc-family schedulers read.
 //!
+//! What a scheduler reads of a server is two words: the *gate* (weight,
+//! MAC known, removed, health-down, overloaded) and the connection counts
+//! (active in the high half, inactive in the low half), so the lc family
+//! pays two loads per server, and a connection that changes between
+//! active and inactive one atomic add.
+//!
 //! Counters change only when a connection is created, changes between
 //! active and inactive, or expires — never per packet. The overload flag
 //! follows IPVS: set when `active + inactive >= u_threshold`, cleared when the
@@ -12,7 +18,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -25,11 +31,45 @@ use crate::lb::spec::{
 use crate::lb::types::{RsId, ServiceId};
 use crate::wire::ethernet::MacAddr;
 
-/// `RealServer::out` bit: removed by the control plane (final).
-const OUT_REMOVED: u8 = 1;
-/// `RealServer::out` bit: taken out by a failed health check (without
+/// The gate's weight (bits 0..32).
+const GATE_WEIGHT: u64 = 0xffff_ffff;
+/// Gate bit: the next hop's MAC is known (mirrors the MAC slot's valid bit).
+const GATE_MAC: u64 = 1 << 32;
+/// Gate bit: removed by the control plane (final).
+const GATE_REMOVED: u64 = 1 << 33;
+/// Gate bit: taken out by a failed health check (without
 /// `inhibit_on_failure`); cleared when the server is back.
-const OUT_HEALTH: u8 = 2;
+const GATE_HEALTH: u64 = 1 << 34;
+/// Gate bit: over the upper threshold (IPVS's OVERLOAD flag).
+const GATE_OVERLOADED: u64 = 1 << 35;
+
+/// One active connection in the `conns` word (inactive ones count from bit 0).
+const ACTIVE_ONE: u64 = 1 << 32;
+
+/// One load of a server's gate: whether it takes new clients, and its weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate(u64);
+
+impl Gate {
+    /// Current weight (0 = quiescent).
+    #[inline(always)]
+    pub fn weight(self) -> u32 {
+        self.0 as u32
+    }
+
+    /// Weight > 0, MAC known, not removed or health-down, not overloaded.
+    #[inline(always)]
+    pub fn available(self) -> bool {
+        self.usable_ignoring_weight() && self.weight() > 0
+    }
+
+    /// Available except for the weight test (ovf/wrr test weight themselves):
+    /// of the bits above the weight, exactly "MAC known".
+    #[inline(always)]
+    pub fn usable_ignoring_weight(self) -> bool {
+        self.0 & !GATE_WEIGHT == GATE_MAC
+    }
+}
 
 /// The valid bit of a MAC slot (bits 0..48 hold the address).
 const MAC_VALID: u64 = 1 << 48;
@@ -77,13 +117,12 @@ pub struct RealServer {
     /// per-packet path reads one slot as for a DR server, and an
     /// unresolved gateway makes its servers unavailable.
     pub next_hop: IpAddr,
-    weight: AtomicU32,
     mac: AtomicU64,
-    /// `OUT_*` bits: one load tells whether the server takes new clients.
-    out: AtomicU8,
-    overloaded: AtomicBool,
-    active: AtomicU32,
-    inactive: AtomicU32,
+    /// The weight and the `GATE_*` bits: one load tells whether the
+    /// server takes new clients, and at what weight ([`Gate`]).
+    gate: AtomicU64,
+    /// Active connections × [`ACTIVE_ONE`] + inactive ones.
+    conns: AtomicU64,
 }
 
 impl RealServer {
@@ -98,12 +137,9 @@ impl RealServer {
             l_threshold: AtomicU32::new(rs.l_threshold),
             forward: rs.forward,
             next_hop: rs.via.unwrap_or(rs.addr),
-            weight: AtomicU32::new(rs.weight),
             mac: AtomicU64::new(rs.mac.map(mac_to_word).unwrap_or(0)),
-            out: AtomicU8::new(0),
-            overloaded: AtomicBool::new(false),
-            active: AtomicU32::new(0),
-            inactive: AtomicU32::new(0),
+            gate: AtomicU64::new(rs.weight as u64 | if rs.mac.is_some() { GATE_MAC } else { 0 }),
+            conns: AtomicU64::new(0),
         }
     }
 
@@ -119,39 +155,55 @@ impl RealServer {
         self.u_threshold.store(u, Ordering::Relaxed);
         self.l_threshold.store(l, Ordering::Relaxed);
         if u == 0 {
-            self.overloaded.store(false, Ordering::Relaxed);
+            self.set_gate_bit(GATE_OVERLOADED, false);
+        }
+    }
+
+    /// Sets or clears `bit` of the gate; the other bits and the weight stay.
+    fn set_gate_bit(&self, bit: u64, on: bool) {
+        if on {
+            self.gate.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.gate.fetch_and(!bit, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn store_weight(&self, weight: u32) {
-        self.weight.store(weight, Ordering::Relaxed);
+        // The control plane's, rare: the workers may set the overload bit
+        // meanwhile, so the weight is replaced, not the word.
+        let _ = self
+            .gate
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |g| {
+                Some(g & !GATE_WEIGHT | weight as u64)
+            });
     }
 
     pub(crate) fn store_mac(&self, mac: Option<MacAddr>) {
+        // The slot first, then the gate: a scheduler that sees the server
+        // available finds its MAC (the verdict reads the slot's own bit).
         self.mac
             .store(mac.map(mac_to_word).unwrap_or(0), Ordering::Relaxed);
+        self.set_gate_bit(GATE_MAC, mac.is_some());
     }
 
     pub(crate) fn mark_removed(&self, removed: bool) {
-        if removed {
-            self.out.fetch_or(OUT_REMOVED, Ordering::Relaxed);
-        } else {
-            self.out.fetch_and(!OUT_REMOVED, Ordering::Relaxed);
-        }
+        self.set_gate_bit(GATE_REMOVED, removed);
     }
 
     pub(crate) fn mark_health_down(&self, down: bool) {
-        if down {
-            self.out.fetch_or(OUT_HEALTH, Ordering::Relaxed);
-        } else {
-            self.out.fetch_and(!OUT_HEALTH, Ordering::Relaxed);
-        }
+        self.set_gate_bit(GATE_HEALTH, down);
+    }
+
+    /// The gate as one load: what a scheduler tests of a server.
+    #[inline(always)]
+    pub fn gate(&self) -> Gate {
+        Gate(self.gate.load(Ordering::Relaxed))
     }
 
     /// Current weight (0 = quiescent).
     #[inline]
     pub fn weight(&self) -> u32 {
-        self.weight.load(Ordering::Relaxed)
+        self.gate().weight()
     }
 
     /// The next hop's MAC address (see [`RealServer::next_hop`]), if known.
@@ -164,87 +216,89 @@ impl RealServer {
     /// Whether the control plane removed this server.
     #[inline]
     pub fn is_removed(&self) -> bool {
-        self.out.load(Ordering::Relaxed) & OUT_REMOVED != 0
+        self.gate().0 & GATE_REMOVED != 0
     }
 
     /// Whether a failed health check took this server out (not set with
     /// `inhibit_on_failure`, which sets weight 0 instead).
     #[inline]
     pub fn is_health_down(&self) -> bool {
-        self.out.load(Ordering::Relaxed) & OUT_HEALTH != 0
+        self.gate().0 & GATE_HEALTH != 0
     }
 
     /// Removed or health-down: no new clients, its templates are invalid,
     /// and with `expire_nodest_conn` its connections are dropped. One load.
     #[inline]
     pub fn is_out(&self) -> bool {
-        self.out.load(Ordering::Relaxed) != 0
+        self.gate().0 & (GATE_REMOVED | GATE_HEALTH) != 0
     }
 
     /// Whether the server is over its upper threshold (IPVS OVERLOAD flag).
     #[inline]
     pub fn is_overloaded(&self) -> bool {
-        self.overloaded.load(Ordering::Relaxed)
+        self.gate().0 & GATE_OVERLOADED != 0
+    }
+
+    /// `(active, inactive)` connections, over all workers, as one load:
+    /// active are ESTABLISHED, inactive every other state and UDP-like flows.
+    #[inline(always)]
+    pub fn conns(&self) -> (u32, u32) {
+        let c = self.conns.load(Ordering::Relaxed);
+        ((c >> 32) as u32, c as u32)
     }
 
     /// Active (ESTABLISHED) connections, over all workers.
     #[inline]
     pub fn active(&self) -> u32 {
-        self.active.load(Ordering::Relaxed)
+        self.conns().0
     }
 
     /// Inactive (every other state, and UDP-like flows), over all workers.
     #[inline]
     pub fn inactive(&self) -> u32 {
-        self.inactive.load(Ordering::Relaxed)
+        self.conns().1
     }
 
     /// Whether a scheduler may give this server a new client: weight > 0,
     /// MAC known, not removed or health-down, not overloaded.
     #[inline]
     pub fn available(&self) -> bool {
-        self.weight() > 0 && self.usable_ignoring_weight()
-    }
-
-    /// Available except for the weight test (ovf/wrr test weight themselves).
-    #[inline]
-    pub fn usable_ignoring_weight(&self) -> bool {
-        self.mac.load(Ordering::Relaxed) & MAC_VALID != 0 && !self.is_out() && !self.is_overloaded()
+        self.gate().available()
     }
 
     /// A connection bound to this server was created.
     pub(crate) fn conn_created(&self, active: bool) {
-        if active {
-            self.active.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.inactive.fetch_add(1, Ordering::Relaxed);
-        }
+        let one = if active { ACTIVE_ONE } else { 1 };
+        let c = self
+            .conns
+            .fetch_add(one, Ordering::Relaxed)
+            .wrapping_add(one);
         let u = self.u_threshold.load(Ordering::Relaxed);
-        if u != 0 && self.active() + self.inactive() >= u {
-            self.overloaded.store(true, Ordering::Relaxed);
+        if u != 0 && total(c) >= u as u64 && !self.is_overloaded() {
+            self.set_gate_bit(GATE_OVERLOADED, true);
         }
     }
 
-    /// A connection moved between active and inactive.
+    /// A connection moved between active and inactive: one add that moves
+    /// one count from one half of the word to the other (the half it
+    /// leaves holds that connection, so it never borrows).
     pub(crate) fn conn_changed(&self, to_active: bool) {
         if to_active {
-            self.inactive.fetch_sub(1, Ordering::Relaxed);
-            self.active.fetch_add(1, Ordering::Relaxed);
+            self.conns.fetch_add(ACTIVE_ONE - 1, Ordering::Relaxed);
         } else {
-            self.active.fetch_sub(1, Ordering::Relaxed);
-            self.inactive.fetch_add(1, Ordering::Relaxed);
+            self.conns.fetch_sub(ACTIVE_ONE - 1, Ordering::Relaxed);
         }
     }
 
     /// A connection bound to this server expired or was dropped.
     pub(crate) fn conn_released(&self, active: bool) {
-        if active {
-            self.active.fetch_sub(1, Ordering::Relaxed);
-        } else {
-            self.inactive.fetch_sub(1, Ordering::Relaxed);
-        }
+        let one = if active { ACTIVE_ONE } else { 1 };
+        let c = self
+            .conns
+            .fetch_sub(one, Ordering::Relaxed)
+            .wrapping_sub(one);
         if self.is_overloaded() {
-            let total = self.active() + self.inactive();
+            let total = total(c) as u32;
             let (u, l) = self.thresholds();
             let clear = if l != 0 {
                 total < l
@@ -252,10 +306,16 @@ impl RealServer {
                 (total as u64) * 4 < (u as u64) * 3
             };
             if clear {
-                self.overloaded.store(false, Ordering::Relaxed);
+                self.set_gate_bit(GATE_OVERLOADED, false);
             }
         }
     }
+}
+
+/// Active + inactive of a `conns` word.
+#[inline(always)]
+fn total(conns: u64) -> u64 {
+    (conns >> 32) + (conns & 0xffff_ffff)
 }
 
 /// One service as the state layer sees it.

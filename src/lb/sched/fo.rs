@@ -13,8 +13,9 @@ impl Scheduler for Fo {
     fn pick(&mut self, ctx: &SchedCtx<'_>, _key: &FlowKey) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for (i, s) in ctx.servers.iter().enumerate() {
-            let w = s.weight();
-            if s.available() && best.map_or(true, |(_, hw)| w > hw) {
+            let gate = s.gate();
+            let w = gate.weight();
+            if gate.available() && best.map_or(true, |(_, hw)| w > hw) {
                 best = Some((i, w));
             }
         }

@@ -9,7 +9,8 @@ use crate::lb::types::FlowKey;
 /// IPVS's connection overhead of a server.
 #[inline]
 pub fn overhead(s: &RealServer) -> u64 {
-    ((s.active() as u64) << 8) + s.inactive() as u64
+    let (active, inactive) = s.conns();
+    ((active as u64) << 8) + inactive as u64
 }
 
 /// Stateless.

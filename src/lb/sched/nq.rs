@@ -13,13 +13,15 @@ impl Scheduler for Nq {
     fn pick(&mut self, ctx: &SchedCtx<'_>, _key: &FlowKey) -> Option<usize> {
         let mut best: Option<(usize, u64, u64)> = None;
         for (i, s) in ctx.servers.iter().enumerate() {
-            if !s.available() {
+            let gate = s.gate();
+            if !gate.available() {
                 continue;
             }
-            if s.active() == 0 {
+            let active = s.active();
+            if active == 0 {
                 return Some(i);
             }
-            let (doh, dw) = (s.active() as u64 + 1, s.weight() as u64);
+            let (doh, dw) = (active as u64 + 1, gate.weight() as u64);
             match best {
                 Some((_, loh, lw)) if loh * dw <= doh * lw => {}
                 _ => best = Some((i, doh, dw)),

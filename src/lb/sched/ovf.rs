@@ -13,8 +13,9 @@ impl Scheduler for Ovf {
     fn pick(&mut self, ctx: &SchedCtx<'_>, _key: &FlowKey) -> Option<usize> {
         let mut best: Option<(usize, u32)> = None;
         for (i, s) in ctx.servers.iter().enumerate() {
-            let w = s.weight();
-            if w == 0 || !s.usable_ignoring_weight() || s.active() >= w {
+            let gate = s.gate();
+            let w = gate.weight();
+            if !gate.available() || s.active() >= w {
                 continue;
             }
             if best.map_or(true, |(_, hw)| w > hw) {

@@ -13,10 +13,11 @@ impl Scheduler for Sed {
     fn pick(&mut self, ctx: &SchedCtx<'_>, _key: &FlowKey) -> Option<usize> {
         let mut best: Option<(usize, u64, u64)> = None;
         for (i, s) in ctx.servers.iter().enumerate() {
-            if !s.available() {
+            let gate = s.gate();
+            if !gate.available() {
                 continue;
             }
-            let (doh, dw) = (s.active() as u64 + 1, s.weight() as u64);
+            let (doh, dw) = (s.active() as u64 + 1, gate.weight() as u64);
             match best {
                 Some((_, loh, lw)) if loh * dw <= doh * lw => {}
                 _ => best = Some((i, doh, dw)),

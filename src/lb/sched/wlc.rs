@@ -15,10 +15,11 @@ impl Scheduler for Wlc {
     fn pick(&mut self, ctx: &SchedCtx<'_>, _key: &FlowKey) -> Option<usize> {
         let mut best: Option<(usize, u64, u64)> = None;
         for (i, s) in ctx.servers.iter().enumerate() {
-            if !s.available() {
+            let gate = s.gate();
+            if !gate.available() {
                 continue;
             }
-            let (doh, dw) = (overhead(s), s.weight() as u64);
+            let (doh, dw) = (overhead(s), gate.weight() as u64);
             match best {
                 Some((_, loh, lw)) if loh * dw <= doh * lw => {}
                 _ => best = Some((i, doh, dw)),

@@ -67,9 +67,9 @@ impl Scheduler for Wrr {
                     self.cw = self.mw;
                 }
             }
-            let s = &ctx.servers[self.i];
-            let w = s.weight() as i64;
-            if w > 0 && w >= self.cw && s.usable_ignoring_weight() {
+            let gate = ctx.servers[self.i].gate();
+            let w = gate.weight() as i64;
+            if w > 0 && w >= self.cw && gate.usable_ignoring_weight() {
                 return Some(self.i);
             }
         }
