@@ -24,6 +24,13 @@
 //!   buckets are claimed by CAS, so writers of different keys never need each
 //!   other's flags. Because every writer of one key serializes on one flag, a
 //!   key is never live twice.
+//! * **One scan per new client.** The writer word also counts the
+//!   templates created under its flag. A lookup that misses
+//!   ([`PersistTable::acquire_or_miss`]) returns the word it read before
+//!   scanning; [`PersistTable::insert_after`] takes the flag by a CAS from
+//!   exactly that word, and when it succeeds no key homed there was created
+//!   since the scan, so the miss stands and the re-scan is skipped. When the
+//!   word moved, the flag is taken as above and the window re-scanned.
 //! * **Life time.** `refs` counts the connections (over all workers) the
 //!   template controls; it changes by CAS on the control word, so taking a
 //!   reference and removing an expired template are linearized on one word.
@@ -65,6 +72,12 @@ pub const WINDOW: usize = 8;
 pub const LOCK_SPINS: u32 = 1 << 16;
 /// Seqlock retries per slot before a reader treats it as a miss.
 const READ_RETRIES: u32 = 8;
+
+/// A bucket's writer word: this bit is the writer flag; the bits above it
+/// count the templates created under it (keys homed in that bucket).
+const WRITER_HELD: u64 = 1;
+/// One creation in a writer word.
+const WRITER_CREATED: u64 = 2;
 
 const ST_MASK: u64 = 0b11;
 const EMPTY: u64 = 0;
@@ -146,6 +159,18 @@ pub enum PersistError {
     Busy,
 }
 
+/// What a lookup that found no usable template of a key saw: the key's
+/// hash and its home bucket's writer word before the scan. Creating the
+/// template after it ([`PersistTable::insert_after`]) takes the writer
+/// flag from exactly that word when it can: then no template homed there
+/// was created since the scan, so the miss stands and the window is not
+/// scanned for the key a second time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Miss {
+    h: u64,
+    seen: u64,
+}
+
 /// A template found or created, with the slot that holds the reference.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Held {
@@ -168,6 +193,7 @@ struct Slot {
 }
 
 struct Bucket {
+    /// The writer flag and the creation count ([`WRITER_HELD`]).
     writer: AtomicU64,
     /// The farthest window offset at which a key homed here was ever
     /// placed (0: all in this bucket). Written only under this bucket's
@@ -379,32 +405,47 @@ impl PersistTable {
         now: u64,
         valid: impl FnOnce(RsId) -> bool,
     ) -> Option<Held> {
+        self.acquire_or_miss(key, now, valid).ok()
+    }
+
+    /// [`PersistTable::acquire`], and when it finds nothing usable, what
+    /// [`PersistTable::insert_after`] needs to create the template.
+    #[inline]
+    pub fn acquire_or_miss(
+        &self,
+        key: &TemplateKey,
+        now: u64,
+        valid: impl FnOnce(RsId) -> bool,
+    ) -> Result<Held, Miss> {
         let h = self.hash(key);
-        let (idx, mut c, rs) = self.find(key, h)?;
+        // Before the scan: a creation the scan could miss changes it.
+        let seen = self.buckets[self.home(h)].writer.load(Ordering::Acquire);
+        let miss = Miss { h, seen };
+        let (idx, mut c, rs) = self.find(key, h).ok_or(miss)?;
         let slot = self.slot(idx);
         if !valid(rs) {
             self.invalidate(idx);
-            return None;
+            return Err(miss);
         }
         loop {
             if state(c) != LIVE {
-                return None;
+                return Err(miss);
             }
             if self.try_free(slot, c, now) {
-                return None;
+                return Err(miss);
             }
             if refs(c) == 0 && now >= slot.expires.load(Ordering::Acquire) {
                 // expired, but the free lost a race: reload and decide again,
                 // unless the slot now holds something else
                 let cur = slot.ctl.load(Ordering::Acquire);
                 if ident(cur) != ident(c) {
-                    return None;
+                    return Err(miss);
                 }
                 c = cur;
                 continue;
             }
             if refs(c) == REF_MASK >> REF_SHIFT {
-                return None; // saturated: caller goes on without a reference
+                return Err(miss); // saturated: caller goes on without a reference
             }
             match slot.ctl.compare_exchange_weak(
                 c,
@@ -413,7 +454,7 @@ impl PersistTable {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    return Some(Held {
+                    return Ok(Held {
                         rs,
                         slot: idx,
                         created: false,
@@ -421,7 +462,7 @@ impl PersistTable {
                 }
                 Err(cur) => {
                     if ident(cur) != ident(c) {
-                        return None;
+                        return Err(miss);
                     }
                     c = cur;
                 }
@@ -441,23 +482,73 @@ impl PersistTable {
         timeout_ms: u64,
         take_ref: bool,
     ) -> Result<Held, PersistError> {
-        let h = self.hash(key);
-        let home = self.home(h);
+        // Seen "held": the flag is taken the slow way and the key looked for.
+        let miss = Miss {
+            h: self.hash(key),
+            seen: WRITER_HELD,
+        };
+        self.insert_after(miss, key, rs, now, timeout_ms, take_ref)
+    }
+
+    /// [`PersistTable::insert`] after [`PersistTable::acquire_or_miss`]
+    /// missed: the same result, without looking for the key again when the
+    /// home bucket's writer word is still what the lookup saw.
+    pub fn insert_after(
+        &self,
+        miss: Miss,
+        key: &TemplateKey,
+        rs: RsId,
+        now: u64,
+        timeout_ms: u64,
+        take_ref: bool,
+    ) -> Result<Held, PersistError> {
+        let home = self.home(miss.h);
         let lock = &self.buckets[home].writer;
+        let unchanged = miss.seen & WRITER_HELD == 0
+            && lock
+                .compare_exchange(
+                    miss.seen,
+                    miss.seen | WRITER_HELD,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        let word = if unchanged {
+            miss.seen
+        } else {
+            Self::lock_writer(lock)?
+        };
+        let r = self.insert_locked(key, miss.h, home, rs, now, timeout_ms, take_ref, !unchanged);
+        let created = matches!(r, Ok(Held { created: true, .. }));
+        let count = if created { WRITER_CREATED } else { 0 };
+        lock.store(word.wrapping_add(count), Ordering::Release);
+        r
+    }
+
+    /// Takes a bucket's writer flag: the word it held before, or `Busy`
+    /// after [`LOCK_SPINS`].
+    fn lock_writer(lock: &AtomicU64) -> Result<u64, PersistError> {
         let mut spins = 0;
-        while lock
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        loop {
+            let cur = lock.load(Ordering::Relaxed);
+            if cur & WRITER_HELD == 0
+                && lock
+                    .compare_exchange_weak(
+                        cur,
+                        cur | WRITER_HELD,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                return Ok(cur);
+            }
             spins += 1;
             if spins >= LOCK_SPINS {
                 return Err(PersistError::Busy);
             }
             spin_hint();
         }
-        let r = self.insert_locked(key, h, home, rs, now, timeout_ms, take_ref);
-        lock.store(0, Ordering::Release);
-        r
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -470,13 +561,16 @@ impl PersistTable {
         now: u64,
         timeout_ms: u64,
         take_ref: bool,
+        recheck: bool,
     ) -> Result<Held, PersistError> {
-        // Another writer may have created it while we waited for the flag.
-        if let Some(held) = self.acquire(key, now, |_| true) {
-            if !take_ref {
-                self.release(held.slot, now, timeout_ms);
+        // Another writer may have created it since the caller's lookup.
+        if recheck {
+            if let Some(held) = self.acquire(key, now, |_| true) {
+                if !take_ref {
+                    self.release(held.slot, now, timeout_ms);
+                }
+                return Ok(held);
             }
-            return Ok(held);
         }
         let tag = (h >> 32) & 0xffff;
         let (w0, w1) = addr_words(&key.client);
@@ -768,6 +862,21 @@ mod tests {
     /// lost or duplicated.
     #[test]
     fn stress_same_client_same_server() {
+        same_client_same_server(false);
+    }
+
+    /// As the state layer creates: the miss of the lookup handed to
+    /// `insert_after`, which skips the second scan when the home bucket's
+    /// writer word has not moved.
+    #[test]
+    fn stress_same_client_same_server_after_miss() {
+        same_client_same_server(true);
+    }
+
+    /// Threads take and release references on 500 clients' templates,
+    /// creating them on a miss: every thread sees each client on one server,
+    /// and the table holds exactly one template per client.
+    fn same_client_same_server(after_miss: bool) {
         const THREADS: u32 = 4;
         const CLIENTS: u32 = 500;
         const OPS: u32 = 5000;
@@ -783,9 +892,18 @@ mod tests {
                     bar.wait();
                     for op in 0..OPS {
                         let c = (op.wrapping_mul(2_654_435_761) ^ id) % CLIENTS;
-                        let got = match t.acquire(&k(c), 0, |_| true) {
-                            Some(h) => h,
-                            None => insert_retry(&t, &k(c), RsId(id * 1000 + c), 0, 1 << 40),
+                        let rs = RsId(id * 1000 + c);
+                        let got = match t.acquire_or_miss(&k(c), 0, |_| true) {
+                            Ok(h) => h,
+                            Err(m) if after_miss => {
+                                match t.insert_after(m, &k(c), rs, 0, 1 << 40, true) {
+                                    Err(PersistError::Busy) => {
+                                        insert_retry(&t, &k(c), rs, 0, 1 << 40)
+                                    }
+                                    r => r.unwrap(),
+                                }
+                            }
+                            Err(_) => insert_retry(&t, &k(c), rs, 0, 1 << 40),
                         };
                         if let Some(prev) = seen.insert(c, got.rs) {
                             assert_eq!(prev, got.rs, "client {c} moved");
@@ -878,6 +996,30 @@ mod loom_tests {
             let t2 = Arc::clone(&t);
             let th = loom::thread::spawn(move || t2.insert(&key(), RsId(2), 0, 100, true).unwrap());
             let a = t.insert(&key(), RsId(1), 0, 100, true).unwrap();
+            let b = th.join().unwrap();
+            assert_eq!(a.rs, b.rs);
+            assert_eq!(a.slot, b.slot);
+            assert!(a.created != b.created);
+            assert_eq!(t.refs_of(a.slot), 2);
+        });
+    }
+
+    /// The same race through the state layer's path: each worker looks the
+    /// key up, and on a miss creates it from what the lookup saw
+    /// (`insert_after`, which may skip the second scan).
+    #[test]
+    fn persist_race_after_miss() {
+        fn get_or_create(t: &PersistTable, rs: RsId) -> Held {
+            match t.acquire_or_miss(&key(), 0, |_| true) {
+                Ok(h) => h,
+                Err(m) => t.insert_after(m, &key(), rs, 0, 100, true).unwrap(),
+            }
+        }
+        model(|| {
+            let t = Arc::new(PersistTable::new(1, 1, 0));
+            let t2 = Arc::clone(&t);
+            let th = loom::thread::spawn(move || get_or_create(&t2, RsId(2)));
+            let a = get_or_create(&t, RsId(1));
             let b = th.join().unwrap();
             assert_eq!(a.rs, b.rs);
             assert_eq!(a.slot, b.slot);

@@ -745,7 +745,7 @@ impl WorkerState {
             })
         };
         let mut invalid = false;
-        let found = self.persist.acquire(tk, now, |rs| {
+        let found = self.persist.acquire_or_miss(tk, now, |rs| {
             let ok = valid(rs);
             invalid |= !ok;
             ok
@@ -753,15 +753,18 @@ impl WorkerState {
         if invalid {
             self.counters.templates_invalidated += 1;
         }
-        if let Some(h) = found {
-            self.counters.templates_reused += 1;
-            if !take_ref {
-                self.persist.touch(h.slot, now, timeout);
-                self.persist.release(h.slot, now, timeout);
-                return Ok((h.rs, None));
+        let miss = match found {
+            Ok(h) => {
+                self.counters.templates_reused += 1;
+                if !take_ref {
+                    self.persist.touch(h.slot, now, timeout);
+                    self.persist.release(h.slot, now, timeout);
+                    return Ok((h.rs, None));
+                }
+                return Ok((h.rs, Some(h)));
             }
-            return Ok((h.rs, Some(h)));
-        }
+            Err(miss) => miss,
+        };
         if !may_create {
             self.counters.tcp_not_syn += 1;
             return Err(StateDrop::TcpNotSyn);
@@ -770,7 +773,10 @@ impl WorkerState {
             self.counters.no_real_server += 1;
             return Err(StateDrop::NoRealServer);
         };
-        match self.persist.insert(tk, rs, now, timeout, take_ref) {
+        match self
+            .persist
+            .insert_after(miss, tk, rs, now, timeout, take_ref)
+        {
             Ok(h) => {
                 if h.created {
                     self.counters.templates_created += 1;
