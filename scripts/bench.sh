@@ -247,7 +247,19 @@ profile_core() { # data-file
     grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -25 | sed 's/^/  /' >&2
 }
 
-# testpmd: Tx-pps of port 1 (net_null) from --stats-period 1 blocks.
+# Waits until PATTERN shows in LOG, at most SECONDS; fails if it did not.
+wait_for() { # log pattern seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# testpmd: Tx-pps of port 1 (net_null) from --stats-period 1 blocks. The
+# warm-up counts from its first block, when it forwards: with a large pool
+# (1M clients: 2M mbufs) its set-up alone outlasts a fixed wait.
 run_testpmd() { # mode pcap frames -> Mpps
   local log=$WORK/testpmd.log
   "$TESTPMD" -l 0-1 -n 1 --file-prefix "$PREFIX-tp" \
@@ -256,6 +268,8 @@ run_testpmd() { # mode pcap frames -> Mpps
     --total-num-mbufs="$(mbufs_for "$3")" </dev/null >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  wait_for "$log" "Tx-pps:" 300 ||
+    echo "bench.sh: testpmd $1 not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
   sleep $((WARMUP + SECS + 1))
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true

@@ -502,6 +502,7 @@ impl PersistTable {
         timeout_ms: u64,
         take_ref: bool,
     ) -> Result<Held, PersistError> {
+        debug_assert_eq!(miss.h, self.hash(key), "a miss of another key");
         let home = self.home(miss.h);
         let lock = &self.buckets[home].writer;
         let unchanged = miss.seen & WRITER_HELD == 0
