@@ -247,11 +247,13 @@ profile_core() { # data-file
     grep -v '^$' | grep -v '^ *|' | grep -v '^ *-' | head -25 | sed 's/^/  /' >&2
 }
 
-# Waits until PATTERN shows in LOG, at most SECONDS; fails if it did not.
-wait_for() { # log pattern seconds
+# Waits until PATTERN shows in LOG, at most SECONDS, and no longer than
+# process PID lives; fails if it did not show.
+wait_for() { # log pattern seconds pid
   local i
   for ((i = 0; i < $3 * 10; i++)); do
     grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$4" 2>/dev/null || return 1
     sleep 0.1
   done
   return 1
@@ -268,7 +270,7 @@ run_testpmd() { # mode pcap frames -> Mpps
     --total-num-mbufs="$(mbufs_for "$3")" </dev/null >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
-  wait_for "$log" "Tx-pps:" 300 ||
+  wait_for "$log" "Tx-pps:" 300 "$pid" ||
     echo "bench.sh: testpmd $1 not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
   sleep $((WARMUP + SECS + 1))
   kill -INT "$pid" 2>/dev/null || true

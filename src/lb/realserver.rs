@@ -180,7 +180,11 @@ impl RealServer {
 
     pub(crate) fn store_mac(&self, mac: Option<MacAddr>) {
         // The slot first, then the gate: a scheduler that sees the server
-        // available finds its MAC (the verdict reads the slot's own bit).
+        // available finds its MAC. One writer at a time (the control
+        // plane: neighbour resolution, snapshot builds); were two to race,
+        // the gate's bit could disagree with the slot for a while, and the
+        // verdict, which tests the slot's own bit, would count a `no_mac`
+        // drop — never forward to a wrong address.
         self.mac
             .store(mac.map(mac_to_word).unwrap_or(0), Ordering::Relaxed);
         self.set_gate_bit(GATE_MAC, mac.is_some());
@@ -408,6 +412,32 @@ mod tests {
         s.set_health_down(RsId(1), false);
         assert!(s.server(RsId(1)).unwrap().is_removed(), "removal is final");
         assert!(!s.set_weight(RsId(9), 1));
+    }
+
+    #[test]
+    fn counts_and_gate_bits_keep_each_other() {
+        let s = Snapshot::new(&[spec(2, 2, 0)]);
+        let r = s.server(RsId(1)).unwrap();
+        r.conn_created(false);
+        r.conn_created(false);
+        assert_eq!(r.conns(), (0, 2));
+        assert!(r.is_overloaded(), "2 >= u_threshold 2");
+        r.conn_changed(true);
+        assert_eq!(r.conns(), (1, 1), "one add moves a count between halves");
+        r.conn_changed(false);
+        r.conn_changed(true);
+        r.conn_changed(true);
+        assert_eq!(r.conns(), (2, 0));
+        // The weight is replaced beside the workers' overload bit, not over it.
+        s.set_weight(RsId(1), 7);
+        assert_eq!(r.gate().weight(), 7);
+        assert!(r.is_overloaded() && !r.available());
+        r.conn_released(true);
+        assert_eq!(r.conns(), (1, 0));
+        assert!(!r.is_overloaded(), "1 is below 3/4 of 2");
+        assert!(r.available() && r.gate().available());
+        s.set_health_down(RsId(1), true);
+        assert_eq!((r.weight(), r.is_out(), r.available()), (7, true, false));
     }
 
     #[test]
