@@ -712,9 +712,10 @@ impl WorkerState {
         if self.sync.is_some() && sync::needed(e.key.proto, state, changed, pkts, self.sync_rule) {
             Self::queue_sync(&mut self.sync, &self.conns, &mut self.counters, now, idx);
         }
-        // Built after the call above, so it need not live across it. (The
-        // stall this alone did not remove was the merge of the found and
-        // new paths' results: see `FlowState::assign_then`.)
+        // Built after the call above, so it need not live across it: 3–4
+        // instructions per packet fewer than building it before (callgrind,
+        // `decide/hot`). (The stall this alone did not remove was the merge
+        // of the found and new paths' results: see `FlowState::assign_then`.)
         match target(srv, e.rs) {
             Some(t) => Ok(t),
             None => {
