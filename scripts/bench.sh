@@ -14,7 +14,7 @@
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
 #                         [--pdump-ab] [--tunnel-ab] [--ab OLD_PMDLB] [--no-l3fwd]
-#                         [--perf]
+#                         [--perf] [--flood [--flood-clients N]]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --no-l3fwd  leave DPDK's l3fwd out of the series (it is also left out,
 #             with a message, when the hugepages for its hashes are short).
@@ -26,6 +26,17 @@
 #             testpmd mac-fwd in the same series: new/old and both / mac.
 #   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
 #             servers, interleaved: the cost of the encapsulation.
+#   --flood   the new-client flood instead of the client series: UDP, every
+#             packet from a client whose entry (and template) has expired,
+#             so every packet creates a connection (the stats line's new=
+#             rate; the table gives new/fwd, 1.00 when every packet did).
+#             FLOOD_CLIENTS (default 8,000,000, --flood-clients) distinct
+#             clients in the pcap, timeouts udp = 1 and persistent = 1, so a
+#             client comes back after its entry expired as long as the pcap
+#             lasts longer than 1 s (2 s persistent) at the hit rate; small
+#             mbufs (mbuf_size 384, mtu 200) keep the pool at ~4.8 GB of
+#             hugepages (scripts/setup-hugepages.sh 2600). testpmd mac-fwd
+#             on the same pcap and mbuf size is the floor; no l3fwd.
 #   --perf    also profile the forwarding core (perf record -C 1, software
 #             clock) over each pmdlb run's measured seconds: writes
 #             target/bench/perf-DATE-CASE.data and prints its top symbols.
@@ -50,6 +61,11 @@ FORWARD=dr
 L3FWD_ON=1
 PERF=0
 PERF_TAG=run
+FLOOD=0
+FLOOD_CLIENTS=8000000
+# bytes of hugepage memory per mbuf: the data room plus the mbuf header
+# and the mempool's object header (measured: 2,368 for the default 2,176)
+MBUF_SIZE=2176
 while (($#)); do
   case "$1" in
     --quick) REPS=1; SECS=4; CLIENTS="65536" ;;
@@ -64,7 +80,9 @@ while (($#)); do
     --ab) AB_OLD=$2; shift ;;
     --no-l3fwd) L3FWD_ON=0 ;;
     --perf) PERF=1 ;;
-    -h|--help) sed -n 2,32p "$0"; exit 0 ;;
+    --flood) FLOOD=1 ;;
+    --flood-clients) FLOOD_CLIENTS=$2; shift ;;
+    -h|--help) sed -n 2,43p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -80,7 +98,12 @@ mkdir -p "$OUTDIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 GEN=$CARGO_TARGET_DIR/release/examples/gen_pcap
 TESTPMD=$(command -v dpdk-testpmd)
-if ((PDUMP_AB || TUNNEL_AB)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
+if ((PDUMP_AB || TUNNEL_AB || FLOOD)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
+if ((FLOOD)); then
+  MBUF_SIZE=384
+  CLIENTS=$FLOOD_CLIENTS
+fi
+MBUF_BYTES=$((MBUF_SIZE + 192))
 if [[ -n $AB_OLD && ! -x $AB_OLD ]]; then
   echo "bench.sh: --ab $AB_OLD: not an executable pmdlb" >&2
   exit 2
@@ -126,6 +149,21 @@ mbufs_for() { # frames
   echo "$m"
 }
 
+# The flood's keys: small mbufs (net_pcap cannot set the MTU, so pmdlb
+# warns; every frame is 60 bytes), the shortest timeouts IPVS allows.
+PERSISTENT=300
+if ((FLOOD)); then PERSISTENT=1; fi
+flood_ports() { if ((FLOOD)); then printf 'mbuf_size = %s\nmtu = 200\n' "$MBUF_SIZE"; fi; }
+flood_timeouts() { if ((FLOOD)); then printf '\n[timeouts]\nudp = 1\n'; fi; }
+# Tables: a million entries, or one per frame for a bigger pcap (the flood
+# keeps about a pcap's worth of entries, expired ones included, until the
+# sweep or the next packet of their client takes them).
+table_for() { # frames
+  local t=1048576
+  while ((t < $1)); do t=$((t * 2)); done
+  echo "$t"
+}
+
 write_config() { # file pcap frames
   cat >"$1" <<EOF
 [eal]
@@ -140,6 +178,7 @@ rx = "net_pcap0"
 tx = "net_null0"
 mbufs = $(mbufs_for "$3")
 tx_addr = "10.0.1.1"
+$(flood_ports)
 
 [workers]
 count = 1
@@ -147,8 +186,9 @@ burst = 32
 stats_interval_s = 1
 
 [tables]
-connections = 1048576
-persistence = 1048576
+connections = $(table_for "$3")
+persistence = $(table_for "$3")
+$(flood_timeouts)
 
 [neighbours]
 gratuitous_arp = false
@@ -173,13 +213,13 @@ vip = "$VIP"
 port = 54
 proto = "udp"
 scheduler = "wlc"
-persistent = 300
+persistent = $PERSISTENT
 $(servers)
 
 [[service]]
 fwmark = 1
 scheduler = "wlc"
-persistent = 300
+persistent = $PERSISTENT
 $(servers)
 
 [[service]]
@@ -216,6 +256,10 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   "${2:-$PMDLB}" run --config "$1" >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
+  # the warm-up counts from the first stats line (a large pool takes
+  # seconds to fill before the workers start)
+  wait_for "$log" "pmdlb: rx=" 300 "$pid" ||
+    echo "bench.sh: pmdlb not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
   if ((PERF)); then
     sleep $((WARMUP + 1))
     profile_core "$OUTDIR/perf-$STAMP-$PERF_TAG.data"
@@ -226,7 +270,18 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" || echo "bench.sh: pmdlb exited $? (log: $(tail -3 "$log"))" >&2
   PIDS=("${PIDS[@]/$pid}")
-  grep -o 'fwd=[0-9]* ([0-9.]*/s)' "$log" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
+  rate_of fwd "$log" >"$WORK/last-fwd"
+  rate_of new "$log" >"$WORK/last-new"
+  # the final statistics' totals: templates created per connection created
+  awk '$1 == "conn_created" {c = $NF} $1 == "templates_created" {t = $NF}
+    END {print (c > 0 ? t / c : 0)}' "$log" >"$WORK/last-tmpl"
+  cat "$WORK/last-fwd"
+}
+
+# A stats-line rate (fwd=N (R/s), new=N (R/s)) in millions per second,
+# the median over the measured seconds after the warm-up.
+rate_of() { # field log
+  grep -o " $1=[0-9]* ([0-9.]*/s)" "$2" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
     tail -n +$((WARMUP + 1)) | head -n "$SECS" | awk '{print $1/1e6}' | median
 }
 
@@ -266,7 +321,7 @@ run_testpmd() { # mode pcap frames -> Mpps
   local log=$WORK/testpmd.log
   "$TESTPMD" -l 0-1 -n 1 --file-prefix "$PREFIX-tp" \
     --vdev "net_pcap0,rx_pcap=$2,infinite_rx=1" --vdev net_null0,no-rx=1 -- \
-    --forward-mode="$1" --nb-cores=1 --stats-period 1 \
+    --forward-mode="$1" --nb-cores=1 --stats-period 1 --mbuf-size="$MBUF_SIZE" \
     --total-num-mbufs="$(mbufs_for "$3")" </dev/null >"$log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -351,7 +406,7 @@ echo "method: 1 forwarding core, net_pcap infinite_rx=1 -> net_null, 60-byte fra
 L3FWD_HASH_MB=${L3FWD_HASH_MB:-560}
 FREE_MB=$(awk '/HugePages_Free/ {f=$2} /Hugepagesize/ {s=$2} END {print int(f * s / 1024)}' /proc/meminfo)
 l3fwd_fits() { # proto clients -> true when l3fwd's hashes and pool fit in the free hugepages
-  local need_mb=$(( L3FWD_HASH_MB + $(mbufs_for "$(frames_of "$1" "$2")") * 2368 / 1048576 + 64 ))
+  local need_mb=$(( L3FWD_HASH_MB + $(mbufs_for "$(frames_of "$1" "$2")") * MBUF_BYTES / 1048576 + 64 ))
   if ((FREE_MB >= need_mb)); then return 0; fi
   if [[ -z ${L3FWD_SAID["$1 $2"]:-} ]]; then
     L3FWD_SAID["$1 $2"]=1
@@ -387,7 +442,7 @@ frames_of() { if [[ $1 == tcp ]]; then echo $(( $2 * 2 )); else echo "$2"; fi; }
 # forwarder keeps it in its pool, ~2.3 KiB an mbuf) is left out with a
 # message instead of failing run after run (TCP at 1M clients: 2M frames).
 fits_pool() { # proto clients -> true when a forwarder's pool fits
-  local need_mb=$(( $(mbufs_for "$(frames_of "$1" "$2")") * 2368 / 1048576 + 64 ))
+  local need_mb=$(( $(mbufs_for "$(frames_of "$1" "$2")") * MBUF_BYTES / 1048576 + 64 ))
   ((FREE_MB >= need_mb)) && return 0
   echo "bench.sh: $1 $2 clients left out: the pcap's pool needs about $need_mb MiB of" \
     "hugepages, $FREE_MB MiB are free (scripts/setup-hugepages.sh $(( (need_mb + 64) / 2 )))" >&2
@@ -403,6 +458,43 @@ for c in "${CASES[@]}"; do
   if [[ ${POOL_SAID["$proto $n"]} == ok ]]; then KEPT+=("$c"); fi
 done
 CASES=("${KEPT[@]}")
+
+if ((FLOOD)); then
+  declare -A NEW TMPL
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for c in "${CASES[@]}"; do
+      read -r proto n kind <<<"$c"
+      pcap=$(pcap_of "$proto" "$n" "$kind")
+      if [[ $kind == nonpersistent ]]; then
+        R["mac $rep"]=$(run_testpmd mac "$pcap" "$n")
+        echo "rep $rep: flood of $n clients testpmd mac-fwd ${R["mac $rep"]} Mpps" >&2
+      fi
+      write_config "$WORK/pmdlb.toml" "$pcap" "$n"
+      PERF_TAG="flood-$kind-$rep"
+      R["$kind $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+      NEW["$kind $rep"]=$(cat "$WORK/last-new")
+      TMPL["$kind $rep"]=$(cat "$WORK/last-tmpl")
+      echo "rep $rep: flood $kind pmdlb ${R["$kind $rep"]} Mpps, ${NEW["$kind $rep"]} M new conn/s" >&2
+    done
+  done
+  mac=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["mac $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
+  printf '\n%-14s %8s %12s %8s %9s %12s %10s %13s\n' service pmdlb new-conn/s new/fwd tmpl/new testpmd-mac pmdlb/mac 'spread(pmdlb)'
+  for c in "${CASES[@]}"; do
+    read -r _ n kind <<<"$c"
+    vals=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | sort -g)
+    p=$(median <<<"$vals")
+    nc=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${NEW["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
+    tm=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${TMPL["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
+    printf '%-14s %8.2f %11.2fM %8.2f %9.2f %12.2f %10.2f %12.0f%%\n' "$kind" "$p" "$nc" \
+      "$(awk -v a="$nc" -v b="$p" 'BEGIN {print (b > 0 ? a / b : 0)}')" "$tm" "$mac" \
+      "$(awk -v a="$p" -v b="$mac" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
+      "$(awk -v a="$(head -1 <<<"$vals")" -v b="$(tail -1 <<<"$vals")" -v m="$p" 'BEGIN {print (m > 0 ? (b - a) / m * 100 : 0)}')"
+  done
+  echo "(new-client flood of $n UDP clients; Mpps forwarded and new connections a second," \
+    "medians of $REPS interleaved runs; tmpl/new = templates created per connection over" \
+    "the whole run; spread = (max - min) / median)"
+  exit 0
+fi
 
 if ((TUNNEL_AB)); then
   for ((rep = 1; rep <= REPS; rep++)); do

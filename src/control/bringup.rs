@@ -16,7 +16,7 @@ use crate::control::config::{Config, PortSettings};
 use crate::control::current::Current;
 use crate::control::health::Effects;
 use crate::control::layout;
-use crate::control::run::{RunError, RunOptions, CONTROL_RING, MBUF_DATA_ROOM, PERSIST_SHARDS};
+use crate::control::run::{RunError, RunOptions, CONTROL_RING, PERSIST_SHARDS};
 use crate::control::sync::{self as sync_daemon, ControlEnds, WorkerEnds};
 use crate::dataplane::counters::{Published, WorkerStats};
 use crate::dataplane::decide::DecideCtx;
@@ -348,7 +348,7 @@ impl<'eal> Director<'eal> {
         }
         let lcores = &lcores[..nworkers];
         let ps = cfg.ports();
-        let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, MBUF_DATA_ROOM, -1)?;
+        let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, ps.mbuf_size, -1)?;
         let ports = Ports::open(ps, &pool, nworkers as u16)?;
         let rx_mac = ports.rx.mac()?;
         let tx_mac = ports.tx.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
@@ -369,6 +369,15 @@ impl<'eal> Director<'eal> {
             nworkers,
             lcores
         );
+        for p in std::iter::once(&ports.rx).chain(&ports.tx) {
+            if p.mtu_unsettable() {
+                println!(
+                    "pmdlb: warning: {} ({}) cannot set its MTU; ports.mtu still bounds tunnelled packets and ports.mbuf_size, but the device delivers frames of any length (one longer than an mbuf is dropped as truncated)",
+                    p.name(),
+                    p.info().driver
+                );
+            }
+        }
         let mut tables = Shared::build(cfg)?;
         let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
         let control_tx = Arc::new(ControlTx {

@@ -113,6 +113,9 @@ pub struct PortSettings {
     pub mbufs: u32,
     /// Per-lcore mempool cache size (0..=512).
     pub mbuf_cache: u32,
+    /// Data room of each mbuf, headroom included (testpmd's `--mbuf-size`):
+    /// at least [`RTE_PKTMBUF_HEADROOM`] plus an MTU-sized frame.
+    pub mbuf_size: u16,
     /// VLAN handling on frames sent to real servers.
     pub tx_vlan: TxVlan,
     /// The director's IPv4 address on the TX segment (ARP sender address).
@@ -136,6 +139,14 @@ pub struct PortSettings {
 
 /// The MTU assumed on the TX NIC when `ports.mtu` is not set.
 pub const DEFAULT_MTU: u16 = 1500;
+/// Data room of each mbuf when `ports.mbuf_size` is not set, headroom
+/// included: DPDK's `RTE_MBUF_DEFAULT_BUF_SIZE`.
+pub const DEFAULT_MBUF_SIZE: u16 = 2176;
+/// DPDK's `RTE_PKTMBUF_HEADROOM` (Debian's build: 128 bytes), the front of
+/// every mbuf's data room that a received frame does not use.
+pub const RTE_PKTMBUF_HEADROOM: u16 = 128;
+/// The largest frame of an MTU: Ethernet header plus one 802.1Q tag.
+pub const FRAME_OVERHEAD: u16 = 18;
 
 impl PortSettings {
     /// The outer IPv4 source of tunnelled packets: `tunnel_addr`, else

@@ -48,8 +48,6 @@ mod reload;
 
 pub use reload::Reloader;
 
-/// Data room of each mbuf (headroom included): DPDK's default.
-pub const MBUF_DATA_ROOM: u16 = 2176;
 /// Shards of the persistence table.
 pub const PERSIST_SHARDS: usize = 64;
 /// Slots of the worker → control-plane ring.

@@ -18,7 +18,9 @@ pub fn total(per_worker: &[WorkerStats]) -> WorkerStats {
 }
 
 /// The one-line periodic summary: totals plus rates since `prev` (and,
-/// once a tunnelled packet was sent in fragments, how many were).
+/// once a tunnelled packet was sent in fragments, how many were). `conns`
+/// is the live entries, `new` the connections created (their rate is what
+/// a new-client flood measures).
 pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &str) -> String {
     let rate = |a: u64, b: u64| {
         if secs > 0.0 {
@@ -45,7 +47,7 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
         n => format!(" tunnel_fragmented={n}"),
     };
     format!(
-        "rx={} ({:.0}/s) fwd={} ({:.0}/s) reply={} drop={}{}{} tx_refused={} conns={}{}",
+        "rx={} ({:.0}/s) fwd={} ({:.0}/s) reply={} drop={}{}{} tx_refused={} conns={} new={} ({:.0}/s){}",
         now.io.rx,
         rate(now.io.rx, prev.io.rx),
         now.io.forwarded,
@@ -60,6 +62,8 @@ pub fn compact_line(now: &WorkerStats, prev: &WorkerStats, secs: f64, extra: &st
         fragmented,
         now.io.tx_refused,
         now.io.conns,
+        now.state.conn_created,
+        rate(now.state.conn_created, prev.state.conn_created),
         extra
     )
 }
@@ -146,6 +150,10 @@ mod tests {
         assert!(line.starts_with("rx=20 (10/s) fwd=14"), "{line}");
         assert!(line.contains("no_service=4"), "{line}");
         assert!(!line.contains("tunnel_fragmented"), "{line}");
+        let mut n = t;
+        n.state.conn_created = 8;
+        let line = compact_line(&n, &t, 2.0, "");
+        assert!(line.contains(" new=8 (4/s)"), "{line}");
         let mut f = t;
         f.io.tunnel_fragmented = 3;
         let line = compact_line(&f, &WorkerStats::default(), 2.0, "");

@@ -100,9 +100,10 @@ pub fn summary(cfg: &Config) -> String {
     );
     let _ = writeln!(
         o,
-        "           mbufs {} cache {}  tx_vlan {}  tx_addr {}  tx_addr6 {}",
+        "           mbufs {} cache {} size {}  tx_vlan {}  tx_addr {}  tx_addr6 {}",
         p.mbufs,
         p.mbuf_cache,
+        p.mbuf_size,
         p.tx_vlan,
         p.tx_addr.map_or("-".to_owned(), |a| a.to_string()),
         p.tx_addr6.map_or("-".to_owned(), |a| a.to_string())
@@ -354,7 +355,7 @@ ping = false
 EAL        pmdlb -l 0-1 --main-lcore 0 --no-huge -m 256 --file-prefix pmdlb --no-pci --vdev net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap
 Watching   telemetry on  live capture (pdump) on
 Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default  promiscuous on
-           mbufs 16383 cache 256  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
+           mbufs 16383 cache 256 size 2176  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
 Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop
 Tables     connections 1048576 per worker  persistence 1048576  mh 65537 slots
 Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 tcp_syn_recv_secure 10 (s)

@@ -135,6 +135,7 @@ pub struct Port {
     rx_queues: u16,
     rss_active: bool,
     ip_cksum: bool,
+    mtu_unsettable: bool,
     started: bool,
 }
 
@@ -277,13 +278,14 @@ impl PortBuilder {
             });
         }
         // From here on the device is configured: the Port owns it.
-        let port = Port {
+        let mut port = Port {
             id,
             name: self.name,
             info: self.info,
             rx_queues: cfg.rx_queues,
             rss_active,
             ip_cksum,
+            mtu_unsettable: false,
             started: false,
         };
         port.setup_queues(cfg, pool)?;
@@ -324,7 +326,7 @@ impl Port {
     }
 
     /// Sets up the queues, MTU and promiscuous mode of a configured port.
-    fn setup_queues(&self, cfg: &PortConfig, pool: &Mempool) -> Result<()> {
+    fn setup_queues(&mut self, cfg: &PortConfig, pool: &Mempool) -> Result<()> {
         let id = self.id;
         let (mut nb_rx, mut nb_tx) = (cfg.rx_desc, cfg.tx_desc);
         // SAFETY: both are valid in/out pointers.
@@ -355,7 +357,12 @@ impl Port {
         if let Some(mtu) = cfg.mtu {
             // SAFETY: plain setter.
             let rc = unsafe { ffi::rte_eth_dev_set_mtu(id.0, mtu) };
-            if rc != 0 {
+            // A device without an MTU setter (net_pcap, net_null) takes
+            // frames of whatever length it is given: not an error, but the
+            // caller is told (mtu_unsettable).
+            if rc == -libc::ENOTSUP {
+                self.mtu_unsettable = true;
+            } else if rc != 0 {
                 return Err(self.err("rte_eth_dev_set_mtu", rc));
             }
         }
@@ -421,6 +428,12 @@ impl Port {
     /// offload was requested because it offers it).
     pub fn ip_cksum_offload(&self) -> bool {
         self.ip_cksum
+    }
+
+    /// Whether the configured MTU could not be set because the device has
+    /// no MTU setter (`-ENOTSUP`: net_pcap, net_null).
+    pub fn mtu_unsettable(&self) -> bool {
+        self.mtu_unsettable
     }
 
     /// The port's MAC address.

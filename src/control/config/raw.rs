@@ -185,6 +185,7 @@ pub struct RawPorts {
     pub promiscuous: Option<bool>,
     pub mbufs: Option<i64>,
     pub mbuf_cache: Option<i64>,
+    pub mbuf_size: Option<i64>,
     pub tx_vlan: Option<StrOrInt>,
     pub tx_addr: Option<String>,
     pub tx_addr6: Option<String>,

@@ -10,7 +10,10 @@ use super::validate::{Check, DEFAULT_MBUFS};
 use super::values::{
     format_lcore_list, normalize_pci, parse_coremask, parse_lcore_list, server_mac,
 };
-use super::{min_mbufs, CoreSelection, EalSettings, PortSettings, TxVlan, WorkerSettings};
+use super::{
+    min_mbufs, CoreSelection, EalSettings, PortSettings, TxVlan, WorkerSettings, DEFAULT_MBUF_SIZE,
+    DEFAULT_MTU, FRAME_OVERHEAD, RTE_PKTMBUF_HEADROOM,
+};
 
 pub(super) fn eal(c: &mut Check, e: RawEal) -> EalSettings {
     let (lcores, cores) = match (&e.lcores, &e.coremask) {
@@ -342,6 +345,7 @@ pub(super) fn ports(
         .mtu
         .map(|m| c.int("ports.mtu", Some(m), 1500, 68, 9600) as u16);
     let mbuf_cache = c.int("ports.mbuf_cache", p.mbuf_cache, 256, 0, 512) as u32;
+    let mbuf_size = mbuf_size(c, p.mbuf_size, mtu);
     let need = min_mbufs(
         u32::from(w.count),
         u32::from(w.burst),
@@ -478,6 +482,7 @@ pub(super) fn ports(
         promiscuous: p.promiscuous.unwrap_or(true),
         mbufs,
         mbuf_cache,
+        mbuf_size,
         tx_vlan,
         tx_addr,
         tx_addr6,
@@ -487,6 +492,34 @@ pub(super) fn ports(
         gateway6,
         gateway_mac,
         gateway6_mac,
+    }
+}
+
+/// `ports.mbuf_size`: an mbuf holds the headroom and an MTU-sized frame
+/// (pmdlb receives into one segment). Unset, DPDK's default, grown for a
+/// jumbo MTU; below the minimum, an error naming it.
+fn mbuf_size(c: &mut Check, v: Option<i64>, mtu: Option<u16>) -> u16 {
+    let mtu = mtu.unwrap_or(DEFAULT_MTU);
+    let need = RTE_PKTMBUF_HEADROOM + mtu + FRAME_OVERHEAD;
+    match v {
+        None => DEFAULT_MBUF_SIZE.max(need),
+        Some(m) if m < i64::from(need) => {
+            c.err(
+                "ports.mbuf_size",
+                format!(
+                    "{m} cannot hold a {}-byte frame (MTU {mtu}) after the {RTE_PKTMBUF_HEADROOM}-byte headroom; use at least {need}, or lower ports.mtu",
+                    mtu + FRAME_OVERHEAD
+                ),
+            );
+            need
+        }
+        Some(m) => c.int(
+            "ports.mbuf_size",
+            Some(m),
+            i64::from(DEFAULT_MBUF_SIZE),
+            i64::from(need),
+            i64::from(u16::MAX),
+        ) as u16,
     }
 }
 

@@ -70,6 +70,7 @@ fn defaults() {
     assert!(p.promiscuous);
     assert_eq!(p.mbufs, 16383);
     assert_eq!(p.mbuf_cache, 256);
+    assert_eq!(p.mbuf_size, 2176);
     assert_eq!(p.tx_vlan, TxVlan::Keep);
     assert_eq!((p.tx_addr, p.tx_addr6), (None, None));
     let w = c.workers();
@@ -195,6 +196,8 @@ gratuitous_arp = false
     assert!(!p.one_armed());
     assert_eq!(p.tx_vlan, TxVlan::Set(100));
     assert_eq!(p.mtu, Some(9000));
+    // unset, the mbuf size grows to hold a jumbo frame after the headroom
+    assert_eq!(p.mbuf_size, 128 + 9000 + 18);
     assert_eq!(p.mbufs, 65535);
     let pc = p.port_config(crate::control::layout::NicQueues {
         rx: 2,
@@ -380,6 +383,26 @@ fn port_errors() {
     assert_err(
         &format!("{MIN}mbufs = 1000\n"),
         &["ports.mbufs", "at least 3680"],
+    );
+    assert_err(
+        &format!("{MIN}mbuf_size = 1600\n"),
+        &[
+            "ports.mbuf_size",
+            "1518-byte frame",
+            "at least 1646",
+            "lower ports.mtu",
+        ],
+    );
+    assert_err(
+        &format!("{MIN}mtu = 200\nmbuf_size = 300\n"),
+        &["ports.mbuf_size", "MTU 200", "at least 346"],
+    );
+    let small = Config::from_str(&format!("{MIN}mtu = 200\nmbuf_size = 346\n"), "t.toml")
+        .expect("an mbuf of headroom plus one MTU frame");
+    assert_eq!(small.0.ports().mbuf_size, 346);
+    assert_err(
+        &format!("{MIN}mbuf_size = 70000\n"),
+        &["ports.mbuf_size", "1646..=65535"],
     );
     assert_err(
         &format!("{MIN}mbuf_cache = 513\n"),
