@@ -486,13 +486,13 @@ impl Drop for Cleanup {
     }
 }
 
-/// Runs `pmdlb run` on `frames` with the given `[ports]` extras and
-/// gratuitous-ARP setting; returns once it stopped cleanly on SIGTERM.
+/// Runs `pmdlb run` on `frames` with the given `[ports]` extras (lines
+/// such as `tx_vlan = "keep"`) and gratuitous-ARP setting; returns once it stopped cleanly on SIGTERM.
 /// `control_frames` is how many frames the control plane must have sent
 /// (gratuitous ARP / NA) before the stop.
 fn run_pmdlb(
     tag: &str,
-    tx_vlan: &str,
+    ports_extra: &str,
     garp: bool,
     frames: &[Vec<u8>],
     control_frames: u64,
@@ -526,7 +526,7 @@ rx_desc = 256
 tx_desc = 256
 mbufs = 2047
 mbuf_cache = 64
-tx_vlan = {tx_vlan}
+{ports_extra}
 
 [workers]
 count = 1
@@ -1420,7 +1420,7 @@ fn main_input() -> Input {
 #[test]
 fn pcap_mixed_traffic_keep_vlan() {
     let inp = main_input();
-    let o = run_pmdlb("mixed", "\"keep\"", false, &inp.frames, 0);
+    let o = run_pmdlb("mixed", "tx_vlan = \"keep\"", false, &inp.frames, 0);
 
     // Split the output: frames to a real server's MAC are forwards, the rest
     // are replies.
@@ -1634,7 +1634,7 @@ fn pcap_vlan_set_and_announcements() {
     // Gratuitous ARP for the IPv4 VIPs and unsolicited NA for the IPv6 one,
     // three rounds.
     let announced = 3 * 3;
-    let o = run_pmdlb("vlanset", "100", true, &inp.frames, announced);
+    let o = run_pmdlb("vlanset", "tx_vlan = 100", true, &inp.frames, announced);
     // Untagged frames get tag 100 inserted; tagged ones keep their PCP and
     // get VLAN 100. The rest of the frame is unchanged.
     let rest = check_vlan_run(&inp, &o, |f| {
@@ -1701,7 +1701,7 @@ fn pcap_vlan_set_and_announcements() {
 #[test]
 fn pcap_vlan_none_strips_tags() {
     let inp = vlan_input();
-    let o = run_pmdlb("vlannone", "\"none\"", false, &inp.frames, 0);
+    let o = run_pmdlb("vlannone", "tx_vlan = \"none\"", false, &inp.frames, 0);
     let rest = check_vlan_run(&inp, &o, |f| {
         let (_, et, payload) = l2_payload(f);
         let mut b = et.to_be_bytes().to_vec();
@@ -1824,7 +1824,7 @@ fn pcap_malformed_l4_lengths_are_dropped() {
         }
     }
 
-    let o = run_pmdlb("l4len", "\"keep\"", false, &inp.frames, 0);
+    let o = run_pmdlb("l4len", "tx_vlan = \"keep\"", false, &inp.frames, 0);
 
     // Only the good frames came out, unchanged but for the MACs, to a
     // server of their service, and etherparse decodes each of them whole.
@@ -1869,4 +1869,51 @@ fn pcap_malformed_l4_lengths_are_dropped() {
     assert_eq!(o.get("forwarded"), 4);
     assert_eq!(o.get("rx"), o.get("forwarded") + o.get("drop.total"));
     assert_eq!(o.get("tx_sent"), o.out.len() as u64);
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 5: small mbufs (ports.mbuf_size) on a device without an MTU setter.
+
+#[test]
+fn pcap_small_mbufs_drop_a_frame_longer_than_one() {
+    // 346 bytes of data room: the 128-byte headroom and a 218-byte frame
+    // (MTU 200). net_pcap cannot set its MTU, so it delivers the 342-byte
+    // frame anyway, chained over two mbufs.
+    let vip = IpAddr::V4(VIP);
+    let (c1, c2) = (v4(198, 18, 5, 1), v4(198, 18, 5, 2));
+    let short = client_frame(None, c1, vip, L4::Udp(5301, 53), &[0x5a; 100]);
+    let long = client_frame(None, c2, vip, L4::Udp(5302, 53), &[0xa5; 300]);
+    assert_eq!((short.len(), long.len()), (142, 342));
+    let frames = [short.clone(), long, short.clone()];
+    let o = run_pmdlb(
+        "smallmbuf",
+        "tx_vlan = \"keep\"\nmtu = 200\nmbuf_size = 346",
+        false,
+        &frames,
+        0,
+    );
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("pmdlb: warning: net_pcap0 (net_pcap) cannot set its MTU")),
+        "no MTU warning\n{}",
+        o.stdout
+    );
+    // The long frame is cut short to its first mbuf: a counted drop, and
+    // its chain goes back to the pool (run_pmdlb checks every mbuf).
+    assert_eq!(o.get("drop.ipv4_truncated"), 1, "{}", o.stdout);
+    assert_eq!(o.get("forwarded"), 2, "{}", o.stdout);
+    assert_eq!(o.out.len(), 2);
+    for f in &o.out {
+        let p = SlicedPacket::from_ethernet(f)
+            .unwrap_or_else(|e| panic!("forwarded frame does not decode: {e:?}\n{f:02x?}"));
+        assert!(
+            matches!(p.transport, Some(TransportSlice::Udp(ref u)) if u.source_port() == 5301),
+            "{f:02x?}"
+        );
+        assert_eq!(f[6..12], PORT_MAC, "source MAC");
+        let server = server_by_mac(&f[..6]).map(|s| s.svc);
+        assert_eq!(server, Some("udp53"), "{f:02x?}");
+        assert_eq!(&f[12..], &short[12..], "payload changed");
+    }
 }
