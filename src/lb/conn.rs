@@ -544,6 +544,18 @@ impl ConnTable {
         }
     }
 
+    /// The template slot held by the entry a [`ConnTable::probe`] found in
+    /// its home line, when that entry expired by `now`: retiring it will
+    /// release that template (the burst pipeline prefetches the slot). A
+    /// hint, read from the line the probe just compared: `None` otherwise.
+    #[inline(always)]
+    pub fn expired_template(&self, p: Probe, now: u64) -> Option<u32> {
+        let idx = (p.0 as u32).checked_sub(2)? as usize;
+        let l = self.lines.get(idx)?;
+        // the expiry first: a live entry (the common case) stops there
+        (l.expires <= now && l.flags & F_TEMPLATE != 0).then_some(l.tpl_slot)
+    }
+
     /// [`ConnTable::find`] that takes a [`ConnTable::probe`]'s word for it
     /// when the table has not changed since (no line looked at again).
     #[inline(always)]

@@ -995,6 +995,16 @@ impl WorkerState {
         self.conns.remove(idx);
     }
 
+    /// Prefetches the home bucket of the flow's template, if its service
+    /// is persistent.
+    #[inline(always)]
+    fn prefetch_template(&self, svc: ServiceId, key: &FlowKey) {
+        if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
+            self.persist
+                .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
+        }
+    }
+
     fn finish_target(&mut self, rs: RsId) -> Result<Target, StateDrop> {
         match self.snap.server(rs).and_then(|s| target(s, rs)) {
             Some(t) => Ok(t),
@@ -1032,10 +1042,13 @@ impl FlowState for WorkerState {
             // Not in its home line, so most likely a new flow (an old one
             // further on is rare): a persistent service will look its
             // template up.
-            if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
-                self.persist
-                    .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
-            }
+            self.prefetch_template(svc, key);
+        } else if let Some(slot) = self.conns.expired_template(probe, self.clock.now_ms()) {
+            // A client back after its entry expired (every packet of a
+            // new-client flood): retiring the entry releases its template,
+            // then the new connection looks the client's template up.
+            self.persist.prefetch_slot(slot);
+            self.prefetch_template(svc, key);
         }
         probe.to_bits()
     }
