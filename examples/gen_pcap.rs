@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example gen_pcap -- OUT.pcap --clients N
-//!     [--proto udp|tcp] [--dport P] [--dst-mac MAC] [--vip A.B.C.D]
+//!     [--proto udp|tcp|syn] [--dport P] [--dst-mac MAC] [--vip A.B.C.D]
 //! ```
 //!
 //! Clients are 10.16.0.0 + i, source port 40000 + (i % 16). UDP writes one
@@ -11,7 +11,8 @@
 //! frames, all SYNs first): a TCP non-SYN without a connection is dropped
 //! by design, so every flow opens with a SYN; when the pcap loops
 //! (`infinite_rx=1`) the SYN hits the existing entry, as a retransmission
-//! would.
+//! would. `syn` writes one SYN per client: a SYN flood, every packet a new
+//! connection once the clients' SYN_RECV entries expire.
 #![allow(missing_docs)]
 
 use std::fs::File;
@@ -53,14 +54,15 @@ fn main() {
             _ => panic!("unknown argument {a}"),
         }
     }
-    let out = out.expect("usage: gen_pcap OUT.pcap --clients N [--proto udp|tcp] ...");
+    let out = out.expect("usage: gen_pcap OUT.pcap --clients N [--proto udp|tcp|syn] ...");
     let file = BufWriter::new(File::create(&out).expect("create pcap"));
     let mut w = PcapWriter::new(file).expect("pcap header");
     let mut buf = Vec::with_capacity(FRAME);
     let passes: &[Option<bool>] = match proto.as_str() {
         "udp" => &[None],
         "tcp" => &[Some(true), Some(false)],
-        p => panic!("--proto udp|tcp, not {p}"),
+        "syn" => &[Some(true)],
+        p => panic!("--proto udp|tcp|syn, not {p}"),
     };
     let mut n = 0u64;
     for &syn in passes {

@@ -26,8 +26,9 @@
 #             testpmd mac-fwd in the same series: new/old and both / mac.
 #   --tunnel-ab pmdlb only, the same servers as DR, ipip and GUE tunnel
 #             servers, interleaved: the cost of the encapsulation.
-#   --flood   the new-client flood instead of the client series: UDP, every
-#             packet from a client whose entry (and template) has expired,
+#   --flood   the new-client flood instead of the client series: UDP (and
+#             with --tcp a SYN flood: one SYN per client, tcp_syn_recv = 1),
+#             every packet from a client whose entry (and template) expired,
 #             so every packet creates a connection (the stats line's new=
 #             rate; the table gives new/fwd, 1.00 when every packet did).
 #             FLOOD_CLIENTS (default 8,000,000, --flood-clients) distinct
@@ -35,8 +36,11 @@
 #             client comes back after its entry expired as long as the pcap
 #             lasts longer than 1 s (2 s persistent) at the hit rate; small
 #             mbufs (mbuf_size 384, mtu 200) keep the pool at ~4.8 GB of
-#             hugepages (scripts/setup-hugepages.sh 2600). testpmd mac-fwd
-#             on the same pcap and mbuf size is the floor; no l3fwd.
+#             hugepages (scripts/setup-hugepages.sh 2600). pmdlb's warm-up
+#             starts after the first pass through the pcap. testpmd mac-fwd
+#             on the same pcap and mbuf size is the floor; no l3fwd. With
+#             --ab OLD_PMDLB, each pmdlb run is followed by one of OLD
+#             (which must know ports.mbuf_size).
 #   --perf    also profile the forwarding core (perf record -C 1, software
 #             clock) over each pmdlb run's measured seconds: writes
 #             target/bench/perf-DATE-CASE.data and prints its top symbols.
@@ -63,6 +67,7 @@ PERF=0
 PERF_TAG=run
 FLOOD=0
 FLOOD_CLIENTS=8000000
+SKIP_RX=0
 # bytes of hugepage memory per mbuf: the data room plus the mbuf header
 # and the mempool's object header (measured: 2,368 for the default 2,176)
 MBUF_SIZE=2176
@@ -82,7 +87,7 @@ while (($#)); do
     --perf) PERF=1 ;;
     --flood) FLOOD=1 ;;
     --flood-clients) FLOOD_CLIENTS=$2; shift ;;
-    -h|--help) sed -n 2,43p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,50p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -133,7 +138,10 @@ cleanup() {
   rm -rf /var/run/dpdk/"$PREFIX"* 2>/dev/null || true
   rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# Ctrl-C or a kill stops the whole series (a bare trap would only clean
+# up and go on with the next run)
+trap 'exit 130' INT TERM
 
 # net_pcap's port MAC: fixed 02:70:63:61:70:<index> ("\x02pcap" + port).
 RX_MAC=02:70:63:61:70:00
@@ -154,7 +162,7 @@ mbufs_for() { # frames
 PERSISTENT=300
 if ((FLOOD)); then PERSISTENT=1; fi
 flood_ports() { if ((FLOOD)); then printf 'mbuf_size = %s\nmtu = 200\n' "$MBUF_SIZE"; fi; }
-flood_timeouts() { if ((FLOOD)); then printf '\n[timeouts]\nudp = 1\n'; fi; }
+flood_timeouts() { if ((FLOOD)); then printf '\n[timeouts]\nudp = 1\ntcp_syn_recv = 1\n'; fi; }
 # Tables: a million entries, or one per frame for a bigger pcap (the flood
 # keeps about a pcap's worth of entries, expired ones included, until the
 # sweep or the next packet of their client takes them).
@@ -234,7 +242,7 @@ vip = "$VIP"
 port = 56
 proto = "tcp"
 scheduler = "wlc"
-persistent = 300
+persistent = $PERSISTENT
 $(servers)
 EOF
 }
@@ -257,9 +265,15 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   local pid=$!
   PIDS+=("$pid")
   # the warm-up counts from the first stats line (a large pool takes
-  # seconds to fill before the workers start)
+  # seconds to fill before the workers start), in a flood from the end of
+  # the first pass through the pcap (SKIP_RX frames: until then no client
+  # comes back to an expired entry, it is new to an empty table)
   wait_for "$log" "pmdlb: rx=" 300 "$pid" ||
     echo "bench.sh: pmdlb not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
+  if ((SKIP_RX)); then
+    wait_for_rx "$log" "$SKIP_RX" 120 "$pid" ||
+      echo "bench.sh: pmdlb did not receive $SKIP_RX frames in 120 s" >&2
+  fi
   if ((PERF)); then
     sleep $((WARMUP + 1))
     profile_core "$OUTDIR/perf-$STAMP-$PERF_TAG.data"
@@ -279,10 +293,28 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
 }
 
 # A stats-line rate (fwd=N (R/s), new=N (R/s)) in millions per second,
-# the median over the measured seconds after the warm-up.
+# the median over the measured seconds after the warm-up (which starts
+# after the line whose rx reached SKIP_RX).
 rate_of() { # field log
-  grep -o " $1=[0-9]* ([0-9.]*/s)" "$2" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
+  awk -v skip="$SKIP_RX" '/^pmdlb: rx=/ {
+      if (on) print
+      else { rx = $2; sub(/^rx=/, "", rx); if (rx + 0 >= skip) on = 1 }
+    }' "$2" |
+    grep -o " $1=[0-9]* ([0-9.]*/s)" | sed 's/.*(\([0-9.]*\)\/s)/\1/' |
     tail -n +$((WARMUP + 1)) | head -n "$SECS" | awk '{print $1/1e6}' | median
+}
+
+# Waits until a stats line of LOG shows rx >= FRAMES, at most SECONDS and
+# no longer than process PID lives.
+wait_for_rx() { # log frames seconds pid
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    awk -v n="$2" '/^pmdlb: rx=/ {rx = $2; sub(/^rx=/, "", rx); if (rx + 0 >= n) f = 1} END {exit !f}' "$1" &&
+      return 0
+    kill -0 "$4" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
 }
 
 # The forwarding core's profile over the measured seconds (--perf): the
@@ -433,10 +465,13 @@ pcap_of() { # proto clients kind -> path (generated once)
     case $3 in nonpersistent) dport=55 ;; persistent) dport=56 ;; fwmark) dport=443 ;; esac
   fi
   local f=$WORK/$1-$2-$dport.pcap
-  [[ -f $f ]] || "$GEN" "$f" --clients "$2" --proto "$1" --dport "$dport" --dst-mac "$RX_MAC" --vip "$VIP" 2>/dev/null
+  local gen_proto=$1
+  # the TCP flood: one SYN per client (a SYN flood), not SYN then ACK
+  if ((FLOOD)) && [[ $1 == tcp ]]; then gen_proto=syn; fi
+  [[ -f $f ]] || "$GEN" "$f" --clients "$2" --proto "$gen_proto" --dport "$dport" --dst-mac "$RX_MAC" --vip "$VIP" 2>/dev/null
   echo "$f"
 }
-frames_of() { if [[ $1 == tcp ]]; then echo $(( $2 * 2 )); else echo "$2"; fi; }
+frames_of() { if [[ $1 == tcp ]] && ((!FLOOD)); then echo $(( $2 * 2 )); else echo "$2"; fi; }
 
 # A shape whose replayed pcap does not fit the free hugepages (every
 # forwarder keeps it in its pool, ~2.3 KiB an mbuf) is left out with a
@@ -466,33 +501,51 @@ if ((FLOOD)); then
       read -r proto n kind <<<"$c"
       pcap=$(pcap_of "$proto" "$n" "$kind")
       if [[ $kind == nonpersistent ]]; then
-        R["mac $rep"]=$(run_testpmd mac "$pcap" "$n")
-        echo "rep $rep: flood of $n clients testpmd mac-fwd ${R["mac $rep"]} Mpps" >&2
+        R["$proto mac $rep"]=$(run_testpmd mac "$pcap" "$n")
+        echo "rep $rep: $proto flood of $n clients testpmd mac-fwd ${R["$proto mac $rep"]} Mpps" >&2
       fi
       write_config "$WORK/pmdlb.toml" "$pcap" "$n"
-      PERF_TAG="flood-$kind-$rep"
-      R["$kind $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
-      NEW["$kind $rep"]=$(cat "$WORK/last-new")
-      TMPL["$kind $rep"]=$(cat "$WORK/last-tmpl")
-      echo "rep $rep: flood $kind pmdlb ${R["$kind $rep"]} Mpps, ${NEW["$kind $rep"]} M new conn/s" >&2
+      SKIP_RX=$n
+      PERF_TAG="flood-$proto-$kind-$rep"
+      R["$c $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+      NEW["$c $rep"]=$(cat "$WORK/last-new")
+      TMPL["$c $rep"]=$(cat "$WORK/last-tmpl")
+      echo "rep $rep: $proto flood $kind pmdlb ${R["$c $rep"]} Mpps, ${NEW["$c $rep"]} M new conn/s" >&2
+      if [[ -n $AB_OLD ]]; then
+        PERF_TAG="flood-$proto-$kind-$rep-old"
+        R["$c old $rep"]=$(run_pmdlb "$WORK/pmdlb.toml" "$AB_OLD")
+        echo "rep $rep: $proto flood $kind old pmdlb ${R["$c old $rep"]} Mpps" >&2
+      fi
+      SKIP_RX=0
     done
   done
-  mac=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["mac $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
-  printf '\n%-14s %8s %12s %8s %9s %12s %10s %13s\n' service pmdlb new-conn/s new/fwd tmpl/new testpmd-mac pmdlb/mac 'spread(pmdlb)'
+  runs() { local -n arr=$1; for ((rep = 1; rep <= REPS; rep++)); do echo "${arr["$2 $rep"]:-}"; done | grep -E '^[0-9.]+$' || true; }
+  printf '\n%-5s %-14s %8s %12s %8s %9s %12s %10s %13s\n' proto service pmdlb new-conn/s new/fwd tmpl/new testpmd-mac pmdlb/mac 'spread(pmdlb)'
   for c in "${CASES[@]}"; do
-    read -r _ n kind <<<"$c"
-    vals=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | sort -g)
+    read -r proto n kind <<<"$c"
+    vals=$(runs R "$c" | sort -g)
     p=$(median <<<"$vals")
-    nc=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${NEW["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
-    tm=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${TMPL["$kind $rep"]:-}"; done | grep -E '^[0-9.]+$' | median)
-    printf '%-14s %8.2f %11.2fM %8.2f %9.2f %12.2f %10.2f %12.0f%%\n' "$kind" "$p" "$nc" \
+    nc=$(runs NEW "$c" | median)
+    tm=$(runs TMPL "$c" | median)
+    mac=$(runs R "$proto mac" | median)
+    printf '%-5s %-14s %8.2f %11.2fM %8.2f %9.2f %12.2f %10.2f %12.0f%%\n' "$proto" "$kind" "$p" "$nc" \
       "$(awk -v a="$nc" -v b="$p" 'BEGIN {print (b > 0 ? a / b : 0)}')" "$tm" "$mac" \
       "$(awk -v a="$p" -v b="$mac" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
       "$(awk -v a="$(head -1 <<<"$vals")" -v b="$(tail -1 <<<"$vals")" -v m="$p" 'BEGIN {print (m > 0 ? (b - a) / m * 100 : 0)}')"
   done
-  echo "(new-client flood of $n UDP clients; Mpps forwarded and new connections a second," \
-    "medians of $REPS interleaved runs; tmpl/new = templates created per connection over" \
-    "the whole run; spread = (max - min) / median)"
+  if [[ -n $AB_OLD ]]; then
+    printf '\n%-5s %-14s %8s %8s %8s\n' proto service new old new/old
+    for c in "${CASES[@]}"; do
+      read -r proto _ kind <<<"$c"
+      a=$(runs R "$c" | median)
+      b=$(runs R "$c old" | median)
+      printf '%-5s %-14s %8.2f %8.2f %8.3f\n' "$proto" "$kind" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {print (b > 0 ? a / b : 0)}')"
+    done
+    echo "(old = $AB_OLD, run after each new run)"
+  fi
+  echo "(new-client flood of $n clients, UDP datagrams or TCP SYNs; Mpps forwarded and new" \
+    "connections a second, medians of $REPS interleaved runs; tmpl/new = templates created" \
+    "per connection over the whole run; spread = (max - min) / median)"
   exit 0
 fi
 

@@ -322,6 +322,9 @@ pub struct Director<'eal> {
     pdump: Option<Pdump<'eal>>,
 }
 
+// ports.mbuf_size's minimum assumes DPDK's headroom: the build's own.
+const _: () = assert!(crate::dpdk::mbuf::HEADROOM == crate::control::config::RTE_PKTMBUF_HEADROOM);
+
 /// Starts EAL with the configuration's arguments (printing them).
 pub fn start_eal(cfg: &Config, opts: &RunOptions) -> Result<Eal, RunError> {
     let args = cfg.eal_args(&opts.extra_eal);

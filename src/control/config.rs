@@ -143,7 +143,8 @@ pub const DEFAULT_MTU: u16 = 1500;
 /// included: DPDK's `RTE_MBUF_DEFAULT_BUF_SIZE`.
 pub const DEFAULT_MBUF_SIZE: u16 = 2176;
 /// DPDK's `RTE_PKTMBUF_HEADROOM` (Debian's build: 128 bytes), the front of
-/// every mbuf's data room that a received frame does not use.
+/// every mbuf's data room that a received frame does not use (bring-up
+/// checks at compile time that the DPDK headers agree).
 pub const RTE_PKTMBUF_HEADROOM: u16 = 128;
 /// The largest frame of an MTU: Ethernet header plus one 802.1Q tag.
 pub const FRAME_OVERHEAD: u16 = 18;

@@ -11,6 +11,9 @@ use crate::ffi;
 
 /// Largest burst pmdlb receives or transmits at once.
 pub const MAX_BURST: usize = 64;
+/// Bytes every mbuf keeps free in front of a received frame
+/// (`RTE_PKTMBUF_HEADROOM` of the DPDK build pmdlb is compiled against).
+pub const HEADROOM: u16 = ffi::RTE_PKTMBUF_HEADROOM as u16;
 
 /// One single-segment packet buffer, owned.
 #[derive(Debug)]
