@@ -123,24 +123,25 @@ fi
 
 WORK=$(mktemp -d /tmp/pmdlb-bench.XXXXXX)
 PREFIX=pmdlb-bench-$$
-PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -INT "$p" 2>/dev/null || true; done
-  # pmdlb and testpmd clean up on SIGINT; give them time before forcing.
-  for _ in $(seq 1 100); do
-    alive=0
-    for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
+  # Every forwarder runs inside $(...), where this shell cannot track
+  # them: find them by their files under WORK (config, pcap) instead.
+  pkill -INT -f -- "$WORK/" 2>/dev/null || true
+  # pmdlb and testpmd clean up on SIGINT; give them time (a pool of
+  # millions of mbufs takes seconds to unmap) before forcing.
+  for _ in $(seq 1 300); do
+    pgrep -f -- "$WORK/" >/dev/null || break
     sleep 0.1
   done
-  for p in "${PIDS[@]}"; do [[ -n $p ]] && kill -KILL "$p" 2>/dev/null || true; done
+  pkill -KILL -f -- "$WORK/" 2>/dev/null || true
   rm -f /dev/hugepages/"$PREFIX"* /run/pmdlb/"$PREFIX"*.sock 2>/dev/null || true
   rm -rf /var/run/dpdk/"$PREFIX"* 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-# Ctrl-C or a kill stops the whole series (a bare trap would only clean
-# up and go on with the next run)
+# Ctrl-C or a kill stops the series once the run in progress ends (bash
+# runs a trap when its foreground command returns; a trap that only
+# cleaned up went on with the next run)
 trap 'exit 130' INT TERM
 
 # net_pcap's port MAC: fixed 02:70:63:61:70:<index> ("\x02pcap" + port).
@@ -263,7 +264,6 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   local log=$WORK/pmdlb.log
   "${2:-$PMDLB}" run --config "$1" >"$log" 2>&1 &
   local pid=$!
-  PIDS+=("$pid")
   # the warm-up counts from the first stats line (a large pool takes
   # seconds to fill before the workers start), in a flood from the end of
   # the first pass through the pcap (SKIP_RX frames: until then no client
@@ -283,7 +283,6 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   fi
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" || echo "bench.sh: pmdlb exited $? (log: $(tail -3 "$log"))" >&2
-  PIDS=("${PIDS[@]/$pid}")
   rate_of fwd "$log" >"$WORK/last-fwd"
   rate_of new "$log" >"$WORK/last-new"
   # the final statistics' totals: templates created per connection created
@@ -356,13 +355,11 @@ run_testpmd() { # mode pcap frames -> Mpps
     --forward-mode="$1" --nb-cores=1 --stats-period 1 --mbuf-size="$MBUF_SIZE" \
     --total-num-mbufs="$(mbufs_for "$3")" </dev/null >"$log" 2>&1 &
   local pid=$!
-  PIDS+=("$pid")
   wait_for "$log" "Tx-pps:" 300 "$pid" ||
     echo "bench.sh: testpmd $1 not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
   sleep $((WARMUP + SECS + 1))
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  PIDS=("${PIDS[@]/$pid}")
   awk '/NIC statistics for port/ {port=$(NF-1)} /Tx-pps:/ && port==1 {print $2/1e6}' "$log" |
     tail -n +$((WARMUP + 1)) | head -n "$SECS" | median
 }
@@ -402,12 +399,10 @@ run_l3fwd() { # pcap frames rules -> Mpps, or "nan" if it fails (the caller stop
     -p 0x3 --config "(0,0,1),(1,0,1)" --lookup em --parse-ptype \
     --rule_ipv4 "$3" --rule_ipv6 "$WORK/em-v6.rules" </dev/null >"$log" 2>&1 &
   local pid=$!
-  PIDS+=("$pid")
   local ok=1
   scripts/ethdev-rate.py "$PREFIX-l3" 1 $((WARMUP + SECS)) >"$rates" 2>>"$log" || ok=0
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  PIDS=("${PIDS[@]/$pid}")
   rm -f /dev/hugepages/"$PREFIX"-l3* 2>/dev/null || true
   rm -rf /var/run/dpdk/"$PREFIX"-l3 2>/dev/null || true
   if ((!ok)); then
