@@ -434,11 +434,16 @@ impl Probe {
     /// `Some(found)` when the probe still holds at `generation`.
     #[inline(always)]
     fn found(self, generation: u32) -> Option<Option<usize>> {
-        let at = self.0 as u32;
-        if at == 0 || (self.0 >> 32) as u32 != generation {
+        if self.0 as u32 == 0 || (self.0 >> 32) as u32 != generation {
             return None;
         }
-        Some((at != Self::ABSENT as u32).then(|| at as usize - 2))
+        Some(self.index())
+    }
+
+    /// The line the flow was found in, whatever the generation.
+    #[inline(always)]
+    fn index(self) -> Option<usize> {
+        (self.0 as u32).checked_sub(2).map(|i| i as usize)
     }
 }
 
@@ -550,8 +555,7 @@ impl ConnTable {
     /// hint, read from the line the probe just compared: `None` otherwise.
     #[inline(always)]
     pub fn expired_template(&self, p: Probe, now: u64) -> Option<u32> {
-        let idx = (p.0 as u32).checked_sub(2)? as usize;
-        let l = self.lines.get(idx)?;
+        let l = self.lines.get(p.index()?)?;
         // the expiry first: a live entry (the common case) stops there
         (l.expires <= now && l.flags & F_TEMPLATE != 0).then_some(l.tpl_slot)
     }
