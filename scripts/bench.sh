@@ -258,6 +258,13 @@ servers() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# The figures of series KEY over the repetitions (from the array R, or
+# the one named), those that are numbers; and their median.
+runs_of() { # key [array]
+  local -n runs_arr=${2:-R}
+  for ((rep = 1; rep <= REPS; rep++)); do echo "${runs_arr["$1 $rep"]:-}"; done | grep -E '^[0-9.]+$' || true
+}
+med_of() { runs_of "$@" | median; }
 
 # Forwarded pps of pmdlb: the fwd rate of each stats line after the warm-up.
 run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
@@ -514,15 +521,18 @@ if ((FLOOD)); then
       SKIP_RX=0
     done
   done
-  runs() { local -n arr=$1; for ((rep = 1; rep <= REPS; rep++)); do echo "${arr["$2 $rep"]:-}"; done | grep -E '^[0-9.]+$' || true; }
   printf '\n%-5s %-14s %8s %12s %8s %9s %12s %10s %13s\n' proto service pmdlb new-conn/s new/fwd tmpl/new testpmd-mac pmdlb/mac 'spread(pmdlb)'
   for c in "${CASES[@]}"; do
     read -r proto n kind <<<"$c"
-    vals=$(runs R "$c" | sort -g)
+    vals=$(runs_of "$c" | sort -g)
     p=$(median <<<"$vals")
-    nc=$(runs NEW "$c" | median)
-    tm=$(runs TMPL "$c" | median)
-    mac=$(runs R "$proto mac" | median)
+    nc=$(med_of "$c" NEW)
+    tm=$(med_of "$c" TMPL)
+    mac=$(med_of "$proto mac")
+    if awk -v a="$nc" -v b="$p" 'BEGIN {exit !(b > 0 && a / b < 0.99)}'; then
+      echo "bench.sh: $proto $kind: not every packet created a connection (new/fwd < 0.99):" \
+        "the pcap comes round before the entries expire; raise --flood-clients" >&2
+    fi
     printf '%-5s %-14s %8.2f %11.2fM %8.2f %9.2f %12.2f %10.2f %12.0f%%\n' "$proto" "$kind" "$p" "$nc" \
       "$(awk -v a="$nc" -v b="$p" 'BEGIN {print (b > 0 ? a / b : 0)}')" "$tm" "$mac" \
       "$(awk -v a="$p" -v b="$mac" 'BEGIN {print (b > 0 ? a / b : 0)}')" \
@@ -532,8 +542,8 @@ if ((FLOOD)); then
     printf '\n%-5s %-14s %8s %8s %8s\n' proto service new old new/old
     for c in "${CASES[@]}"; do
       read -r proto _ kind <<<"$c"
-      a=$(runs R "$c" | median)
-      b=$(runs R "$c old" | median)
+      a=$(med_of "$c")
+      b=$(med_of "$c old")
       printf '%-5s %-14s %8.2f %8.2f %8.3f\n' "$proto" "$kind" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {print (b > 0 ? a / b : 0)}')"
     done
     echo "(old = $AB_OLD, run after each new run)"
@@ -686,8 +696,6 @@ SHAPES=$(for c in "${CASES[@]}"; do read -r proto n _ <<<"$c"; echo "$proto $n";
   done <<<"$SHAPES"
 } >"$RAW"
 
-runs_of() { for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$1 $rep"]:-}"; done | grep -E '^[0-9.]+$' || true; }
-med_of() { runs_of "$1" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "nan" || b == "nan" || b <= 0) print "-"; else printf "%.2f", a / b}'; }
 fmt() { if [[ $1 == nan ]]; then echo "-"; else printf '%.2f' "$1"; fi; }
 printf '\n%-5s %8s %-14s %8s %9s %12s %11s %10s %10s\n' proto clients service pmdlb l3fwd-em testpmd-mac testpmd-io pmdlb/mac l3fwd/mac
