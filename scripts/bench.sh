@@ -103,6 +103,9 @@ mkdir -p "$OUTDIR"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 GEN=$CARGO_TARGET_DIR/release/examples/gen_pcap
 TESTPMD=$(command -v dpdk-testpmd)
+for f in "$PMDLB" "$GEN"; do
+  [[ -x $f ]] || { echo "bench.sh: $f is not built (run without --no-build, or cargo build --release --bin pmdlb --example gen_pcap)" >&2; exit 1; }
+done
 if ((PDUMP_AB || TUNNEL_AB || FLOOD)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
 if ((FLOOD)); then
   MBUF_SIZE=384
@@ -276,7 +279,7 @@ run_pmdlb() { # config [binary] -> Mpps (median over the measured seconds)
   # the first pass through the pcap (SKIP_RX frames: until then no client
   # comes back to an expired entry, it is new to an empty table)
   wait_for "$log" "pmdlb: rx=" 300 "$pid" ||
-    echo "bench.sh: pmdlb not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
+    echo "bench.sh: pmdlb not forwarding (it exited, or 300 s passed; log: $(tail -2 "$log"))" >&2
   if ((SKIP_RX)); then
     wait_for_rx "$log" "$SKIP_RX" 120 "$pid" ||
       echo "bench.sh: pmdlb did not receive $SKIP_RX frames in 120 s" >&2
@@ -363,7 +366,7 @@ run_testpmd() { # mode pcap frames -> Mpps
     --total-num-mbufs="$(mbufs_for "$3")" </dev/null >"$log" 2>&1 &
   local pid=$!
   wait_for "$log" "Tx-pps:" 300 "$pid" ||
-    echo "bench.sh: testpmd $1 not forwarding after 300 s (log: $(tail -2 "$log"))" >&2
+    echo "bench.sh: testpmd $1 not forwarding (it exited, or 300 s passed; log: $(tail -2 "$log"))" >&2
   sleep $((WARMUP + SECS + 1))
   kill -INT "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
