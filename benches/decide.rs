@@ -26,7 +26,7 @@ use std::time::Duration;
 mod frames;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pmdlb::dataplane::decide::{decide_burst, DecideCtx};
+use pmdlb::dataplane::decide::{decide_burst_hinted, DecideCtx, ServiceMemo};
 use pmdlb::dataplane::rewrite::TxVlan;
 use pmdlb::dataplane::verdict::Verdict;
 use pmdlb::lb::persist::PersistTable;
@@ -42,6 +42,8 @@ struct Fixture {
     services: ServiceTable,
     state: WorkerState,
     ctx: DecideCtx,
+    /// Kept from burst to burst, as a worker keeps it.
+    memo: ServiceMemo,
 }
 
 fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixture {
@@ -72,6 +74,7 @@ fn fixture(conn_capacity: usize, persist_capacity: usize, short: bool) -> Fixtur
             tx_vlan: TxVlan::Keep,
             tunnel_mtu: 1500,
         },
+        memo: ServiceMemo::default(),
     }
 }
 
@@ -83,7 +86,15 @@ fn run_burst(fx: &mut Fixture, frames: &mut [[u8; FRAME]]) -> usize {
         *r = &mut f[..];
     }
     let mut out = [Verdict::Neighbour; BURST];
-    decide_burst(&mut refs, &mut out, &fx.ctx, &fx.services, &mut fx.state);
+    decide_burst_hinted(
+        &mut refs,
+        0,
+        &mut out,
+        &fx.ctx,
+        &fx.services,
+        &mut fx.state,
+        &mut fx.memo,
+    );
     out.iter()
         .filter(|v| matches!(v, Verdict::Forward { .. }))
         .count()

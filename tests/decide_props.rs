@@ -1270,7 +1270,7 @@ fn duplicate_address_detection_gets_an_all_nodes_na() {
 /// frame the fast path leaves to `decide` changes nothing.
 #[test]
 fn nic_checked_ip_checksums_are_trusted_the_rest_verified() {
-    use pmdlb::dataplane::decide::decide_burst_hinted;
+    use pmdlb::dataplane::decide::{decide_burst_hinted, ServiceMemo};
     let t = table();
     let mut bad = udp4(VIP4, 1, 9, b"b");
     bad[14 + 10] ^= 0xff;
@@ -1287,7 +1287,16 @@ fn nic_checked_ip_checksums_are_trusted_the_rest_verified() {
         let mut refs: Vec<&mut [u8]> = bytes.iter_mut().map(|f| &mut f[..]).collect();
         let mut got = vec![Verdict::Neighbour; refs.len()];
         let mut st = TestState::new();
-        decide_burst_hinted(&mut refs, hint, &mut got, &ctx(TxVlan::Keep), &t, &mut st);
+        let mut memo = ServiceMemo::default();
+        decide_burst_hinted(
+            &mut refs,
+            hint,
+            &mut got,
+            &ctx(TxVlan::Keep),
+            &t,
+            &mut st,
+            &mut memo,
+        );
         got
     };
     let plain = decided(0);
@@ -1353,4 +1362,60 @@ proptest! {
         prop_assert_eq!(got, expected);
         prop_assert_eq!(bytes, one_by_one);
     }
+}
+
+/// The service memo a worker keeps from burst to burst: believed while the
+/// table is the one it was filled from, never after the table is replaced
+/// (here by one without VIP4's UDP service, and back), and each burst
+/// decides as `decide_burst`, which starts from an empty memo, does.
+#[test]
+fn service_memo_is_not_believed_across_a_table_change() {
+    use pmdlb::dataplane::decide::{decide_burst_hinted, ServiceMemo};
+    let with = table();
+    let v4 = std::net::IpAddr::from(VIP4);
+    let without = ServiceTable::new(
+        &[service(addr(6, v4, 80), false)],
+        &[],
+        &[VipSpec {
+            addr: v4,
+            answer_arp: true,
+            answer_ping: true,
+        }],
+    )
+    .unwrap();
+    let frames: Vec<Vec<u8>> = (0..4).map(|i| udp4(VIP4, 1000 + i, 53, b"m")).collect();
+    let burst = |t: &ServiceTable, memo: Option<&mut ServiceMemo>| {
+        let mut bytes = frames.clone();
+        let mut refs: Vec<&mut [u8]> = bytes.iter_mut().map(|f| &mut f[..]).collect();
+        let mut got = vec![Verdict::Neighbour; refs.len()];
+        let mut st = TestState::new();
+        match memo {
+            Some(m) => {
+                decide_burst_hinted(&mut refs, 0, &mut got, &ctx(TxVlan::Keep), t, &mut st, m)
+            }
+            None => decide_burst(&mut refs, &mut got, &ctx(TxVlan::Keep), t, &mut st),
+        }
+        got
+    };
+    let mut memo = ServiceMemo::default();
+    for t in [&with, &with, &without, &without, &with] {
+        let kept = burst(t, Some(&mut memo));
+        assert_eq!(kept, burst(t, None));
+        let forwarded = kept.iter().all(|v| matches!(v, Verdict::Forward { .. }));
+        let no_service = kept
+            .iter()
+            .all(|v| *v == Verdict::Drop(DropReason::NoService));
+        assert!(
+            if std::ptr::eq(t, &with) {
+                forwarded
+            } else {
+                no_service
+            },
+            "{kept:?}"
+        );
+    }
+    // a clone is the same table: its memo holds
+    let copy = with.clone();
+    assert_eq!(copy.id(), with.id());
+    assert_ne!(with.id(), without.id());
 }

@@ -158,14 +158,63 @@ pub fn decide_burst<S: FlowState>(
     services: &ServiceTable,
     state: &mut S,
 ) {
-    decide_burst_hinted(frames, 0, out, ctx, services, state);
+    let mut memo = ServiceMemo::default();
+    decide_burst_hinted(frames, 0, out, ctx, services, state, &mut memo);
+}
+
+/// The last service lookup of the fast path, kept from burst to burst by
+/// its caller (a worker holds one): the run of packets to one
+/// `(VIP, protocol, port)` that a busy service sees costs one lookup, not
+/// one a burst (perf: `ServiceTable::lookup` 2.4 % of the core at one
+/// client). It is keyed by the table's [`ServiceTable::id`], so a lookup
+/// made in a table that has since been replaced is never believed.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceMemo {
+    table: u64,
+    /// IPv4 destination, protocol and destination port in one word.
+    key: u64,
+    svc: Option<ServiceId>,
+}
+
+impl Default for ServiceMemo {
+    /// Empty: no table has id `u64::MAX` (ids count up from 1).
+    fn default() -> Self {
+        ServiceMemo {
+            table: u64::MAX,
+            key: 0,
+            svc: None,
+        }
+    }
+}
+
+impl ServiceMemo {
+    /// The service of an IPv4 `(dst, proto, dport)`: the memo's when it
+    /// holds that key for this table, else looked up and kept.
+    #[inline(always)]
+    fn lookup_v4(
+        &mut self,
+        services: &ServiceTable,
+        dst4: [u8; 4],
+        proto: u8,
+        dport: u16,
+    ) -> Option<ServiceId> {
+        let key =
+            u64::from(u32::from_ne_bytes(dst4)) | u64::from(proto) << 32 | u64::from(dport) << 40;
+        if self.key != key || self.table != services.id() {
+            self.svc = services.lookup(Family::V4, proto, &Addr::v4(dst4), dport);
+            self.key = key;
+            self.table = services.id();
+        }
+        self.svc
+    }
 }
 
 /// [`decide_burst`] for frames whose IPv4 header checksum the NIC has
 /// already checked: bit `i` of `ip_cksum_good` set means frame `i`'s was
 /// found good (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`), and it is not summed again.
 /// Every other frame is verified in software, so a wrong hint bit can only
-/// let through a header the NIC vouched for.
+/// let through a header the NIC vouched for. `memo` carries the last
+/// service lookup from one call to the next ([`ServiceMemo`]).
 #[inline]
 pub fn decide_burst_hinted<S: FlowState>(
     frames: &mut [&mut [u8]],
@@ -174,6 +223,7 @@ pub fn decide_burst_hinted<S: FlowState>(
     ctx: &DecideCtx,
     services: &ServiceTable,
     state: &mut S,
+    memo: &mut ServiceMemo,
 ) {
     let n = frames.len().min(out.len());
     let mut start = 0;
@@ -186,6 +236,7 @@ pub fn decide_burst_hinted<S: FlowState>(
             ctx,
             services,
             state,
+            memo,
         );
         start = end;
     }
@@ -207,15 +258,17 @@ fn decide_chunk<S: FlowState>(
     ctx: &DecideCtx,
     services: &ServiceTable,
     state: &mut S,
+    memo: &mut ServiceMemo,
 ) {
     let mut steps = [Step::Whole; BURST_MAX];
-    let mut last: Option<(u32, u8, u16, Option<ServiceId>)> = None;
+    // a local copy, kept in registers through the loop
+    let mut m = *memo;
     let n = frames.len().min(out.len());
     for i in 0..n + 2 * PIPELINE_GAP {
         if i < n {
             // parse, find the service, hash, prefetch the home line
             let good = (ip_cksum_good >> i) & 1 != 0;
-            if let Some(mut r) = fast_parse(frames[i], good, ctx, services, &mut last) {
+            if let Some(mut r) = fast_parse(frames[i], good, ctx, services, &mut m) {
                 r.hash = state.prepare(&r.key);
                 steps[i] = Step::Flow(r);
             }
@@ -229,6 +282,7 @@ fn decide_chunk<S: FlowState>(
             decide_step(frames[j], &steps[j], ctx, services, state, &mut out[j]);
         }
     }
+    *memo = m;
 }
 
 /// The last step of the pipeline for one frame, in burst order. The
@@ -288,16 +342,16 @@ impl OnAssigned for Then<'_> {
 /// 802.1Q tag, IPv4 with a good 20-byte header (no options), an
 /// unfragmented (or first fragment) TCP/UDP/SCTP packet with a complete
 /// header and a service. `None` for anything else (then [`decide`] sees
-/// the frame whole, and gives every drop reason). `last` caches the
-/// previous service lookup; `ip_cksum_good`: the NIC found the IPv4 header
-/// checksum good, so it is not summed again.
+/// the frame whole, and gives every drop reason). `memo` holds the last
+/// service lookup; `ip_cksum_good`: the NIC found the IPv4 header checksum
+/// good, so it is not summed again.
 #[inline(always)]
 fn fast_parse(
     frame: &[u8],
     ip_cksum_good: bool,
     ctx: &DecideCtx,
     services: &ServiceTable,
-    last: &mut Option<(u32, u8, u16, Option<ServiceId>)>,
+    memo: &mut ServiceMemo,
 ) -> Option<FlowReq> {
     let eth = frame.first_chunk::<{ ethernet::HEADER_LEN }>()?;
     if eth[0..6] != *ctx.rx_mac.as_bytes() {
@@ -344,15 +398,7 @@ fn fast_parse(
         frag & ipv4::FLAG_MF == 0,
     )
     .ok()?;
-    let dst_word = u32::from_ne_bytes(dst4);
-    let svc = match *last {
-        Some((d, p, port, svc)) if d == dst_word && p == proto && port == dport => svc,
-        _ => {
-            let svc = services.lookup(Family::V4, proto, &Addr::v4(dst4), dport);
-            *last = Some((dst_word, proto, dport, svc));
-            svc
-        }
-    }?;
+    let svc = memo.lookup_v4(services, dst4, proto, dport)?;
     Some(FlowReq {
         key: FlowKey {
             client: Addr::v4(src4),

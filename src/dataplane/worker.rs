@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::dataplane::counters::{Published, WorkerStats};
-use crate::dataplane::decide::{decide_burst_hinted, DecideCtx};
+use crate::dataplane::decide::{decide_burst_hinted, DecideCtx, ServiceMemo};
 use crate::dataplane::dump::ConnDump;
 use crate::dataplane::fragment::{Split, MAX_FRAGMENTS};
 use crate::dataplane::rewrite::{begin_vlan_remove, finish_vlan_insert};
@@ -165,6 +165,8 @@ struct LoopState {
     traffic: TrafficCounters,
     verdicts: [Verdict; MAX_BURST],
     ids: OuterIds,
+    /// The last service lookup, kept from burst to burst.
+    memo: ServiceMemo,
 }
 
 impl Worker {
@@ -183,6 +185,7 @@ impl Worker {
             traffic: TrafficCounters::new(self.state.snapshot().capacity().servers as usize),
             verdicts: [Verdict::Neighbour; MAX_BURST],
             ids: self.outer_ids.clone(),
+            memo: ServiceMemo::default(),
         };
         let mut last_drain = rdtsc();
         let cpm = self.cycles_per_ms.max(1);
@@ -255,6 +258,7 @@ impl Worker {
                 &self.ctx,
                 &self.tables.services,
                 &mut self.state,
+                &mut ls.memo,
             );
         }
         self.state.flush_sync();

@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::lb::spec::{MarkRuleSpec, ServiceAddr, ServiceSpec, VipSpec};
 use crate::lb::types::{ip_proto, Addr, Family, ServiceId};
@@ -194,6 +195,10 @@ pub struct ServiceTable {
     plens_v4: Vec<u8>,
     plens_v6: Vec<u8>,
     n_services: usize,
+    /// Names this build of the table: distinct for every table built
+    /// ([`ServiceTable::with_ids`]; 0 for the empty default), shared by its
+    /// clones. A memo of lookups keyed by it cannot outlive a change.
+    id: u64,
 }
 
 fn service_name(a: &ServiceAddr) -> String {
@@ -241,8 +246,11 @@ impl ServiceTable {
             return Err(ServiceTableError::TooMany);
         }
         assert_eq!(ids.len(), services.len(), "one id per service");
+        // 1, 2, …: a table is built by the control plane, never per packet
+        static BUILT: AtomicU64 = AtomicU64::new(1);
         let mut t = ServiceTable {
             n_services: services.len(),
+            id: BUILT.fetch_add(1, Ordering::Relaxed),
             ..Default::default()
         };
         for (s, &id) in services.iter().zip(ids) {
@@ -461,6 +469,13 @@ impl ServiceTable {
             }
         }
         best.and_then(|i| self.rule_marks.get(i as usize).copied())
+    }
+
+    /// What names this build of the table (see the field): two tables with
+    /// the same id give the same answer to every lookup.
+    #[inline(always)]
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The service of a packet: mark rules, then `(proto, dst, dport)`, then
