@@ -41,6 +41,9 @@
 #             on the same pcap and mbuf size is the floor; no l3fwd. With
 #             --ab OLD_PMDLB, each pmdlb run is followed by one of OLD
 #             (which must know ports.mbuf_size).
+#   --table N  pmdlb's [tables] connections and persistence: at least N
+#             (default 1,048,576; a bigger pcap gets one per frame). The
+#             table's size, not its load, sets how far apart its lines lie.
 #   --perf    also profile the forwarding core (perf record -C 1, software
 #             clock) over each pmdlb run's measured seconds: writes
 #             target/bench/perf-DATE-CASE.data and prints its top symbols.
@@ -67,6 +70,7 @@ PERF=0
 PERF_TAG=run
 FLOOD=0
 FLOOD_CLIENTS=8000000
+TABLE_MIN=1048576
 SKIP_RX=0
 # bytes of hugepage memory per mbuf: the data room plus the mbuf header
 # and the mempool's object header (measured: 2,368 for the default 2,176)
@@ -87,7 +91,8 @@ while (($#)); do
     --perf) PERF=1 ;;
     --flood) FLOOD=1 ;;
     --flood-clients) FLOOD_CLIENTS=$2; shift ;;
-    -h|--help) sed -n 2,50p "$0"; exit 0 ;;
+    --table) TABLE_MIN=$2; shift ;;
+    -h|--help) sed -n 2,53p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -171,7 +176,7 @@ flood_timeouts() { if ((FLOOD)); then printf '\n[timeouts]\nudp = 1\ntcp_syn_rec
 # keeps about a pcap's worth of entries, expired ones included, until the
 # sweep or the next packet of their client takes them).
 table_for() { # frames
-  local t=1048576
+  local t=$TABLE_MIN
   while ((t < $1)); do t=$((t * 2)); done
   echo "$t"
 }
