@@ -86,7 +86,7 @@ use std::sync::Arc;
 
 use crate::lb::clock::{secs, Clock};
 use crate::lb::conn::{
-    tcp_transition, timeout_ms, ConnEntry, ConnState, ConnTable, Probe, F_CONFIRMED, F_SYNCED,
+    tcp_transition, ConnEntry, ConnState, ConnTable, Probe, StateTimeouts, F_CONFIRMED, F_SYNCED,
     F_TEMPLATE,
 };
 use crate::lb::counters::counter_set;
@@ -211,6 +211,8 @@ pub struct WorkerState {
     persist: Arc<PersistTable>,
     clock: Clock,
     timeouts: Timeouts,
+    /// `timeouts` per state in milliseconds, for the per-packet refresh.
+    state_ms: StateTimeouts,
     flags: StateFlags,
     full_until: u64,
     defence: Defence,
@@ -359,6 +361,7 @@ impl WorkerState {
             persist,
             clock: Clock::default(),
             timeouts: cfg.timeouts,
+            state_ms: StateTimeouts::new(&cfg.timeouts),
             flags: cfg.flags,
             full_until: 0,
             defence: Defence::default(),
@@ -521,6 +524,7 @@ impl WorkerState {
     /// their expiry until their next packet.
     pub fn set_timeouts(&mut self, t: Timeouts) {
         self.timeouts = t;
+        self.state_ms = StateTimeouts::new(&t);
         self.configure_defence();
     }
 
@@ -692,7 +696,7 @@ impl WorkerState {
                 changed = true;
             }
         }
-        let expires = now + timeout_ms(state, &self.timeouts);
+        let expires = now + self.state_ms.ms(state);
         // The packet count only matters to the sync rule: without sync the
         // update stays the plain one.
         let pkts = if self.sync.is_some() {
@@ -934,7 +938,7 @@ impl WorkerState {
             svc,
             rs,
             tpl_slot: held.map_or(0, |h| h.slot),
-            expires: now + timeout_ms(state, &self.timeouts),
+            expires: now + self.state_ms.ms(state),
         };
         let idx = self.conns.insert(slot, e);
         srv.conn_created(e.is_active());
