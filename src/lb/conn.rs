@@ -212,13 +212,13 @@ pub fn tcp_transition(state: ConnState, flags: TcpFlags) -> ConnState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateTimeouts([u64; STATES]);
 
-/// Number of [`ConnState`]s (the last is `Udp`).
-const STATES: usize = ConnState::Udp as usize + 1;
+/// Number of [`ConnState`]s.
+const STATES: usize = ConnState::ALL.len();
 
 impl StateTimeouts {
     /// The table for `t`.
     pub fn new(t: &Timeouts) -> Self {
-        StateTimeouts(std::array::from_fn(|i| timeout_ms(STATE_OF[i], t)))
+        StateTimeouts(ConnState::ALL.map(|st| timeout_ms(st, t)))
     }
 
     /// Timeout of `state` in milliseconds.
@@ -227,22 +227,6 @@ impl StateTimeouts {
         self.0[state as usize]
     }
 }
-
-/// Every state, by its number.
-const STATE_OF: [ConnState; STATES] = [
-    S::None,
-    S::Established,
-    S::SynSent,
-    S::SynRecv,
-    S::FinWait,
-    S::TimeWait,
-    S::Close,
-    S::CloseWait,
-    S::LastAck,
-    S::Listen,
-    S::SynAck,
-    S::Udp,
-];
 
 /// Timeout of a state in milliseconds: the settable ones from `Timeouts`,
 /// the rest IPVS's defaults.
@@ -958,8 +942,7 @@ mod tests {
         assert_eq!(timeout_ms(S::Close, &t), 10_000);
         assert_eq!(timeout_ms(S::Udp, &t), 300_000);
         let table = StateTimeouts::new(&t);
-        for (i, &st) in STATE_OF.iter().enumerate() {
-            assert_eq!(st as usize, i, "STATE_OF in the order of the states");
+        for st in ConnState::ALL {
             assert_eq!(table.ms(st), timeout_ms(st, &t));
         }
     }

@@ -266,7 +266,11 @@ struct Expiry {
 impl Expiry {
     #[inline(always)]
     fn deadline(self, e: &ConnEntry) -> u64 {
-        let cut = if e.state == ConnState::SynRecv { self.cut } else { 0 };
+        let cut = if e.state == ConnState::SynRecv {
+            self.cut
+        } else {
+            0
+        };
         e.expires.saturating_sub(cut)
     }
 }
