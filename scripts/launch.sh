@@ -12,13 +12,15 @@
 #   -l LIST            EAL core list ("0-2,4"), overrides the config
 #   --bind PCI[,PCI]   bind these NICs to vfio-pci with dpdk-devbind.py first
 #   --driver NAME      driver for --bind (default vfio-pci)
-#   --pages N          ensure N 2 MiB hugepages (default 1024)
+#   --pages N          ensure N 2 MiB hugepages (default: what `pmdlb check`
+#                      says the mbuf pool and the tables take plus 256 MiB
+#                      for EAL, or eal.memory_mb if more; at least 1024)
 #   --bin PATH         pmdlb binary (default target/release/pmdlb, built if missing)
 #   -- ARGS            extra EAL arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-config="" mask="" list="" bind="" driver=vfio-pci pages=1024 bin=target/release/pmdlb
+config="" mask="" list="" bind="" driver=vfio-pci pages="" bin=target/release/pmdlb
 extra=()
 while (($#)); do
   case "$1" in
@@ -42,7 +44,22 @@ if [[ ! -x $bin ]]; then
 fi
 
 # Validate before touching hugepages or NICs.
-"$bin" check --config "$config" >/dev/null
+summary=$("$bin" check --config "$config")
+if [[ -z $pages ]]; then
+  # "mbufs N cache C size S" and "memory auto: W x A MiB + P MiB = T MiB"
+  pages=$(awk '
+    / mbufs [0-9]+ cache [0-9]+ size [0-9]+/ {
+      for (i = 1; i < NF; i++) { if ($i == "mbufs") n = $(i + 1); if ($i == "size") sz = $(i + 1) }
+    }
+    /^ +memory [a-z]+: / { t = ($2 == "heap:" ? 0 : $(NF - 1)) }
+    /^EAL / { for (i = 1; i < NF; i++) if ($i == "-m") m = $(i + 1) }
+    END {
+      mib = n * (sz + 192) / 1048576 + t + 256
+      if (m > mib) mib = m
+      p = int((mib + 1) / 2) + 1
+      print (p < 1024 ? 1024 : p)
+    }' <<<"$summary")
+fi
 
 if ! grep -Eq 'no_huge|hugepages *= *false' "$config"; then
   scripts/setup-hugepages.sh "$pages"

@@ -2,8 +2,11 @@
 //! wrappers all use, with no DPDK in them: a cache-line prefetch, the cycle
 //! counter, and the transparent-huge-page hint for the big tables. One of
 //! the three modules allowed `unsafe`; each block says why it is sound.
-//! [`tun`]: the process-lived interface the VIP announcement routes use.
+//! [`mem`]: the big tables' memory, from the heap or a backing such as
+//! DPDK's hugepage heap. [`tun`]: the process-lived interface the VIP
+//! announcement routes use.
 
+pub mod mem;
 pub mod tun;
 
 /// Size of an x86-64 (and arm64 4K-granule) transparent huge page.

@@ -111,6 +111,22 @@ fn start(
     tx: &str,
     frames: &[Vec<u8>],
 ) -> Running {
+    let (cfg, prefix, dir) = prepare(tag, short, eal, vdevs, tx, frames, |c| c);
+    Running::spawn(cfg, prefix, dir)
+}
+
+/// The scratch directory, `in.pcap` and the configuration (as `edit`
+/// changes it) of a run: the configuration's path, the prefix, the
+/// directory.
+fn prepare(
+    tag: &str,
+    short: char,
+    eal: &str,
+    vdevs: impl Fn(&Path) -> Vec<String>,
+    tx: &str,
+    frames: &[Vec<u8>],
+    edit: impl Fn(String) -> String,
+) -> (std::path::PathBuf, String, std::path::PathBuf) {
     let prefix = common::file_prefix(tag);
     // A short directory: with a longer rx_pcap path (48 characters
     // here), net_pcap fails to probe in dpdk-dumpcap's secondary
@@ -119,8 +135,8 @@ fn start(
     std::fs::create_dir_all(&dir).unwrap();
     write_pcap(&dir.join("in.pcap"), frames);
     let cfg = dir.join("pmdlb.toml");
-    std::fs::write(&cfg, config(&prefix, eal, &vdevs(&dir), tx)).unwrap();
-    Running::spawn(cfg, prefix, dir)
+    std::fs::write(&cfg, edit(config(&prefix, eal, &vdevs(&dir), tx))).unwrap();
+    (cfg, prefix, dir)
 }
 
 /// `pmdlb ctl stats` totals, or None while the control socket is not up.
@@ -508,4 +524,160 @@ fn dumpcap_captures_rx_and_tx() {
         tx_line.contains(&format!("TX net_null0 {tx_src}")),
         "forwards' source MAC {tx_src} is not the TX port's:\n{tx_line}"
     );
+}
+
+/// DPDK's own accounting of its heap (`/eal/heap_info` through
+/// dpdk-telemetry.py) over every heap: bytes allocated.
+fn dpdk_allocated(run: &Running) -> u64 {
+    let heaps = telemetry(run, &["/eal/heap_list"]).remove(0);
+    let ids: Vec<u64> = heaps
+        .as_array()
+        .unwrap_or_else(|| panic!("heap list {heaps}"))
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let cmds: Vec<String> = ids.iter().map(|i| format!("/eal/heap_info,{i}")).collect();
+    let cmds: Vec<&str> = cmds.iter().map(String::as_str).collect();
+    telemetry(run, &cmds)
+        .iter()
+        .map(|h| u64_of(h, "Alloc_size"))
+        .sum()
+}
+
+/// `[tables] memory = "dpdk"` puts the connection and persistence tables
+/// in DPDK's hugepage heap: DPDK's own telemetry counts them there (the
+/// difference against `memory = "heap"`, the same configuration
+/// otherwise) at their documented sizes (connections: a 64-byte line per
+/// entry, two lines per entry of capacity, 16 overflow lines;
+/// persistence: 84 bytes a template), and
+/// the run forwards and stops cleanly with the tables freed before EAL.
+#[test]
+fn tables_in_dpdk_memory_show_in_its_heap() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let frames: Vec<Vec<u8>> = (1..=4).map(|c| udp(c, VIP, 53)).collect();
+    let connections = 65_536u64;
+    let conn_bytes = 64 * (2 * connections + 16);
+    let mut allocated = BTreeMap::new();
+    for (memory, short) in [("dpdk", 'd'), ("heap", 'h')] {
+        let (cfg, prefix, dir) = prepare(
+            &format!("tel-mem-{memory}"),
+            short,
+            "hugepages = true\nmemory_mb = 128",
+            |d| {
+                vec![
+                    format!("net_pcap0,rx_pcap={}", d.join("in.pcap").display()),
+                    format!("net_pcap1,tx_pcap={}", d.join("out.pcap").display()),
+                ]
+            },
+            "net_pcap1",
+            &frames,
+            |c| {
+                c.replace(
+                    "[tables]\nconnections = 4096\npersistence = 4096\n",
+                    &format!(
+                        "[tables]\nconnections = {connections}\npersistence = {connections}\nmemory = \"{memory}\"\n"
+                    ),
+                )
+            },
+        );
+        let mut run = Running::spawn(cfg, prefix, dir);
+        wait_stats(
+            &mut run,
+            Duration::from_secs(15),
+            "the frames forwarded",
+            |s| s.get("forwarded") == Some(&4),
+        );
+        allocated.insert(memory, dpdk_allocated(&run));
+        let text = stop(run);
+        let placed = text
+            .lines()
+            .find(|l| l.starts_with("pmdlb: tables in "))
+            .unwrap_or_else(|| panic!("no tables line\n{text}"));
+        let want = if memory == "dpdk" {
+            "pmdlb: tables in DPDK hugepage memory on "
+        } else {
+            "pmdlb: tables in the process heap: "
+        };
+        assert!(placed.starts_with(want), "{placed}");
+        assert!(
+            placed.ends_with(": persistence 5.2 MiB, worker 0 connections 8.0 MiB"),
+            "{placed}"
+        );
+        assert!(!text.contains("warning: "), "{text}");
+    }
+    let grown = allocated["dpdk"] - allocated["heap"];
+    // The persistence table: 84 bytes a template of capacity (documented);
+    // DPDK adds a header of some 128 bytes to each allocation.
+    let tables = conn_bytes + 84 * connections;
+    assert!(
+        grown >= tables && grown < tables + 4096,
+        "DPDK's heap grew by {grown} bytes, the tables are {tables}: {allocated:?}"
+    );
+}
+
+/// `memory = "dpdk"` without room is a start-up error that names the
+/// table, its size in bytes (the documented 64 × (2 × connections + 16))
+/// and what to change; nothing is left behind. `auto` in the same place
+/// starts with that table on the process heap and says so. The room is
+/// EAL's own limit, `--socket-limit=64` (MiB), on hugepages.
+#[test]
+fn tables_without_room_in_dpdk_memory() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let frames: Vec<Vec<u8>> = (1..=2).map(|c| udp(c, VIP, 53)).collect();
+    let bytes = 64 * (2 * 1_048_576 + 16);
+    for memory in ["dpdk", "auto"] {
+        let (cfg, prefix, dir) = prepare(
+            &format!("tel-room-{memory}"),
+            'r',
+            "hugepages = true\nextra_args = [\"--socket-limit=64\"]",
+            |d| {
+                vec![
+                    format!("net_pcap0,rx_pcap={}", d.join("in.pcap").display()),
+                    format!("net_pcap1,tx_pcap={}", d.join("out.pcap").display()),
+                ]
+            },
+            "net_pcap1",
+            &frames,
+            |c| {
+                c.replace(
+                    "connections = 4096\n",
+                    &format!("connections = 1048576\nmemory = \"{memory}\"\n"),
+                )
+            },
+        );
+        let mut run = Running::spawn(cfg, prefix, dir);
+        if memory == "dpdk" {
+            let stopped = run.wait_exit(Duration::from_secs(30), "pmdlb without room");
+            let text = stopped.text();
+            assert_eq!(stopped.status.code(), Some(1), "{text}");
+            assert!(
+                text.contains(
+                    "tables.memory = \"dpdk\": the connection table of worker 0: DPDK hugepage memory on "
+                ) && text.contains(&format!(
+                    "has no room for {bytes} bytes (128.0 MiB); reserve more hugepages"
+                )),
+                "{text}"
+            );
+            assert!(
+                !Path::new("/var/run/dpdk").join(stopped.prefix()).exists(),
+                "runtime directory left behind"
+            );
+        } else {
+            wait_stats(
+                &mut run,
+                Duration::from_secs(15),
+                "the frames forwarded",
+                |s| s.get("forwarded") == Some(&2),
+            );
+            let text = stop(run);
+            assert!(
+                text.contains("pmdlb: warning: worker 0 connections (128.0 MiB) in the process heap: DPDK hugepage memory on "),
+                "{text}"
+            );
+            assert!(
+                text.contains("had no room; reserve more hugepages"),
+                "{text}"
+            );
+        }
+    }
 }

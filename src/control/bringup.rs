@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::control::config::{Config, PortSettings};
+use crate::control::config::{Config, PortSettings, TableMemory};
 use crate::control::current::Current;
 use crate::control::health::Effects;
 use crate::control::layout;
@@ -25,8 +25,8 @@ use crate::dataplane::traffic::PublishedTraffic;
 use crate::dataplane::tunnel::OuterIds;
 use crate::dataplane::worker::{ControlTx, TunnelSrc, Worker};
 use crate::dpdk::{
-    self, Eal, LcoreId, LcoreJobs, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder, PortId,
-    QueueId, RingSync, RxBurst,
+    self, DpdkMemory, Eal, LcoreId, LcoreJobs, Mbuf, MbufRing, Mempool, Pdump, Port, PortBuilder,
+    PortId, QueueId, RingSync, RxBurst,
 };
 use crate::lb::live::{SeenEpoch, Tables as LiveTables};
 use crate::lb::persist::PersistTable;
@@ -35,6 +35,7 @@ use crate::lb::snapshot::Snapshot;
 use crate::lb::state::{StateConfig, WorkerState};
 use crate::lb::sync_record::ConnInstall;
 use crate::lb::sync_ring::Consumer;
+use crate::sys::mem::{mib, Memory, Placement};
 use crate::wire::ethernet::MacAddr;
 
 /// The tables built at start: what workers share with the control plane.
@@ -50,8 +51,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the tables of `cfg`.
-    pub fn build(cfg: &Config) -> Result<Shared, RunError> {
+    /// Builds the tables of `cfg`, the persistence table in `mem`.
+    pub fn build(cfg: &Config, mem: &Memory) -> Result<Shared, RunError> {
         let services = ServiceTable::new(cfg.services(), cfg.marks(), cfg.vips())
             .map_err(|e| RunError::Services(e.to_string()))?;
         let t = cfg.tables();
@@ -64,11 +65,18 @@ impl Shared {
             flags: cfg.state_flags(),
         });
         let health = Effects::new(&tables.snap, cfg.health(), cfg.quorums());
-        let persist = Arc::new(PersistTable::new(
+        let persist = PersistTable::new_in(
             t.persistence as usize,
             PERSIST_SHARDS,
             crate::sys::rdtsc() | 1,
-        ));
+            mem,
+        )
+        .map_err(|err| RunError::TableMemory {
+            table: "persistence table".into(),
+            err,
+            advice: memory_advice(cfg),
+        })?;
+        let persist = Arc::new(persist);
         Ok(Shared {
             current: Current::new(tables, cfg.services().to_vec(), cfg.vips().to_vec()),
             persist,
@@ -174,6 +182,10 @@ struct Launch<'a> {
     control_tx: &'a Arc<ControlTx>,
     /// Each worker's ends of the sync rings (empty without `[sync]`).
     sync: Vec<WorkerEnds>,
+    /// Where the connection tables go.
+    memory: &'a Memory,
+    /// Where each table went: its name, place and bytes.
+    placed: Vec<(String, Placement, usize)>,
 }
 
 impl Workers {
@@ -199,6 +211,8 @@ impl Workers {
             dumps: Vec::new(),
         };
         let mut sync_ends = std::mem::take(&mut l.sync).into_iter();
+        let (place, bytes) = l.tables.persist.memory();
+        l.placed.push(("persistence".into(), place.clone(), bytes));
         for (i, &lcore) in l.lcores.iter().enumerate() {
             let pubd = Arc::new(Published::default());
             let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
@@ -206,7 +220,7 @@ impl Workers {
             seen.set(snap.epoch());
             let done = Arc::new(AtomicBool::new(false));
             let dump = Arc::new(ConnDump::new(cfg.tables().connections as usize));
-            let mut state = WorkerState::new(
+            let mut state = WorkerState::new_in(
                 Arc::clone(snap),
                 Arc::clone(&l.tables.persist),
                 StateConfig {
@@ -215,7 +229,16 @@ impl Workers {
                     flags: cfg.state_flags(),
                     seed: crate::sys::rdtsc().rotate_left(17 * i as u32 + 5) | 1,
                 },
-            );
+                l.memory,
+            )
+            .map_err(|err| RunError::TableMemory {
+                table: format!("connection table of worker {i}"),
+                err,
+                advice: memory_advice(cfg),
+            })?;
+            let (place, bytes) = state.conn_memory();
+            l.placed
+                .push((format!("worker {i} connections"), place.clone(), bytes));
             let sync_in = attach_sync(&mut state, sync_ends.next());
             let worker = Worker {
                 index: i as u16,
@@ -255,6 +278,7 @@ impl Workers {
             out.done.push(done);
             out.dumps.push(dump);
         }
+        report_tables(&l.placed, memory_advice(cfg));
         Ok(out)
     }
 
@@ -325,6 +349,64 @@ pub struct Director<'eal> {
 // ports.mbuf_size's minimum assumes DPDK's headroom: the build's own.
 const _: () = assert!(crate::dpdk::mbuf::HEADROOM == crate::control::config::RTE_PKTMBUF_HEADROOM);
 
+/// Where `[tables] memory` puts the connection and persistence tables:
+/// DPDK's heap on the RX NIC's NUMA node (any node when the device does
+/// not say), with or without the process heap behind it. `auto` under
+/// `--no-huge` takes the heap: DPDK's memory is then plain 4 KiB pages,
+/// where the heap at least gets the transparent-huge-page hint.
+fn table_memory(eal: &Eal, cfg: &Config, rx: &Port) -> Memory {
+    let dpdk = DpdkMemory::new(eal, rx.socket());
+    match cfg.tables().memory {
+        TableMemory::Heap => Memory::heap(),
+        TableMemory::Auto if !dpdk.hugepages() => Memory::heap(),
+        m => Memory::from(Arc::new(dpdk), m == TableMemory::Auto),
+    }
+}
+
+/// What to do when DPDK's heap is short: on hugepages the heap grows
+/// into free hugepages up to `--socket-limit` (`-m` only reserves at
+/// start); under `--no-huge` it has `-m`, no more.
+fn memory_advice(cfg: &Config) -> &'static str {
+    if cfg.eal().hugepages {
+        "reserve more hugepages (scripts/setup-hugepages.sh PAGES) or raise --socket-limit if eal.extra_args sets one"
+    } else {
+        "raise eal.memory_mb (with hugepages = false EAL has that much, no more)"
+    }
+}
+
+/// Prints where the tables went: one line when they all went to one
+/// place, a line each otherwise; a warning for each that fell back to the
+/// heap.
+fn report_tables(placed: &[(String, Placement, usize)], advice: &str) {
+    let Some((_, first, _)) = placed.first() else {
+        return;
+    };
+    let sizes = |of: &mut dyn Iterator<Item = &(String, Placement, usize)>| {
+        of.map(|(what, _, bytes)| format!("{what} {}", mib(*bytes)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if placed.iter().all(|(_, p, _)| p == first) {
+        println!("pmdlb: tables in {first}: {}", sizes(&mut placed.iter()));
+    } else {
+        for t in placed {
+            println!(
+                "pmdlb: tables: {} in {}",
+                sizes(&mut std::iter::once(t)),
+                t.1
+            );
+        }
+    }
+    for (what, p, bytes) in placed {
+        if let Placement::FellBack(d) = p {
+            println!(
+                "pmdlb: warning: {what} ({}) in the process heap: {d} had no room; {advice} or lower the table's size in [tables] (tables.memory = \"dpdk\" makes this a start-up error)",
+                mib(*bytes)
+            );
+        }
+    }
+}
+
 /// Starts EAL with the configuration's arguments (printing them).
 pub fn start_eal(cfg: &Config, opts: &RunOptions) -> Result<Eal, RunError> {
     let args = cfg.eal_args(&opts.extra_eal);
@@ -381,7 +463,8 @@ impl<'eal> Director<'eal> {
                 );
             }
         }
-        let mut tables = Shared::build(cfg)?;
+        let memory = table_memory(eal, cfg, &ports.rx);
+        let mut tables = Shared::build(cfg, &memory)?;
         let to_control = Arc::new(MbufRing::new("pmdlb_to_ctl", CONTROL_RING, RingSync::Mpsc)?);
         let control_tx = Arc::new(ControlTx {
             to_tx_port: MbufRing::new("pmdlb_ctl_tx", 256, RingSync::Spsc)?,
@@ -409,6 +492,8 @@ impl<'eal> Director<'eal> {
             to_control: &to_control,
             control_tx: &control_tx,
             sync: sync_ws,
+            memory: &memory,
+            placed: Vec::new(),
         };
         let workers = Workers::launch(launch, stop)?;
         tables.current.seen = workers.seen.clone();

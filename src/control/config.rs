@@ -243,6 +243,32 @@ pub struct TableSettings {
     /// count, and a removed server keeps its slot until its last
     /// connection ends.
     pub max_servers: u32,
+    /// Where the connection and persistence tables are allocated.
+    pub memory: TableMemory,
+}
+
+/// `[tables] memory`: where the connection and persistence tables live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TableMemory {
+    /// DPDK's heap on the RX port's NUMA node when it has room, else the
+    /// process heap with a warning (the default).
+    #[default]
+    Auto,
+    /// DPDK's heap on the RX port's NUMA node; start fails without room.
+    Dpdk,
+    /// The process heap, with the transparent-huge-page hint.
+    Heap,
+}
+
+impl TableMemory {
+    /// The configuration's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableMemory::Auto => "auto",
+            TableMemory::Dpdk => "dpdk",
+            TableMemory::Heap => "heap",
+        }
+    }
 }
 
 impl TableSettings {

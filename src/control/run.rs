@@ -99,6 +99,16 @@ pub enum RunError {
     /// A worker stopped by itself (panic).
     #[error("{0}")]
     Worker(String),
+    /// `[tables] memory = "dpdk"` and DPDK's heap had no room for a table.
+    #[error("tables.memory = \"dpdk\": the {table}: {err}; {advice}, lower tables.connections or tables.persistence, or set tables.memory = \"auto\" to fall back to the process heap")]
+    TableMemory {
+        /// Which table ("connection table of worker 0").
+        table: String,
+        /// Where it did not fit.
+        err: crate::sys::mem::MemError,
+        /// How to make room.
+        advice: &'static str,
+    },
 }
 
 /// Options from the command line.

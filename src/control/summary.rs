@@ -10,7 +10,10 @@ use crate::control::config::values::{
     format_netmask, format_port_ranges, format_sockaddr, proto_name,
 };
 use crate::control::config::Config;
+use crate::lb::conn::ConnTable;
+use crate::lb::persist::PersistTable;
 use crate::lb::spec::{Forwarding, SchedulerKind, ServiceAddr, ServiceSpec, TunnelKind};
+use crate::sys::mem::mib;
 
 fn on_off(b: bool) -> &'static str {
     if b {
@@ -154,6 +157,17 @@ pub fn summary(cfg: &Config) -> String {
         o,
         "Tables     connections {} per worker  persistence {}  mh {} slots",
         t.connections, t.persistence, t.mh_size
+    );
+    let conns = ConnTable::bytes_for(t.connections as usize);
+    let persist = PersistTable::bytes_for(t.persistence as usize);
+    let workers = usize::from(cfg.workers().count);
+    let _ = writeln!(
+        o,
+        "           memory {}: {workers} x {} + {} = {}",
+        t.memory.as_str(),
+        mib(conns),
+        mib(persist),
+        mib(workers * conns + persist)
     );
     let to = cfg.timeouts();
     let _ = writeln!(
@@ -358,6 +372,7 @@ Ports      rx net_pcap0 one-armed  rx_desc 1024 tx_desc 1024  mtu device default
            mbufs 16383 cache 256 size 2176  tx_vlan keep  tx_addr 10.0.1.1  tx_addr6 -
 Workers    1 on lcores 1 (main lcore 0)  burst 32  drain 100 us  stats every 5 s  sweep 64/loop
 Tables     connections 1048576 per worker  persistence 1048576  mh 65537 slots
+           memory auto: 1 x 128.0 MiB + 84.0 MiB = 212.0 MiB
 Timeouts   tcp 900 tcp_syn_recv 60 tcp_fin 120 tcp_close 10 udp 300 tcp_syn_recv_secure 10 (s)
 IPVS       sloppy_tcp off  expire_quiescent_template off  expire_nodest_conn off
            drop_entry off  secure_tcp off  conn_high_water 90%

@@ -38,6 +38,7 @@
 use crate::lb::hash::hash_flow;
 use crate::lb::spec::Timeouts;
 use crate::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
+use crate::sys::mem::{BigArray, MemError, Memory, Placement};
 
 /// Lines a key may live in: its home line and the next `WINDOW - 1`.
 pub const WINDOW: usize = 16;
@@ -385,7 +386,7 @@ impl Line {
 
 /// The fixed-capacity table.
 pub struct ConnTable {
-    lines: Box<[Line]>,
+    lines: BigArray<Line>,
     /// Home lines (a power of two); [`WINDOW`]` - 1` overflow lines follow
     /// them, so a probe never wraps.
     mask: usize,
@@ -480,26 +481,39 @@ pub struct Reserved {
 impl ConnTable {
     /// A table for `capacity` entries: at least [`LINES_PER_ENTRY`] home
     /// lines per entry (a power of two), so that a window rarely fills
-    /// before the table does; `seed` keys the hash.
+    /// before the table does; `seed` keys the hash. On the heap.
     pub fn new(capacity: usize, seed: u64) -> Self {
+        Self::new_in(capacity, seed, &Memory::heap()).expect("the heap has no backing to fail")
+    }
+
+    /// The bytes of a table for `capacity` entries: a 64-byte line per
+    /// home line, [`LINES_PER_ENTRY`] home lines per entry (a power of
+    /// two), and [`WINDOW`] overflow lines.
+    pub fn bytes_for(capacity: usize) -> usize {
+        let homes = (capacity.max(1) * LINES_PER_ENTRY).next_power_of_two();
+        (homes + WINDOW) * std::mem::size_of::<Line>()
+    }
+
+    /// [`ConnTable::new`] in `mem`; fails only when `mem` has no room and
+    /// allows no fall-back.
+    pub fn new_in(capacity: usize, seed: u64, mem: &Memory) -> Result<Self, MemError> {
         let limit = capacity.max(1);
         let homes = (limit * LINES_PER_ENTRY).next_power_of_two();
-        let n = homes + WINDOW;
-        // Reserve untouched memory, ask for huge pages, then fill: random
-        // probes of a large table otherwise miss the TLB on nearly every
-        // packet (perf: the prefetches stalled on page walks).
-        let mut lines = Vec::with_capacity(n);
-        crate::sys::advise_hugepages(lines.as_ptr() as *const u8, n * std::mem::size_of::<Line>());
-        lines.resize(n, Line::FREE);
-        ConnTable {
-            lines: lines.into_boxed_slice(),
+        let lines = BigArray::from_fn(mem, homes + WINDOW, |_| Line::FREE)?;
+        Ok(ConnTable {
+            lines,
             mask: homes - 1,
             limit,
             seed,
             len: 0,
             cursor: 0,
             generation: 0,
-        }
+        })
+    }
+
+    /// Where the lines live, and their size in bytes.
+    pub fn memory(&self) -> (&Placement, usize) {
+        (self.lines.placement(), self.lines.bytes())
     }
 
     /// The entries the table was sized for ([`LINES_PER_ENTRY`] lines
@@ -911,6 +925,16 @@ mod tests {
             tpl_slot: 0,
             expires,
         }
+    }
+
+    #[test]
+    fn bytes_for_is_what_a_table_takes() {
+        for cap in [1, 1000, 1024, 65_536] {
+            let t = ConnTable::new(cap, 1);
+            assert_eq!(t.memory().1, ConnTable::bytes_for(cap));
+            assert_eq!(t.memory().0, &Placement::Heap);
+        }
+        assert_eq!(ConnTable::bytes_for(1 << 20), 64 * ((2 << 20) + 16));
     }
 
     #[test]

@@ -59,6 +59,7 @@
 use crate::lb::hash::{addr_words, hash_addr};
 use crate::lb::sync::{spin_hint, AtomicU64, Ordering};
 use crate::lb::types::{Addr, RsId, ServiceId};
+use crate::sys::mem::{BigArray, MemError, Memory, Placement};
 
 /// Slots per bucket.
 #[cfg(not(loom))]
@@ -221,7 +222,7 @@ impl Bucket {
 
 /// The shared persistence table. `Sync`; share it with `Arc`.
 pub struct PersistTable {
-    buckets: Box<[Bucket]>,
+    buckets: BigArray<Bucket>,
     shard_bits: u32,
     shard_mask: usize,
     window: usize,
@@ -243,27 +244,44 @@ impl PersistTable {
     /// at most one half: buckets are a power of two ≥ `2 * capacity / SLOTS`)
     /// in `shards` shards (rounded to a power of two, at most the buckets).
     pub fn new(capacity: usize, shards: usize, seed: u64) -> Self {
+        Self::new_in(capacity, shards, seed, &Memory::heap())
+            .expect("the heap has no backing to fail")
+    }
+
+    /// The bytes of a table for `capacity` templates.
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::buckets_for(capacity) * std::mem::size_of::<Bucket>()
+    }
+
+    fn buckets_for(capacity: usize) -> usize {
+        (2 * capacity.max(1)).div_ceil(SLOTS).next_power_of_two()
+    }
+
+    /// [`PersistTable::new`] in `mem`; fails only when `mem` has no room
+    /// and allows no fall-back.
+    pub fn new_in(
+        capacity: usize,
+        shards: usize,
+        seed: u64,
+        mem: &Memory,
+    ) -> Result<Self, MemError> {
         let nb = (2 * capacity.max(1)).div_ceil(SLOTS).next_power_of_two();
         let shards = shards.max(1).next_power_of_two().min(nb);
         let per = nb / shards;
-        // As the connection table: untouched memory, the huge-page hint,
-        // then the fill. With 4 KiB pages the 40-byte slots of a large
-        // table (84 MB at a million templates) miss the TLB on every new
-        // client's lookup.
-        let mut buckets = Vec::with_capacity(nb);
-        crate::sys::advise_hugepages(
-            buckets.as_ptr() as *const u8,
-            nb * std::mem::size_of::<Bucket>(),
-        );
-        buckets.extend((0..nb).map(|_| Bucket::new()));
-        PersistTable {
-            buckets: buckets.into(),
+        let buckets = BigArray::from_fn(mem, nb, |_| Bucket::new())?;
+        Ok(PersistTable {
+            buckets,
             shard_bits: shards.trailing_zeros(),
             shard_mask: per - 1,
             window: WINDOW.min(per),
             seed,
             cursor: AtomicU64::new(0),
-        }
+        })
+    }
+
+    /// Where the buckets live, and their size in bytes.
+    pub fn memory(&self) -> (&Placement, usize) {
+        (self.buckets.placement(), self.buckets.bytes())
     }
 
     /// Number of slots.
@@ -769,6 +787,16 @@ mod tests {
 
     fn k(i: u32) -> TemplateKey {
         TemplateKey::new(ServiceId(i % 3), Addr::v4(i.to_be_bytes()), 32)
+    }
+
+    #[test]
+    fn bytes_for_is_what_a_table_takes() {
+        for cap in [1, 1000, 1024, 65_536] {
+            let t = PersistTable::new(cap, 4, 1);
+            assert_eq!(t.memory().1, PersistTable::bytes_for(cap));
+        }
+        // 84 bytes a template of capacity (dpdk-config/reference.toml)
+        assert_eq!(PersistTable::bytes_for(1 << 20), 84 << 20);
     }
 
     #[test]

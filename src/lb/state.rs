@@ -98,6 +98,7 @@ use crate::lb::snapshot::Snapshot;
 use crate::lb::spec::{DefenceMode, Persistence, StateFlags, Timeouts};
 use crate::lb::sync_ring::{Outgoing, Producer, SyncRule};
 use crate::lb::types::{ip_proto, Addr, FlowKey, RsId, ServiceId, TcpFlags};
+use crate::sys::mem::{MemError, Memory, Placement};
 
 counter_set! {
     /// Counters of one worker's state layer: plain integers written by the
@@ -352,13 +353,24 @@ fn target(s: &RealServer, rs: RsId) -> Option<Target> {
 
 impl WorkerState {
     /// A worker's state over a shared snapshot and persistence table; the
-    /// connection table is allocated here, once.
+    /// connection table is allocated here, once, on the heap.
     pub fn new(snap: Arc<Snapshot>, persist: Arc<PersistTable>, cfg: StateConfig) -> Self {
+        Self::new_in(snap, persist, cfg, &Memory::heap()).expect("the heap has no backing to fail")
+    }
+
+    /// [`WorkerState::new`] with the connection table in `mem`; fails
+    /// only when `mem` has no room and allows no fall-back.
+    pub fn new_in(
+        snap: Arc<Snapshot>,
+        persist: Arc<PersistTable>,
+        cfg: StateConfig,
+        mem: &Memory,
+    ) -> Result<Self, MemError> {
         let cap = snap.capacity();
         let scheds = (0..cap.services).map(|_| NO_SCHED).collect();
         let conns_by_rs = vec![0; cap.servers as usize].into_boxed_slice();
         let mut w = WorkerState {
-            conns: ConnTable::new(cfg.conn_capacity, cfg.seed),
+            conns: ConnTable::new_in(cfg.conn_capacity, cfg.seed, mem)?,
             scheds,
             snap,
             persist,
@@ -375,7 +387,12 @@ impl WorkerState {
         };
         w.configure_defence();
         w.reset_scheds();
-        w
+        Ok(w)
+    }
+
+    /// Where the connection table's lines live, and their size in bytes.
+    pub fn conn_memory(&self) -> (&Placement, usize) {
+        self.conns.memory()
     }
 
     /// Fresh scheduler state for every service the snapshot built anew.

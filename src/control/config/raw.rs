@@ -217,6 +217,7 @@ pub struct RawTables {
     pub mh_size: Option<i64>,
     pub max_services: Option<i64>,
     pub max_servers: Option<i64>,
+    pub memory: Option<String>,
 }
 
 /// `[timeouts]`.

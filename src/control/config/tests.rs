@@ -88,6 +88,7 @@ fn defaults() {
             mh_size: MhTableSize::DEFAULT,
             max_services: 256,
             max_servers: 4096,
+            memory: TableMemory::Auto,
         }
     );
     assert_eq!(c.timeouts(), crate::lb::spec::Timeouts::default());
@@ -442,6 +443,31 @@ fn mbufs_default_grows_to_minimum() {
     assert!(c.ports().mbufs >= need);
     assert_eq!(c.ports().mbufs, 65535);
     assert_eq!(min_mbufs(1, 32, 1024, 1024, 256, true), 3680);
+}
+
+#[test]
+fn table_memory() {
+    assert_eq!(ok(MIN).0.tables().memory, TableMemory::Auto);
+    for (word, m) in [
+        ("auto", TableMemory::Auto),
+        ("dpdk", TableMemory::Dpdk),
+        ("heap", TableMemory::Heap),
+    ] {
+        let (c, _) = ok(&format!("{MIN}[tables]\nmemory = \"{word}\"\n"));
+        assert_eq!(c.tables().memory, m);
+        assert_eq!(m.as_str(), word);
+    }
+    for bad in ["hugepages", "DPDK", ""] {
+        assert_err(
+            &format!("{MIN}[tables]\nmemory = \"{bad}\"\n"),
+            &[
+                "tables.memory",
+                &format!("{bad:?} is not a place"),
+                "\"auto\"",
+                "\"dpdk\" or \"heap\"",
+            ],
+        );
+    }
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use super::raw::{RawConfig, StrOrInt};
 use super::{announce, health, services, settings, sync};
 use super::{
-    Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableSettings,
-    Warning,
+    Config, ConfigError, MetricsSettings, MhTableSize, NeighbourSettings, Problem, TableMemory,
+    TableSettings, Warning,
 };
 use crate::control::admin;
 use crate::lb::sched::mh;
@@ -108,6 +108,24 @@ impl Check {
         (v as u32).next_power_of_two()
     }
 
+    /// Where the tables live: "auto" | "dpdk" | "heap"; default auto.
+    pub(super) fn table_memory(&mut self, key: &str, value: Option<&str>) -> TableMemory {
+        let all = [TableMemory::Auto, TableMemory::Dpdk, TableMemory::Heap];
+        match value {
+            None => TableMemory::Auto,
+            Some(v) => all.into_iter().find(|m| m.as_str() == v).unwrap_or_else(|| {
+                self.err(
+                    key,
+                    format!(
+                        "{v:?} is not a place; use \"auto\" (DPDK memory on the RX port's NUMA node, \
+                         else the process heap; the default), \"dpdk\" or \"heap\""
+                    ),
+                );
+                TableMemory::Auto
+            }),
+        }
+    }
+
     /// A Maglev table size: one of [`mh::TABLE_SIZES`].
     pub(super) fn mh_size(&mut self, key: &str, value: Option<i64>) -> MhTableSize {
         let Some(v) = value else {
@@ -164,6 +182,7 @@ pub fn validate(mut raw: RawConfig, origin: &str) -> Result<(Config, Vec<Warning
             1,
             1 << 20,
         ) as u32,
+        memory: c.table_memory("tables.memory", raw.tables.memory.as_deref()),
     };
     let t = &raw.timeouts;
     let d = Timeouts::default();

@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn checks_in_the_kernels_order_and_hands_connections_to_every_worker() {
         let cfg = Config::from_str(CFG, "t.toml").unwrap().0;
-        let shared = Shared::build(&cfg).unwrap();
+        let shared = Shared::build(&cfg, &crate::sys::mem::Memory::heap()).unwrap();
         let (p0, mut c0) = SyncRing::<ConnInstall>::split(64);
         let (p1, mut c1) = SyncRing::<ConnInstall>::split(64);
         let peer: SocketAddr = "10.1.0.2:40000".parse().unwrap();
