@@ -13,7 +13,8 @@
 #
 # Usage: scripts/bench.sh [--quick] [--reps N] [--secs S] [--warmup W]
 #                         [--clients "1 1024 65536"] [--tcp] [--no-build]
-#                         [--pdump-ab] [--tunnel-ab] [--ab OLD_PMDLB] [--no-l3fwd]
+#                         [--pdump-ab] [--memory-ab] [--tunnel-ab] [--ab OLD_PMDLB]
+#                         [--no-l3fwd]
 #                         [--perf] [--flood [--flood-clients N]]
 #   --quick   64k clients only, 1 repetition, 4 s runs.
 #   --no-l3fwd  leave DPDK's l3fwd out of the series (it is also left out,
@@ -21,6 +22,9 @@
 #   --tcp     also TCP (SYN then ACK per client) at the largest client count.
 #   --pdump-ab  pmdlb only, eal.pdump = true against false, interleaved:
 #             the cost of serving live capture while nobody captures.
+#   --memory-ab pmdlb only, [tables] memory = "dpdk" against "heap",
+#             interleaved: the tables in DPDK's hugepage heap against the
+#             process heap with the transparent-huge-page hint.
 #   --ab OLD_PMDLB  this build's pmdlb against another pmdlb binary (a
 #             build of an earlier commit), interleaved run by run, with
 #             testpmd mac-fwd in the same series: new/old and both / mac.
@@ -62,6 +66,8 @@ TCP=0
 BUILD=1
 PDUMP_AB=0
 PDUMP=true
+MEMORY_AB=0
+TABLE_MEMORY=auto
 TUNNEL_AB=0
 AB_OLD=
 FORWARD=dr
@@ -85,6 +91,7 @@ while (($#)); do
     --tcp) TCP=1 ;;
     --no-build) BUILD=0 ;;
     --pdump-ab) PDUMP_AB=1 ;;
+    --memory-ab) MEMORY_AB=1 ;;
     --tunnel-ab) TUNNEL_AB=1 ;;
     --ab) AB_OLD=$2; shift ;;
     --no-l3fwd) L3FWD_ON=0 ;;
@@ -92,7 +99,7 @@ while (($#)); do
     --flood) FLOOD=1 ;;
     --flood-clients) FLOOD_CLIENTS=$2; shift ;;
     --table) TABLE_MIN=$2; shift ;;
-    -h|--help) sed -n 2,53p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,57p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -111,7 +118,7 @@ TESTPMD=$(command -v dpdk-testpmd)
 for f in "$PMDLB" "$GEN"; do
   [[ -x $f ]] || { echo "bench.sh: $f is not built (run without --no-build, or cargo build --release --bin pmdlb --example gen_pcap)" >&2; exit 1; }
 done
-if ((PDUMP_AB || TUNNEL_AB || FLOOD)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
+if ((PDUMP_AB || MEMORY_AB || TUNNEL_AB || FLOOD)) || [[ -n $AB_OLD ]]; then L3FWD_ON=0; fi
 if ((FLOOD)); then
   MBUF_SIZE=384
   CLIENTS=$FLOOD_CLIENTS
@@ -205,6 +212,7 @@ stats_interval_s = 1
 [tables]
 connections = $(table_for "$3")
 persistence = $(table_for "$3")
+memory = "$TABLE_MEMORY"
 $(flood_timeouts)
 
 [neighbours]
@@ -625,28 +633,40 @@ if [[ -n $AB_OLD ]]; then
   exit 0
 fi
 
-if ((PDUMP_AB)); then
+# pmdlb only, one configuration variable ($1) at two values ($2, $3),
+# interleaved run by run; $4 and $5 head the columns.
+config_ab() {
+  local var=$1 a=$2 b=$3 v
   for ((rep = 1; rep <= REPS; rep++)); do
     for c in "${CASES[@]}"; do
       read -r proto n kind <<<"$c"
       pcap=$(pcap_of "$proto" "$n" "$kind")
       frames=$(frames_of "$proto" "$n")
-      for PDUMP in true false; do
+      for v in "$a" "$b"; do
+        printf -v "$var" '%s' "$v"
         write_config "$WORK/pmdlb.toml" "$pcap" "$frames"
-        R["$c $PDUMP $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
-        echo "rep $rep: $c pdump=$PDUMP pmdlb ${R["$c $PDUMP $rep"]} Mpps" >&2
+        R["$c $v $rep"]=$(run_pmdlb "$WORK/pmdlb.toml")
+        echo "rep $rep: $c $var=$v pmdlb ${R["$c $v $rep"]} Mpps" >&2
       done
     done
   done
-  printf '\n%-5s %8s %-14s %10s %10s %8s\n' proto clients service pdump-on pdump-off on/off
+  printf '\n%-5s %8s %-14s %10s %10s %8s\n' proto clients service "$4" "$5" "$4/$5"
   for c in "${CASES[@]}"; do
     read -r proto n kind <<<"$c"
-    on=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c true $rep"]}"; done | median)
-    off=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c false $rep"]}"; done | median)
+    on=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c $a $rep"]}"; done | median)
+    off=$(for ((rep = 1; rep <= REPS; rep++)); do echo "${R["$c $b $rep"]}"; done | median)
     printf '%-5s %8s %-14s %10.2f %10.2f %8.3f\n' "$proto" "$n" "$kind" "$on" "$off" \
       "$(awk -v a="$on" -v b="$off" 'BEGIN {print (b > 0 ? a / b : 0)}')"
   done
   echo "(Mpps, medians of $REPS interleaved runs)"
+}
+
+if ((PDUMP_AB)); then
+  config_ab PDUMP true false pdump-on pdump-off
+  exit 0
+fi
+if ((MEMORY_AB)); then
+  config_ab TABLE_MEMORY dpdk heap dpdk heap
   exit 0
 fi
 
