@@ -13,7 +13,7 @@
 //!
 //! The handlers read only what is shared anyway: the counters the workers
 //! publish ([`Published`]) and the real servers' atomics in the
-//! [`Snapshot`]. They never touch a worker's own state, take no lock a
+//! [`Snapshot`](crate::lb::snapshot::Snapshot). They never touch a worker's own state, take no lock a
 //! worker takes and cannot delay one. What they read is set once, by
 //! [`register`], in a process-wide [`OnceLock`] (EAL, and so telemetry,
 //! runs once per process).

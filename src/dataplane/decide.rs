@@ -139,7 +139,7 @@ struct FlowReq {
 /// beyond `out.len()` are not looked at.
 ///
 /// A pipeline of three steps per chunk of [`BURST_MAX`], each
-/// [`PIPELINE_GAP`] frames behind the one before: parse a frame and find
+/// `PIPELINE_GAP` (8) frames behind the one before: parse a frame and find
 /// its service (one service lookup per distinct `(dst, proto, port)` run),
 /// hash its flow and prefetch its connection line; probe that line,
 /// keep what the probe found and prefetch what the flow needs next

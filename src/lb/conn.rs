@@ -264,7 +264,7 @@ pub const F_CONFIRMED: u8 = 2;
 /// and counts it (see `lb::state`'s sync module).
 pub const F_SYNCED: u8 = 4;
 
-/// One connection, as the table hands it out (it stores it in a [`Line`]
+/// One connection, as the table hands it out (it stores it in a line
 /// with its own bytes).
 #[derive(Clone, Copy, Debug)]
 pub struct ConnEntry {

@@ -5,7 +5,7 @@
 //! - [`rules`] applies the editing commands (`-A -E -D -a -e -d -C`) to a rule
 //!   set of [`crate::lb::spec::ServiceSpec`]s, with the kernel's error messages,
 //!   and parses and applies `-R` input atomically.
-//! - [`format`] prints what ipvsadm prints (`-L`, `--stats`, `--rate`,
+//! - [`format`](mod@format) prints what ipvsadm prints (`-L`, `--stats`, `--rate`,
 //!   `--thresholds`, `--persistent-conn`, `--tun-info`, `-c`, `--timeout`, `-S`)
 //!   from a plain view model the control plane fills from live state.
 //! - [`client`] sends a command to a running pmdlb over the control socket
