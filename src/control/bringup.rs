@@ -349,6 +349,30 @@ pub struct Director<'eal> {
 // ports.mbuf_size's minimum assumes DPDK's headroom: the build's own.
 const _: () = assert!(crate::dpdk::mbuf::HEADROOM == crate::control::config::RTE_PKTMBUF_HEADROOM);
 
+/// A warning for each worker whose lcore sits on another NUMA node than
+/// the RX NIC (`workers`: lcore and its node, in worker order): its
+/// packets, pool and tables are the NIC's node's memory, so every access
+/// crosses the interconnect. Nothing when the NIC's node is unknown.
+pub fn numa_warnings(
+    rx: &str,
+    rx_socket: Option<u32>,
+    workers: &[(u32, Option<u32>)],
+) -> Vec<String> {
+    let Some(nic) = rx_socket else {
+        return Vec::new();
+    };
+    workers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &(lcore, node))| {
+            let node = node.filter(|&n| n != nic)?;
+            Some(format!(
+                "worker {i} runs on lcore {lcore} of NUMA node {node}, but {rx} is on node {nic}: its packets, mbufs and tables cross the interconnect; pick lcores of node {nic} (lscpu shows each CPU's node)"
+            ))
+        })
+        .collect()
+}
+
 /// Where `[tables] memory` puts the connection and persistence tables:
 /// DPDK's heap on the RX NIC's NUMA node (any node when the device does
 /// not say), with or without the process heap behind it. `auto` under
@@ -433,15 +457,26 @@ impl<'eal> Director<'eal> {
         }
         let lcores = &lcores[..nworkers];
         let ps = cfg.ports();
-        let pool = Mempool::new("pmdlb_mbufs", ps.mbufs, ps.mbuf_cache, ps.mbuf_size, -1)?;
+        // The pool on the RX NIC's node (any node when it does not say):
+        // the NIC writes every packet into it and the workers read it.
+        let rx_socket = Port::find(&ps.rx)?.socket();
+        let pool_socket = rx_socket.map_or(-1, |s| s as i32);
+        let pool = Mempool::new(
+            "pmdlb_mbufs",
+            ps.mbufs,
+            ps.mbuf_cache,
+            ps.mbuf_size,
+            pool_socket,
+        )?;
         let ports = Ports::open(ps, &pool, nworkers as u16)?;
         let rx_mac = ports.rx.mac()?;
         let tx_mac = ports.tx.as_ref().map_or(Ok(rx_mac), |p| p.mac())?;
         println!(
-            "pmdlb: RX {} ({}) {} rss={} ip_cksum={} | TX {} {} rxq={} | {} workers on {:?}",
+            "pmdlb: RX {} ({}) {} socket={} rss={} ip_cksum={} | TX {} {} rxq={} | {} workers on {:?}",
             ports.rx.name(),
             ports.rx.info().driver,
             rx_mac,
+            rx_socket.map_or("any".to_string(), |s| s.to_string()),
             ports.rx.rss_active(),
             if ports.rx.ip_cksum_offload() {
                 "nic"
@@ -462,6 +497,10 @@ impl<'eal> Director<'eal> {
                     p.info().driver
                 );
             }
+        }
+        let workers_at: Vec<_> = lcores.iter().map(|l| (l.0, l.socket())).collect();
+        for w in numa_warnings(ports.rx.name(), rx_socket, &workers_at) {
+            println!("pmdlb: warning: {w}");
         }
         let memory = table_memory(eal, cfg, &ports.rx);
         let mut tables = Shared::build(cfg, &memory)?;
@@ -610,5 +649,24 @@ impl<'eal> Director<'eal> {
         }
         drop(pool);
         drop(pdump);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numa_warnings;
+
+    #[test]
+    fn a_worker_on_another_node_than_the_nic_is_warned_of() {
+        let w = numa_warnings(
+            "0000:3b:00.0",
+            Some(0),
+            &[(1, Some(0)), (17, Some(1)), (18, None)],
+        );
+        assert_eq!(
+            w,
+            ["worker 1 runs on lcore 17 of NUMA node 1, but 0000:3b:00.0 is on node 0: its packets, mbufs and tables cross the interconnect; pick lcores of node 0 (lscpu shows each CPU's node)"]
+        );
+        assert!(numa_warnings("net_pcap0", None, &[(1, Some(1))]).is_empty());
     }
 }

@@ -37,6 +37,16 @@ impl fmt::Debug for PortId {
     }
 }
 
+impl PortId {
+    /// The NUMA node the device is attached to (`None` when the device
+    /// does not say: virtual devices, or a NUMA-less machine).
+    pub fn socket(self) -> Option<u32> {
+        // SAFETY: a plain query; an unknown port id returns an error code.
+        let s = unsafe { crate::ffi::rte_eth_dev_socket_id(self.0) };
+        u32::try_from(s).ok()
+    }
+}
+
 /// A queue index on a port.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueueId(pub u16);
@@ -54,6 +64,19 @@ pub struct LcoreId(pub u32);
 impl fmt::Debug for LcoreId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "lcore{}", self.0)
+    }
+}
+
+impl LcoreId {
+    /// The NUMA node of the lcore's CPU, as EAL found it at start
+    /// (`None` for an id past `RTE_MAX_LCORE`).
+    pub fn socket(self) -> Option<u32> {
+        if self.0 >= crate::ffi::RTE_MAX_LCORE {
+            return None;
+        }
+        // SAFETY: DPDK indexes its lcore table with the id unchecked; it
+        // is below RTE_MAX_LCORE, the table's length.
+        Some(unsafe { crate::ffi::rte_lcore_to_socket_id(self.0) })
     }
 }
 

@@ -407,9 +407,7 @@ impl Port {
     /// The NUMA node the device is attached to (`None` when the device
     /// does not say: virtual devices, or a NUMA-less machine).
     pub fn socket(&self) -> Option<u32> {
-        // SAFETY: plain query of a probed port.
-        let s = unsafe { ffi::rte_eth_dev_socket_id(self.id.0) };
-        u32::try_from(s).ok()
+        self.id.socket()
     }
 
     /// The device name.
