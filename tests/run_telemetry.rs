@@ -102,7 +102,8 @@ scheduler = "rr"
 }
 
 /// Starts `pmdlb run` on `frames` (as `in.pcap` in the scratch directory)
-/// with the devices `vdevs` makes of that directory.
+/// with the devices `vdevs` makes of that directory and the configuration
+/// as `edit` changes it.
 fn start(
     tag: &str,
     short: char,
@@ -110,23 +111,8 @@ fn start(
     vdevs: impl Fn(&Path) -> Vec<String>,
     tx: &str,
     frames: &[Vec<u8>],
-) -> Running {
-    let (cfg, prefix, dir) = prepare(tag, short, eal, vdevs, tx, frames, |c| c);
-    Running::spawn(cfg, prefix, dir)
-}
-
-/// The scratch directory, `in.pcap` and the configuration (as `edit`
-/// changes it) of a run: the configuration's path, the prefix, the
-/// directory.
-fn prepare(
-    tag: &str,
-    short: char,
-    eal: &str,
-    vdevs: impl Fn(&Path) -> Vec<String>,
-    tx: &str,
-    frames: &[Vec<u8>],
     edit: impl Fn(String) -> String,
-) -> (std::path::PathBuf, String, std::path::PathBuf) {
+) -> Running {
     let prefix = common::file_prefix(tag);
     // A short directory: with a longer rx_pcap path (48 characters
     // here), net_pcap fails to probe in dpdk-dumpcap's secondary
@@ -136,7 +122,7 @@ fn prepare(
     write_pcap(&dir.join("in.pcap"), frames);
     let cfg = dir.join("pmdlb.toml");
     std::fs::write(&cfg, edit(config(&prefix, eal, &vdevs(&dir), tx))).unwrap();
-    (cfg, prefix, dir)
+    Running::spawn(cfg, prefix, dir)
 }
 
 /// `pmdlb ctl stats` totals, or None while the control socket is not up.
@@ -249,6 +235,7 @@ fn telemetry_stats_match_ctl_stats() {
         },
         "net_pcap1",
         &frames,
+        |c| c,
     );
     // Every frame received and accounted for: nothing moves any more.
     let before = wait_stats(
@@ -463,6 +450,7 @@ fn dumpcap_captures_rx_and_tx() {
         },
         "net_null0",
         &frames,
+        |c| c,
     );
     wait_stats(
         &mut run,
@@ -526,6 +514,25 @@ fn dumpcap_captures_rx_and_tx() {
     );
 }
 
+/// Starts pmdlb on `frames` from net_pcap0 to net_pcap1 with `eal` and
+/// `tables` (the `[tables]` keys) in its configuration.
+fn with_tables(tag: &str, short: char, eal: &str, frames: &[Vec<u8>], tables: &str) -> Running {
+    start(
+        tag,
+        short,
+        eal,
+        |d| {
+            vec![
+                format!("net_pcap0,rx_pcap={}", d.join("in.pcap").display()),
+                format!("net_pcap1,tx_pcap={}", d.join("out.pcap").display()),
+            ]
+        },
+        "net_pcap1",
+        frames,
+        |c| c.replace("connections = 4096\npersistence = 4096\n", tables),
+    )
+}
+
 /// DPDK's own accounting of its heap (`/eal/heap_info` through
 /// dpdk-telemetry.py) over every heap: bytes allocated.
 fn dpdk_allocated(run: &Running) -> u64 {
@@ -558,29 +565,16 @@ fn tables_in_dpdk_memory_show_in_its_heap() {
     let connections = 65_536u64;
     let conn_bytes = 64 * (2 * connections + 16);
     let mut allocated = BTreeMap::new();
-    for (memory, short) in [("dpdk", 'd'), ("heap", 'h')] {
-        let (cfg, prefix, dir) = prepare(
+    for (memory, short) in [("dpdk", 'm'), ("heap", 'n')] {
+        let mut run = with_tables(
             &format!("tel-mem-{memory}"),
             short,
             "hugepages = true\nmemory_mb = 128",
-            |d| {
-                vec![
-                    format!("net_pcap0,rx_pcap={}", d.join("in.pcap").display()),
-                    format!("net_pcap1,tx_pcap={}", d.join("out.pcap").display()),
-                ]
-            },
-            "net_pcap1",
             &frames,
-            |c| {
-                c.replace(
-                    "[tables]\nconnections = 4096\npersistence = 4096\n",
-                    &format!(
-                        "[tables]\nconnections = {connections}\npersistence = {connections}\nmemory = \"{memory}\"\n"
-                    ),
-                )
-            },
+            &format!(
+                "connections = {connections}\npersistence = {connections}\nmemory = \"{memory}\"\n"
+            ),
         );
-        let mut run = Running::spawn(cfg, prefix, dir);
         wait_stats(
             &mut run,
             Duration::from_secs(15),
@@ -626,26 +620,13 @@ fn tables_without_room_in_dpdk_memory() {
     let frames: Vec<Vec<u8>> = (1..=2).map(|c| udp(c, VIP, 53)).collect();
     let bytes = 64 * (2 * 1_048_576 + 16);
     for memory in ["dpdk", "auto"] {
-        let (cfg, prefix, dir) = prepare(
+        let mut run = with_tables(
             &format!("tel-room-{memory}"),
             'r',
             "hugepages = true\nextra_args = [\"--socket-limit=64\"]",
-            |d| {
-                vec![
-                    format!("net_pcap0,rx_pcap={}", d.join("in.pcap").display()),
-                    format!("net_pcap1,tx_pcap={}", d.join("out.pcap").display()),
-                ]
-            },
-            "net_pcap1",
             &frames,
-            |c| {
-                c.replace(
-                    "connections = 4096\n",
-                    &format!("connections = 1048576\nmemory = \"{memory}\"\n"),
-                )
-            },
+            &format!("connections = 1048576\npersistence = 4096\nmemory = \"{memory}\"\n"),
         );
-        let mut run = Running::spawn(cfg, prefix, dir);
         if memory == "dpdk" {
             let stopped = run.wait_exit(Duration::from_secs(30), "pmdlb without room");
             let text = stopped.text();
