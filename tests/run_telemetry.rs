@@ -582,6 +582,29 @@ fn tables_in_dpdk_memory_show_in_its_heap() {
             |s| s.get("forwarded") == Some(&4),
         );
         allocated.insert(memory, dpdk_allocated(&run));
+        let info = telemetry(&run, &["/pmdlb/info"]).remove(0);
+        let tables = &info["tables"];
+        assert_eq!(
+            u64_of(tables, "worker_0_connections_bytes"),
+            conn_bytes,
+            "{info}"
+        );
+        assert_eq!(
+            u64_of(tables, "persistence_bytes"),
+            84 * connections,
+            "{info}"
+        );
+        let place = if memory == "dpdk" {
+            "DPDK hugepage memory on "
+        } else {
+            "the process heap"
+        };
+        for t in ["worker_0_connections_memory", "persistence_memory"] {
+            let m = tables[t]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {t}: {info}"));
+            assert!(m.starts_with(place), "{t}: {m}");
+        }
         let text = stop(run);
         let placed = text
             .lines()

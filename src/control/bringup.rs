@@ -159,6 +159,9 @@ pub struct Workers {
     /// Each worker's connection dump channel (`ipvsadm -L -c`), in worker
     /// order.
     pub dumps: Vec<Arc<ConnDump>>,
+    /// Where each table went: its name ("persistence", "worker 0
+    /// connections"), place and bytes.
+    pub tables: Vec<(String, Placement, usize)>,
 }
 
 /// Sets a flag when dropped: tells the control plane a worker has ended,
@@ -184,8 +187,6 @@ struct Launch<'a> {
     sync: Vec<WorkerEnds>,
     /// Where the connection tables go.
     memory: &'a Memory,
-    /// Where each table went: its name, place and bytes.
-    placed: Vec<(String, Placement, usize)>,
 }
 
 impl Workers {
@@ -209,10 +210,12 @@ impl Workers {
             done: Vec::new(),
             seen: Vec::new(),
             dumps: Vec::new(),
+            tables: Vec::new(),
         };
         let mut sync_ends = std::mem::take(&mut l.sync).into_iter();
         let (place, bytes) = l.tables.persist.memory();
-        l.placed.push(("persistence".into(), place.clone(), bytes));
+        out.tables
+            .push(("persistence".into(), place.clone(), bytes));
         for (i, &lcore) in l.lcores.iter().enumerate() {
             let pubd = Arc::new(Published::default());
             let tpub = Arc::new(PublishedTraffic::new(snap.capacity().servers as usize));
@@ -237,7 +240,7 @@ impl Workers {
                 advice: memory_advice(cfg),
             })?;
             let (place, bytes) = state.conn_memory();
-            l.placed
+            out.tables
                 .push((format!("worker {i} connections"), place.clone(), bytes));
             let sync_in = attach_sync(&mut state, sync_ends.next());
             let worker = Worker {
@@ -278,7 +281,7 @@ impl Workers {
             out.done.push(done);
             out.dumps.push(dump);
         }
-        report_tables(&l.placed, memory_advice(cfg));
+        report_tables(&out.tables, memory_advice(cfg));
         Ok(out)
     }
 
@@ -532,7 +535,6 @@ impl<'eal> Director<'eal> {
             control_tx: &control_tx,
             sync: sync_ws,
             memory: &memory,
-            placed: Vec::new(),
         };
         let workers = Workers::launch(launch, stop)?;
         tables.current.seen = workers.seen.clone();

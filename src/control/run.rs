@@ -326,6 +326,12 @@ impl<'a> ControlPlane<'a> {
                 tx_port: director.ports.tx_name().to_owned(),
                 file_prefix: cfg.eal().file_prefix.clone(),
                 pdump: director.pdump(),
+                tables: director
+                    .workers
+                    .tables
+                    .iter()
+                    .map(|(name, place, bytes)| (name.clone(), place.to_string(), *bytes as u64))
+                    .collect(),
             })?;
         }
         let nb = cfg.neighbours();

@@ -45,6 +45,8 @@ pub struct Watched {
     pub file_prefix: String,
     /// Whether live capture (pdump) is served.
     pub pdump: bool,
+    /// Each table's name, where it lives and its bytes.
+    pub tables: Vec<(String, String, u64)>,
 }
 
 static WATCHED: OnceLock<Watched> = OnceLock::new();
@@ -57,7 +59,7 @@ fn watched() -> Result<&'static Watched, TelemetryError> {
 const COMMANDS: &[(&str, &str, Handler)] = &[
     (
         "/pmdlb/info",
-        "pmdlb and DPDK versions, ports, workers, live capture.",
+        "pmdlb and DPDK versions, ports, workers, live capture, where the tables live.",
         info,
     ),
     (
@@ -118,7 +120,15 @@ fn info(_: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryError
     let snap = &w.live.load().snap;
     d.add_u64("services", snap.service_count() as u64)?;
     d.add_u64("servers", snap.servers().count() as u64)?;
-    d.add_str("live_capture", if w.pdump { "on" } else { "off" })
+    d.add_str("live_capture", if w.pdump { "on" } else { "off" })?;
+    d.add_dict("tables", |v| {
+        for (name, memory, bytes) in &w.tables {
+            let key = name.replace(' ', "_");
+            v.add_u64(&format!("{key}_bytes"), *bytes)?;
+            v.add_str(&format!("{key}_memory"), memory)?;
+        }
+        Ok(())
+    })
 }
 
 fn stats(params: Option<&str>, d: &mut TelemetryDict<'_>) -> Result<(), TelemetryError> {
