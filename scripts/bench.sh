@@ -501,12 +501,27 @@ fits_pool() { # proto clients -> true when a forwarder's pool fits
     "hugepages, $FREE_MB MiB are free (scripts/setup-hugepages.sh $(( (need_mb + 64) / 2 )))" >&2
   return 1
 }
+# pmdlb's tables come on top of its pool in the hugepages ([tables] memory
+# = "auto": a table that does not fit goes to the process heap, with a
+# warning in the run's log): one connection table of 64 x (2T + 16) bytes
+# and a persistence table of 84 T bytes for T entries (reference.toml).
+tables_fit() { # proto clients -> says so when pmdlb's tables will not fit
+  local t; t=$(table_for "$(frames_of "$1" "$2")")
+  local tables_mb=$(( (64 * (2 * t + 16) + 84 * t) / 1048576 ))
+  local need_mb=$(( $(mbufs_for "$(frames_of "$1" "$2")") * MBUF_BYTES / 1048576 + tables_mb + 64 ))
+  ((FREE_MB >= need_mb)) && return 0
+  echo "bench.sh: $1 $2 clients: pmdlb's pool and tables ($tables_mb MiB) need about $need_mb MiB" \
+    "of hugepages, $FREE_MB MiB are free: a table that does not fit runs on the process heap" \
+    "(scripts/setup-hugepages.sh $(( (need_mb + 64) / 2 )) avoids it)" >&2
+  return 1
+}
 KEPT=()
 declare -A POOL_SAID
 for c in "${CASES[@]}"; do
   read -r proto n _ <<<"$c"
   if [[ -z ${POOL_SAID["$proto $n"]:-} ]]; then
     if fits_pool "$proto" "$n"; then POOL_SAID["$proto $n"]=ok; else POOL_SAID["$proto $n"]=no; fi
+    [[ ${POOL_SAID["$proto $n"]} == no ]] || tables_fit "$proto" "$n" || true
   fi
   if [[ ${POOL_SAID["$proto $n"]} == ok ]]; then KEPT+=("$c"); fi
 done
