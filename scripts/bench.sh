@@ -40,7 +40,8 @@
 #             client comes back after its entry expired as long as the pcap
 #             lasts longer than 1 s (2 s persistent) at the hit rate; small
 #             mbufs (mbuf_size 384, mtu 200) keep the pool at ~4.8 GB of
-#             hugepages (scripts/setup-hugepages.sh 2600). pmdlb's warm-up
+#             hugepages (scripts/setup-hugepages.sh 2600; 3215 to hold
+#             pmdlb's 1.7 GB of tables there too). pmdlb's warm-up
 #             starts after the first pass through the pcap. testpmd mac-fwd
 #             on the same pcap and mbuf size is the floor; no l3fwd. With
 #             --ab OLD_PMDLB, each pmdlb run is followed by one of OLD
@@ -99,7 +100,7 @@ while (($#)); do
     --flood) FLOOD=1 ;;
     --flood-clients) FLOOD_CLIENTS=$2; shift ;;
     --table) TABLE_MIN=$2; shift ;;
-    -h|--help) sed -n 2,57p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,58p "$0"; exit 0 ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
