@@ -504,12 +504,13 @@ fits_pool() { # proto clients -> true when a forwarder's pool fits
 }
 # pmdlb's tables come on top of its pool in the hugepages ([tables] memory
 # = "auto": a table that does not fit goes to the process heap, with a
-# warning in the run's log): one connection table of 64 x (2T + 16) bytes
-# and a persistence table of 84 T bytes for T entries (reference.toml).
+# warning in the run's log); `pmdlb check` says what they take.
 tables_fit() { # proto clients -> says so when pmdlb's tables will not fit
-  local t; t=$(table_for "$(frames_of "$1" "$2")")
-  local tables_mb=$(( (64 * (2 * t + 16) + 84 * t) / 1048576 ))
-  local need_mb=$(( $(mbufs_for "$(frames_of "$1" "$2")") * MBUF_BYTES / 1048576 + tables_mb + 64 ))
+  local frames; frames=$(frames_of "$1" "$2")
+  write_config "$WORK/fit.toml" "$WORK/none.pcap" "$frames"
+  local tables_mb
+  tables_mb=$("$PMDLB" check --config "$WORK/fit.toml" | awk '/^ +memory [a-z]+: / {print int($(NF - 1))}')
+  local need_mb=$(( $(mbufs_for "$frames") * MBUF_BYTES / 1048576 + tables_mb + 64 ))
   ((FREE_MB >= need_mb)) && return 0
   echo "bench.sh: $1 $2 clients: pmdlb's pool and tables ($tables_mb MiB) need about $need_mb MiB" \
     "of hugepages, $FREE_MB MiB are free: a table that does not fit runs on the process heap" \

@@ -408,20 +408,13 @@ fn report_tables(placed: &[(String, Placement, usize)], advice: &str) {
     let Some((_, first, _)) = placed.first() else {
         return;
     };
-    let sizes = |of: &mut dyn Iterator<Item = &(String, Placement, usize)>| {
-        of.map(|(what, _, bytes)| format!("{what} {}", mib(*bytes)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let size = |(what, _, bytes): &(String, Placement, usize)| format!("{what} {}", mib(*bytes));
     if placed.iter().all(|(_, p, _)| p == first) {
-        println!("pmdlb: tables in {first}: {}", sizes(&mut placed.iter()));
+        let all: Vec<String> = placed.iter().map(size).collect();
+        println!("pmdlb: tables in {first}: {}", all.join(", "));
     } else {
         for t in placed {
-            println!(
-                "pmdlb: tables: {} in {}",
-                sizes(&mut std::iter::once(t)),
-                t.1
-            );
+            println!("pmdlb: tables: {} in {}", size(t), t.1);
         }
     }
     for (what, p, bytes) in placed {

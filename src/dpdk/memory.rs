@@ -31,9 +31,7 @@ impl DpdkMemory {
             huge,
         }
     }
-}
 
-impl DpdkMemory {
     /// Whether the EAL runs on hugepages (not `--no-huge`).
     pub fn hugepages(&self) -> bool {
         self.huge

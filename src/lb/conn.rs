@@ -490,20 +490,22 @@ impl ConnTable {
     /// home line, [`LINES_PER_ENTRY`] home lines per entry (a power of
     /// two), and [`WINDOW`] overflow lines.
     pub fn bytes_for(capacity: usize) -> usize {
-        let homes = (capacity.max(1) * LINES_PER_ENTRY).next_power_of_two();
-        (homes + WINDOW) * std::mem::size_of::<Line>()
+        (Self::homes_for(capacity) + WINDOW) * std::mem::size_of::<Line>()
+    }
+
+    fn homes_for(capacity: usize) -> usize {
+        (capacity.max(1) * LINES_PER_ENTRY).next_power_of_two()
     }
 
     /// [`ConnTable::new`] in `mem`; fails only when `mem` has no room and
     /// allows no fall-back.
     pub fn new_in(capacity: usize, seed: u64, mem: &Memory) -> Result<Self, MemError> {
-        let limit = capacity.max(1);
-        let homes = (limit * LINES_PER_ENTRY).next_power_of_two();
+        let homes = Self::homes_for(capacity);
         let lines = BigArray::from_fn(mem, homes + WINDOW, |_| Line::FREE)?;
         Ok(ConnTable {
             lines,
             mask: homes - 1,
-            limit,
+            limit: capacity.max(1),
             seed,
             len: 0,
             cursor: 0,

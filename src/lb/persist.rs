@@ -128,6 +128,39 @@ fn addr_of(k0: u64, k1: u64) -> Addr {
     Addr(a)
 }
 
+/// A slot that kept changing under a reader for [`READ_RETRIES`] reads.
+struct Unsteady;
+
+/// A live slot's content, read consistently (as a seqlock: the control
+/// word before and after the key, value and expiry); `None` when the slot
+/// is not live.
+fn read_live(slot: &Slot) -> Result<Option<TemplateEntry>, Unsteady> {
+    for _ in 0..READ_RETRIES {
+        let c = slot.ctl.load(Ordering::Acquire);
+        if state(c) != LIVE {
+            return Ok(None);
+        }
+        let k0 = slot.k0.load(Ordering::Acquire);
+        let k1 = slot.k1.load(Ordering::Acquire);
+        let val = slot.val.load(Ordering::Acquire);
+        let expires = slot.expires.load(Ordering::Acquire);
+        let c2 = slot.ctl.load(Ordering::Acquire);
+        if ident(c2) != ident(c) {
+            continue;
+        }
+        return Ok(Some(TemplateEntry {
+            key: TemplateKey {
+                client: addr_of(k0, k1),
+                svc: ServiceId(val as u32),
+            },
+            rs: RsId((val >> 32) as u32),
+            refs: refs(c2) as u32,
+            expires,
+        }));
+    }
+    Err(Unsteady)
+}
+
 /// A template key: the client address already masked, and the service.
 /// Fwmark and port-0 services persist across ports because the key has no
 /// port.
@@ -778,24 +811,11 @@ impl PersistTable {
     /// being written (`WRITING`) belongs to another home: the caller holds
     /// `home`'s writer flag.
     fn homed_at(&self, slot: &Slot, home: usize) -> bool {
-        for _ in 0..READ_RETRIES {
-            let c = slot.ctl.load(Ordering::Acquire);
-            if state(c) != LIVE {
-                return false;
-            }
-            let k0 = slot.k0.load(Ordering::Acquire);
-            let k1 = slot.k1.load(Ordering::Acquire);
-            let val = slot.val.load(Ordering::Acquire);
-            if ident(slot.ctl.load(Ordering::Acquire)) != ident(c) {
-                continue;
-            }
-            let key = TemplateKey {
-                client: addr_of(k0, k1),
-                svc: ServiceId(val as u32),
-            };
-            return self.home(self.hash(&key)) == home;
+        match read_live(slot) {
+            Ok(Some(t)) => self.home(self.hash(&t.key)) == home,
+            Ok(None) => false,
+            Err(Unsteady) => true,
         }
-        true
     }
 
     /// Live (not expired-and-unreferenced, not dead) templates at `now`.
@@ -817,31 +837,10 @@ impl PersistTable {
     /// (`ipvsadm -L -c`), never for the data path.
     pub fn templates(&self, now: u64, mut f: impl FnMut(TemplateEntry)) {
         for s in self.buckets.iter().flat_map(|b| b.slots.iter()) {
-            for _ in 0..READ_RETRIES {
-                let c = s.ctl.load(Ordering::Acquire);
-                if state(c) != LIVE {
-                    break;
+            if let Ok(Some(t)) = read_live(s) {
+                if t.refs > 0 || now < t.expires {
+                    f(t);
                 }
-                let k0 = s.k0.load(Ordering::Acquire);
-                let k1 = s.k1.load(Ordering::Acquire);
-                let val = s.val.load(Ordering::Acquire);
-                let expires = s.expires.load(Ordering::Acquire);
-                let c2 = s.ctl.load(Ordering::Acquire);
-                if ident(c2) != ident(c) {
-                    continue;
-                }
-                if refs(c2) > 0 || now < expires {
-                    f(TemplateEntry {
-                        key: TemplateKey {
-                            client: addr_of(k0, k1),
-                            svc: ServiceId(val as u32),
-                        },
-                        rs: RsId((val >> 32) as u32),
-                        refs: refs(c2) as u32,
-                        expires,
-                    });
-                }
-                break;
             }
         }
     }
