@@ -256,14 +256,14 @@ fn spoofed(i: u32) -> (u32, u16) {
 }
 
 fn flow(ip: u32, port: u16) -> FlowKey {
-    FlowKey {
-        client: Addr::v4(ip.to_be_bytes()),
-        vip: Addr::v4(VIP),
-        cport: port,
-        vport: 80,
-        proto: 6,
-        family: Family::V4,
-    }
+    FlowKey::new(
+        Family::V4,
+        6,
+        Addr::v4(ip.to_be_bytes()),
+        port,
+        Addr::v4(VIP),
+        80,
+    )
 }
 
 /// Mpps of bursts of 32 from their timings: the median burst (robust to

@@ -25,14 +25,14 @@ use pmdlb::wire::ethernet::MacAddr;
 const SIZES: [usize; 2] = [1 << 16, 1 << 20];
 
 fn key(i: u32) -> FlowKey {
-    FlowKey {
-        client: Addr::v4((0x0a00_0000 | (i >> 4)).to_be_bytes()),
-        vip: Addr::v4([192, 0, 2, 1]),
-        cport: 1024 + (i & 15) as u16,
-        vport: 80,
-        proto: 17,
-        family: Family::V4,
-    }
+    FlowKey::new(
+        Family::V4,
+        17,
+        Addr::v4((0x0a00_0000 | (i >> 4)).to_be_bytes()),
+        1024 + (i & 15) as u16,
+        Addr::v4([192, 0, 2, 1]),
+        80,
+    )
 }
 
 fn tkey(i: u32) -> TemplateKey {
@@ -247,9 +247,8 @@ fn worker(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let mut k = key(i);
-                k.proto = 6;
-                k.vport = 443;
+                let k = key(i);
+                let k = FlowKey::new(k.family(), 6, k.client(), k.cport(), k.vip(), 443);
                 if i % 4096 == 0 {
                     // let old flows expire so the table reaches a steady state
                     now += 61_000;

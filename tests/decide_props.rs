@@ -67,7 +67,7 @@ impl FlowState for TestState {
         if let Some(t) = self.conns.get(key) {
             return Ok(*t);
         }
-        let t = match self.templates.get(&(svc, key.client)) {
+        let t = match self.templates.get(&(svc, key.client())) {
             Some(t) => *t,
             None => {
                 if tcp.is_some_and(|f| !f.has(TcpFlags::SYN)) {
@@ -84,7 +84,7 @@ impl FlowState for TestState {
             }
         };
         if self.persistent.contains(&svc) {
-            self.templates.insert((svc, key.client), t);
+            self.templates.insert((svc, key.client()), t);
         }
         self.conns.insert(*key, t);
         Ok(t)
@@ -1153,7 +1153,7 @@ fn sctp_is_balanced_by_ports() {
     };
     assert_dr(&orig, &f, &target);
     let key = st.conns.keys().next().unwrap();
-    assert_eq!((key.cport, key.vport, key.proto), (5000, 3000, 132));
+    assert_eq!((key.cport(), key.vport(), key.proto()), (5000, 3000, 132));
     // An SCTP common header cut short.
     let mut short = orig[..orig.len() - 6].to_vec();
     short[14 + 3] = (short.len() - 14) as u8;

@@ -77,7 +77,7 @@ use crate::dataplane::verdict::{DropReason, Verdict, VlanAction};
 use crate::lb::flow::{FlowState, OnAssigned, StateDrop, Target};
 use crate::lb::service::ServiceTable;
 use crate::lb::spec::{Forwarding, Tunnel};
-use crate::lb::types::{ip_proto, Addr, Family, FlowKey, ServiceId, TcpFlags};
+use crate::lb::types::{ip_proto, Addr, Family, FlowKey, ServiceId, TcpFlags, V4Flow};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{arp, be16, ethernet, icmp, icmpv6, ipv4, ipv6, sctp, tcp, udp, Error};
 
@@ -121,7 +121,8 @@ enum Step {
 /// A transport flow waiting for its real server.
 #[derive(Clone, Copy)]
 struct FlowReq {
-    key: FlowKey,
+    /// The flow, in two words: its [`FlowKey`] is made where it is used.
+    flow: V4Flow,
     svc: ServiceId,
     tcp: Option<TcpFlags>,
     tci: Option<u16>,
@@ -269,14 +270,14 @@ fn decide_chunk<S: FlowState>(
             // parse, find the service, hash, prefetch the home line
             let good = (ip_cksum_good >> i) & 1 != 0;
             if let Some(mut r) = fast_parse(frames[i], good, ctx, services, &mut m) {
-                r.hash = state.prepare(&r.key);
+                r.hash = state.prepare(&r.flow.key());
                 steps[i] = Step::Flow(r);
             }
         }
         // the home line has arrived: prefetch what comes next (frames past
         // the end are `Whole`)
         if let Some(Step::Flow(r)) = i.checked_sub(PIPELINE_GAP).and_then(|j| steps.get_mut(j)) {
-            r.hint = state.prefetch_entry(r.svc, &r.key, r.hash);
+            r.hint = state.prefetch_entry(r.svc, &r.flow.key(), r.hash);
         }
         if let Some(j) = i.checked_sub(2 * PIPELINE_GAP) {
             decide_step(frames[j], &steps[j], ctx, services, state, &mut out[j]);
@@ -302,7 +303,7 @@ fn decide_step<S: FlowState>(
         Step::Whole => *out = decide(frame, ctx, services, state),
         Step::Flow(r) => {
             let then = Then { frame, r, ctx, out };
-            state.assign_then(r.svc, &r.key, (r.hash, r.hint), r.tcp, then)
+            state.assign_then(r.svc, &r.flow.key(), (r.hash, r.hint), r.tcp, then)
         }
     }
 }
@@ -386,7 +387,8 @@ fn fast_parse(
     if frag & ipv4::OFFSET_MASK != 0 {
         return None;
     }
-    let src4 = [ip[12], ip[13], ip[14], ip[15]];
+    // source then destination address, the key's first word as it is
+    let addrs = *ip.last_chunk::<8>()?;
     let dst4 = [ip[16], ip[17], ip[18], ip[19]];
     let L4Ports {
         src: sport,
@@ -400,14 +402,7 @@ fn fast_parse(
     .ok()?;
     let svc = memo.lookup_v4(services, dst4, proto, dport)?;
     Some(FlowReq {
-        key: FlowKey {
-            client: Addr::v4(src4),
-            vip: Addr::v4(dst4),
-            cport: sport,
-            vport: dport,
-            proto,
-            family: Family::V4,
-        },
+        flow: V4Flow::from_header(addrs, proto, sport, dport),
         svc,
         tcp,
         tci,
@@ -702,14 +697,7 @@ fn transport<S: FlowState>(
     let Some(svc) = services.lookup(family, proto, &dst, dport) else {
         return vip_or(services, family, &dst, DropReason::NoService);
     };
-    let key = FlowKey {
-        client: src,
-        vip: dst,
-        cport: sport,
-        vport: dport,
-        proto,
-        family,
-    };
+    let key = FlowKey::new(family, proto, src, sport, dst, dport);
     match state.assign(svc, &key, flags) {
         Ok(t) => forward(frame, l2, ctx, t),
         Err(e) => Verdict::Drop(e.into()),
@@ -780,14 +768,14 @@ fn inner_key(
     let Some(p) = l4.get(0..4) else {
         return Err(DropReason::IcmpMalformed);
     };
-    Ok(FlowKey {
-        client: inner_dst,
-        vip: inner_src,
-        cport: be16(p, 2),
-        vport: be16(p, 0),
-        proto,
+    Ok(FlowKey::new(
         family,
-    })
+        proto,
+        inner_dst,
+        be16(p, 2),
+        inner_src,
+        be16(p, 0),
+    ))
 }
 
 fn relay_error<S: FlowState>(

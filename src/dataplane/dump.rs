@@ -270,14 +270,14 @@ mod tests {
     }
 
     fn flow(i: u32) -> FlowKey {
-        FlowKey {
-            client: Addr::v4((0x0a00_0000 + i).to_be_bytes()),
-            vip: Addr::v4([192, 0, 2, 1]),
-            cport: 1024 + (i % 50_000) as u16,
-            vport: 80,
-            proto: ip_proto::TCP,
-            family: Family::V4,
-        }
+        FlowKey::new(
+            Family::V4,
+            ip_proto::TCP,
+            Addr::v4((0x0a00_0000 + i).to_be_bytes()),
+            1024 + (i % 50_000) as u16,
+            Addr::v4([192, 0, 2, 1]),
+            80,
+        )
     }
 
     fn fill(w: &mut WorkerState, n: u32) {
@@ -320,7 +320,7 @@ mod tests {
         assert!(r.complete && !r.truncated);
         assert_eq!((r.entries.len(), r.table_len), (5_000, 5_000));
         let mut keys: Vec<_> = r.entries.iter().map(|e| e.key).collect();
-        keys.sort_by_key(|k| k.client);
+        keys.sort_by_key(|k| k.client());
         keys.dedup();
         assert_eq!(keys.len(), 5_000);
         let e = r.entries[0];

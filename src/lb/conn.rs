@@ -14,8 +14,11 @@
 //! there, so reach stays exact under churn. With [`LINES_PER_ENTRY`] home
 //! lines per entry of capacity the table is at most half full: almost
 //! every entry sits in its home line or the next (measured in
-//! `benches/README.md`). A byte of the hash (the tag, 0 = free line) is
-//! compared before the key. The burst pipeline probes a flow's home line
+//! `benches/README.md`). The stored key carries a byte of the hash (the
+//! tag, 0 = free line) and its line's distance from home in bits of its
+//! tail word no flow uses (`FlowKey::placed`), so a probe of one line
+//! is one compare of the key's words: two for an IPv4 flow, whose key is
+//! packed in two (see [`FlowKey`]). The burst pipeline probes a flow's home line
 //! ([`ConnTable::probe`]) some frames before it decides the flow; the
 //! [`Probe`] it keeps stays good while the table's generation (bumped by
 //! every insertion and removal) is unchanged, so the decision does not
@@ -37,7 +40,7 @@
 
 use crate::lb::hash::hash_flow;
 use crate::lb::spec::Timeouts;
-use crate::lb::types::{Addr, Family, FlowKey, RsId, ServiceId, TcpFlags};
+use crate::lb::types::{FlowKey, RsId, ServiceId, TcpFlags};
 use crate::sys::mem::{BigArray, MemError, Memory, Placement};
 
 /// Lines a key may live in: its home line and the next `WINDOW - 1`.
@@ -314,26 +317,26 @@ impl ConnEntry {
     }
 }
 
-/// One stored connection: the entry's fields, its hash tag and the two
-/// probe bytes, in one cache line. The key leads, so the bytes a lookup
-/// compares are the first of the line it probes.
+/// One stored connection: the entry's fields, its hash tag, its
+/// displacement and the reach, in one cache line. The key leads, carrying
+/// tag and displacement in its tail word ([`FlowKey::placed`]), so a
+/// lookup compares key, tag and place at once, in the first words of the
+/// line it probes: two words for an IPv4 flow.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Line {
+    /// The key, placed: tagged with a byte of its hash (never 0 while the
+    /// line is in use; 0 = free) and how far the line is from its home.
     key: FlowKey,
     state: ConnState,
     flags: u8,
-    /// A byte of the hash, never 0 while the line is in use; 0 = free.
-    tag: u8,
-    /// How far this line's entry sits from its home line.
-    disp: u8,
     /// How far from this line (as a home line) its farthest entry sits:
     /// a lookup homed here probes lines `0..=reach` ahead and no further.
     /// A property of the position, kept whatever occupies the line.
     reach: u8,
     /// Packets of the entry modulo the sync period (IPVS's `in_pkts`):
     /// 1 after the creating packet, bumped by [`ConnTable::update_counted`]
-    /// in the line it writes anyway. Fills what was the line's padding.
+    /// in the line it writes anyway.
     pkts: u8,
     svc: ServiceId,
     rs: RsId,
@@ -345,18 +348,9 @@ const _: () = assert!(std::mem::size_of::<Line>() == 64);
 
 impl Line {
     const FREE: Line = Line {
-        key: FlowKey {
-            client: Addr([0; 16]),
-            vip: Addr([0; 16]),
-            cport: 0,
-            vport: 0,
-            proto: 0,
-            family: Family::V4,
-        },
+        key: FlowKey::NONE,
         state: ConnState::None,
         flags: 0,
-        tag: 0,
-        disp: 0,
         reach: 0,
         pkts: 0,
         svc: ServiceId(0),
@@ -368,7 +362,7 @@ impl Line {
     #[inline(always)]
     fn entry(&self) -> ConnEntry {
         ConnEntry {
-            key: self.key,
+            key: self.key.unplaced(),
             state: self.state,
             flags: self.flags,
             svc: self.svc,
@@ -380,7 +374,12 @@ impl Line {
 
     #[inline(always)]
     fn in_use(&self) -> bool {
-        self.tag != 0
+        self.key.tag() != 0
+    }
+
+    #[inline(always)]
+    fn disp(&self) -> u8 {
+        self.key.disp()
     }
 }
 
@@ -574,13 +573,14 @@ impl ConnTable {
     pub fn probe(&self, key: &FlowKey, h: u64) -> Probe {
         let (home, tag) = self.home(h);
         let l = &self.lines[home];
-        if l.tag == tag && l.key == *key {
+        if l.key == key.placed(tag, 0) {
             return Probe::at(self.generation, home);
         }
-        for d in 1..=l.reach as usize {
+        let reach = l.reach;
+        for d in 1..=reach as usize {
             crate::sys::prefetch(&self.lines[home + d]);
         }
-        if l.reach == 0 {
+        if reach == 0 {
             Probe::absent(self.generation)
         } else {
             Probe::UNKNOWN
@@ -612,10 +612,10 @@ impl ConnTable {
     #[inline(always)]
     pub fn find(&self, key: &FlowKey, h: u64) -> Option<usize> {
         let (home, tag) = self.home(h);
-        let reach = self.lines[home].reach as usize;
-        (home..=home + reach).find(|&i| {
-            let l = &self.lines[i];
-            l.tag == tag && l.key == *key
+        let reach = self.lines[home].reach;
+        (0..=reach).find_map(|d| {
+            let i = home + d as usize;
+            (self.lines[i].key == key.placed(tag, d)).then_some(i)
         })
     }
 
@@ -678,7 +678,7 @@ impl ConnTable {
     #[inline]
     pub fn rewrite(&mut self, idx: usize, e: &ConnEntry, pkts: u8) {
         let l = &mut self.lines[idx];
-        debug_assert!(l.in_use() && l.key == e.key);
+        debug_assert!(l.in_use() && l.key.unplaced() == e.key);
         l.state = e.state;
         l.flags = e.flags;
         l.svc = e.svc;
@@ -695,10 +695,10 @@ impl ConnTable {
         if !l.in_use() {
             return;
         }
-        l.tag = 0;
+        let disp = l.disp();
+        l.key = l.key.unplaced();
         self.len -= 1;
         self.generation = self.generation.wrapping_add(1);
-        let disp = l.disp;
         let home = idx - disp as usize;
         if disp != 0 && self.lines[home].reach == disp {
             // the farthest entry of its home line left: find the next one
@@ -706,7 +706,7 @@ impl ConnTable {
                 .rev()
                 .find(|&d| {
                     let o = &self.lines[home + d as usize];
-                    o.in_use() && o.disp == d
+                    o.in_use() && o.disp() == d
                 })
                 .unwrap_or(0);
             self.lines[home].reach = reach;
@@ -824,11 +824,10 @@ impl ConnTable {
         debug_assert!(!self.lines[r.idx].in_use());
         self.generation = self.generation.wrapping_add(1);
         self.lines[r.idx] = Line {
-            key: e.key,
+            // unplaced first: an entry copied out of a table is already
+            key: e.key.unplaced().placed(r.tag, r.disp),
             state: e.state,
             flags: e.flags,
-            tag: r.tag,
-            disp: r.disp,
             reach,
             pkts,
             svc: e.svc,
@@ -907,14 +906,14 @@ mod tests {
     use crate::lb::types::{Addr, Family};
 
     fn key(i: u32) -> FlowKey {
-        FlowKey {
-            client: Addr::v4(i.to_be_bytes()),
-            vip: Addr::v4([192, 0, 2, 1]),
-            cport: (i % 60000) as u16,
-            vport: 80,
-            proto: 6,
-            family: Family::V4,
-        }
+        FlowKey::new(
+            Family::V4,
+            6,
+            Addr::v4(i.to_be_bytes()),
+            (i % 60000) as u16,
+            Addr::v4([192, 0, 2, 1]),
+            80,
+        )
     }
 
     fn entry(k: FlowKey, expires: u64) -> ConnEntry {
@@ -923,7 +922,7 @@ mod tests {
             state: ConnState::Established,
             flags: 0,
             svc: ServiceId(0),
-            rs: RsId(k.client.0[3] as u32),
+            rs: RsId(k.client().0[3] as u32),
             tpl_slot: 0,
             expires,
         }
@@ -1231,7 +1230,7 @@ mod tests {
             calls += 1;
         }
         assert_eq!(calls, t.lines().div_ceil(GROUP * 16));
-        seen.sort_by_key(|k| k.client);
+        seen.sort_by_key(|k| k.client());
         seen.dedup();
         assert_eq!(seen.len(), 300);
         // a full buffer: stop before the 11th, resume there
@@ -1319,7 +1318,7 @@ mod tests {
             let far = (0..WINDOW)
                 .filter(|&d| {
                     let l = &t.lines[home + d];
-                    l.in_use() && l.disp as usize == d
+                    l.in_use() && l.disp() as usize == d
                 })
                 .max()
                 .unwrap_or(0);

@@ -4,7 +4,7 @@
 //! Seeds make the tables' layouts unpredictable from outside.
 #![forbid(unsafe_code)]
 
-use crate::lb::types::{Addr, Family, FlowKey};
+use crate::lb::types::{Addr, FlowKey};
 
 const K0: u64 = 0xa076_1d64_78bd_642f;
 const K1: u64 = 0xe703_7ed1_a0b4_28db;
@@ -31,19 +31,18 @@ pub fn addr_words(a: &Addr) -> (u64, u64) {
     (lo, hi)
 }
 
-/// Hash of a whole 5-tuple with `seed`.
+/// Hash of a whole 5-tuple with `seed`: two multiplies for an IPv4 flow
+/// (its key is two words), one more for the rest of an IPv6 flow's
+/// addresses.
 #[inline(always)]
 pub fn hash_flow(key: &FlowKey, seed: u64) -> u64 {
-    let (c0, c1) = addr_words(&key.client);
-    let (v0, v1) = addr_words(&key.vip);
-    let fam = match key.family {
-        Family::V4 => 4u64,
-        Family::V6 => 6u64,
+    let (addrs, tail, wide) = key.words();
+    let a = fold_mul(addrs ^ K0 ^ seed, tail ^ K1);
+    let b = match wide {
+        None => 0,
+        Some(w) => fold_mul(w[0] ^ K2 ^ seed, w[1] ^ K3) ^ w[2],
     };
-    let w = key.cport as u64 | (key.vport as u64) << 16 | (key.proto as u64) << 32 | fam << 40;
-    let a = fold_mul(c0 ^ K0 ^ seed, c1 ^ K1);
-    let b = fold_mul(v0 ^ K2, v1 ^ K3 ^ seed);
-    fold_mul(a ^ K4, b ^ w ^ K0)
+    fold_mul(a ^ K4, b ^ K2 ^ seed)
 }
 
 /// Hash of an address and a 32-bit extra word (service id, port) with `seed`.
@@ -72,5 +71,46 @@ mod tests {
             low.insert(hash_addr(&Addr::v4(i.to_be_bytes()), 0, 0) & 0xffff);
         }
         assert!(low.len() > 3900);
+    }
+
+    #[test]
+    fn flows_differing_in_any_field_hash_apart() {
+        use crate::lb::types::{ip_proto, Family};
+        let mut keys = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut low = std::collections::HashSet::new();
+        for i in 0..2048u32 {
+            let c = Addr::v4((0x0a00_0000 + i).to_be_bytes());
+            let c6 = Addr::v6((0x2001_0db8_u128 << 96 | i as u128).to_be_bytes());
+            let vip = Addr::v4([10, 0, 0, 1]);
+            let vip6 = Addr::v6((0x2001_0db8_u128 << 96 | 0x64).to_be_bytes());
+            for k in [
+                FlowKey::new(Family::V4, ip_proto::TCP, c, 40000, vip, 80),
+                FlowKey::new(Family::V4, ip_proto::UDP, c, 40000, vip, 80),
+                FlowKey::new(Family::V4, ip_proto::TCP, vip, 40000, c, 80),
+                FlowKey::new(Family::V4, ip_proto::TCP, vip, i as u16, vip, 80),
+                FlowKey::new(Family::V4, ip_proto::TCP, vip, 40000, vip, i as u16),
+                FlowKey::new(Family::V6, ip_proto::TCP, c6, 40000, vip6, 80),
+                FlowKey::new(Family::V6, ip_proto::TCP, vip6, 40000, c6, 80),
+            ] {
+                if !keys.insert(k) {
+                    continue;
+                }
+                let h = hash_flow(&k, 0x1234);
+                seen.insert(h);
+                // the bits the connection table uses: home line and tag
+                low.insert(h & 0xffff);
+            }
+        }
+        assert_eq!(seen.len(), keys.len(), "no two flows hash alike");
+        // n keys in 2^16 values fill 2^16 (1 - e^(-n / 2^16)) of them when
+        // the low bits are uniform
+        let n = keys.len() as f64;
+        let uniform = 65536.0 * (1.0 - (-n / 65536.0).exp());
+        assert!(
+            low.len() as f64 > 0.97 * uniform,
+            "{} of {uniform}",
+            low.len()
+        );
     }
 }

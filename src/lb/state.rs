@@ -734,7 +734,8 @@ impl WorkerState {
             srv.conn_created(state == ConnState::Established);
             self.counters.sync_adopted += 1;
         }
-        if self.sync.is_some() && sync::needed(e.key.proto, state, changed, pkts, self.sync_rule) {
+        if self.sync.is_some() && sync::needed(e.key.proto(), state, changed, pkts, self.sync_rule)
+        {
             Self::queue_sync(&mut self.sync, &self.conns, &mut self.counters, now, idx);
         }
         // Built after the call above, so it need not live across it: 3–4
@@ -836,11 +837,11 @@ impl WorkerState {
             return Err(StateDrop::NoRealServer);
         };
         let persistence = st.persistence;
-        if st.ops && key.proto == ip_proto::UDP {
+        if st.ops && key.proto() == ip_proto::UDP {
             return self.one_packet(svc, key, persistence);
         }
         self.update_defence();
-        let is_tcp = key.proto == ip_proto::TCP;
+        let is_tcp = key.proto() == ip_proto::TCP;
         let flags = tcp.unwrap_or_default();
         if is_tcp && flags.has(TcpFlags::RST) {
             self.counters.tcp_not_syn += 1;
@@ -902,7 +903,7 @@ impl WorkerState {
             self.counters.conn_table_full += 1;
             let rs = match persistence {
                 Some(p) => {
-                    let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                    let tk = TemplateKey::new(svc, key.client(), p.prefix_len);
                     self.template_for(svc, key, &tk, true, false, secs(p.timeout_s))?
                         .0
                 }
@@ -919,7 +920,7 @@ impl WorkerState {
 
         let (rs, held) = match persistence {
             Some(p) => {
-                let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                let tk = TemplateKey::new(svc, key.client(), p.prefix_len);
                 self.template_for(svc, key, &tk, syn_ok, true, secs(p.timeout_s))?
             }
             None => match self.schedule(svc, key) {
@@ -967,7 +968,7 @@ impl WorkerState {
         let slot = self.snap.server_slot(rs);
         self.conns_by_rs[slot] += 1;
         // The creating packet: a TCP entry's change from NONE, count 1.
-        if self.sync.is_some() && sync::needed(key.proto, state, is_tcp, 1, self.sync_rule) {
+        if self.sync.is_some() && sync::needed(key.proto(), state, is_tcp, 1, self.sync_rule) {
             Self::queue_sync(&mut self.sync, &self.conns, &mut self.counters, now, idx);
         }
         Ok(t)
@@ -984,7 +985,7 @@ impl WorkerState {
     ) -> Result<Target, StateDrop> {
         let rs = match persistence {
             Some(p) => {
-                let tk = TemplateKey::new(svc, key.client, p.prefix_len);
+                let tk = TemplateKey::new(svc, key.client(), p.prefix_len);
                 self.template_for(svc, key, &tk, true, false, secs(p.timeout_s))?
                     .0
             }
@@ -1026,7 +1027,7 @@ impl WorkerState {
     fn prefetch_template(&self, svc: ServiceId, key: &FlowKey) {
         if let Some(p) = self.snap.service(svc).and_then(|s| s.persistence) {
             self.persist
-                .prefetch(&TemplateKey::new(svc, key.client, p.prefix_len));
+                .prefetch(&TemplateKey::new(svc, key.client(), p.prefix_len));
         }
     }
 
@@ -1110,7 +1111,11 @@ impl FlowState for WorkerState {
             }
             self.retire_at(idx, now, exp);
         }
-        then.assigned(self.new_flow(svc, key, h, tcp))
+        // a copy for the call out of line: the key of the burst decision
+        // then stays in registers on the found path, written to memory
+        // only here, when the flow is new
+        let key = *key;
+        then.assigned(self.new_flow(svc, &key, h, tcp))
     }
 
     #[inline]
@@ -1221,21 +1226,25 @@ mod tests {
     }
 
     pub(super) fn tcp(client: [u8; 4], cport: u16, vport: u16) -> FlowKey {
-        FlowKey {
-            client: Addr::v4(client),
-            vip: Addr::v4([192, 0, 2, 1]),
+        FlowKey::new(
+            Family::V4,
+            ip_proto::TCP,
+            Addr::v4(client),
             cport,
+            Addr::v4([192, 0, 2, 1]),
             vport,
-            proto: ip_proto::TCP,
-            family: Family::V4,
-        }
+        )
     }
 
     pub(super) fn udp(client: [u8; 4], cport: u16) -> FlowKey {
-        FlowKey {
-            proto: ip_proto::UDP,
-            ..tcp(client, cport, 53)
-        }
+        FlowKey::new(
+            Family::V4,
+            ip_proto::UDP,
+            Addr::v4(client),
+            cport,
+            Addr::v4([192, 0, 2, 1]),
+            53,
+        )
     }
 
     pub(super) const S0: ServiceId = ServiceId(0);
@@ -1511,13 +1520,15 @@ mod tests {
             3,
         );
         let (mut w, _) = setup(&[spec], StateFlags::default());
-        let k = |last: u8, sub: u8, port| FlowKey {
-            client: Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, sub, 0, 0, 0, 0, 0, 0, 0, last]),
-            vip: Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
-            cport: port,
-            vport: 443,
-            proto: 6,
-            family: Family::V6,
+        let k = |last: u8, sub: u8, port| {
+            FlowKey::new(
+                Family::V6,
+                6,
+                Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, sub, 0, 0, 0, 0, 0, 0, 0, last]),
+                port,
+                Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+                443,
+            )
         };
         let a = w.assign(S0, &k(1, 1, 1000), SYN).unwrap();
         assert_eq!(w.assign(S0, &k(0xff, 1, 1001), SYN).unwrap(), a);

@@ -158,20 +158,24 @@ pub fn conn_record(e: &ConnEntry, snap: &Snapshot, now_ms: u64) -> Result<SyncCo
     let st = snap.service(e.svc).ok_or(NotSent::NoService)?;
     let rs = snap.server(e.rs).ok_or(NotSent::NoServer)?;
     let k = &e.key;
-    let addrs = SyncAddrs::new(k.client.to_ip(k.family), k.vip.to_ip(k.family), rs.addr)
-        .ok_or(NotSent::MixedFamily)?;
+    let addrs = SyncAddrs::new(
+        k.client().to_ip(k.family()),
+        k.vip().to_ip(k.family()),
+        rs.addr,
+    )
+    .ok_or(NotSent::MixedFamily)?;
     let inactive = if e.state == ConnState::Established {
         0
     } else {
         flags::INACTIVE
     };
     Ok(SyncConn {
-        protocol: k.proto,
+        protocol: k.proto(),
         flags: forwarding_flags(rs) | inactive,
-        state: ipvs_state(k.proto, e.state)?,
-        cport: k.cport,
-        vport: k.vport,
-        dport: k.vport,
+        state: ipvs_state(k.proto(), e.state)?,
+        cport: k.cport(),
+        vport: k.vport(),
+        dport: k.vport(),
         fwmark: fwmark_of(st),
         timeout: seconds_left(e.expires, now_ms)?,
         addrs,
@@ -268,14 +272,14 @@ fn find_service<'a>(c: &SyncConn, snap: &'a Snapshot) -> Option<&'a ServiceState
 fn flow_key(c: &SyncConn) -> FlowKey {
     let (client, vip, _) = c.addrs.get();
     let (family, client) = Addr::from_ip(client);
-    FlowKey {
-        client,
-        vip: Addr::from_ip(vip).1,
-        cport: c.cport,
-        vport: c.vport,
-        proto: c.protocol,
+    FlowKey::new(
         family,
-    }
+        c.protocol,
+        client,
+        c.cport,
+        Addr::from_ip(vip).1,
+        c.vport,
+    )
 }
 
 /// IPVS's state number of a pmdlb state for protocol `proto`.

@@ -237,12 +237,12 @@ fn state_of(b: u8) -> ConnState {
 /// Words 0..4: the addresses; word 4: ports, protocol, family, state and a
 /// flag byte; word 5: service and server.
 fn key_words(k: &FlowKey, state: ConnState, flags: u8, svc: ServiceId, rs: RsId) -> [u64; 6] {
-    let (c0, c1) = addr_words(&k.client);
-    let (v0, v1) = addr_words(&k.vip);
-    let fam = matches!(k.family, Family::V6) as u64;
-    let w4 = k.cport as u64
-        | (k.vport as u64) << 16
-        | (k.proto as u64) << 32
+    let (c0, c1) = addr_words(&k.client());
+    let (v0, v1) = addr_words(&k.vip());
+    let fam = matches!(k.family(), Family::V6) as u64;
+    let w4 = k.cport() as u64
+        | (k.vport() as u64) << 16
+        | (k.proto() as u64) << 32
         | fam << 40
         | (state as u64) << 48
         | (flags as u64) << 56;
@@ -250,18 +250,18 @@ fn key_words(k: &FlowKey, state: ConnState, flags: u8, svc: ServiceId, rs: RsId)
 }
 
 fn key_of(w: &[u64; WORDS]) -> (FlowKey, ConnState, u8, ServiceId, RsId) {
-    let k = FlowKey {
-        client: addr_of(w[0], w[1]),
-        vip: addr_of(w[2], w[3]),
-        cport: w[4] as u16,
-        vport: (w[4] >> 16) as u16,
-        proto: (w[4] >> 32) as u8,
-        family: if (w[4] >> 40) as u8 & 1 == 1 {
+    let k = FlowKey::new(
+        if (w[4] >> 40) as u8 & 1 == 1 {
             Family::V6
         } else {
             Family::V4
         },
-    };
+        (w[4] >> 32) as u8,
+        addr_of(w[0], w[1]),
+        w[4] as u16,
+        addr_of(w[2], w[3]),
+        (w[4] >> 16) as u16,
+    );
     (
         k,
         state_of((w[4] >> 48) as u8),
@@ -337,14 +337,7 @@ mod tests {
             Family::V4 => Addr::v4(i.to_be_bytes()),
             Family::V6 => Addr::v6([i as u8; 16]),
         };
-        FlowKey {
-            client,
-            vip: Addr::v4([10, 0, 0, 1]),
-            cport: i as u16,
-            vport: 443,
-            proto: 6,
-            family,
-        }
+        FlowKey::new(family, 6, client, i as u16, Addr::v4([10, 0, 0, 1]), 443)
     }
 
     fn install(i: u32) -> ConnInstall {

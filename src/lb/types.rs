@@ -71,15 +71,16 @@ impl Addr {
     }
 
     /// This address with all but the first `prefix_len` bits cleared.
+    #[inline(always)]
     pub fn masked(self, prefix_len: u8) -> Self {
-        let mut out = [0u8; 16];
-        let full = (prefix_len as usize / 8).min(16);
-        out[..full].copy_from_slice(&self.0[..full]);
-        let rem = prefix_len % 8;
-        if rem != 0 && full < 16 {
-            out[full] = self.0[full] & (0xffu8 << (8 - rem));
-        }
-        Addr(out)
+        // one 128-bit mask, not a copy of a variable number of bytes (a
+        // call to memcpy on every new persistent client)
+        let keep = match prefix_len {
+            0 => 0,
+            p if p >= 128 => u128::MAX,
+            p => u128::MAX << (128 - u32::from(p)),
+        };
+        Addr((u128::from_be_bytes(self.0) & keep).to_be_bytes())
     }
 }
 
@@ -103,51 +104,256 @@ pub mod ip_proto {
     pub const SCTP: u8 = 132;
 }
 
-/// The 5-tuple of a client→VIP flow, as the director sees it.
-#[derive(Clone, Copy, Eq, Debug)]
+/// The 5-tuple of a client→VIP flow, as the director sees it, packed in
+/// words. An IPv4 flow is whole in the first two: both addresses as they
+/// sit in the IPv4 header (client then VIP, one load from the packet),
+/// then ports, protocol and family; its other three words are zero. An
+/// IPv6 flow keeps the rest of its 32 address bytes in those three words.
+/// So an IPv4 key hashes as two words and compares as two, with its
+/// 13 bytes of 5-tuple not spread over two 16-byte addresses; the
+/// connection table stores the key as it is, first in an entry's line.
+#[derive(Clone, Copy, Eq)]
+#[repr(C)]
 pub struct FlowKey {
-    /// Client (source) address.
-    pub client: Addr,
-    /// Virtual IP (destination) address.
-    pub vip: Addr,
-    /// Client (source) port; 0 for protocols without ports.
-    pub cport: u16,
-    /// Virtual (destination) port.
-    pub vport: u16,
-    /// IP protocol number ([`ip_proto`]).
-    pub proto: u8,
-    /// Address family.
-    pub family: Family,
+    /// IPv4: the client's 4 address bytes then the VIP's; IPv6: the
+    /// client's first 8 bytes.
+    addrs: u64,
+    /// `cport | vport << 16 | proto << 32 | family << 40`; bits 48..64
+    /// are zero, or where a table placed the key ([`FlowKey::placed`]).
+    tail: u64,
+    /// IPv6: the client's last 8 bytes and the VIP's 16; IPv4: zero.
+    wide: [u64; 3],
 }
 
+/// `FlowKey::tail`'s family byte of an IPv4 flow.
+const TAIL_V4: u64 = 4 << 40;
+/// ... and of an IPv6 flow.
+const TAIL_V6: u64 = 6 << 40;
+/// The bits of `FlowKey::tail` below the family byte.
+const TAIL_LOW: u64 = (1 << 40) - 1;
+/// Where a table's tag sits in `FlowKey::tail`; its displacement is the
+/// byte above.
+const TAG_SHIFT: u32 = 48;
+const DISP_SHIFT: u32 = 56;
+
 impl FlowKey {
-    /// The ports, protocol and family in one word: with the two addresses,
-    /// everything the key compares.
+    /// The key of a flow from `client:cport` to `vip:vport` of IP protocol
+    /// `proto` (ports 0 for protocols without ports).
     #[inline(always)]
-    fn tail(&self) -> u64 {
-        self.cport as u64
-            | (self.vport as u64) << 16
-            | (self.proto as u64) << 32
-            | (self.family as u64) << 40
+    pub fn new(family: Family, proto: u8, client: Addr, cport: u16, vip: Addr, vport: u16) -> Self {
+        let low = cport as u64 | (vport as u64) << 16 | (proto as u64) << 32;
+        let w = |a: &Addr, i: usize| u64::from_ne_bytes(a.0[i..i + 8].try_into().unwrap_or([0; 8]));
+        match family {
+            Family::V4 => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&client.0[..4]);
+                b[4..].copy_from_slice(&vip.0[..4]);
+                Self::v4_packed(u64::from_ne_bytes(b), low)
+            }
+            Family::V6 => FlowKey {
+                addrs: w(&client, 0),
+                tail: low | TAIL_V6,
+                wide: [w(&client, 8), w(&vip, 0), w(&vip, 8)],
+            },
+        }
+    }
+
+    /// An IPv4 flow.
+    #[inline(always)]
+    pub fn v4(proto: u8, client: [u8; 4], cport: u16, vip: [u8; 4], vport: u16) -> Self {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&client);
+        b[4..].copy_from_slice(&vip);
+        Self::from_v4_header(b, proto, cport, vport)
+    }
+
+    /// An IPv4 flow from bytes 12..20 of its IPv4 header (source then
+    /// destination address, as they are on the wire) and its ports.
+    #[inline(always)]
+    pub fn from_v4_header(addrs: [u8; 8], proto: u8, cport: u16, vport: u16) -> Self {
+        V4Flow::from_header(addrs, proto, cport, vport).key()
+    }
+
+    #[inline(always)]
+    fn v4_packed(addrs: u64, low: u64) -> Self {
+        FlowKey {
+            addrs,
+            tail: (low & TAIL_LOW) | TAIL_V4,
+            wide: [0; 3],
+        }
+    }
+
+    /// Address family.
+    #[inline(always)]
+    pub fn family(&self) -> Family {
+        if self.is_v4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    #[inline(always)]
+    fn is_v4(&self) -> bool {
+        (self.tail >> 40) as u8 == (TAIL_V4 >> 40) as u8
+    }
+
+    /// A key that is no flow (all zero, untagged): a free table slot's.
+    pub(crate) const NONE: FlowKey = FlowKey {
+        addrs: 0,
+        tail: 0,
+        wide: [0; 3],
+    };
+
+    /// This key as a table stores it: carrying `tag` (a byte of the
+    /// table's hash, never 0 for a key in use) and `disp` (how far from
+    /// its home slot it sits) in the bits of its tail no constructor uses,
+    /// so that a lookup compares key, tag and place at once. `self` is a
+    /// key as constructed (not placed). Placed keys are equal exactly when
+    /// key, tag and displacement are.
+    #[inline(always)]
+    pub(crate) fn placed(self, tag: u8, disp: u8) -> FlowKey {
+        FlowKey {
+            tail: self.tail | (tag as u64) << TAG_SHIFT | (disp as u64) << DISP_SHIFT,
+            ..self
+        }
+    }
+
+    /// The key a table [`FlowKey::placed`], as constructed.
+    #[inline(always)]
+    pub(crate) fn unplaced(self) -> FlowKey {
+        FlowKey {
+            tail: self.tail & !(0xffff << TAG_SHIFT),
+            ..self
+        }
+    }
+
+    /// The displacement [`FlowKey::placed`] set.
+    #[inline(always)]
+    pub(crate) fn disp(&self) -> u8 {
+        (self.tail >> DISP_SHIFT) as u8
+    }
+
+    /// The tag [`FlowKey::placed`] set (0: none, a key as constructed).
+    #[inline(always)]
+    pub(crate) fn tag(&self) -> u8 {
+        (self.tail >> TAG_SHIFT) as u8
+    }
+
+    /// Client (source) address.
+    #[inline(always)]
+    pub fn client(&self) -> Addr {
+        let a = self.addrs.to_ne_bytes();
+        if self.is_v4() {
+            return Addr::v4([a[0], a[1], a[2], a[3]]);
+        }
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&a);
+        out[8..].copy_from_slice(&self.wide[0].to_ne_bytes());
+        Addr(out)
+    }
+
+    /// Virtual IP (destination) address.
+    #[inline(always)]
+    pub fn vip(&self) -> Addr {
+        let a = self.addrs.to_ne_bytes();
+        if self.is_v4() {
+            return Addr::v4([a[4], a[5], a[6], a[7]]);
+        }
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.wide[1].to_ne_bytes());
+        out[8..].copy_from_slice(&self.wide[2].to_ne_bytes());
+        Addr(out)
+    }
+
+    /// Client (source) port; 0 for protocols without ports.
+    #[inline(always)]
+    pub fn cport(&self) -> u16 {
+        self.tail as u16
+    }
+
+    /// Virtual (destination) port.
+    #[inline(always)]
+    pub fn vport(&self) -> u16 {
+        (self.tail >> 16) as u16
+    }
+
+    /// IP protocol number ([`ip_proto`]).
+    #[inline(always)]
+    pub fn proto(&self) -> u8 {
+        (self.tail >> 32) as u8
+    }
+
+    /// The key as words for hashing: the first two, and for an IPv6 flow
+    /// the other three (an IPv4 flow has none: they are zero).
+    #[inline(always)]
+    pub fn words(&self) -> (u64, u64, Option<&[u64; 3]>) {
+        (self.addrs, self.tail, (!self.is_v4()).then_some(&self.wide))
     }
 }
 
-/// Field by field, as a derived `PartialEq` would, but without a branch
-/// per field: the lookups compare a key on every packet; the addresses
-/// compare as two 16-byte vectors, the rest as one word.
+/// An IPv4 flow's key as its two words only, for a caller that keeps many
+/// (the burst decision keeps one per frame of a burst): 16 bytes instead
+/// of [`FlowKey`]'s 40, and a [`V4Flow::key`] made from it is known to be
+/// IPv4 wherever it is used, so hashes and compares of it read no more.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct V4Flow {
+    addrs: u64,
+    /// `cport | vport << 16 | proto << 32`.
+    low: u64,
+}
+
+impl V4Flow {
+    /// See [`FlowKey::from_v4_header`].
+    #[inline(always)]
+    pub fn from_header(addrs: [u8; 8], proto: u8, cport: u16, vport: u16) -> Self {
+        V4Flow {
+            addrs: u64::from_ne_bytes(addrs),
+            low: cport as u64 | (vport as u64) << 16 | (proto as u64) << 32,
+        }
+    }
+
+    /// The flow's key.
+    #[inline(always)]
+    pub fn key(self) -> FlowKey {
+        FlowKey::v4_packed(self.addrs, self.low)
+    }
+}
+
+/// Field by field, as a derived `PartialEq` would: two words for an IPv4
+/// flow (whose other words are zero in every key), five for an IPv6 one.
+/// The lookups compare a key on every packet.
 impl PartialEq for FlowKey {
     #[inline(always)]
     fn eq(&self, o: &Self) -> bool {
-        (self.client.0 == o.client.0) & (self.vip.0 == o.vip.0) & (self.tail() == o.tail())
+        // word by word, not as arrays: an array compare wants both in
+        // memory, and the burst decision's key lives in registers
+        let (w, v) = (&self.wide, &o.wide);
+        ((self.addrs == o.addrs) & (self.tail == o.tail))
+            && (self.is_v4() || (w[0] ^ v[0]) | (w[1] ^ v[1]) | (w[2] ^ v[2]) == 0)
     }
 }
 
-/// Hashes exactly what [`PartialEq`] compares.
+/// Hashes every word: the ones [`PartialEq`] skips for an IPv4 flow are
+/// zero in every IPv4 key.
 impl core::hash::Hash for FlowKey {
     fn hash<H: core::hash::Hasher>(&self, h: &mut H) {
-        self.client.hash(h);
-        self.vip.hash(h);
-        self.tail().hash(h);
+        self.addrs.hash(h);
+        self.tail.hash(h);
+        self.wide.hash(h);
+    }
+}
+
+impl fmt::Debug for FlowKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowKey")
+            .field("client", &self.client())
+            .field("vip", &self.vip())
+            .field("cport", &self.cport())
+            .field("vport", &self.vport())
+            .field("proto", &self.proto())
+            .field("family", &self.family())
+            .finish()
     }
 }
 
@@ -175,54 +381,128 @@ impl TcpFlags {
 mod tests {
     use super::*;
 
-    #[test]
-    fn flow_keys_are_equal_exactly_when_every_field_is() {
-        let base = FlowKey {
-            client: Addr::v4([10, 1, 2, 3]),
-            vip: Addr::v4([10, 0, 0, 100]),
-            cport: 40000,
-            vport: 80,
-            proto: ip_proto::TCP,
-            family: Family::V4,
-        };
-        assert_eq!(base, base);
-        let mut others = Vec::new();
-        for i in 0..16 {
-            let mut k = base;
-            k.client.0[i] ^= 0x80;
-            others.push(k);
-            let mut k = base;
-            k.vip.0[i] ^= 1;
-            others.push(k);
+    /// A key's fields, as the constructor takes them.
+    type Parts = (Family, u8, Addr, u16, Addr, u16);
+
+    fn build(p: Parts) -> FlowKey {
+        FlowKey::new(p.0, p.1, p.2, p.3, p.4, p.5)
+    }
+
+    fn parts_of(k: &FlowKey) -> Parts {
+        (
+            k.family(),
+            k.proto(),
+            k.client(),
+            k.cport(),
+            k.vip(),
+            k.vport(),
+        )
+    }
+
+    /// Every one-bit change of a field of `base`, and a swap of the ports.
+    fn variants(base: Parts) -> Vec<Parts> {
+        let bytes = if base.0 == Family::V4 { 4 } else { 16 };
+        let mut out = Vec::new();
+        for i in 0..bytes {
+            for bit in [0x01, 0x80] {
+                let mut p = base;
+                p.2 .0[i] ^= bit;
+                out.push(p);
+                let mut p = base;
+                p.4 .0[i] ^= bit;
+                out.push(p);
+            }
         }
-        for change in [
-            |k: &mut FlowKey| k.cport ^= 0x8000,
-            |k: &mut FlowKey| k.cport ^= 1,
-            |k: &mut FlowKey| k.vport ^= 0x0100,
-            |k: &mut FlowKey| k.proto = ip_proto::UDP,
-            |k: &mut FlowKey| k.family = Family::V6,
-            |k: &mut FlowKey| std::mem::swap(&mut k.cport, &mut k.vport),
-        ] {
-            let mut k = base;
-            change(&mut k);
-            others.push(k);
+        for bit in [1u16, 0x0100, 0x8000] {
+            let mut p = base;
+            p.3 ^= bit;
+            out.push(p);
+            let mut p = base;
+            p.5 ^= bit;
+            out.push(p);
         }
-        for k in &others {
-            assert_ne!(*k, base, "{k:?}");
-        }
+        let mut p = base;
+        p.1 = ip_proto::UDP;
+        out.push(p);
+        let mut p = base;
+        std::mem::swap(&mut p.3, &mut p.5);
+        out.push(p);
+        out
     }
 
     #[test]
-    fn masks() {
-        let a = Addr::v4([10, 1, 2, 3]);
-        assert_eq!(a.masked(24), Addr::v4([10, 1, 2, 0]));
-        assert_eq!(a.masked(0), Addr::default());
-        assert_eq!(a.masked(32), a);
-        assert_eq!(a.masked(20), Addr::v4([10, 1, 0, 0]));
-        let b = Addr::v6([0xff; 16]);
-        assert_eq!(b.masked(128), b);
-        assert_eq!(b.masked(64).0[7], 0xff);
-        assert_eq!(b.masked(64).0[8], 0);
-        assert_eq!(b.masked(65).0[8], 0x80);
+    fn flow_keys_are_equal_exactly_when_every_field_is() {
+        let v4: Parts = (
+            Family::V4,
+            ip_proto::TCP,
+            Addr::v4([10, 1, 2, 3]),
+            40000,
+            Addr::v4([10, 0, 0, 100]),
+            80,
+        );
+        let v6: Parts = (
+            Family::V6,
+            ip_proto::TCP,
+            Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]),
+            40000,
+            Addr::v6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64]),
+            80,
+        );
+        for base in [v4, v6] {
+            let k = build(base);
+            assert_eq!(k, k);
+            assert_eq!(parts_of(&k), base, "the fields come back");
+            for p in variants(base) {
+                assert_eq!(parts_of(&build(p)), p);
+                assert_ne!(build(p), k, "{p:?}");
+            }
+        }
+        // the same addresses bytes in the other family are another flow
+        let mut as_v6 = v4;
+        as_v6.0 = Family::V6;
+        assert_ne!(build(as_v6), build(v4));
+        assert_eq!(parts_of(&build(as_v6)), as_v6);
+    }
+
+    #[test]
+    fn an_ipv4_key_is_the_header_bytes_as_they_are() {
+        let header = [192, 0, 2, 7, 198, 51, 100, 1];
+        let k = FlowKey::from_v4_header(header, ip_proto::UDP, 5353, 53);
+        assert_eq!(
+            k,
+            FlowKey::v4(ip_proto::UDP, [192, 0, 2, 7], 5353, [198, 51, 100, 1], 53)
+        );
+        assert_eq!(k.client(), Addr::v4([192, 0, 2, 7]));
+        assert_eq!(k.vip(), Addr::v4([198, 51, 100, 1]));
+        assert_eq!((k.cport(), k.vport(), k.family()), (5353, 53, Family::V4));
+        assert!(k.words().2.is_none(), "an IPv4 key is two words");
+        assert_eq!(
+            V4Flow::from_header(header, ip_proto::UDP, 5353, 53).key(),
+            k
+        );
+    }
+
+    #[test]
+    fn placed_keys_are_equal_when_key_tag_and_place_are() {
+        let k = FlowKey::v4(ip_proto::TCP, [10, 1, 2, 3], 40000, [10, 0, 0, 100], 80);
+        let v6 = FlowKey::new(
+            Family::V6,
+            ip_proto::TCP,
+            Addr::v6([7; 16]),
+            1,
+            Addr::v6([9; 16]),
+            2,
+        );
+        for k in [k, v6] {
+            assert_eq!((k.tag(), k.disp()), (0, 0));
+            let t = k.placed(0xa5, 3);
+            assert_eq!((t.tag(), t.disp()), (0xa5, 3));
+            assert_eq!(t, k.placed(0xa5, 3));
+            assert_ne!(t, k);
+            assert_ne!(t, k.placed(0x5a, 3));
+            assert_ne!(t, k.placed(0xa5, 4));
+            assert_eq!(t.unplaced(), k, "the key comes back");
+            assert_eq!(parts_of(&t), parts_of(&k), "the place changes no field");
+        }
     }
 }

@@ -334,10 +334,10 @@ impl FlowState for OracleState {
                 return Ok(t);
             }
             // A deterministic slice of new flows meets a full table.
-            if key.cport % 251 == 250 {
+            if key.cport() % 251 == 250 {
                 return Err(StateDrop::TableFull);
             }
-            let t = match self.templates.get(&(svc, key.client)) {
+            let t = match self.templates.get(&(svc, key.client())) {
                 Some(&t) => t,
                 None if tcp.is_some_and(|f| !f.has(TcpFlags::SYN)) && !self.track_everything => {
                     return Err(StateDrop::TcpNotSyn)
@@ -349,7 +349,7 @@ impl FlowState for OracleState {
                 self.templates.clear();
             }
             if persistent(svc) {
-                self.templates.insert((svc, key.client), t);
+                self.templates.insert((svc, key.client()), t);
             }
             self.conns.insert(*key, (svc, t));
             Ok(t)
@@ -362,7 +362,7 @@ impl FlowState for OracleState {
         let t = match self.conns.get(key) {
             Some(&(_, t)) => Some(t),
             None if self.track_everything => table()
-                .lookup(key.family, key.proto, &key.vip, key.vport)
+                .lookup(key.family(), key.proto(), &key.vip(), key.vport())
                 .map(|svc| pick(svc, key)),
             None => None,
         };
@@ -498,14 +498,14 @@ fn etherparse_flow(frame: &[u8]) -> Option<FlowKey> {
     let ports = payload.payload.get(0..4)?;
     let (family, client) = fam_addr(src);
     let (_, vip) = fam_addr(dst);
-    Some(FlowKey {
-        client,
-        vip,
-        cport: u16::from_be_bytes([ports[0], ports[1]]),
-        vport: u16::from_be_bytes([ports[2], ports[3]]),
-        proto,
+    Some(FlowKey::new(
         family,
-    })
+        proto,
+        client,
+        u16::from_be_bytes([ports[0], ports[1]]),
+        vip,
+        u16::from_be_bytes([ports[2], ports[3]]),
+    ))
 }
 
 /// Decides a copy of `before` under `tx` and asserts the properties in the
@@ -820,7 +820,7 @@ fn check_forward(
     // A whole TCP/UDP/SCTP packet was assigned as the flow it is, for the
     // service the table gives that flow.
     if let Some(flow) = etherparse_flow(before) {
-        let want = table().lookup(flow.family, flow.proto, &flow.vip, flow.vport);
+        let want = table().lookup(flow.family(), flow.proto(), &flow.vip(), flow.vport());
         assert!(
             asked.contains(&Asked::Assign(svc, flow, Some(target))) && want == Some(svc),
             "forwarded {flow:?} (service {want:?}) to {target:?}; asked {asked:?}"

@@ -190,12 +190,12 @@ pub fn conn_row(e: &DumpEntry, snap: &Snapshot, now_ms: u64) -> Option<ConnView>
     let rs = snap.server(e.rs)?;
     let k = &e.key;
     Some(ConnView {
-        proto: proto_name(k.proto).to_owned(),
+        proto: proto_name(k.proto()).to_owned(),
         expire_s: secs_left(e.deadline_ms, now_ms),
-        state: e.state.ipvs_name(k.proto).to_owned(),
-        client: (k.client.to_ip(k.family), k.cport),
-        virt: (k.vip.to_ip(k.family), k.vport),
-        dest: (rs.addr, k.vport),
+        state: e.state.ipvs_name(k.proto()).to_owned(),
+        client: (k.client().to_ip(k.family()), k.cport()),
+        virt: (k.vip().to_ip(k.family()), k.vport()),
+        dest: (rs.addr, k.vport()),
     })
 }
 
@@ -311,14 +311,7 @@ mod tests {
         let (family, c) = Addr::from_ip(ip(client));
         let (_, v) = Addr::from_ip(ip(vip));
         DumpEntry {
-            key: FlowKey {
-                client: c,
-                vip: v,
-                cport,
-                vport,
-                proto,
-                family,
-            },
+            key: FlowKey::new(family, proto, c, cport, v, vport),
             state: ConnState::Established,
             svc: ServiceId(0),
             rs: RsId(1),

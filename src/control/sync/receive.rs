@@ -231,6 +231,6 @@ mod tests {
         c1.drain(10, |x| b.push(x));
         assert_eq!(a.len(), 1);
         assert_eq!(a, b, "every worker gets the connection");
-        assert_eq!((a[0].key.cport, a[0].timeout_ms), (4000, 30_000));
+        assert_eq!((a[0].key.cport(), a[0].timeout_ms), (4000, 30_000));
     }
 }

@@ -114,7 +114,7 @@ pub fn records_of(o: &Outgoing, snap: &Snapshot) -> [Option<Result<SyncConn, Not
         let st = snap.service(e.svc).ok_or(NotSent::NoService)?;
         let p = st.persistence.ok_or(NotSent::NotPersistent)?;
         let t = TemplateEntry {
-            key: TemplateKey::new(e.svc, e.key.client, p.prefix_len),
+            key: TemplateKey::new(e.svc, e.key.client(), p.prefix_len),
             rs: e.rs,
             refs: 1,
             expires: 0,

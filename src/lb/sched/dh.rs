@@ -13,7 +13,7 @@ pub struct Dh;
 
 impl Scheduler for Dh {
     fn pick(&mut self, ctx: &SchedCtx<'_>, key: &FlowKey) -> Option<usize> {
-        let h = hash_addr(&key.vip, 0, SCHED_SEED ^ 0xd);
+        let h = hash_addr(&key.vip(), 0, SCHED_SEED ^ 0xd);
         table_pick(&ctx.tables.hashed, ctx.servers, h, false)
     }
 }
@@ -35,8 +35,15 @@ mod tests {
         }
         let mut seen = std::collections::HashSet::new();
         for v in 0..200u8 {
-            let mut k = key(0);
-            k.vip = Addr::v4([198, 51, 100, v]);
+            let k = key(0);
+            let k = FlowKey::new(
+                k.family(),
+                k.proto(),
+                k.client(),
+                k.cport(),
+                Addr::v4([198, 51, 100, v]),
+                k.vport(),
+            );
             seen.insert(st.pick(&c, &k));
         }
         assert_eq!(seen.len(), 3);

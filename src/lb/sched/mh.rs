@@ -215,10 +215,10 @@ pub struct Mh;
 
 impl Scheduler for Mh {
     fn pick(&mut self, ctx: &SchedCtx<'_>, key: &FlowKey) -> Option<usize> {
-        let port = if ctx.flags.port { key.cport } else { 0 };
+        let port = if ctx.flags.port { key.cport() } else { 0 };
         let t = &ctx.tables.maglev;
         let usable = |i: usize| ctx.servers.get(i).is_some_and(|s| s.available());
-        let first = t.get(client_hash(&key.client, port, 0))?;
+        let first = t.get(client_hash(&key.client(), port, 0))?;
         if usable(first) {
             return Some(first);
         }
@@ -229,7 +229,7 @@ impl Scheduler for Mh {
             return None;
         }
         (1..t.len() as u64)
-            .filter_map(|salt| t.get(client_hash(&key.client, port, salt)))
+            .filter_map(|salt| t.get(client_hash(&key.client(), port, salt)))
             .find(|&i| usable(i))
     }
 }
@@ -268,7 +268,7 @@ mod tests {
 
     /// The server `key` maps to in `t` (no port, no fallback).
     fn owner(t: &MaglevTable, k: &FlowKey) -> usize {
-        t.get(client_hash(&k.client, 0, 0)).unwrap()
+        t.get(client_hash(&k.client(), 0, 0)).unwrap()
     }
 
     /// Slots per server.

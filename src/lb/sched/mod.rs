@@ -181,8 +181,8 @@ pub(crate) fn table_pick(
 #[inline]
 pub fn stateless_pick(ctx: &SchedCtx<'_>, key: &FlowKey) -> Option<usize> {
     let h = hash_addr(
-        &key.client,
-        key.cport as u64 | (key.vport as u64) << 16 | (key.proto as u64) << 32,
+        &key.client(),
+        key.cport() as u64 | (key.vport() as u64) << 16 | (key.proto() as u64) << 32,
         SCHED_SEED,
     );
     table_pick(&ctx.tables.hashed, ctx.servers, h, true)
@@ -243,14 +243,14 @@ pub(crate) mod testutil {
 
     /// A flow from client number `i`.
     pub fn key(i: u32) -> FlowKey {
-        FlowKey {
-            client: Addr::v4((0x0b00_0000 + i).to_be_bytes()),
-            vip: Addr::v4([192, 0, 2, 1]),
-            cport: 40000 + (i % 1000) as u16,
-            vport: 80,
-            proto: 6,
-            family: Family::V4,
-        }
+        FlowKey::new(
+            Family::V4,
+            6,
+            Addr::v4((0x0b00_0000 + i).to_be_bytes()),
+            40000 + (i % 1000) as u16,
+            Addr::v4([192, 0, 2, 1]),
+            80,
+        )
     }
 
     /// Counts of picks per server over `n` new flows.

@@ -39,8 +39,12 @@ pub struct Sh;
 
 impl Scheduler for Sh {
     fn pick(&mut self, ctx: &SchedCtx<'_>, key: &FlowKey) -> Option<usize> {
-        let port = if ctx.flags.port { key.cport as u64 } else { 0 };
-        let h = hash_addr(&key.client, port, SCHED_SEED);
+        let port = if ctx.flags.port {
+            key.cport() as u64
+        } else {
+            0
+        };
+        let h = hash_addr(&key.client(), port, SCHED_SEED);
         table_pick(&ctx.tables.hashed, ctx.servers, h, ctx.flags.fallback)
     }
 }

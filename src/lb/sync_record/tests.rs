@@ -92,14 +92,7 @@ fn ip(a: &str) -> Addr {
 
 fn flow(proto: u8, c: &str, cport: u16, v: &str, vport: u16) -> FlowKey {
     let (family, client) = Addr::from_ip(c.parse().unwrap());
-    FlowKey {
-        client,
-        vip: ip(v),
-        cport,
-        vport,
-        proto,
-        family,
-    }
+    FlowKey::new(family, proto, client, cport, ip(v), vport)
 }
 
 fn conn(key: FlowKey, svc: u32, state: ConnState, left_ms: u64) -> ConnEntry {
