@@ -1226,25 +1226,11 @@ mod tests {
     }
 
     pub(super) fn tcp(client: [u8; 4], cport: u16, vport: u16) -> FlowKey {
-        FlowKey::new(
-            Family::V4,
-            ip_proto::TCP,
-            Addr::v4(client),
-            cport,
-            Addr::v4([192, 0, 2, 1]),
-            vport,
-        )
+        FlowKey::v4(ip_proto::TCP, client, cport, [192, 0, 2, 1], vport)
     }
 
     pub(super) fn udp(client: [u8; 4], cport: u16) -> FlowKey {
-        FlowKey::new(
-            Family::V4,
-            ip_proto::UDP,
-            Addr::v4(client),
-            cport,
-            Addr::v4([192, 0, 2, 1]),
-            53,
-        )
+        FlowKey::v4(ip_proto::UDP, client, cport, [192, 0, 2, 1], 53)
     }
 
     pub(super) const S0: ServiceId = ServiceId(0);

@@ -141,37 +141,33 @@ impl FlowKey {
     /// `proto` (ports 0 for protocols without ports).
     #[inline(always)]
     pub fn new(family: Family, proto: u8, client: Addr, cport: u16, vip: Addr, vport: u16) -> Self {
-        let low = cport as u64 | (vport as u64) << 16 | (proto as u64) << 32;
-        let w = |a: &Addr, i: usize| u64::from_ne_bytes(a.0[i..i + 8].try_into().unwrap_or([0; 8]));
+        let (c, v) = (&client.0, &vip.0);
         match family {
-            Family::V4 => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&client.0[..4]);
-                b[4..].copy_from_slice(&vip.0[..4]);
-                Self::v4_packed(u64::from_ne_bytes(b), low)
+            Family::V4 => Self::v4(
+                proto,
+                [c[0], c[1], c[2], c[3]],
+                cport,
+                [v[0], v[1], v[2], v[3]],
+                vport,
+            ),
+            Family::V6 => {
+                let (c0, c1) = words_of(client);
+                let (v0, v1) = words_of(vip);
+                FlowKey {
+                    addrs: c0,
+                    tail: ports_proto(proto, cport, vport) | TAIL_V6,
+                    wide: [c1, v0, v1],
+                }
             }
-            Family::V6 => FlowKey {
-                addrs: w(&client, 0),
-                tail: low | TAIL_V6,
-                wide: [w(&client, 8), w(&vip, 0), w(&vip, 8)],
-            },
         }
     }
 
     /// An IPv4 flow.
     #[inline(always)]
     pub fn v4(proto: u8, client: [u8; 4], cport: u16, vip: [u8; 4], vport: u16) -> Self {
-        let mut b = [0u8; 8];
-        b[..4].copy_from_slice(&client);
-        b[4..].copy_from_slice(&vip);
-        Self::from_v4_header(b, proto, cport, vport)
-    }
-
-    /// An IPv4 flow from bytes 12..20 of its IPv4 header (source then
-    /// destination address, as they are on the wire) and its ports.
-    #[inline(always)]
-    pub fn from_v4_header(addrs: [u8; 8], proto: u8, cport: u16, vport: u16) -> Self {
-        V4Flow::from_header(addrs, proto, cport, vport).key()
+        let [a, b, c, d] = client;
+        let [e, f, g, h] = vip;
+        V4Flow::from_header([a, b, c, d, e, f, g, h], proto, cport, vport).key()
     }
 
     #[inline(always)]
@@ -243,27 +239,21 @@ impl FlowKey {
     /// Client (source) address.
     #[inline(always)]
     pub fn client(&self) -> Addr {
-        let a = self.addrs.to_ne_bytes();
         if self.is_v4() {
+            let a = self.addrs.to_ne_bytes();
             return Addr::v4([a[0], a[1], a[2], a[3]]);
         }
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&a);
-        out[8..].copy_from_slice(&self.wide[0].to_ne_bytes());
-        Addr(out)
+        addr_of(self.addrs, self.wide[0])
     }
 
     /// Virtual IP (destination) address.
     #[inline(always)]
     pub fn vip(&self) -> Addr {
-        let a = self.addrs.to_ne_bytes();
         if self.is_v4() {
+            let a = self.addrs.to_ne_bytes();
             return Addr::v4([a[4], a[5], a[6], a[7]]);
         }
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.wide[1].to_ne_bytes());
-        out[8..].copy_from_slice(&self.wide[2].to_ne_bytes());
-        Addr(out)
+        addr_of(self.wide[1], self.wide[2])
     }
 
     /// Client (source) port; 0 for protocols without ports.
@@ -292,6 +282,25 @@ impl FlowKey {
     }
 }
 
+/// `FlowKey::tail` below the family byte.
+#[inline(always)]
+fn ports_proto(proto: u8, cport: u16, vport: u16) -> u64 {
+    cport as u64 | (vport as u64) << 16 | (proto as u64) << 32
+}
+
+/// An IPv6 address's 16 bytes as the two words a key keeps, and back.
+#[inline(always)]
+fn words_of(a: Addr) -> (u64, u64) {
+    let w = u128::from_ne_bytes(a.0);
+    (w as u64, (w >> 64) as u64)
+}
+
+/// See [`words_of`].
+#[inline(always)]
+fn addr_of(lo: u64, hi: u64) -> Addr {
+    Addr((lo as u128 | (hi as u128) << 64).to_ne_bytes())
+}
+
 /// An IPv4 flow's key as its two words only, for a caller that keeps many
 /// (the burst decision keeps one per frame of a burst): 16 bytes instead
 /// of [`FlowKey`]'s 40, and a [`V4Flow::key`] made from it is known to be
@@ -304,12 +313,13 @@ pub struct V4Flow {
 }
 
 impl V4Flow {
-    /// See [`FlowKey::from_v4_header`].
+    /// An IPv4 flow from bytes 12..20 of its IPv4 header (source then
+    /// destination address, as they are on the wire) and its ports.
     #[inline(always)]
     pub fn from_header(addrs: [u8; 8], proto: u8, cport: u16, vport: u16) -> Self {
         V4Flow {
             addrs: u64::from_ne_bytes(addrs),
-            low: cport as u64 | (vport as u64) << 16 | (proto as u64) << 32,
+            low: ports_proto(proto, cport, vport),
         }
     }
 
@@ -467,7 +477,7 @@ mod tests {
     #[test]
     fn an_ipv4_key_is_the_header_bytes_as_they_are() {
         let header = [192, 0, 2, 7, 198, 51, 100, 1];
-        let k = FlowKey::from_v4_header(header, ip_proto::UDP, 5353, 53);
+        let k = V4Flow::from_header(header, ip_proto::UDP, 5353, 53).key();
         assert_eq!(
             k,
             FlowKey::v4(ip_proto::UDP, [192, 0, 2, 7], 5353, [198, 51, 100, 1], 53)
@@ -476,10 +486,7 @@ mod tests {
         assert_eq!(k.vip(), Addr::v4([198, 51, 100, 1]));
         assert_eq!((k.cport(), k.vport(), k.family()), (5353, 53, Family::V4));
         assert!(k.words().2.is_none(), "an IPv4 key is two words");
-        assert_eq!(
-            V4Flow::from_header(header, ip_proto::UDP, 5353, 53).key(),
-            k
-        );
+        assert_eq!(k.words().0, u64::from_ne_bytes(header), "addresses word");
     }
 
     #[test]
