@@ -4,7 +4,9 @@
 # burst decision (`decide_burst_hinted`, everything it calls included)
 # executes, divided by the packets it decided. Unlike a timing this does
 # not move with the machine's load: two builds compare exactly, on a
-# shared 2-core VM too. It says nothing about cache misses (callgrind
+# shared 2-core VM too, in the hot cases (the 64k ones move by up to 4 %
+# between runs of one build, with the number of bursts the profiled
+# seconds hold: compare those over several runs). It says nothing about cache misses (callgrind
 # does not model the memory system here), so the 64k and 1M cases show
 # the instructions a miss-free run would take, not their time.
 #
